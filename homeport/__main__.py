@@ -1,0 +1,3 @@
+from homeport.cli import main
+
+main()

@@ -1,0 +1,428 @@
+"""The command line. Each command parses, calls one function, prints.
+
+Exit codes: 0 success, 1 failure, 2 bad input (configuration or arguments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from homeport import __version__
+from homeport.config.loader import LineMap, load_deployment
+from homeport.config.model import Deployment
+from homeport.config.starter import starter_text
+from homeport.errors import (
+    AlreadyRunningError,
+    ConfigError,
+    HomeportError,
+    NotRunningError,
+)
+from homeport.layout import DeploymentLayout
+from homeport.logs import log_to_file
+from homeport.prepare import materialize, preflight
+from homeport.runstate import HomeserverState, RunLock, read_state, set_held, wake
+from homeport.status import Status, gather_status
+from homeport.supervisor import Supervisor
+from homeport.trust import client_ssl_context
+from homeport.users import check_localpart, create_user, generate_password
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("homeport.yaml"),
+    envvar="HOMEPORT_CONFIG",
+    show_default=True,
+    help="The deployment file.",
+)
+
+
+def reports_errors(command: F) -> F:
+    """Turn domain errors into a message on stderr and their exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as error:
+            err_console.print("[bold red]Configuration error[/]", highlight=False)
+            for problem in error.problems:
+                err_console.print(problem.render(), highlight=False, markup=False)
+            sys.exit(error.exit_code)
+        except HomeportError as error:
+            err_console.print(f"[bold red]Error:[/] {error}", highlight=False)
+            sys.exit(error.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(config_path: Path) -> tuple[Deployment, LineMap]:
+    return load_deployment(config_path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="homeport")
+def main() -> None:
+    """Run, federate and govern your organisation's own Matrix homeservers.
+
+    \b
+    Start here:
+      homeport init mydeployment
+      homeport up -c mydeployment/homeport.yaml
+    """
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--host", default="localhost", show_default=True, help="Host of both server names.")
+@click.option(
+    "--port",
+    "base_port",
+    default=8448,
+    show_default=True,
+    type=click.IntRange(1, 65534),
+    help="Port of internal; external gets the next one.",
+)
+@reports_errors
+def init(directory: Path, host: str, base_port: int) -> None:
+    """Write a commented starter DIRECTORY/homeport.yaml for two federating homeservers.
+
+    Running it again keeps the existing file, keys and secrets.
+
+    \b
+    Example:
+      homeport init ./deployment --port 8448
+    """
+    target = directory / "homeport.yaml"
+    if target.exists():
+        console.print(f"[yellow]Keeping[/] the existing {target}")
+    else:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with target.open("x", encoding="utf-8") as handle:
+                handle.write(starter_text(host, base_port, base_port + 1))
+        except OSError as error:
+            raise HomeportError(f"cannot write {target}: {error.strerror}") from error
+        console.print(f"[green]Wrote[/] {target}")
+    deployment, lines = _load(target)
+    problems = preflight(deployment, lines, target, check_ports=False)
+    if problems:
+        raise ConfigError(problems)
+    layout = materialize(deployment)
+    console.print(f"Keys, certificates and configs are in {layout.data_dir}")
+    console.print(f"Next: [bold]homeport up -c {target}[/]")
+
+
+@main.command()
+@config_option
+@reports_errors
+def render(config_path: Path) -> None:
+    """Render every homeserver's Synapse config into the data folder, for reading.
+
+    Secrets and keys are created once and kept; configs are rendered anew.
+    """
+    deployment, lines = _load(config_path)
+    problems = preflight(deployment, lines, config_path, check_ports=False)
+    if problems:
+        raise ConfigError(problems)
+    layout = materialize(deployment)
+    table = Table("homeserver", "homeserver.yaml", "log config", title="Rendered")
+    for name in deployment.homeservers:
+        files = layout.homeserver(name)
+        table.add_row(name, str(files.config_file), str(files.log_config_file))
+    console.print(table)
+
+
+class _RichReporter:
+    """Draws start-up progress as a live table, then prints events as they happen."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._deployment = deployment
+        self._states: dict[str, HomeserverState] = {}
+        self._started = time.monotonic()
+        self.live: Live | None = None
+
+    def table(self) -> Table:
+        table = Table("homeserver", "server name", "state", "pid", title="Starting homeservers")
+        styles = {"ready": "green", "failed": "red", "restarting": "yellow"}
+        for name, hs in self._deployment.homeservers.items():
+            entry = self._states.get(name)
+            state = entry["state"] if entry else "waiting"
+            spinner = "" if state in ("ready", "stopped", "failed") else " …"
+            style = styles.get(state, "cyan")
+            pid = str(entry["pid"]) if entry and entry["pid"] else ""
+            table.add_row(name, hs.server_name, f"[{style}]{state}{spinner}[/]", pid)
+        table.caption = f"{time.monotonic() - self._started:.1f} s"
+        return table
+
+    def state_changed(self, name: str, state: HomeserverState) -> None:
+        self._states[name] = dict(state)  # type: ignore[assignment]
+        if self.live is not None:
+            self.live.update(self.table())
+        elif state["state"] in ("ready", "stopped", "starting"):
+            console.print(f"{time.strftime('%H:%M:%S')} {name}: {state['state']}")
+
+    def died(self, name: str, exit_code: int, log_tail: str, restart_in: float) -> None:
+        console.print(
+            Panel(
+                log_tail,
+                title=f"{name} exited with code {exit_code}; restarting in {restart_in:g} s",
+                border_style="red",
+            ),
+            markup=False,
+        )
+
+    def all_settled(self, held: set[str]) -> bool:
+        """True once every homeserver is ready, failed, or held stopped."""
+
+        def settled(name: str) -> bool:
+            entry = self._states.get(name)
+            state = entry["state"] if entry else None
+            return state in ("ready", "failed") or (name in held and state == "stopped")
+
+        return all(settled(name) for name in self._deployment.homeservers)
+
+
+def _summary(deployment: Deployment, layout: DeploymentLayout, held: set[str]) -> Table:
+    table = Table("homeserver", "server name", "URL", "log", title="Homeport is up")
+    for name, hs in deployment.homeservers.items():
+        note = " [yellow](held stopped: homeport start)[/]" if name in held else ""
+        table.add_row(
+            name, hs.server_name + note, hs.base_url, str(layout.homeserver(name).log_file)
+        )
+    table.caption = f"CA certificate: {layout.ca_certificate}   Stop with Ctrl-C."
+    return table
+
+
+@main.command()
+@config_option
+@reports_errors
+def up(config_path: Path) -> None:
+    """Start every homeserver and keep them running, in the foreground.
+
+    Ctrl-C or SIGTERM stops everything cleanly. A homeserver that dies is
+    restarted with backoff.
+
+    \b
+    Example:
+      homeport up -c deployment/homeport.yaml
+    """
+    deployment, lines = _load(config_path)
+    layout = DeploymentLayout(deployment.data_dir)
+    lock = RunLock(layout)
+    if layout.data_dir.exists() and (pid := lock.holder()) is not None:
+        raise AlreadyRunningError(
+            f"this deployment is already running (homeport up, pid {pid}); "
+            f"see `homeport status -c {config_path}`"
+        )
+    problems = preflight(deployment, lines, config_path)
+    if problems:
+        raise ConfigError(problems)
+    materialize(deployment)
+    if not lock.acquire():
+        raise AlreadyRunningError("this deployment was started by another `homeport up` just now")
+    log_to_file(layout.supervisor_log)
+    try:
+        asyncio.run(_run_up(deployment, layout))
+    finally:
+        lock.release()
+
+
+async def _run_up(deployment: Deployment, layout: DeploymentLayout) -> None:
+    reporter = _RichReporter(deployment)
+    supervisor = Supervisor(deployment, layout, client_ssl_context(deployment), reporter)
+    running = asyncio.create_task(supervisor.run())
+    with Live(reporter.table(), console=console, refresh_per_second=4, transient=True) as live:
+        reporter.live = live
+        while not running.done() and not reporter.all_settled(supervisor.held):
+            await asyncio.wait({running}, timeout=0.25)
+            live.update(reporter.table())
+        reporter.live = None
+    if not running.done():
+        console.print(_summary(deployment, layout, supervisor.held))
+    await running
+    console.print("All homeservers stopped.")
+
+
+def _running_supervisor(deployment: Deployment, config_path: Path) -> int:
+    layout = DeploymentLayout(deployment.data_dir)
+    pid = RunLock(layout).holder() if layout.data_dir.exists() else None
+    if pid is None or pid <= 0:
+        raise NotRunningError(
+            f"this deployment is not running; start it with `homeport up -c {config_path}`"
+        )
+    return pid
+
+
+def _wait_for_state(
+    layout: DeploymentLayout, name: str, wanted: set[str], timeout: float
+) -> str | None:
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        run_state = read_state(layout)
+        entry = run_state["homeservers"].get(name) if run_state else None
+        state = entry["state"] if entry else None
+        if state in wanted:
+            return state
+        time.sleep(0.2)
+    return state
+
+
+def _name_argument(deployment: Deployment, name: str) -> None:
+    if name not in deployment.homeservers:
+        known = ", ".join(deployment.homeservers)
+        raise click.BadParameter(f"no homeserver named {name!r}; this file has: {known}")
+
+
+@main.command()
+@config_option
+@click.argument("name")
+@reports_errors
+def stop(config_path: Path, name: str) -> None:
+    """Stop homeserver NAME of the running deployment; it stays stopped until `start`."""
+    deployment, _ = _load(config_path)
+    _name_argument(deployment, name)
+    pid = _running_supervisor(deployment, config_path)
+    layout = DeploymentLayout(deployment.data_dir)
+    set_held(layout, name, True)
+    wake(pid)
+    if _wait_for_state(layout, name, {"stopped"}, timeout=60) != "stopped":
+        raise HomeportError(f"{name} did not stop within 60 s; see {layout.supervisor_log}")
+    console.print(f"{name} stopped; `homeport start -c {config_path} {name}` starts it again.")
+
+
+@main.command()
+@config_option
+@click.argument("name")
+@reports_errors
+def start(config_path: Path, name: str) -> None:
+    """Start homeserver NAME again after `homeport stop`, and wait until it is ready."""
+    deployment, _ = _load(config_path)
+    _name_argument(deployment, name)
+    pid = _running_supervisor(deployment, config_path)
+    layout = DeploymentLayout(deployment.data_dir)
+    set_held(layout, name, False)
+    wake(pid)
+    state = _wait_for_state(layout, name, {"ready", "failed"}, timeout=180)
+    if state != "ready":
+        raise HomeportError(
+            f"{name} is not ready (state: {state}); see {layout.homeserver(name).log_file}"
+        )
+    console.print(f"{name} is ready at {deployment.homeservers[name].base_url}")
+
+
+def _status_table(status: Status) -> Table:
+    table = Table(
+        "homeserver",
+        "server name",
+        "running",
+        "ready",
+        "pid",
+        "synapse",
+        "destinations",
+        "failing",
+        "URL",
+        title="Homeport status" + ("" if status["running"] else " (not running)"),
+    )
+    for name, hs in status["homeservers"].items():
+        federation = hs["federation"]
+        table.add_row(
+            name,
+            hs["server_name"],
+            "[green]yes[/]"
+            if hs["running"]
+            else ("[yellow]held[/]" if hs["held"] else "[red]no[/]"),
+            "[green]yes[/]" if hs["ready"] else "[red]no[/]",
+            str(hs["pid"] or ""),
+            hs["synapse_version"] or "",
+            str(federation["destinations"]) if federation else "",
+            str(federation["failing"]) if federation else "",
+            hs["base_url"],
+        )
+    table.caption = f"CA certificate: {status['ca_cert']}"
+    return table
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the documented JSON format.")
+@reports_errors
+def status(config_path: Path, as_json: bool) -> None:
+    """Show each homeserver: running, ready, version and federation destinations.
+
+    `--json` prints a stable format for scripts (docs/status-json.md).
+    """
+    deployment, _ = _load(config_path)
+    result = asyncio.run(gather_status(deployment))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        console.print(_status_table(result))
+
+
+@main.group()
+def user() -> None:
+    """Manage users of the deployment's homeservers."""
+
+
+@user.command("create")
+@config_option
+@click.argument("server")
+@click.argument("localpart")
+@click.option("--password", help="The password; one is generated and printed when left out.")
+@click.option("--admin", is_flag=True, help="Make the user a server admin.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"user_id": ..., "password": ...}.')
+@reports_errors
+def user_create(
+    config_path: Path,
+    server: str,
+    localpart: str,
+    password: str | None,
+    admin: bool,
+    as_json: bool,
+) -> None:
+    """Register LOCALPART on homeserver SERVER and print the Matrix ID.
+
+    \b
+    Example:
+      homeport user create internal alice --admin
+    """
+    deployment, _ = _load(config_path)
+    _name_argument(deployment, server)
+    try:
+        check_localpart(localpart)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="LOCALPART") from error
+    generated = password is None
+    secret = password if password is not None else generate_password()
+    user_id = asyncio.run(create_user(deployment, server, localpart, secret, admin))
+    if as_json:
+        click.echo(json.dumps({"user_id": user_id, "password": secret if generated else None}))
+        return
+    click.echo(user_id)
+    if generated:
+        click.echo(f"password: {secret}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The commented starter file that `homeport init` writes."""
+
+from __future__ import annotations
+
+STARTER_TEMPLATE = """\
+# homeport.yaml: the one source of truth for this deployment.
+# Everything else (Synapse configs, certificates, keys) is rendered from it
+# into `data_dir` by `homeport render` and `homeport up`; do not edit those.
+#
+# Scenario: an organisation runs two homeservers on this machine:
+#   internal  a highly secure one for internal communication;
+#   external  a relaxed one for talking to the outside.
+# They federate with each other over verified TLS, using a local certificate
+# authority that Homeport creates once in the data folder.
+
+# Where keys, certificates, databases, media and logs live (relative to this file).
+data_dir: data
+
+# Extra CA certificates to trust for federation, besides the local CA
+# (for homeservers that bring their own certificates).
+trusted_ca_files: []
+
+homeservers:
+  internal:
+    # The Matrix server name: user IDs end in it (@alice:{host}:{internal_port}).
+    # With an explicit port, other servers connect straight to it over TLS.
+    server_name: "{host}:{internal_port}"
+    # The TLS listener that serves federation and the client API.
+    address: 127.0.0.1
+    port: {internal_port}
+    # `sqlite` (a file in the data folder) or a postgresql://user@host:5432/db URL.
+    database: sqlite
+    # Your own certificate instead of the local CA's, for production:
+    # tls:
+    #   certificate: /etc/ssl/internal.crt
+    #   key: /etc/ssl/private/internal.key
+    # Federation and visibility policy (filled in by the visibility settings).
+    policy: {{}}
+    # Any other Synapse setting, merged over what Homeport renders, e.g.:
+    # synapse:
+    #   max_upload_size: 100M
+    synapse: {{}}
+
+  external:
+    server_name: "{host}:{external_port}"
+    address: 127.0.0.1
+    port: {external_port}
+    database: sqlite
+    policy: {{}}
+    synapse: {{}}
+"""
+
+
+def starter_text(
+    host: str = "localhost", internal_port: int = 8448, external_port: int = 8449
+) -> str:
+    return STARTER_TEMPLATE.format(
+        host=host, internal_port=internal_port, external_port=external_port
+    )

@@ -1,0 +1,128 @@
+"""Small value types shared by the model: server names and database URLs."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AfterValidator
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"^(?=.{{1,255}}$){_LABEL}(?:\.{_LABEL})*$")
+_HOMESERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """A Matrix server name split into host and optional port."""
+
+    host: str
+    port: int | None
+
+    @property
+    def is_ip_literal(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host.strip("[]"))
+        except ValueError:
+            return False
+        return True
+
+
+def split_server_name(name: str) -> ServerAddress:
+    """Split `host[:port]` (IPv6 literals in brackets) as the Matrix spec defines it."""
+    if name.startswith("["):
+        host, _, rest = name.partition("]")
+        host += "]"
+        port_text = rest[1:] if rest.startswith(":") else None
+        if rest and port_text is None:
+            raise ValueError(f"{name!r} is not a server name: junk after the IPv6 literal")
+    else:
+        host, sep, port_text_ = name.rpartition(":")
+        if not sep:
+            host, port_text = name, None
+        else:
+            port_text = port_text_
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{name!r} has an invalid port {port_text!r}")
+        port = int(port_text)
+    return ServerAddress(host=host, port=port)
+
+
+def check_server_name(name: str) -> str:
+    """A Matrix server name: `host[:port]`, lower-case, no scheme, no path."""
+    if "://" in name or "/" in name:
+        raise ValueError(
+            f"{name!r} looks like a URL; a server name is host[:port], e.g. localhost:8448"
+        )
+    address = split_server_name(name)
+    if address.host.startswith("["):
+        try:
+            ipaddress.IPv6Address(address.host[1:-1])
+        except ValueError as error:
+            raise ValueError(f"{name!r}: {address.host} is not an IPv6 address") from error
+    elif not address.is_ip_literal and not _DNS_NAME.match(address.host):
+        raise ValueError(
+            f"{name!r} is not a valid server name: use lower-case letters, digits, dots and "
+            "hyphens, then an optional :port"
+        )
+    return name
+
+
+def check_homeserver_name(name: str) -> str:
+    if not _HOMESERVER_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a valid homeserver name: start with a lower-case letter, then "
+            "up to 31 lower-case letters, digits, '-' or '_'"
+        )
+    return name
+
+
+ServerName = Annotated[str, AfterValidator(check_server_name)]
+
+
+@dataclass(frozen=True)
+class PostgresUrl:
+    """The parts of a `postgresql://` URL that Synapse's psycopg2 config needs."""
+
+    user: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+    database: str
+
+
+def parse_postgres_url(url: str) -> PostgresUrl:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"{url!r}: expected 'sqlite' or a postgresql://user@host:port/db URL")
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise ValueError(
+            "the PostgreSQL URL names no database; write postgresql://user@host:5432/DBNAME"
+        )
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"the PostgreSQL URL has an invalid port: {error}") from error
+    return PostgresUrl(
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        host=parts.hostname,
+        port=port,
+        database=database,
+    )
+
+
+def check_database(value: str) -> str:
+    if value == "sqlite":
+        return value
+    parse_postgres_url(value)
+    return value
+
+
+Database = Annotated[str, AfterValidator(check_database)]

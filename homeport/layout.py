@@ -1,0 +1,114 @@
+"""Where everything lives in the data folder. Pure: computing a path touches no disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class HomeserverLayout:
+    """The files of one homeserver under `<data_dir>/homeservers/<name>/`."""
+
+    root: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "homeserver.yaml"
+
+    @property
+    def log_config_file(self) -> Path:
+        return self.root / "log.config.yaml"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.keys_dir / "signing.key"
+
+    @property
+    def registration_shared_secret(self) -> Path:
+        return self.keys_dir / "registration_shared_secret"
+
+    @property
+    def macaroon_secret_key(self) -> Path:
+        return self.keys_dir / "macaroon_secret_key"
+
+    @property
+    def form_secret(self) -> Path:
+        return self.keys_dir / "form_secret"
+
+    @property
+    def service_account(self) -> Path:
+        """Credentials of Homeport's own admin account on this homeserver."""
+        return self.keys_dir / "service_account.json"
+
+    @property
+    def tls_certificate(self) -> Path:
+        return self.root / "tls" / "server.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.root / "tls" / "server.key"
+
+    @property
+    def sqlite_database(self) -> Path:
+        return self.root / "homeserver.db"
+
+    @property
+    def media_store(self) -> Path:
+        return self.root / "media_store"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "homeserver.log"
+
+    @property
+    def console_log_file(self) -> Path:
+        """Synapse's stdout and stderr: tracebacks from before logging is set up land here."""
+        return self.log_dir / "console.log"
+
+
+@dataclass(frozen=True)
+class DeploymentLayout:
+    """The data folder of a whole deployment."""
+
+    data_dir: Path
+
+    @property
+    def ca_certificate(self) -> Path:
+        return self.data_dir / "ca" / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.data_dir / "ca" / "ca.key"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.run_dir / "homeport.lock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "state.json"
+
+    @property
+    def held_file(self) -> Path:
+        """Homeservers an administrator stopped; they stay down until started."""
+        return self.run_dir / "held.json"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.data_dir / "logs" / "homeport.log"
+
+    def homeserver(self, name: str) -> HomeserverLayout:
+        return HomeserverLayout(self.data_dir / "homeservers" / name)

@@ -1,0 +1,106 @@
+"""What `homeport status` reports: gathered from the run state and live probes.
+
+The JSON shape is a documented, stable interface (docs/status-json.md):
+keys are only ever added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypedDict
+
+import httpx
+
+from homeport.config.model import Deployment
+from homeport.layout import DeploymentLayout
+from homeport.runstate import RunLock, read_held, read_state
+from homeport.synapse import process as synapse_process
+from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.synapse.service_account import admin_token
+from homeport.trust import client_ssl_context
+
+
+class FederationSummary(TypedDict):
+    destinations: int
+    failing: int
+
+
+class HomeserverStatus(TypedDict):
+    server_name: str
+    base_url: str
+    running: bool
+    ready: bool
+    pid: int | None
+    state: str
+    held: bool
+    restarts: int
+    synapse_version: str | None
+    federation: FederationSummary | None
+    log_file: str
+
+
+class Status(TypedDict):
+    running: bool
+    supervisor_pid: int | None
+    homeservers: dict[str, HomeserverStatus]
+    ca_cert: str
+
+
+def summarize_destinations(rows: list[dict[str, Any]]) -> FederationSummary:
+    """Failing = backing off now (Synapse sets retry_interval > 0 only while failing)."""
+    failing = sum(1 for row in rows if (row.get("retry_interval") or 0) > 0)
+    return FederationSummary(destinations=len(rows), failing=failing)
+
+
+async def _federation_summary(
+    deployment: Deployment, name: str, layout: DeploymentLayout
+) -> FederationSummary | None:
+    hs = deployment.homeservers[name]
+    try:
+        async with SynapseClient(hs.base_url, client_ssl_context(deployment)) as client:
+            await admin_token(client, layout.homeserver(name))
+            return summarize_destinations(await client.all_federation_destinations())
+    except (httpx.HTTPError, SynapseApiError, OSError):
+        return None
+
+
+async def gather_status(deployment: Deployment) -> Status:
+    layout = DeploymentLayout(deployment.data_dir)
+    supervisor_pid = RunLock(layout).holder() if layout.data_dir.exists() else None
+    state = read_state(layout) if supervisor_pid else None
+    held = read_held(layout)
+    ssl_context = client_ssl_context(deployment) if layout.ca_certificate.exists() else None
+
+    async def one(name: str) -> HomeserverStatus:
+        hs = deployment.homeservers[name]
+        entry = state["homeservers"].get(name) if state else None
+        pid = entry["pid"] if entry else None
+        running = bool(pid and synapse_process.pid_alive(pid))
+        version = None
+        if running and ssl_context is not None:
+            version = await synapse_process.probe(hs.base_url, ssl_context)
+        federation = None
+        if version is not None:
+            federation = await _federation_summary(deployment, name, layout)
+        return HomeserverStatus(
+            server_name=hs.server_name,
+            base_url=hs.base_url,
+            running=running,
+            ready=version is not None,
+            pid=pid if running else None,
+            state=entry["state"] if entry and supervisor_pid else "stopped",
+            held=name in held,
+            restarts=entry["restarts"] if entry else 0,
+            synapse_version=version,
+            federation=federation,
+            log_file=str(layout.homeserver(name).log_file),
+        )
+
+    names = list(deployment.homeservers)
+    results = await asyncio.gather(*(one(name) for name in names))
+    return Status(
+        running=supervisor_pid is not None,
+        supervisor_pid=supervisor_pid if supervisor_pid and supervisor_pid > 0 else None,
+        homeservers=dict(zip(names, results, strict=True)),
+        ca_cert=str(layout.ca_certificate),
+    )

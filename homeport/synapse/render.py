@@ -1,0 +1,182 @@
+"""Model -> Synapse configuration. Pure: no disk, no network, no clock.
+
+Each homeserver gets one TLS listener that carries federation (which also
+serves `/_matrix/key/v2`) and the client API, so a server name with an
+explicit port is all a sibling needs to reach it.
+"""
+
+from __future__ import annotations
+
+import copy
+from ipaddress import ip_address
+from typing import Any
+
+from homeport.config.model import Deployment, Homeserver
+from homeport.config.types import parse_postgres_url, split_server_name
+from homeport.layout import DeploymentLayout, HomeserverLayout
+
+LOOPBACK = ["127.0.0.1", "::1"]
+
+# Sized for an organisation of a few hundred people, many behind one NAT:
+# Synapse's defaults are tuned for big public servers and would throttle an
+# office that logs in at nine o'clock. Override any of them in `synapse:`.
+SMALL_ORGANISATION_RATE_LIMITS: dict[str, Any] = {
+    "rc_message": {"per_second": 2, "burst_count": 30},
+    "rc_login": {
+        "address": {"per_second": 0.5, "burst_count": 30},
+        "account": {"per_second": 0.2, "burst_count": 10},
+        "failed_attempts": {"per_second": 0.1, "burst_count": 5},
+    },
+    "rc_joins": {
+        "local": {"per_second": 1, "burst_count": 20},
+        "remote": {"per_second": 0.2, "burst_count": 20},
+    },
+    "rc_invites": {
+        "per_room": {"per_second": 1, "burst_count": 20},
+        "per_user": {"per_second": 0.2, "burst_count": 10},
+    },
+    # Sibling homeservers of one organisation talk a lot: let their
+    # transactions through without sleeping, but still bound a runaway peer.
+    "rc_federation": {
+        "window_size": 1000,
+        "sleep_limit": 50,
+        "sleep_delay": 250,
+        "reject_limit": 200,
+        "concurrent": 10,
+    },
+}
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else in `override` replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def sibling_ip_allowlist(deployment: Deployment, name: str) -> list[str]:
+    """Addresses our siblings listen on, which Synapse's default blocklist would refuse.
+
+    Synapse blocks loopback and private ranges for outbound federation (a
+    guard against request forgery); sibling homeservers on this machine live
+    exactly there, so only their addresses are allowed, nothing wider.
+    """
+    allowed: list[str] = []
+    for other_name, other in deployment.homeservers.items():
+        if other_name == name:
+            continue
+        host = split_server_name(other.server_name).host
+        candidates = []
+        if _is_loopback_host(host) or ip_address(other.address).is_loopback:
+            candidates += LOOPBACK
+        if not ip_address(other.address).is_unspecified:
+            candidates.append(other.address)
+        for candidate in candidates:
+            if candidate not in allowed:
+                allowed.append(candidate)
+    return allowed
+
+
+def _database(hs: Homeserver, layout: HomeserverLayout) -> dict[str, Any]:
+    if hs.database == "sqlite":
+        return {"name": "sqlite3", "args": {"database": str(layout.sqlite_database)}}
+    url = parse_postgres_url(hs.database)
+    args: dict[str, Any] = {"database": url.database, "cp_min": 5, "cp_max": 10}
+    if url.user:
+        args["user"] = url.user
+    if url.password:
+        args["password"] = url.password
+    if url.host:
+        args["host"] = url.host
+    if url.port:
+        args["port"] = url.port
+    return {"name": "psycopg2", "txn_limit": 10000, "args": args}
+
+
+def render_homeserver(
+    deployment: Deployment, name: str, layout: DeploymentLayout
+) -> dict[str, Any]:
+    """The complete `homeserver.yaml` of homeserver `name`, as a dict."""
+    hs = deployment.homeservers[name]
+    files = layout.homeserver(name)
+    certificate = hs.tls.certificate if hs.tls else files.tls_certificate
+    key = hs.tls.key if hs.tls else files.tls_key
+    config: dict[str, Any] = {
+        "server_name": hs.server_name,
+        "public_baseurl": hs.base_url + "/",
+        "report_stats": False,
+        "listeners": [
+            {
+                "port": hs.port,
+                "bind_addresses": [hs.address],
+                "type": "http",
+                "tls": True,
+                "x_forwarded": False,
+                "resources": [{"names": ["client", "federation"], "compress": False}],
+            }
+        ],
+        "tls_certificate_path": str(certificate),
+        "tls_private_key_path": str(key),
+        "federation_verify_certificates": True,
+        "federation_custom_ca_list": [
+            str(layout.ca_certificate),
+            *(str(p) for p in deployment.trusted_ca_files),
+        ],
+        # Keys are fetched from each server itself: the default asks
+        # matrix.org, unreachable from a closed deployment and outside it.
+        "trusted_key_servers": [],
+        "suppress_key_server_warning": True,
+        "database": _database(hs, files),
+        "media_store_path": str(files.media_store),
+        "signing_key_path": str(files.signing_key),
+        "registration_shared_secret_path": str(files.registration_shared_secret),
+        "macaroon_secret_key_path": str(files.macaroon_secret_key),
+        "form_secret_path": str(files.form_secret),
+        "log_config": str(files.log_config_file),
+        "enable_registration": False,
+        "url_preview_enabled": False,
+        **copy.deepcopy(SMALL_ORGANISATION_RATE_LIMITS),
+    }
+    allowlist = sibling_ip_allowlist(deployment, name)
+    if allowlist:
+        config["ip_range_whitelist"] = allowlist
+    return deep_merge(config, hs.synapse)
+
+
+def render_log_config(layout: HomeserverLayout) -> dict[str, Any]:
+    """Synapse's logging: one rotating file per homeserver, read by `homeport` for tails."""
+    return {
+        "version": 1,
+        "formatters": {
+            "precise": {
+                "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - "
+                "%(request)s - %(message)s"
+            }
+        },
+        "handlers": {
+            "file": {
+                "class": "logging.handlers.TimedRotatingFileHandler",
+                "formatter": "precise",
+                "filename": str(layout.log_file),
+                "when": "midnight",
+                "backupCount": 7,
+                "encoding": "utf8",
+            }
+        },
+        "loggers": {"synapse.storage.SQL": {"level": "INFO"}},
+        "root": {"level": "INFO", "handlers": ["file"]},
+        "disable_existing_loggers": False,
+    }

@@ -1,0 +1,51 @@
+"""Homeport's own admin account on each homeserver, for the admin API.
+
+Created once through shared-secret registration; its password and token are
+kept in the homeserver's keys folder (0600) and never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from homeport.files import write_private
+from homeport.layout import HomeserverLayout
+from homeport.synapse.api import SynapseApiError, SynapseClient
+
+SERVICE_LOCALPART = "homeport"
+
+
+async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
+    """A working admin access token: the stored one, a fresh login, or a new account."""
+    stored: dict[str, str] = {}
+    if layout.service_account.exists():
+        stored = json.loads(layout.service_account.read_text())
+    token = stored.get("access_token")
+    if token:
+        client.with_token(token)
+        try:
+            await client.whoami()
+        except SynapseApiError as error:
+            if error.status != 401:
+                raise
+        else:
+            return token
+    password = stored.get("password") or secrets.token_urlsafe(32)
+    try:
+        user = await client.login(SERVICE_LOCALPART, password)
+    except SynapseApiError as error:
+        if error.status != 403:
+            raise
+        shared = layout.registration_shared_secret.read_text().strip()
+        user = await client.register_with_shared_secret(shared, SERVICE_LOCALPART, password, True)
+        client.with_token(user.access_token)
+        await client.override_ratelimit(user.user_id)
+    write_private(
+        layout.service_account,
+        json.dumps(
+            {"user_id": user.user_id, "password": password, "access_token": user.access_token}
+        ).encode(),
+    )
+    client.with_token(user.access_token)
+    return user.access_token

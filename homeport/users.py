@@ -1,0 +1,51 @@
+"""Registering users on a homeserver of the deployment."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import httpx
+
+from homeport.config.model import Deployment
+from homeport.credentials import registration_shared_secret
+from homeport.errors import HomeportError, NotRunningError
+from homeport.layout import DeploymentLayout
+from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.trust import client_ssl_context
+
+_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+
+
+def check_localpart(localpart: str) -> str:
+    if not _LOCALPART.match(localpart):
+        raise ValueError(
+            f"{localpart!r} is not a valid user name: use lower-case letters, digits and ._=-/+"
+        )
+    return localpart
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+async def create_user(
+    deployment: Deployment, name: str, localpart: str, password: str, admin: bool
+) -> str:
+    """Register `localpart` on homeserver `name`; returns the Matrix ID."""
+    hs = deployment.homeservers[name]
+    files = DeploymentLayout(deployment.data_dir).homeserver(name)
+    try:
+        async with SynapseClient(hs.base_url, client_ssl_context(deployment)) as client:
+            user = await client.register_with_shared_secret(
+                registration_shared_secret(files), localpart, password, admin
+            )
+    except (httpx.ConnectError, FileNotFoundError) as error:
+        raise NotRunningError(
+            f"homeserver {name!r} is not running at {hs.base_url}; start it with `homeport up`"
+        ) from error
+    except SynapseApiError as error:
+        if error.errcode == "M_USER_IN_USE":
+            raise HomeportError(f"@{localpart}:{hs.server_name} already exists") from error
+        raise
+    return user.user_id
