@@ -1,0 +1,139 @@
+"""Process lifecycle: stop/start of one homeserver, crashes, clean shutdown, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.harness import (
+    RunningDeployment,
+    edit_yaml,
+    homeport,
+    init_deployment,
+    status_json,
+    synapse_pids,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def _wait(predicate: object, timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_stop_and_start_one_homeserver_while_the_other_keeps_running(
+    pair: RunningDeployment,
+) -> None:
+    config = str(pair.config_path)
+    before = status_json(pair.config_path)["homeservers"]
+    internal_pid, external_pid = before["internal"]["pid"], before["external"]["pid"]
+
+    out = homeport("stop", "-c", config, "internal")
+    assert "internal stopped" in out.stdout
+    assert not psutil.pid_exists(internal_pid)
+    during = status_json(pair.config_path)["homeservers"]
+    assert during["internal"]["running"] is False
+    assert during["internal"]["held"] is True
+    assert during["external"]["ready"] is True
+    assert during["external"]["pid"] == external_pid
+
+    # Held means held: the supervisor does not bring it back by itself.
+    time.sleep(3)
+    assert status_json(pair.config_path)["homeservers"]["internal"]["running"] is False
+
+    homeport("start", "-c", config, "internal")
+    after = status_json(pair.config_path)["homeservers"]
+    assert after["internal"]["ready"] is True
+    assert after["internal"]["pid"] != internal_pid
+    assert after["external"]["pid"] == external_pid
+
+
+def test_up_on_a_running_deployment_says_so(pair: RunningDeployment) -> None:
+    pids = sorted(synapse_pids(pair.deployment.data_dir))
+    result = homeport("up", "-c", str(pair.config_path), check=False, timeout=30)
+    assert result.returncode == 1
+    assert "already running" in result.stderr
+    assert sorted(synapse_pids(pair.deployment.data_dir)) == pids
+
+
+def test_commands_on_a_stopped_deployment_explain_how_to_start(tmp_path: Path) -> None:
+    config = init_deployment(tmp_path)
+    result = homeport("stop", "-c", str(config), "internal", check=False)
+    assert result.returncode == 1
+    assert "not running" in result.stderr and "homeport up" in result.stderr
+    result = homeport("stop", "-c", str(config), "nosuch", check=False)
+    assert result.returncode == 2
+    assert "no homeserver named 'nosuch'" in result.stderr
+
+
+@pytest.fixture
+def own_deployment(tmp_path: Path) -> Iterator[RunningDeployment]:
+    running = RunningDeployment(init_deployment(tmp_path))
+    yield running
+    if running.process is not None and running.process.poll() is None:
+        running.process.kill()
+    running.kill_leftovers()
+
+
+def test_crash_restart_and_clean_shutdown(own_deployment: RunningDeployment) -> None:
+    running = own_deployment
+    data_dir = running.deployment.data_dir
+    running.start()
+    assert len(synapse_pids(data_dir)) == 2
+
+    # A Synapse that dies is restarted with backoff and reported with its log.
+    crashed = status_json(running.config_path)["homeservers"]["external"]["pid"]
+    os.kill(crashed, signal.SIGKILL)
+    _wait(
+        lambda: status_json(running.config_path)["homeservers"]["external"]["restarts"] == 1,
+        what="the restart to be counted",
+    )
+    running.wait_ready()
+    assert status_json(running.config_path)["homeservers"]["external"]["pid"] != crashed
+    assert "external exited with code -9" in running.output()
+    assert "homeserver.log" in running.output()
+
+    # Ctrl-C stops everything in order.
+    assert running.stop(signal.SIGINT) == 0
+    assert synapse_pids(data_dir) == []
+    assert "All homeservers stopped." in running.output()
+    assert status_json(running.config_path)["running"] is False
+
+    # SIGTERM too.
+    running.start()
+    assert running.stop(signal.SIGTERM) == 0
+    assert synapse_pids(data_dir) == []
+
+    # Even when Homeport itself is killed outright, Synapse does not outlive it.
+    running.start()
+    assert running.stop(signal.SIGKILL) == -signal.SIGKILL
+    _wait(lambda: synapse_pids(data_dir) == [], timeout=45, what="Synapse to exit")
+
+
+def test_a_homeserver_that_never_starts_stops_everything_with_its_log(tmp_path: Path) -> None:
+    config = init_deployment(tmp_path)
+
+    def break_external(data: dict) -> None:  # type: ignore[type-arg]
+        data["homeservers"]["external"]["synapse"]["max_upload_size"] = "lots"
+
+    edit_yaml(config, break_external)
+    running = RunningDeployment(config)
+    try:
+        result = homeport("up", "-c", str(config), check=False, timeout=180)
+        assert result.returncode == 1
+        assert "'external' exited 3 times before it was ready" in result.stderr
+        assert "max_upload_size" in result.stderr
+        assert synapse_pids(running.deployment.data_dir) == []
+    finally:
+        running.kill_leftovers()

@@ -1,0 +1,189 @@
+"""Starting real deployments for tests: `homeport init`, then `homeport up` as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from ruamel.yaml import YAML
+
+from homeport.config.loader import load_deployment
+from homeport.config.model import Deployment
+from homeport.layout import DeploymentLayout
+from homeport.status import gather_status
+from homeport.users import create_user
+
+HOMEPORT = [sys.executable, "-m", "homeport"]
+
+# Tests send bursts that an office never would; Synapse's rate limits and its
+# 10-minute federation backoff would only make them slow and flaky.
+TEST_SYNAPSE_SETTINGS: dict[str, Any] = {
+    "rc_message": {"per_second": 1000, "burst_count": 1000},
+    "rc_login": {
+        "address": {"per_second": 1000, "burst_count": 1000},
+        "account": {"per_second": 1000, "burst_count": 1000},
+        "failed_attempts": {"per_second": 1000, "burst_count": 1000},
+    },
+    "rc_joins": {
+        "local": {"per_second": 1000, "burst_count": 1000},
+        "remote": {"per_second": 1000, "burst_count": 1000},
+    },
+    "rc_invites": {
+        "per_room": {"per_second": 1000, "burst_count": 1000},
+        "per_user": {"per_second": 1000, "burst_count": 1000},
+        "per_issuer": {"per_second": 1000, "burst_count": 1000},
+    },
+    "rc_registration": {"per_second": 1000, "burst_count": 1000},
+    "federation": {"destination_min_retry_interval": "1s"},
+}
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports."""
+    for _ in range(200):
+        base = random.randint(20000, 45000)
+        if all(port_is_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free ports")
+
+
+def homeport(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*HOMEPORT, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"homeport {' '.join(args)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+def edit_yaml(path: Path, edit: Any) -> None:
+    """Change homeport.yaml the way an administrator would: keep comments, change keys."""
+    yaml = YAML(typ="rt")
+    data = yaml.load(path.read_text())
+    edit(data)
+    with path.open("w") as handle:
+        yaml.dump(data, handle)
+
+
+def relax_for_tests(data: Any) -> None:
+    for hs in data["homeservers"].values():
+        hs["synapse"] = dict(TEST_SYNAPSE_SETTINGS)
+
+
+def synapse_pids(data_dir: Path) -> list[int]:
+    """Synapse processes whose config lives under `data_dir` (whoever started them)."""
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "synapse.app.homeserver" in cmdline and any(str(data_dir) in a for a in cmdline):
+            pids.append(proc.info["pid"])
+    return pids
+
+
+@dataclass
+class RunningDeployment:
+    """A `homeport up` running in the background for tests."""
+
+    config_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    output_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.output_path = self.config_path.parent / "up.out"
+
+    @property
+    def deployment(self) -> Deployment:
+        return load_deployment(self.config_path)[0]
+
+    @property
+    def layout(self) -> DeploymentLayout:
+        return DeploymentLayout(self.deployment.data_dir)
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace") if self.output_path.exists() else ""
+
+    def start(self, timeout: float = 180) -> None:
+        with self.output_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*HOMEPORT, "up", "-c", str(self.config_path)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "COLUMNS": "200"},
+            )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 180, names: set[str] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        wanted = names or set(self.deployment.homeservers)
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"homeport up exited early:\n{self.output()}")
+            status = asyncio.run(gather_status(self.deployment))
+            if all(status["homeservers"][n]["ready"] for n in wanted):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"not ready after {timeout} s:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def kill_leftovers(self) -> None:
+        for pid in synapse_pids(self.deployment.data_dir):
+            os.kill(pid, signal.SIGKILL)
+
+    async def new_user(self, name: str, admin: bool = False) -> tuple[str, str]:
+        """A fresh user (unique per test) on homeserver `name`: (user_id, password)."""
+        localpart = f"u{secrets.token_hex(5)}"
+        password = secrets.token_urlsafe(12)
+        user_id = await create_user(self.deployment, name, localpart, password, admin)
+        return user_id, password
+
+
+def init_deployment(directory: Path, relax: bool = True) -> Path:
+    """`homeport init` into `directory` on free ports; returns the config path."""
+    base = free_port_run(2)
+    homeport("init", str(directory), "--port", str(base))
+    config = directory / "homeport.yaml"
+    if relax:
+        edit_yaml(config, relax_for_tests)
+    return config
+
+
+def cleanup(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def status_json(config: Path) -> dict[str, Any]:
+    result = homeport("status", "-c", str(config), "--json")
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
