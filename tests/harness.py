@@ -70,7 +70,9 @@ def free_port_run(count: int) -> int:
     raise RuntimeError("no free ports")
 
 
-def homeport(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def homeport(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [*HOMEPORT, *args], capture_output=True, text=True, timeout=timeout, check=False
     )

@@ -24,7 +24,9 @@ async def test_users_on_both_servers_exchange_messages_over_federation(
     config = str(pair.config_path)
 
     # Users are created with the command an administrator would use.
-    alice = json.loads(homeport("user", "create", "-c", config, "internal", "alice1", "--json").stdout)
+    alice = json.loads(
+        homeport("user", "create", "-c", config, "internal", "alice1", "--json").stdout
+    )
     bob = json.loads(homeport("user", "create", "-c", config, "external", "bob1", "--json").stdout)
     assert alice["user_id"] == f"@alice1:{internal.server_name}"
     assert bob["user_id"] == f"@bob1:{external.server_name}"
@@ -72,6 +74,7 @@ async def test_users_on_both_servers_exchange_messages_over_federation(
     status = json.loads(homeport("status", "-c", config, "--json").stdout)
     for name in ("internal", "external"):
         entry = status["homeservers"][name]
-        assert entry["running"] and entry["ready"]
+        assert entry["running"]
+        assert entry["ready"]
         assert entry["federation"]["destinations"] >= 1
         assert entry["federation"]["failing"] == 0

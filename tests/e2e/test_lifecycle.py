@@ -71,7 +71,8 @@ def test_commands_on_a_stopped_deployment_explain_how_to_start(tmp_path: Path) -
     config = init_deployment(tmp_path)
     result = homeport("stop", "-c", str(config), "internal", check=False)
     assert result.returncode == 1
-    assert "not running" in result.stderr and "homeport up" in result.stderr
+    assert "not running" in result.stderr
+    assert "homeport up" in result.stderr
     result = homeport("stop", "-c", str(config), "nosuch", check=False)
     assert result.returncode == 2
     assert "no homeserver named 'nosuch'" in result.stderr
