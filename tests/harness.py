@@ -13,9 +13,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 from ruamel.yaml import YAML
@@ -25,6 +27,8 @@ from homeport.config.model import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.status import gather_status
 from homeport.users import create_user
+
+T = TypeVar("T")
 
 HOMEPORT = [sys.executable, "-m", "homeport"]
 
@@ -49,6 +53,12 @@ TEST_SYNAPSE_SETTINGS: dict[str, Any] = {
     "rc_registration": {"per_second": 1000, "burst_count": 1000},
     "federation": {"destination_min_retry_interval": "1s"},
 }
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even inside an async test."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def port_is_free(port: int) -> bool:
@@ -146,7 +156,7 @@ class RunningDeployment:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"homeport up exited early:\n{self.output()}")
-            status = asyncio.run(gather_status(self.deployment))
+            status = run_sync(gather_status(self.deployment))
             if all(status["homeservers"][n]["ready"] for n in wanted):
                 return
             time.sleep(0.5)

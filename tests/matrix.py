@@ -8,7 +8,18 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from nio import AsyncClient, LoginResponse, RoomMessageText, SyncResponse
+from nio import (
+    AsyncClient,
+    JoinResponse,
+    LoginResponse,
+    RoomCreateResponse,
+    RoomMessageText,
+    RoomPreset,
+    RoomSendResponse,
+    SyncResponse,
+)
+
+from tests.harness import RunningDeployment
 
 
 @asynccontextmanager
@@ -39,3 +50,42 @@ async def wait_for_text(
         else:
             await asyncio.sleep(0.5)
     raise AssertionError(f"{body!r} did not arrive in {room_id} within {timeout} s")
+
+
+async def exchange_messages(
+    running: RunningDeployment,
+    ssl_context: ssl.SSLContext,
+    alice: dict[str, str],
+    bob: dict[str, str],
+    alias: str,
+) -> str:
+    """Bob creates a room on external, alice joins it from internal, both speak.
+
+    Returns the room ID. Fails unless each message arrives on the other server.
+    """
+    internal = running.deployment.homeservers["internal"]
+    external = running.deployment.homeservers["external"]
+    async with (
+        logged_in(internal.base_url, alice["user_id"], alice["password"], ssl_context) as a,
+        logged_in(external.base_url, bob["user_id"], bob["password"], ssl_context) as b,
+    ):
+        created = await b.room_create(alias=alias, name=alias, preset=RoomPreset.public_chat)
+        assert isinstance(created, RoomCreateResponse), created
+        room_id = created.room_id
+        await b.sync(timeout=0)
+
+        joined = await a.join(f"#{alias}:{external.server_name}")
+        assert isinstance(joined, JoinResponse), joined
+        assert joined.room_id == room_id
+        await a.sync(timeout=0)
+
+        for sender, receiver, body in (
+            (a, b, "hello from internal"),
+            (b, a, "hello from external"),
+        ):
+            sent = await sender.room_send(
+                room_id, "m.room.message", {"msgtype": "m.text", "body": body}
+            )
+            assert isinstance(sent, RoomSendResponse), sent
+            await wait_for_text(receiver, room_id, body)
+    return room_id

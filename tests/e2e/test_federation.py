@@ -6,12 +6,11 @@ import json
 import ssl
 
 import pytest
-from nio import JoinResponse, RoomCreateResponse, RoomPreset, RoomSendResponse
 
 from homeport.synapse.api import SynapseClient
 from homeport.synapse.service_account import admin_token
 from tests.harness import RunningDeployment, homeport
-from tests.matrix import logged_in, wait_for_text
+from tests.matrix import exchange_messages
 
 pytestmark = pytest.mark.e2e
 
@@ -31,33 +30,7 @@ async def test_users_on_both_servers_exchange_messages_over_federation(
     assert alice["user_id"] == f"@alice1:{internal.server_name}"
     assert bob["user_id"] == f"@bob1:{external.server_name}"
 
-    async with (
-        logged_in(internal.base_url, alice["user_id"], alice["password"], pair_ssl) as a,
-        logged_in(external.base_url, bob["user_id"], bob["password"], pair_ssl) as b,
-    ):
-        created = await b.room_create(
-            alias="e2e-lobby", name="Lobby", preset=RoomPreset.public_chat
-        )
-        assert isinstance(created, RoomCreateResponse), created
-        room_id = created.room_id
-        await b.sync(timeout=0)
-
-        joined = await a.join(f"#e2e-lobby:{external.server_name}")
-        assert isinstance(joined, JoinResponse), joined
-        assert joined.room_id == room_id
-        await a.sync(timeout=0)
-
-        sent = await a.room_send(
-            room_id, "m.room.message", {"msgtype": "m.text", "body": "hello from internal"}
-        )
-        assert isinstance(sent, RoomSendResponse), sent
-        await wait_for_text(b, room_id, "hello from internal")
-
-        sent = await b.room_send(
-            room_id, "m.room.message", {"msgtype": "m.text", "body": "hello from external"}
-        )
-        assert isinstance(sent, RoomSendResponse), sent
-        await wait_for_text(a, room_id, "hello from external")
+    await exchange_messages(pair, pair_ssl, alice, bob, alias="e2e-lobby")
 
     # Both sent events into the shared room, so each lists the other as a
     # federation destination in Synapse's admin API, with no failure.
