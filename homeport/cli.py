@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -66,10 +67,12 @@ def reports_errors(command: F) -> F:
         except ConfigError as error:
             err_console.print("[bold red]Configuration error[/]", highlight=False)
             for problem in error.problems:
-                err_console.print(problem.render(), highlight=False, markup=False)
+                err_console.print(problem.render(), highlight=False, markup=False, soft_wrap=True)
             sys.exit(error.exit_code)
         except HomeportError as error:
-            err_console.print(f"[bold red]Error:[/] {error}", highlight=False)
+            err_console.print(
+                f"[bold red]Error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
             sys.exit(error.exit_code)
 
     return wrapper  # type: ignore[return-value]

@@ -90,7 +90,8 @@ def _allowed_keys(path: Path_) -> list[str]:
 
 
 def _problem_from_pydantic(error: Any, source: Path, lines: LineMap) -> ConfigProblem:
-    loc: Path_ = tuple(error["loc"])
+    # Pydantic marks errors in a mapping key with a "[key]" step; the key itself names it.
+    loc: Path_ = tuple(part for part in error["loc"] if part != "[key]")
     kind = error["type"]
     value = error.get("input")
     hint = ""

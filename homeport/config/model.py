@@ -6,13 +6,18 @@ against them by a test, so a setting cannot go undocumented.
 
 from __future__ import annotations
 
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from homeport.config.types import Database, ServerName, check_homeserver_name, split_server_name
+from homeport.config.types import (
+    Database,
+    IpAddress,
+    ServerName,
+    check_homeserver_name,
+    split_server_name,
+)
 
 HomeserverName = Annotated[str, AfterValidator(check_homeserver_name)]
 
@@ -70,7 +75,7 @@ class Homeserver(StrictModel):
         description="The Matrix server name, `host[:port]`; user IDs end in it. "
         "With an explicit port, other servers connect straight to that port over TLS."
     )
-    address: str = Field(default="127.0.0.1", description="IP address the TLS listener binds to.")
+    address: IpAddress = Field(default="127.0.0.1", description="IP address the TLS listener binds to.")
     port: int = Field(
         ge=1, le=65535, description="TCP port of the TLS listener (federation and client API)."
     )
@@ -90,16 +95,6 @@ class Homeserver(StrictModel):
         default_factory=dict,
         description="Any other Synapse setting, merged over what Homeport renders.",
     )
-
-    @model_validator(mode="after")
-    def _check(self) -> Homeserver:
-        try:
-            ip_address(self.address)
-        except ValueError as error:
-            raise ValueError(
-                f"address {self.address!r} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0"
-            ) from error
-        return self
 
     @property
     def federation_port(self) -> int:

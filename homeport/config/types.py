@@ -85,6 +85,19 @@ def check_homeserver_name(name: str) -> str:
 ServerName = Annotated[str, AfterValidator(check_server_name)]
 
 
+def check_ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as error:
+        raise ValueError(
+            f"{value!r} is not an IP address; use e.g. 127.0.0.1, or 0.0.0.0 for all interfaces"
+        ) from error
+    return value
+
+
+IpAddress = Annotated[str, AfterValidator(check_ip_address)]
+
+
 @dataclass(frozen=True)
 class PostgresUrl:
     """The parts of a `postgresql://` URL that Synapse's psycopg2 config needs."""

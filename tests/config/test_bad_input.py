@@ -1,0 +1,288 @@
+"""Malformed configurations: a clear error with file, line and key; exit 2; nothing started."""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from homeport.cli import main
+from tests.harness import HOMEPORT, free_port_run, synapse_pids
+
+GOOD = """\
+data_dir: data
+homeservers:
+  internal:
+    server_name: localhost:{p0}
+    port: {p0}
+  external:
+    server_name: localhost:{p1}
+    port: {p1}
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    text: str
+    line: int | None
+    key: str
+    says: str
+    setup: Callable[[Path, int], object] | None = None
+
+
+def _replace(old: str, new: str) -> str:
+    return GOOD.replace(old, new, 1)
+
+
+CASES = [
+    Case("yaml-syntax", _replace("    port: {p0}", "    port: [{p0}"), 6, "", "YAML syntax error"),
+    Case(
+        "duplicate-key",
+        _replace("    port: {p0}", "    port: {p0}\n    port: {p0}"),
+        6,
+        "",
+        "duplicate key",
+    ),
+    Case(
+        "tab-indent",
+        _replace("    port: {p0}", "\tport: {p0}"),
+        5,
+        "",
+        "YAML syntax error",
+    ),
+    Case(
+        "unknown-top-key",
+        "homeserver:\n  internal: {{}}\n",
+        1,
+        "homeserver",
+        "did you mean 'homeservers'",
+    ),
+    Case(
+        "unknown-key",
+        _replace("    port: {p0}", "    port: {p0}\n    prot: 1"),
+        6,
+        "homeservers.internal.prot",
+        "did you mean 'port'",
+    ),
+    Case(
+        "wrong-type",
+        _replace("    port: {p0}", "    port: eighty"),
+        5,
+        "homeservers.internal.port",
+        "expected an integer, got 'eighty'",
+    ),
+    Case(
+        "port-range",
+        _replace("    port: {p0}", "    port: 70000"),
+        5,
+        "homeservers.internal.port",
+        "less than or equal to 65535",
+    ),
+    Case(
+        "missing-server-name",
+        _replace("    server_name: localhost:{p0}\n", ""),
+        3,
+        "homeservers.internal.server_name",
+        "required key 'server_name' is missing",
+    ),
+    Case(
+        "duplicate-server-name",
+        _replace("localhost:{p1}", "localhost:{p0}"),
+        7,
+        "homeservers.external.server_name",
+        "already used by homeserver 'internal'",
+    ),
+    Case(
+        "duplicate-port",
+        GOOD.replace("port: {p1}", "port: {p0}")
+        .replace("localhost:{p1}", "localhost:{p0}x")
+        .replace("localhost:{p0}x", "other.localhost:{p0}"),
+        8,
+        "homeservers.external.port",
+        "port {p0} is already used by homeserver 'internal'",
+    ),
+    Case(
+        "port-in-use",
+        GOOD,
+        8,
+        "homeservers.external.port",
+        "already in use",
+        setup=lambda _dir, port: _occupy(port + 1),
+    ),
+    Case(
+        "server-name-url",
+        _replace("server_name: localhost:{p0}", "server_name: https://x.org"),
+        4,
+        "homeservers.internal.server_name",
+        "looks like a URL",
+    ),
+    Case(
+        "server-name-case",
+        _replace("server_name: localhost:{p0}", "server_name: Matrix.ORG"),
+        4,
+        "homeservers.internal.server_name",
+        "not a valid server name",
+    ),
+    Case(
+        "port-mismatch",
+        _replace("    port: {p0}", "    port: 1234"),
+        5,
+        "homeservers.internal.port",
+        "other servers will connect to port {p0}",
+    ),
+    Case(
+        "bad-database",
+        _replace("    port: {p0}", "    port: {p0}\n    database: mysql://db/x"),
+        6,
+        "homeservers.internal.database",
+        "expected 'sqlite' or a postgresql://",
+    ),
+    Case(
+        "postgres-without-db",
+        _replace("    port: {p0}", "    port: {p0}\n    database: postgresql://u@localhost"),
+        6,
+        "homeservers.internal.database",
+        "names no database",
+    ),
+    Case(
+        "bad-address",
+        _replace("    port: {p0}", "    port: {p0}\n    address: localhost"),
+        6,
+        "homeservers.internal.address",
+        "is not an IP address",
+    ),
+    Case(
+        "reserved-passthrough",
+        _replace("    port: {p0}", "    port: {p0}\n    synapse:\n      listeners: []"),
+        7,
+        "homeservers.internal.synapse.listeners",
+        "managed by Homeport",
+    ),
+    Case(
+        "bad-homeserver-name",
+        _replace("  internal:", "  Internal!:"),
+        3,
+        "homeservers.Internal!",
+        "not a valid homeserver name",
+    ),
+    Case("no-homeservers", "homeservers: {{}}\n", 1, "homeservers", "must not be empty"),
+    Case("empty-file", "", 1, "", "the file is empty"),
+    Case("top-level-list", "- internal\n", 1, "", "expected a mapping"),
+    Case(
+        "homeservers-list",
+        "homeservers:\n  - internal\n",
+        1,
+        "homeservers",
+        "expected a mapping",
+    ),
+    Case(
+        "data-dir-under-a-file",
+        _replace("data_dir: data", "data_dir: afile/data"),
+        1,
+        "data_dir",
+        "is not a folder",
+        setup=lambda d, _p: (d / "afile").write_text("x"),
+    ),
+    Case(
+        "data-dir-unwritable",
+        _replace("data_dir: data", "data_dir: /proc/homeport-data"),
+        1,
+        "data_dir",
+        "cannot write in /proc",
+    ),
+    Case(
+        "tls-file-missing",
+        _replace("    port: {p0}", "    port: {p0}\n    tls: {{certificate: c.pem, key: k.pem}}"),
+        6,
+        "homeservers.internal.tls.certificate",
+        "no such file",
+    ),
+    Case(
+        "trusted-ca-missing",
+        "trusted_ca_files: [nope.pem]\n" + GOOD,
+        1,
+        "trusted_ca_files[0]",
+        "no such file",
+    ),
+]
+
+_held_sockets: list[socket.socket] = []
+
+
+def _occupy(port: int) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    _held_sockets.append(sock)
+
+
+@pytest.fixture(autouse=True)
+def _release_sockets() -> Iterator[None]:
+    yield
+    while _held_sockets:
+        _held_sockets.pop().close()
+
+
+def test_there_are_at_least_fifteen_cases() -> None:
+    assert len(CASES) >= 15
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_configuration_is_refused_with_line_and_key(tmp_path: Path, case: Case) -> None:
+    p0 = free_port_run(2)
+    config = tmp_path / "homeport.yaml"
+    config.write_text(case.text.format(p0=p0, p1=p0 + 1))
+    if case.setup:
+        case.setup(tmp_path, p0)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    result = CliRunner().invoke(main, ["up", "-c", str(config)])
+
+    assert result.exit_code == 2, result.output
+    stderr = result.stderr
+    location = f"{config}:{case.line}:" if case.line else f"{config}:"
+    assert location in stderr, stderr
+    if case.key:
+        assert f" {case.key}:" in stderr, stderr
+    assert case.says.format(p0=p0) in stderr, stderr
+    # Nothing was written and nothing started.
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert synapse_pids(tmp_path) == []
+
+
+def test_missing_file_is_exit_2_with_a_hint(tmp_path: Path) -> None:
+    import subprocess
+
+    missing = tmp_path / "nope.yaml"
+    result = subprocess.run(
+        [*HOMEPORT, "up", "-c", str(missing)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert f"{missing}: no such file" in result.stderr
+    assert "homeport init" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_problem_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "homeport.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """\
+            homeservers:
+              internal:
+                server_name: localhost:8448
+                port: nope
+                colour: blue
+            """
+        )
+    )
+    result = CliRunner().invoke(main, ["render", "-c", str(config)])
+    assert result.exit_code == 2
+    assert f"{config}:4: homeservers.internal.port:" in result.stderr
+    assert f"{config}:5: homeservers.internal.colour:" in result.stderr
