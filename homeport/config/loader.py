@@ -7,6 +7,7 @@ then validates the plain data and each of its errors is mapped back to a line.
 from __future__ import annotations
 
 import difflib
+from ipaddress import ip_address
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,16 @@ def _problem_from_pydantic(error: Any, source: Path, lines: LineMap) -> ConfigPr
     return ConfigProblem(source, lines.line_of(loc), dotted(loc), message, hint)
 
 
+def _addresses_overlap(a: str, b: str) -> bool:
+    """Two listeners clash if they bind the same address or either binds all of them."""
+    return a == b or ip_address(a).is_unspecified or ip_address(b).is_unspecified
+
+
 def _semantic_problems(model: Deployment, source: Path, lines: LineMap) -> list[ConfigProblem]:
     """Checks across homeservers that no single field can make."""
     problems: list[ConfigProblem] = []
     seen_names: dict[str, str] = {}
-    seen_ports: dict[int, str] = {}
+    seen_ports: dict[tuple[str, int], str] = {}
     for name, hs in model.homeservers.items():
         base: Path_ = ("homeservers", name)
         if hs.server_name in seen_names:
@@ -145,17 +151,25 @@ def _semantic_problems(model: Deployment, source: Path, lines: LineMap) -> list[
                 )
             )
         seen_names.setdefault(hs.server_name, name)
-        if hs.port in seen_ports:
+        clash = next(
+            (
+                other
+                for (address, port), other in seen_ports.items()
+                if port == hs.port and _addresses_overlap(address, hs.address)
+            ),
+            None,
+        )
+        if clash is not None:
             problems.append(
                 ConfigProblem(
                     source,
                     lines.line_of((*base, "port")),
                     dotted((*base, "port")),
-                    f"port {hs.port} is already used by homeserver {seen_ports[hs.port]!r}",
+                    f"port {hs.port} is already used by homeserver {clash!r}",
                     "give each homeserver its own port",
                 )
             )
-        seen_ports.setdefault(hs.port, name)
+        seen_ports.setdefault((hs.address, hs.port), name)
         if hs.federation_port != hs.port and hs.public_baseurl is None:
             problems.append(
                 ConfigProblem(

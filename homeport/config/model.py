@@ -75,7 +75,9 @@ class Homeserver(StrictModel):
         description="The Matrix server name, `host[:port]`; user IDs end in it. "
         "With an explicit port, other servers connect straight to that port over TLS."
     )
-    address: IpAddress = Field(default="127.0.0.1", description="IP address the TLS listener binds to.")
+    address: IpAddress = Field(
+        default="127.0.0.1", description="IP address the TLS listener binds to."
+    )
     port: int = Field(
         ge=1, le=65535, description="TCP port of the TLS listener (federation and client API)."
     )

@@ -1,0 +1,186 @@
+"""Model -> homeserver.yaml, table-driven, plus a golden file for the starter deployment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from homeport.config.loader import load_deployment_text
+from homeport.config.model import Deployment
+from homeport.config.starter import starter_text
+from homeport.layout import DeploymentLayout
+from homeport.synapse.render import deep_merge, render_homeserver, render_log_config
+
+SOURCE = Path("/srv/homeport/homeport.yaml")
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def deployment(text: str) -> Deployment:
+    return load_deployment_text(text, SOURCE)[0]
+
+
+def two(
+    internal_extra: str = "", external: str = "    server_name: localhost:8449\n    port: 8449\n"
+) -> Deployment:
+    return deployment(
+        "homeservers:\n  internal:\n    server_name: localhost:8448\n    port: 8448\n"
+        + internal_extra
+        + "  external:\n"
+        + external
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    model: Deployment
+    expected: dict[str, Any]
+    absent: list[str] = field(default_factory=list)
+
+
+CASES = [
+    Case(
+        "sqlite-by-default",
+        two(),
+        {
+            "database": {
+                "name": "sqlite3",
+                "args": {"database": "/srv/homeport/data/homeservers/internal/homeserver.db"},
+            }
+        },
+    ),
+    Case(
+        "postgresql-url",
+        two("    database: postgresql://synapse:s%40cret@db.example:5433/internal\n"),
+        {
+            "database": {
+                "name": "psycopg2",
+                "txn_limit": 10000,
+                "args": {
+                    "database": "internal",
+                    "user": "synapse",
+                    "password": "s@cret",
+                    "host": "db.example",
+                    "port": 5433,
+                    "cp_min": 5,
+                    "cp_max": 10,
+                },
+            }
+        },
+    ),
+    Case(
+        "loopback-siblings-are-allowed",
+        two(),
+        {"ip_range_whitelist": ["127.0.0.1", "::1"]},
+    ),
+    Case(
+        "a-lone-server-opens-nothing",
+        deployment("homeservers:\n  solo:\n    server_name: localhost:8448\n    port: 8448\n"),
+        {},
+        absent=["ip_range_whitelist"],
+    ),
+    Case(
+        "sibling-on-a-private-address",
+        two(external="    server_name: ext.example.org\n    address: 10.0.0.5\n    port: 8448\n"),
+        {"ip_range_whitelist": ["10.0.0.5"]},
+    ),
+    Case(
+        "sibling-on-all-interfaces-with-a-public-name",
+        two(
+            external="    server_name: ext.example.org:8449\n    address: 0.0.0.0\n    port: 8449\n"
+        ),
+        {},
+        absent=["ip_range_whitelist"],
+    ),
+    Case(
+        "own-certificate",
+        two("    tls: {certificate: /etc/ssl/i.crt, key: /etc/ssl/i.key}\n"),
+        {"tls_certificate_path": "/etc/ssl/i.crt", "tls_private_key_path": "/etc/ssl/i.key"},
+    ),
+    Case(
+        "extra-trusted-ca",
+        deployment(
+            "trusted_ca_files: [corp-ca.pem]\nhomeservers:\n  internal:\n"
+            "    server_name: localhost:8448\n    port: 8448\n"
+        ),
+        {
+            "federation_custom_ca_list": [
+                "/srv/homeport/data/ca/ca.crt",
+                "/srv/homeport/corp-ca.pem",
+            ]
+        },
+    ),
+    Case(
+        "passthrough-merges-deeply",
+        two(
+            "    synapse:\n      rc_message: {per_second: 50}\n"
+            "      federation: {destination_min_retry_interval: 1s}\n"
+        ),
+        {
+            "rc_message": {"per_second": 50, "burst_count": 30},
+            "federation": {"destination_min_retry_interval": "1s"},
+        },
+    ),
+    Case(
+        "public-baseurl",
+        two("    public_baseurl: https://matrix.example.org/\n"),
+        {"public_baseurl": "https://matrix.example.org/"},
+    ),
+]
+
+
+def _subset(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _subset(v, actual[k]) for k, v in expected.items()
+        )
+    return bool(expected == actual)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_render(case: Case) -> None:
+    name = next(iter(case.model.homeservers))
+    config = render_homeserver(case.model, name, DeploymentLayout(case.model.data_dir))
+    for key, value in case.expected.items():
+        assert _subset(value, config.get(key)), (key, config.get(key))
+    for key in case.absent:
+        assert key not in config
+
+    # Invariants every rendering keeps, whatever the model says.
+    assert config["federation_verify_certificates"] is True
+    assert config["trusted_key_servers"] == []
+    (listener,) = config["listeners"]
+    assert listener["tls"] is True
+    assert {"client", "federation"} <= set(listener["resources"][0]["names"])
+    assert not [k for k in config if "secret" in k and not k.endswith("_path")]
+
+
+def test_starter_renders_like_the_golden_files() -> None:
+    model = deployment(starter_text())
+    layout = DeploymentLayout(model.data_dir)
+    for name in model.homeservers:
+        rendered = yaml.safe_dump(render_homeserver(model, name, layout), sort_keys=False)
+        golden = GOLDEN / f"{name}.yaml"
+        if os.environ.get("UPDATE_GOLDEN"):
+            golden.write_text(rendered)
+        assert rendered == golden.read_text(), f"{golden} differs; UPDATE_GOLDEN=1 rewrites it"
+    log = render_log_config(layout.homeserver("internal"))
+    assert log["handlers"]["file"]["filename"].endswith("internal/logs/homeserver.log")
+
+
+@pytest.mark.parametrize(
+    ("base", "override", "merged"),
+    [
+        ({"a": 1}, {"b": 2}, {"a": 1, "b": 2}),
+        ({"a": {"x": 1, "y": 2}}, {"a": {"y": 3}}, {"a": {"x": 1, "y": 3}}),
+        ({"a": [1, 2]}, {"a": [3]}, {"a": [3]}),
+        ({"a": {"x": 1}}, {"a": None}, {"a": None}),
+    ],
+)
+def test_deep_merge(base: dict[str, Any], override: dict[str, Any], merged: dict[str, Any]) -> None:
+    assert deep_merge(base, override) == merged
