@@ -7,8 +7,8 @@ then validates the plain data and each of its errors is mapped back to a line.
 from __future__ import annotations
 
 import difflib
-from ipaddress import ip_address
 from collections.abc import Iterable
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
