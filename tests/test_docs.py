@@ -1,0 +1,55 @@
+"""A setting, command or status key that is not documented fails the build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+import pytest
+
+from homeport.cli import main
+from homeport.config.model import Deployment, Homeserver, TlsFiles
+from homeport.status import FederationSummary, HomeserverStatus, Status
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
+    names = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            names += _commands(command, f"{prefix} {name}")
+        else:
+            names.append(f"{prefix} {name}")
+    return names
+
+
+@pytest.mark.parametrize("model", [Deployment, Homeserver, TlsFiles])
+def test_every_setting_is_documented(model: type) -> None:
+    text = (DOCS / "configuration.md").read_text()
+    missing = [f for f in model.model_fields if f"`{f}`" not in text]
+    assert not missing, f"undocumented in docs/configuration.md: {missing}"
+
+
+def test_every_command_is_documented() -> None:
+    text = (DOCS / "commands.md").read_text()
+    missing = [c for c in _commands(main) if f"`{c}" not in text]
+    assert not missing, f"undocumented in docs/commands.md: {missing}"
+
+
+def test_every_status_key_is_documented() -> None:
+    text = (DOCS / "status-json.md").read_text()
+    keys = [f"`{k}`" for k in Status.__annotations__ if k != "homeservers"]
+    keys += [f"`homeservers.<name>.{k}`" for k in HomeserverStatus.__annotations__]
+    keys += [f"`{k}`" for k in FederationSummary.__annotations__]
+    missing = [k for k in keys if k not in text]
+    assert not missing, f"undocumented in docs/status-json.md: {missing}"
+
+
+def test_every_command_has_help_with_a_summary() -> None:
+    for name in _commands(main):
+        args = name.split()[1:]
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert result.exit_code == 0
+        assert "Usage:" in result.output
