@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from click.testing import CliRunner
 import pytest
+from click.testing import CliRunner
 
 from homeport.cli import main
 from homeport.config.model import Deployment, Homeserver, TlsFiles
