@@ -206,13 +206,12 @@ class _RichReporter:
 
 
 def _summary(deployment: Deployment, layout: DeploymentLayout, held: set[str]) -> Table:
-    table = Table("homeserver", "server name", "URL", "log", title="Homeport is up")
+    table = Table("homeserver", "server name", "URL", title="Homeport is up")
     for name, hs in deployment.homeservers.items():
         note = " [yellow](held stopped: homeport start)[/]" if name in held else ""
-        table.add_row(
-            name, hs.server_name + note, hs.base_url, str(layout.homeserver(name).log_file)
-        )
-    table.caption = f"CA certificate: {layout.ca_certificate}   Stop with Ctrl-C."
+        table.add_row(name, hs.server_name + note, hs.base_url)
+    logs = layout.homeserver("NAME").log_file
+    table.caption = f"CA certificate: {layout.ca_certificate}\nLogs: {logs}\nStop with Ctrl-C."
     return table
 
 
@@ -344,7 +343,6 @@ def _status_table(status: Status) -> Table:
         "synapse",
         "destinations",
         "failing",
-        "URL",
         title="Homeport status" + ("" if status["running"] else " (not running)"),
     )
     for name, hs in status["homeservers"].items():
@@ -357,10 +355,9 @@ def _status_table(status: Status) -> Table:
             else ("[yellow]held[/]" if hs["held"] else "[red]no[/]"),
             "[green]yes[/]" if hs["ready"] else "[red]no[/]",
             str(hs["pid"] or ""),
-            hs["synapse_version"] or "",
+            (hs["synapse_version"] or "").split(" ")[0],
             str(federation["destinations"]) if federation else "",
             str(federation["failing"]) if federation else "",
-            hs["base_url"],
         )
     table.caption = f"CA certificate: {status['ca_cert']}"
     return table

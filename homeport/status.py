@@ -7,7 +7,7 @@ keys are only ever added.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import httpx
 
@@ -46,10 +46,29 @@ class Status(TypedDict):
     ca_cert: str
 
 
-def summarize_destinations(rows: list[dict[str, Any]]) -> FederationSummary:
-    """Failing = backing off now (Synapse sets retry_interval > 0 only while failing)."""
-    failing = sum(1 for row in rows if (row.get("retry_interval") or 0) > 0)
-    return FederationSummary(destinations=len(rows), failing=failing)
+async def federation_summary(client: SynapseClient) -> FederationSummary:
+    """Total from one small page; failing by reading destinations ordered by
+    retry_interval, descending, until the first healthy one. Synapse sets
+    retry_interval > 0 only while backing off, so this reads only the failing
+    ones, however many tens of thousands of destinations there are."""
+    total = int((await client.federation_destinations(limit=1))["total"])
+    failing = 0
+    start = 0
+    while True:
+        page = await client.federation_destinations(
+            start=start, limit=500, order_by="retry_interval", direction="b"
+        )
+        rows = page["destinations"]
+        healthy_seen = False
+        for row in rows:
+            if (row.get("retry_interval") or 0) > 0:
+                failing += 1
+            else:
+                healthy_seen = True
+                break
+        if healthy_seen or "next_token" not in page:
+            return FederationSummary(destinations=total, failing=failing)
+        start = int(page["next_token"])
 
 
 async def _federation_summary(
@@ -59,7 +78,7 @@ async def _federation_summary(
     try:
         async with SynapseClient(hs.base_url, client_ssl_context(deployment)) as client:
             await admin_token(client, layout.homeserver(name))
-            return summarize_destinations(await client.all_federation_destinations())
+            return await federation_summary(client)
     except (httpx.HTTPError, SynapseApiError, OSError):
         return None
 

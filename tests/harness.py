@@ -51,7 +51,13 @@ TEST_SYNAPSE_SETTINGS: dict[str, Any] = {
         "per_issuer": {"per_second": 1000, "burst_count": 1000},
     },
     "rc_registration": {"per_second": 1000, "burst_count": 1000},
-    "federation": {"destination_min_retry_interval": "1s"},
+    # Mark a destination as failing after seconds, not minutes of retries,
+    # and retry it a second later.
+    "federation": {
+        "destination_min_retry_interval": "1s",
+        "max_long_retries": 1,
+        "max_long_retry_delay": "1s",
+    },
 }
 
 

@@ -33,12 +33,23 @@ async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
             return token
     password = stored.get("password") or secrets.token_urlsafe(32)
     try:
-        user = await client.login(SERVICE_LOCALPART, password)
+        user = await client.login(stored.get("user_id", SERVICE_LOCALPART), password)
     except SynapseApiError as error:
         if error.status != 403:
             raise
         shared = layout.registration_shared_secret.read_text().strip()
-        user = await client.register_with_shared_secret(shared, SERVICE_LOCALPART, password, True)
+        try:
+            user = await client.register_with_shared_secret(
+                shared, SERVICE_LOCALPART, password, True
+            )
+        except SynapseApiError as taken:
+            if taken.errcode != "M_USER_IN_USE":
+                raise
+            # Our credentials file was lost but the account remains: rather
+            # than lock Homeport out, register a fresh service account.
+            user = await client.register_with_shared_secret(
+                shared, f"{SERVICE_LOCALPART}-{secrets.token_hex(3)}", password, True
+            )
         client.with_token(user.access_token)
         await client.override_ratelimit(user.user_id)
     write_private(
