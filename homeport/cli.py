@@ -22,7 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from homeport import __version__
-from homeport.config.loader import LineMap, load_deployment
+from homeport.config.loader import load_deployment
 from homeport.config.model import Deployment
 from homeport.config.starter import starter_text
 from homeport.errors import (
@@ -78,10 +78,6 @@ def reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(config_path: Path) -> tuple[Deployment, LineMap]:
-    return load_deployment(config_path)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="homeport")
 def main() -> None:
@@ -126,7 +122,7 @@ def init(directory: Path, host: str, base_port: int) -> None:
         except OSError as error:
             raise HomeportError(f"cannot write {target}: {error.strerror}") from error
         console.print(f"[green]Wrote[/] {target}")
-    deployment, lines = _load(target)
+    deployment, lines = load_deployment(target)
     problems = preflight(deployment, lines, target, check_ports=False)
     if problems:
         raise ConfigError(problems)
@@ -143,7 +139,7 @@ def render(config_path: Path) -> None:
 
     Secrets and keys are created once and kept; configs are rendered anew.
     """
-    deployment, lines = _load(config_path)
+    deployment, lines = load_deployment(config_path)
     problems = preflight(deployment, lines, config_path, check_ports=False)
     if problems:
         raise ConfigError(problems)
@@ -228,7 +224,7 @@ def up(config_path: Path) -> None:
     Example:
       homeport up -c deployment/homeport.yaml
     """
-    deployment, lines = _load(config_path)
+    deployment, lines = load_deployment(config_path)
     layout = DeploymentLayout(deployment.data_dir)
     lock = RunLock(layout)
     if layout.data_dir.exists() and (pid := lock.holder()) is not None:
@@ -302,7 +298,7 @@ def _name_argument(deployment: Deployment, name: str) -> None:
 @reports_errors
 def stop(config_path: Path, name: str) -> None:
     """Stop homeserver NAME of the running deployment; it stays stopped until `start`."""
-    deployment, _ = _load(config_path)
+    deployment, _ = load_deployment(config_path)
     _name_argument(deployment, name)
     pid = _running_supervisor(deployment, config_path)
     layout = DeploymentLayout(deployment.data_dir)
@@ -319,7 +315,7 @@ def stop(config_path: Path, name: str) -> None:
 @reports_errors
 def start(config_path: Path, name: str) -> None:
     """Start homeserver NAME again after `homeport stop`, and wait until it is ready."""
-    deployment, _ = _load(config_path)
+    deployment, _ = load_deployment(config_path)
     _name_argument(deployment, name)
     pid = _running_supervisor(deployment, config_path)
     layout = DeploymentLayout(deployment.data_dir)
@@ -372,7 +368,7 @@ def status(config_path: Path, as_json: bool) -> None:
 
     `--json` prints a stable format for scripts (docs/status-json.md).
     """
-    deployment, _ = _load(config_path)
+    deployment, _ = load_deployment(config_path)
     result = asyncio.run(gather_status(deployment))
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -407,7 +403,7 @@ def user_create(
     Example:
       homeport user create internal alice --admin
     """
-    deployment, _ = _load(config_path)
+    deployment, _ = load_deployment(config_path)
     _name_argument(deployment, server)
     try:
         check_localpart(localpart)

@@ -46,9 +46,13 @@ async def test_a_server_with_a_certificate_from_another_ca_cannot_federate(
     external = pair.deployment.homeservers["external"]
     user_id, password = await pair.new_user("external")
     async with SynapseClient(external.base_url, pair_ssl) as client:
-        client.with_token((await client.login(user_id, password)).access_token)
-        target = f"@nobody:{rogue_hs.server_name}"
-        response = await client._http.get(f"/_matrix/client/v3/profile/{quote(target)}")
+        token = (await client.login(user_id, password)).access_token
+    target = f"@nobody:{rogue_hs.server_name}"
+    async with httpx.AsyncClient(verify=pair_ssl) as http:
+        response = await http.get(
+            f"{external.base_url}/_matrix/client/v3/profile/{quote(target)}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
     # Synapse tried to reach the rogue server over federation and gave up.
     assert response.status_code >= 400, response.text
 
