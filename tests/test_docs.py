@@ -9,7 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 from homeport.cli import main
-from homeport.config.model import Deployment, Homeserver, TlsFiles
+from homeport.config.model import (
+    Deployment,
+    Homeserver,
+    Policy,
+    RoomPolicy,
+    TlsFiles,
+    UserDirectory,
+)
 from homeport.status import FederationSummary, HomeserverStatus, Status
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -30,6 +37,16 @@ def test_every_setting_is_documented(model: type) -> None:
     text = (DOCS / "configuration.md").read_text()
     missing = [f for f in model.model_fields if f"`{f}`" not in text]
     assert not missing, f"undocumented in docs/configuration.md: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("model", "prefix"),
+    [(Policy, ""), (UserDirectory, "user_directory."), (RoomPolicy, "rooms.")],
+)
+def test_every_policy_setting_is_documented_with_its_defaults(model: type, prefix: str) -> None:
+    text = (DOCS / "visibility.md").read_text()
+    missing = [f for f in model.model_fields if f"| `{prefix}{f}` |" not in text]
+    assert not missing, f"undocumented in docs/visibility.md: {missing}"
 
 
 def test_every_command_is_documented() -> None:

@@ -17,7 +17,16 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from homeport.config.model import RESERVED_SYNAPSE_KEYS, Deployment, Homeserver, TlsFiles
+from homeport.config.model import (
+    RESERVED_SYNAPSE_KEYS,
+    Deployment,
+    Homeserver,
+    Policy,
+    RoomPolicy,
+    TlsFiles,
+    UserDirectory,
+)
+from homeport.config.types import check_server_name
 from homeport.errors import ConfigError, ConfigProblem
 
 Path_ = tuple[str | int, ...]
@@ -82,11 +91,20 @@ def parse_yaml(text: str, source: Path) -> tuple[Any, LineMap]:
     return _plain(data, (), lines), LineMap(lines)
 
 
+_NESTED_SHAPES: dict[tuple[str, ...], type[BaseModel]] = {
+    ("tls",): TlsFiles,
+    ("policy",): Policy,
+    ("policy", "user_directory"): UserDirectory,
+    ("policy", "rooms"): RoomPolicy,
+}
+
+
 def _allowed_keys(path: Path_) -> list[str]:
     """The keys allowed at `path`, for 'did you mean' hints."""
     shape: type[BaseModel] = Deployment
     if len(path) >= 2 and path[0] == "homeservers":
-        shape = TlsFiles if len(path) >= 3 and path[2] == "tls" else Homeserver
+        inner = tuple(str(p) for p in path[2:])
+        shape = _NESTED_SHAPES.get(inner, Homeserver)
     return list(shape.model_fields)
 
 
@@ -181,6 +199,24 @@ def _semantic_problems(model: Deployment, source: Path, lines: LineMap) -> list[
                     f"set port: {hs.federation_port}, or put port {hs.port} in the server name",
                 )
             )
+        for index, entry in enumerate(hs.policy.federation_domain_whitelist or []):
+            if entry in model.homeservers:
+                continue
+            try:
+                check_server_name(entry)
+            except ValueError as error:
+                path = (*base, "policy", "federation_domain_whitelist", index)
+                problems.append(
+                    ConfigProblem(
+                        source,
+                        lines.line_of(path),
+                        dotted(path),
+                        f"{entry!r} is neither a homeserver of this file nor a server name "
+                        f"({error})",
+                        f"use a server name such as matrix.example.org:8448, or one of: "
+                        f"{', '.join(model.homeservers)}",
+                    )
+                )
         for key in hs.synapse:
             if key in RESERVED_SYNAPSE_KEYS:
                 path = (*base, "synapse", key)

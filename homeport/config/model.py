@@ -7,7 +7,7 @@ against them by a test, so a setting cannot go undocumented.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -44,6 +44,20 @@ RESERVED_SYNAPSE_KEYS: dict[str, str] = {
     "macaroon_secret_key_path": "Homeport generates secrets once and stores them",
     "form_secret": "Homeport generates secrets once and stores them with mode 0600",
     "form_secret_path": "Homeport generates secrets once and stores them",
+    **{
+        key: f"set `policy.{key}` on the homeserver, so that lint and verify see it"
+        for key in (
+            "federation_domain_whitelist",
+            "allow_public_rooms_over_federation",
+            "enable_room_list_search",
+            "room_list_publication_rules",
+            "allow_profile_lookup_over_federation",
+            "allow_device_name_lookup_over_federation",
+            "user_directory",
+            "limit_profile_requests_to_users_who_share_rooms",
+            "require_auth_for_profile_requests",
+        )
+    },
 }
 
 
@@ -60,12 +74,73 @@ class TlsFiles(StrictModel):
     key: Path = Field(description="PEM private key of that certificate (keep it mode 0600).")
 
 
-class Policy(StrictModel):
-    """Federation and visibility policy of one homeserver.
+class UserDirectory(StrictModel):
+    """Synapse's `user_directory` section: who the users of this server find in search."""
 
-    Its settings arrive with the visibility policy capability; the section
-    exists now so that files written today keep their shape.
-    """
+    enabled: bool = Field(default=True, description="Whether user search answers at all.")
+    search_all_users: bool = Field(
+        default=False,
+        description="Search every user this server knows, not only those in public "
+        "rooms or sharing a room with the searcher.",
+    )
+    prefer_local_users: bool = Field(default=False, description="Rank local users first.")
+    exclude_remote_users: bool = Field(default=False, description="Return only local users.")
+
+
+class RoomPolicy(StrictModel):
+    """What Synapse cannot express: whether rooms created here may federate at all."""
+
+    federation: Literal["never", "creator_choice"] = Field(
+        default="creator_choice",
+        description="`never`: every room and space created on this homeserver is "
+        "non-federated (`m.federate: false`), enforced by the Homeport module; "
+        "`creator_choice`: the creator decides, as in plain Synapse.",
+    )
+
+
+class Policy(StrictModel):
+    """Federation and visibility policy of one homeserver, in Synapse's own setting names."""
+
+    federation_domain_whitelist: list[str] | None = Field(
+        default=None,
+        description="Servers this homeserver federates with: server names or names of "
+        "homeservers in this file. Left out: everyone. `[]`: no federation. The server's "
+        "own name is always added.",
+    )
+    allow_public_rooms_over_federation: bool = Field(
+        default=False,
+        description="Whether other servers' users may read our public room directory.",
+    )
+    enable_room_list_search: bool = Field(
+        default=True,
+        description="Whether the room directory exists at all (local and remote).",
+    )
+    room_list_publication_rules: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Who may publish rooms to our directory (Synapse's rules, first "
+        "match wins). Left out: nobody.",
+    )
+    allow_profile_lookup_over_federation: bool = Field(
+        default=True, description="Whether other servers may look up our users' profiles."
+    )
+    allow_device_name_lookup_over_federation: bool = Field(
+        default=False,
+        description="Whether other servers see our users' device display names.",
+    )
+    user_directory: UserDirectory = Field(
+        default_factory=UserDirectory, description="User search on this server."
+    )
+    limit_profile_requests_to_users_who_share_rooms: bool = Field(
+        default=False,
+        description="Profiles only of users who share a room with the requester "
+        "(client API; needs `require_auth_for_profile_requests`).",
+    )
+    require_auth_for_profile_requests: bool = Field(
+        default=False, description="Profile requests on the client API need a login."
+    )
+    rooms: RoomPolicy = Field(
+        default_factory=RoomPolicy, description="Whether rooms created here may federate."
+    )
 
 
 class Homeserver(StrictModel):

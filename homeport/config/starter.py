@@ -34,8 +34,20 @@ homeservers:
     # tls:
     #   certificate: /etc/ssl/internal.crt
     #   key: /etc/ssl/private/internal.key
-    # Federation and visibility policy (filled in by the visibility settings).
-    policy: {{}}
+    # What other servers' users may see of this one (Synapse's own setting
+    # names; `homeport verify` proves it, docs/visibility.md explains each).
+    policy:
+      # Federate only inside the organisation (names of this file or server names).
+      federation_domain_whitelist: [internal, external]
+      allow_public_rooms_over_federation: false
+      allow_profile_lookup_over_federation: false
+      allow_device_name_lookup_over_federation: false
+      user_directory:
+        search_all_users: false
+      # Every room and space created here is non-federated (m.federate: false),
+      # whatever the client asks, enforced by the Homeport Synapse module.
+      rooms:
+        federation: never
     # Any other Synapse setting, merged over what Homeport renders, e.g.:
     # synapse:
     #   max_upload_size: 100M
@@ -46,7 +58,16 @@ homeservers:
     address: 127.0.0.1
     port: {external_port}
     database: sqlite
-    policy: {{}}
+    policy:
+      # No whitelist: federates with anyone.
+      allow_public_rooms_over_federation: true
+      # Its users may publish rooms to the directory.
+      room_list_publication_rules:
+        - {{user_id: "*", alias: "*", room_id: "*", action: allow}}
+      allow_profile_lookup_over_federation: true
+      allow_device_name_lookup_over_federation: false
+      rooms:
+        federation: creator_choice
     synapse: {{}}
 """
 

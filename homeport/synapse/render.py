@@ -14,6 +14,7 @@ from typing import Any
 from homeport.config.model import Deployment, Homeserver
 from homeport.config.types import parse_postgres_url, split_server_name
 from homeport.layout import DeploymentLayout, HomeserverLayout
+from homeport.policy.effective import synapse_policy_settings
 
 LOOPBACK = ["127.0.0.1", "::1"]
 
@@ -153,7 +154,18 @@ def render_homeserver(
     allowlist = sibling_ip_allowlist(deployment, name)
     if allowlist:
         config["ip_range_whitelist"] = allowlist
-    return deep_merge(config, hs.synapse)
+    config.update(synapse_policy_settings(deployment, name))
+    passthrough = dict(hs.synapse)
+    # The administrator's own modules run after ours; ours is never dropped.
+    config["modules"] = [homeport_module(hs), *passthrough.pop("modules", [])]
+    return deep_merge(config, passthrough)
+
+
+def homeport_module(hs: Homeserver) -> dict[str, Any]:
+    return {
+        "module": "homeport.synapse.module.HomeportModule",
+        "config": {"rooms_federation": hs.policy.rooms.federation},
+    }
 
 
 def render_log_config(layout: HomeserverLayout) -> dict[str, Any]:

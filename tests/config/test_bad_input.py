@@ -41,6 +41,44 @@ def _replace(old: str, new: str) -> str:
 
 
 CASES = [
+    Case(
+        "whitelist-entry",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    policy:\n      federation_domain_whitelist: [internal, 'Bad N']",
+        ),
+        7,
+        "homeservers.internal.policy.federation_domain_whitelist[1]",
+        "neither a homeserver of this file nor a server name",
+    ),
+    Case(
+        "policy-in-passthrough",
+        _replace(
+            "    port: {p0}", "    port: {p0}\n    synapse:\n      federation_domain_whitelist: []"
+        ),
+        7,
+        "homeservers.internal.synapse.federation_domain_whitelist",
+        "set `policy.federation_domain_whitelist`",
+    ),
+    Case(
+        "policy-typo",
+        _replace(
+            "    port: {p0}", "    port: {p0}\n    policy:\n      rooms: {{federation: nevr}}"
+        ),
+        7,
+        "homeservers.internal.policy.rooms.federation",
+        "Input should be 'never' or 'creator_choice'",
+    ),
+    Case(
+        "policy-unknown-key",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    policy:\n      allow_public_room_over_federation: true",
+        ),
+        7,
+        "homeservers.internal.policy.allow_public_room_over_federation",
+        "did you mean 'allow_public_rooms_over_federation'",
+    ),
     Case("yaml-syntax", _replace("    port: {p0}", "    port: [{p0}"), 6, "", "YAML syntax error"),
     Case(
         "duplicate-key",

@@ -127,6 +127,41 @@ CASES = [
         },
     ),
     Case(
+        "whitelist-resolves-names-and-adds-itself",
+        two("    policy: {federation_domain_whitelist: [external, other.example.org]}\n"),
+        {
+            "federation_domain_whitelist": [
+                "localhost:8448",
+                "localhost:8449",
+                "other.example.org",
+            ]
+        },
+    ),
+    Case(
+        "empty-whitelist-means-only-itself",
+        two("    policy: {federation_domain_whitelist: []}\n"),
+        {"federation_domain_whitelist": ["localhost:8448"]},
+    ),
+    Case(
+        "no-whitelist-means-open",
+        two(),
+        {"allow_public_rooms_over_federation": False},
+        absent=["federation_domain_whitelist", "room_list_publication_rules"],
+    ),
+    Case(
+        "rooms-never-configures-the-module",
+        two("    policy: {rooms: {federation: never}}\n    synapse: {modules: [{module: x.Y}]}\n"),
+        {
+            "modules": [
+                {
+                    "module": "homeport.synapse.module.HomeportModule",
+                    "config": {"rooms_federation": "never"},
+                },
+                {"module": "x.Y"},
+            ]
+        },
+    ),
+    Case(
         "public-baseurl",
         two("    public_baseurl: https://matrix.example.org/\n"),
         {"public_baseurl": "https://matrix.example.org/"},
@@ -135,6 +170,12 @@ CASES = [
 
 
 def _subset(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and len(expected) == len(actual)
+            and all(_subset(e, a) for e, a in zip(expected, actual, strict=True))
+        )
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
             k in actual and _subset(v, actual[k]) for k, v in expected.items()

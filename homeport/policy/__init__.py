@@ -1,0 +1,1 @@
+"""Federation and visibility policy: what it means (pure), lint, and verification."""
