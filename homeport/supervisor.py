@@ -102,15 +102,22 @@ class Supervisor:
         if self._failure is not None:
             raise self._failure
 
-    def _set(self, name: str, state: ProcessState, pid: int | None, **extra: object) -> None:
+    def _set(
+        self,
+        name: str,
+        state: ProcessState,
+        pid: int | None,
+        restarts: int | None = None,
+        version: str | None = None,
+    ) -> None:
         entry = self.states[name]
         entry["state"] = state
         entry["pid"] = pid
         entry["since"] = time.time()
-        if "restarts" in extra:
-            entry["restarts"] = int(str(extra["restarts"]))
-        if "version" in extra:
-            entry["synapse_version"] = str(extra["version"])
+        if restarts is not None:
+            entry["restarts"] = restarts
+        if version is not None:
+            entry["synapse_version"] = version
         self._publish()
         log.info("homeserver state", extra={"homeserver": name, "state": state, "pid": pid})
         self._reporter.state_changed(name, entry)
