@@ -22,7 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from homeport import __version__
-from homeport.config.loader import load_deployment
+from homeport.config.loader import LineMap, dotted, load_deployment
 from homeport.config.model import Deployment
 from homeport.config.starter import starter_text
 from homeport.errors import (
@@ -30,9 +30,11 @@ from homeport.errors import (
     ConfigError,
     HomeportError,
     NotRunningError,
+    PolicyError,
 )
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
+from homeport.policy.lint import Finding, has_errors, lint
 from homeport.prepare import materialize, preflight
 from homeport.runstate import HomeserverState, RunLock, read_state, set_held, wake
 from homeport.status import Status, gather_status
@@ -131,6 +133,82 @@ def init(directory: Path, host: str, base_port: int) -> None:
     console.print(f"Next: [bold]homeport up -c {target}[/]")
 
 
+def _finding_line(finding: Finding, lines: LineMap) -> int | None:
+    return lines.line_of(("homeservers", finding.homeserver, *finding.key))
+
+
+def _print_findings(findings: list[Finding], lines: LineMap, config_path: Path) -> None:
+    styles = {"error": "bold red", "warning": "yellow"}
+    for finding in findings:
+        line = _finding_line(finding, lines)
+        where = f"{config_path}:{line}" if line is not None else str(config_path)
+        key = dotted(("homeservers", finding.homeserver, *finding.key))
+        err_console.print(
+            f"[{styles[finding.severity]}]{finding.severity}[/] [bold]{finding.id}[/] "
+            f"{escape(where)}: {escape(key)}\n  {escape(finding.message)}\n"
+            f"  [dim]why:[/] {escape(finding.explanation)}\n  [dim]fix:[/] {escape(finding.fix)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _lint_or_refuse(deployment: Deployment, lines: LineMap, config_path: Path) -> None:
+    """Print the findings; refuse to go on (exit 2, nothing started) when one is an error."""
+    findings = lint(deployment)
+    if not findings:
+        return
+    _print_findings(findings, lines, config_path)
+    if has_errors(findings):
+        raise PolicyError(
+            f"the policy has errors (above); fix them, then check with "
+            f"`homeport lint -c {config_path}`"
+        )
+
+
+@main.command("lint")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@reports_errors
+def lint_command(config_path: Path, as_json: bool) -> None:
+    """Check the federation policy for mistakes that Synapse would accept silently.
+
+    Exit code 1 when there is an error (`homeport up` refuses to start then),
+    0 when there are only warnings or nothing to say.
+    """
+    deployment, lines = load_deployment(config_path)
+    findings = lint(deployment)
+    errors = sum(f.severity == "error" for f in findings)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "findings": [
+                        {
+                            "id": f.id,
+                            "severity": f.severity,
+                            "homeserver": f.homeserver,
+                            "key": dotted(("homeservers", f.homeserver, *f.key)),
+                            "line": _finding_line(f, lines),
+                            "message": f.message,
+                            "explanation": f.explanation,
+                            "fix": f.fix,
+                        }
+                        for f in findings
+                    ],
+                    "errors": errors,
+                    "warnings": len(findings) - errors,
+                },
+                indent=2,
+            )
+        )
+    else:
+        _print_findings(findings, lines, config_path)
+        summary = f"{errors} error(s), {len(findings) - errors} warning(s)"
+        console.print("[green]No findings.[/]" if not findings else summary)
+    if errors:
+        sys.exit(1)
+
+
 @main.command()
 @config_option
 @reports_errors
@@ -140,6 +218,7 @@ def render(config_path: Path) -> None:
     Secrets and keys are created once and kept; configs are rendered anew.
     """
     deployment, lines = load_deployment(config_path)
+    _lint_or_refuse(deployment, lines, config_path)
     problems = preflight(deployment, lines, config_path, check_ports=False)
     if problems:
         raise ConfigError(problems)
@@ -232,6 +311,7 @@ def up(config_path: Path) -> None:
             f"this deployment is already running (homeport up, pid {pid}); "
             f"see `homeport status -c {config_path}`"
         )
+    _lint_or_refuse(deployment, lines, config_path)
     problems = preflight(deployment, lines, config_path)
     if problems:
         raise ConfigError(problems)

@@ -50,3 +50,9 @@ class NotRunningError(HomeportError):
 
 class AlreadyRunningError(HomeportError):
     """`up` found the deployment already running."""
+
+
+class PolicyError(HomeportError):
+    """`homeport lint` found errors in the policy; nothing is started or rendered."""
+
+    exit_code = EXIT_BAD_INPUT

@@ -1,0 +1,398 @@
+"""Lint: mistakes in a federation policy that Synapse would accept silently. Pure.
+
+Each check reads the model and yields findings; it never touches the disk or
+the network. `homeport lint` prints them and `homeport up` refuses to start on
+an error, so a finding is an error only when the result is certainly not what
+the file asks for (federation that cannot work, a setting Synapse refuses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from homeport.config.model import Deployment, Homeserver
+from homeport.config.types import split_server_name
+from homeport.policy.effective import effective_whitelist, federation_allowed
+
+Severity = Literal["error", "warning"]
+KeyPath = tuple[str | int, ...]
+
+WHITELIST: KeyPath = ("policy", "federation_domain_whitelist")
+TWO_HOMESERVERS = (
+    "Trust is server-scoped: a homeserver federates with a whole server, never with "
+    "chosen users on it. To let only some people talk to the outside, give them an "
+    "account on a second homeserver that federates (the internal/external layout "
+    "of `homeport init`), and keep this one closed."
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: what, where (a key under `homeservers.<name>`), why it matters, the fix."""
+
+    id: str
+    severity: Severity
+    homeserver: str
+    key: KeyPath
+    message: str
+    explanation: str
+    fix: str
+
+
+Check = Callable[[Deployment, str], Iterator[Finding]]
+
+
+def _server_names(deployment: Deployment) -> dict[str, str]:
+    """Server name -> homeserver name, for every homeserver of the file."""
+    return {hs.server_name: name for name, hs in deployment.homeservers.items()}
+
+
+def _is_user_id(entry: str) -> bool:
+    return entry.startswith("@")
+
+
+def _is_pattern(entry: str) -> bool:
+    return "*" in entry
+
+
+def _plain_entries(hs: Homeserver) -> Iterator[tuple[int, str]]:
+    """Whitelist entries that are meant as names (not user IDs or patterns)."""
+    for index, entry in enumerate(hs.policy.federation_domain_whitelist or []):
+        if not _is_user_id(entry) and not _is_pattern(entry):
+            yield index, entry
+
+
+def check_user_ids_in_whitelist(deployment: Deployment, name: str) -> Iterator[Finding]:
+    hs = deployment.homeservers[name]
+    for index, entry in enumerate(hs.policy.federation_domain_whitelist or []):
+        if _is_user_id(entry):
+            server = entry.partition(":")[2] or "their server"
+            yield Finding(
+                "per-user-federation",
+                "error",
+                name,
+                (*WHITELIST, index),
+                f"{entry!r} is a user, but federation is granted to servers",
+                TWO_HOMESERVERS,
+                f"list the server {server!r} to federate with all of its users, or move "
+                "the people who may talk to it to a homeserver that federates",
+            )
+
+
+def check_patterns_in_whitelist(deployment: Deployment, name: str) -> Iterator[Finding]:
+    hs = deployment.homeservers[name]
+    for index, entry in enumerate(hs.policy.federation_domain_whitelist or []):
+        if _is_pattern(entry) and not _is_user_id(entry):
+            yield Finding(
+                "whitelist-pattern",
+                "error",
+                name,
+                (*WHITELIST, index),
+                f"{entry!r} looks like a pattern, but Synapse compares server names exactly",
+                "federation_domain_whitelist has no wildcards: this entry would match only a "
+                "server literally named so, which cannot exist.",
+                "list each server name in full, port included",
+            )
+
+
+def check_own_name(deployment: Deployment, name: str) -> Iterator[Finding]:
+    """The own name is added anyway; warn only where it was written, and written wrong."""
+    hs = deployment.homeservers[name]
+    own = split_server_name(hs.server_name)
+    for index, entry in _plain_entries(hs):
+        if entry in deployment.homeservers or entry in _server_names(deployment):
+            continue
+        address = split_server_name(entry)
+        if address.host != own.host or address.port is None:
+            continue  # a portless own host is reported by check_entries_without_port
+        yield Finding(
+            "whitelist-own-name-mistyped",
+            "warning",
+            name,
+            (*WHITELIST, index),
+            f"{entry!r} looks like this server, but its name is {hs.server_name!r}",
+            "Synapse compares server names exactly, port included, so this entry "
+            "allows some other server on the same host. Homeport adds "
+            f"{hs.server_name!r} itself, as Synapse needs.",
+            f"remove {entry!r}, or write {name!r}",
+        )
+
+
+def check_entries_without_port(deployment: Deployment, name: str) -> Iterator[Finding]:
+    hs = deployment.homeservers[name]
+    for index, entry in _plain_entries(hs):
+        if entry in deployment.homeservers or entry in _server_names(deployment):
+            continue
+        address = split_server_name(entry)
+        if address.port is not None:
+            continue
+        meant = [
+            (other_name, other.server_name)
+            for other_name, other in deployment.homeservers.items()
+            if split_server_name(other.server_name).host == address.host
+            and split_server_name(other.server_name).port is not None
+        ]
+        if not meant:
+            continue
+        listed = ", ".join(f"{n} ({server})" for n, server in meant)
+        yield Finding(
+            "whitelist-entry-without-port",
+            "error",
+            name,
+            (*WHITELIST, index),
+            f"{entry!r} has no port, but on that host this file has {listed}",
+            "Synapse compares server names exactly, port included: this entry matches "
+            "none of them, so federation with them is refused in both directions.",
+            f"write the homeserver's name from this file ({' or '.join(n for n, _ in meant)}) "
+            "or its full server name",
+        )
+
+
+def check_symmetry(deployment: Deployment, name: str) -> Iterator[Finding]:
+    """A lists B by intent, B's own list leaves A out: report it on B, where it is fixed."""
+    hs = deployment.homeservers[name]
+    mine = effective_whitelist(deployment, name)
+    if mine is None:
+        return
+    for other_name, other in deployment.homeservers.items():
+        if other_name == name or hs.server_name not in _explicit(deployment, other_name):
+            continue
+        if other.server_name not in mine:
+            yield Finding(
+                "whitelist-asymmetric",
+                "error",
+                name,
+                WHITELIST,
+                f"{other_name} lists {name} in its whitelist, but {name}'s whitelist "
+                f"leaves {other_name} out",
+                f"Federation needs both sides: {name} refuses every request from "
+                f"{other_name} (403) and never sends to it, so rooms shared between their "
+                "users break half-way: invites, joins and messages fail in one direction.",
+                f"add {other_name!r} to {name}'s federation_domain_whitelist, or remove "
+                f"{name!r} from {other_name}'s",
+            )
+
+
+def _explicit(deployment: Deployment, name: str) -> list[str]:
+    """Server names written in a homeserver's whitelist (without the implied own name)."""
+    hs = deployment.homeservers[name]
+    return [
+        deployment.homeservers[e].server_name if e in deployment.homeservers else e
+        for e in hs.policy.federation_domain_whitelist or []
+    ]
+
+
+def _trusted_key_servers(hs: Homeserver) -> list[tuple[int, str]]:
+    entries = hs.synapse.get("trusted_key_servers")
+    if not isinstance(entries, list):
+        return []
+    return [
+        (index, str(entry["server_name"]))
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict) and "server_name" in entry
+    ]
+
+
+def check_trusted_key_servers(deployment: Deployment, name: str) -> Iterator[Finding]:
+    hs = deployment.homeservers[name]
+    allowed = effective_whitelist(deployment, name)
+    own_servers = _server_names(deployment)
+    for index, server in _trusted_key_servers(hs):
+        if server in own_servers:
+            continue
+        key: KeyPath = ("synapse", "trusted_key_servers", index, "server_name")
+        if allowed is not None and server not in allowed:
+            yield Finding(
+                "trusted-key-server-not-whitelisted",
+                "error",
+                name,
+                key,
+                f"key server {server!r} is not on {name}'s whitelist",
+                "Synapse never contacts servers outside federation_domain_whitelist, so "
+                "every key lookup through it fails and remote events cannot be verified.",
+                "use `trusted_key_servers: []` (servers then fetch each other's keys "
+                "directly) or a homeserver of this file",
+            )
+        else:
+            yield Finding(
+                "trusted-key-server-outside",
+                "warning",
+                name,
+                key,
+                f"key server {server!r} is outside this deployment",
+                f"{name} will ask {server!r} for the signing keys of every server it "
+                "federates with, telling it whom this organisation talks to and trusting "
+                "its answers.",
+                "use `trusted_key_servers: []` (Homeport's default) or a homeserver of this file",
+            )
+
+
+def check_never_federated_with_public_rooms(deployment: Deployment, name: str) -> Iterator[Finding]:
+    policy = deployment.homeservers[name].policy
+    if policy.rooms.federation == "never" and policy.allow_public_rooms_over_federation:
+        yield Finding(
+            "public-rooms-of-never-federated-server",
+            "warning",
+            name,
+            ("policy", "allow_public_rooms_over_federation"),
+            f"{name}'s rooms are never federated, yet its room directory is open to other servers",
+            "Synapse leaves non-federated rooms out of the directory it serves over "
+            "federation, so other servers see only rooms created elsewhere that "
+            f"{name}'s users published: probably not what either setting intends.",
+            "set allow_public_rooms_over_federation: false, or rooms.federation: creator_choice",
+        )
+
+
+def _peers(deployment: Deployment, name: str) -> list[str]:
+    """Homeservers of the file that this one federates with."""
+    return [
+        other
+        for other in deployment.homeservers
+        if other != name and federation_allowed(deployment, name, other)
+    ]
+
+
+def check_search_all_users(deployment: Deployment, name: str) -> Iterator[Finding]:
+    hs = deployment.homeservers[name]
+    directory = hs.policy.user_directory
+    if not directory.search_all_users or not directory.enabled:
+        return
+    allowed = effective_whitelist(deployment, name)
+    if allowed is not None and allowed == [hs.server_name]:
+        return
+    peers = _peers(deployment, name)
+    whom = ", ".join(peers) if peers else "other servers"
+    reach = "" if directory.exclude_remote_users else f" and remote users of {whom}"
+    yield Finding(
+        "search-all-users-with-federation",
+        "warning",
+        name,
+        ("policy", "user_directory", "search_all_users"),
+        f"every user of {name} can find every local user{reach} it has seen",
+        "With search_all_users, user search covers everyone this server knows, not only "
+        "people in public rooms or sharing a room with the searcher. Users of another "
+        "server who share a space with people here become findable by everyone here, "
+        "and anyone with an account here can enumerate the whole organisation.",
+        "set user_directory.search_all_users: false, or exclude_remote_users: true",
+    )
+
+
+def check_empty_whitelist(deployment: Deployment, name: str) -> Iterator[Finding]:
+    hs = deployment.homeservers[name]
+    policy = hs.policy
+    if policy.federation_domain_whitelist != []:
+        return
+    meaningless = [
+        key
+        for key in (
+            "allow_public_rooms_over_federation",
+            "allow_profile_lookup_over_federation",
+            "allow_device_name_lookup_over_federation",
+        )
+        if key in policy.model_fields_set and getattr(policy, key)
+    ]
+    for key in meaningless:
+        yield Finding(
+            "setting-without-federation",
+            "warning",
+            name,
+            ("policy", key),
+            f"{key} is true, but federation_domain_whitelist is [] (no federation)",
+            f"No other server can reach {name}, so this setting has no effect; it may "
+            "mislead a reader into thinking something is shared.",
+            f"remove {key}, or list the servers to federate with",
+        )
+    for index, server in _trusted_key_servers(hs):
+        yield Finding(
+            "setting-without-federation",
+            "warning",
+            name,
+            ("synapse", "trusted_key_servers", index, "server_name"),
+            f"key server {server!r} is set, but federation_domain_whitelist is [] (no federation)",
+            f"{name} never needs remote keys without federation.",
+            "remove trusted_key_servers (Homeport renders [])",
+        )
+
+
+def check_profile_limit_needs_auth(deployment: Deployment, name: str) -> Iterator[Finding]:
+    policy = deployment.homeservers[name].policy
+    if (
+        policy.limit_profile_requests_to_users_who_share_rooms
+        and not policy.require_auth_for_profile_requests
+    ):
+        yield Finding(
+            "profile-limit-needs-auth",
+            "error",
+            name,
+            ("policy", "limit_profile_requests_to_users_who_share_rooms"),
+            "limit_profile_requests_to_users_who_share_rooms needs "
+            "require_auth_for_profile_requests",
+            "Synapse refuses to start with this combination: it cannot tell who shares a "
+            "room with an anonymous requester.",
+            "also set require_auth_for_profile_requests: true",
+        )
+
+
+def check_device_names_to_everyone(deployment: Deployment, name: str) -> Iterator[Finding]:
+    hs = deployment.homeservers[name]
+    if hs.policy.allow_device_name_lookup_over_federation and (
+        hs.policy.federation_domain_whitelist is None
+    ):
+        yield Finding(
+            "device-names-to-everyone",
+            "warning",
+            name,
+            ("policy", "allow_device_name_lookup_over_federation"),
+            f"{name} shows its users' device names to every server of the Matrix network",
+            'Device names often say more than people think ("Alice\'s work laptop", '
+            '"iPhone of the CFO"), and any server can ask for them.',
+            "set allow_device_name_lookup_over_federation: false, or a federation_domain_whitelist",
+        )
+
+
+def check_public_rooms_without_directory(deployment: Deployment, name: str) -> Iterator[Finding]:
+    policy = deployment.homeservers[name].policy
+    if policy.allow_public_rooms_over_federation and not policy.enable_room_list_search:
+        yield Finding(
+            "public-rooms-without-directory",
+            "warning",
+            name,
+            ("policy", "allow_public_rooms_over_federation"),
+            "allow_public_rooms_over_federation is true, but enable_room_list_search is false",
+            "Without room list search there is no directory at all, for anyone; other "
+            "servers get an empty list.",
+            "set enable_room_list_search: true, or allow_public_rooms_over_federation: false",
+        )
+
+
+CHECKS: tuple[Check, ...] = (
+    check_user_ids_in_whitelist,
+    check_patterns_in_whitelist,
+    check_own_name,
+    check_entries_without_port,
+    check_symmetry,
+    check_trusted_key_servers,
+    check_never_federated_with_public_rooms,
+    check_search_all_users,
+    check_empty_whitelist,
+    check_profile_limit_needs_auth,
+    check_device_names_to_everyone,
+    check_public_rooms_without_directory,
+)
+
+
+def lint(deployment: Deployment) -> list[Finding]:
+    """Every finding for every homeserver, errors first, in file order otherwise."""
+    findings = [
+        finding
+        for name in deployment.homeservers
+        for check in CHECKS
+        for finding in check(deployment, name)
+    ]
+    return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.severity == "error" for f in findings)

@@ -1,0 +1,300 @@
+"""Lint: one table row per finding, plus the starter file and the command line."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from homeport.cli import main
+from homeport.config.loader import dotted, load_deployment_text
+from homeport.config.starter import starter_text
+from homeport.policy.lint import CHECKS, Check, lint
+
+
+def deployment_text(internal: str = "", external: str = "", synapse_external: str = "") -> str:
+    def block(text: str) -> str:
+        return textwrap.indent(textwrap.dedent(text).strip(), " " * 6) if text.strip() else ""
+
+    text = "homeservers:\n"
+    text += "  internal:\n    server_name: localhost:8448\n    port: 8448\n"
+    if internal.strip():
+        text += "    policy:\n" + block(internal) + "\n"
+    text += "  external:\n    server_name: localhost:8449\n    port: 8449\n"
+    if external.strip():
+        text += "    policy:\n" + block(external) + "\n"
+    if synapse_external.strip():
+        text += "    synapse:\n" + block(synapse_external) + "\n"
+    return text
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    text: str
+    expected: set[tuple[str, str, str]]  # (id, homeserver, dotted key under it)
+
+
+CASES = [
+    Case("clean defaults", deployment_text(), set()),
+    Case(
+        "clean closed pair",
+        deployment_text(
+            "federation_domain_whitelist: [internal, external]",
+            "federation_domain_whitelist: [internal, external]",
+        ),
+        set(),
+    ),
+    Case(
+        "own name mistyped with another port",
+        deployment_text("federation_domain_whitelist: [localhost:9999, external]"),
+        {("whitelist-own-name-mistyped", "internal", "policy.federation_domain_whitelist[0]")},
+    ),
+    Case(
+        "own name left out is fine: Homeport adds it",
+        deployment_text("federation_domain_whitelist: [external]"),
+        set(),
+    ),
+    Case(
+        "asymmetric whitelists",
+        deployment_text(
+            "federation_domain_whitelist: [internal, external]",
+            "federation_domain_whitelist: [example.org]",
+        ),
+        {("whitelist-asymmetric", "external", "policy.federation_domain_whitelist")},
+    ),
+    Case(
+        "asymmetric by server name, one side no federation",
+        deployment_text(
+            "federation_domain_whitelist: ['localhost:8449']",
+            "federation_domain_whitelist: []",
+        ),
+        {("whitelist-asymmetric", "external", "policy.federation_domain_whitelist")},
+    ),
+    Case(
+        "an open server and a closed one are not asymmetric",
+        deployment_text("federation_domain_whitelist: []"),
+        set(),
+    ),
+    Case(
+        "entry without the port of a homeserver of the file",
+        deployment_text("federation_domain_whitelist: [internal, localhost]"),
+        {("whitelist-entry-without-port", "internal", "policy.federation_domain_whitelist[1]")},
+    ),
+    Case(
+        "a portless name of another host is fine",
+        deployment_text("federation_domain_whitelist: [internal, external, example.org]"),
+        set(),
+    ),
+    Case(
+        "key server outside the deployment",
+        deployment_text(synapse_external="trusted_key_servers: [{server_name: matrix.org}]"),
+        {("trusted-key-server-outside", "external", "synapse.trusted_key_servers[0].server_name")},
+    ),
+    Case(
+        "key server not on the whitelist",
+        deployment_text(
+            external="federation_domain_whitelist: [internal]",
+            synapse_external="trusted_key_servers: [{server_name: matrix.org}]",
+        ),
+        {
+            (
+                "trusted-key-server-not-whitelisted",
+                "external",
+                "synapse.trusted_key_servers[0].server_name",
+            )
+        },
+    ),
+    Case(
+        "key server inside the deployment is fine",
+        deployment_text(synapse_external="trusted_key_servers: [{server_name: 'localhost:8448'}]"),
+        set(),
+    ),
+    Case(
+        "never federated rooms with a public directory",
+        deployment_text(
+            """
+            allow_public_rooms_over_federation: true
+            rooms: {federation: never}
+            """
+        ),
+        {
+            (
+                "public-rooms-of-never-federated-server",
+                "internal",
+                "policy.allow_public_rooms_over_federation",
+            )
+        },
+    ),
+    Case(
+        "search all users on a federating server",
+        deployment_text(external="user_directory: {search_all_users: true}"),
+        {
+            (
+                "search-all-users-with-federation",
+                "external",
+                "policy.user_directory.search_all_users",
+            )
+        },
+    ),
+    Case(
+        "search all users without federation is fine",
+        deployment_text(
+            "federation_domain_whitelist: []\nuser_directory: {search_all_users: true}"
+        ),
+        set(),
+    ),
+    Case(
+        "empty whitelist with federation settings that mean nothing",
+        deployment_text(
+            """
+            federation_domain_whitelist: []
+            allow_public_rooms_over_federation: true
+            allow_profile_lookup_over_federation: true
+            allow_device_name_lookup_over_federation: false
+            """
+        ),
+        {
+            ("setting-without-federation", "internal", "policy.allow_public_rooms_over_federation"),
+            (
+                "setting-without-federation",
+                "internal",
+                "policy.allow_profile_lookup_over_federation",
+            ),
+        },
+    ),
+    Case(
+        "federation with chosen users of a server",
+        deployment_text("federation_domain_whitelist: [internal, '@bob:localhost:8449']"),
+        {
+            ("per-user-federation", "internal", "policy.federation_domain_whitelist[1]"),
+            # external is open and internal no longer lists it: not asymmetric, just closed.
+        },
+    ),
+    Case(
+        "wildcards",
+        deployment_text("federation_domain_whitelist: ['*.example.org']"),
+        {("whitelist-pattern", "internal", "policy.federation_domain_whitelist[0]")},
+    ),
+    Case(
+        "profile limit without auth",
+        deployment_text("limit_profile_requests_to_users_who_share_rooms: true"),
+        {
+            (
+                "profile-limit-needs-auth",
+                "internal",
+                "policy.limit_profile_requests_to_users_who_share_rooms",
+            )
+        },
+    ),
+    Case(
+        "profile limit with auth is fine",
+        deployment_text(
+            "limit_profile_requests_to_users_who_share_rooms: true\n"
+            "require_auth_for_profile_requests: true"
+        ),
+        set(),
+    ),
+    Case(
+        "device names to the whole network",
+        deployment_text(external="allow_device_name_lookup_over_federation: true"),
+        {
+            (
+                "device-names-to-everyone",
+                "external",
+                "policy.allow_device_name_lookup_over_federation",
+            )
+        },
+    ),
+    Case(
+        "public rooms without a directory",
+        deployment_text(
+            external="allow_public_rooms_over_federation: true\nenable_room_list_search: false"
+        ),
+        {
+            (
+                "public-rooms-without-directory",
+                "external",
+                "policy.allow_public_rooms_over_federation",
+            )
+        },
+    ),
+]
+
+
+def found(text: str) -> set[tuple[str, str, str]]:
+    deployment, _ = load_deployment_text(text, Path("homeport.yaml"))
+    return {(f.id, f.homeserver, dotted(f.key)) for f in lint(deployment)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_finding(case: Case) -> None:
+    assert found(case.text) == case.expected
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+def test_every_check_has_a_case(check: Check) -> None:
+    """A new check without a row in the table fails here."""
+    hits = 0
+    for case in CASES:
+        deployment, _ = load_deployment_text(case.text, Path("homeport.yaml"))
+        hits += sum(1 for name in deployment.homeservers for _ in check(deployment, name))
+    assert hits > 0
+
+
+def test_findings_explain_and_fix() -> None:
+    for case in CASES:
+        deployment, _ = load_deployment_text(case.text, Path("homeport.yaml"))
+        for finding in lint(deployment):
+            assert finding.explanation
+            assert finding.fix
+            assert finding.message
+
+
+def test_per_user_federation_explains_server_scoped_trust() -> None:
+    deployment, _ = load_deployment_text(CASES[16].text, Path("homeport.yaml"))
+    (finding,) = lint(deployment)
+    assert "server-scoped" in finding.explanation
+    assert "second homeserver" in finding.explanation
+
+
+def test_starter_has_no_findings() -> None:
+    deployment, _ = load_deployment_text(starter_text(), Path("homeport.yaml"))
+    assert lint(deployment) == []
+
+
+def test_lint_command_json_and_exit_code(tmp_path: Path) -> None:
+    config = tmp_path / "homeport.yaml"
+    config.write_text(deployment_text("federation_domain_whitelist: [internal, localhost]"))
+    result = CliRunner().invoke(main, ["lint", "-c", str(config), "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["errors"] == 1
+    (finding,) = report["findings"]
+    assert finding["id"] == "whitelist-entry-without-port"
+    assert finding["key"] == "homeservers.internal.policy.federation_domain_whitelist[1]"
+    assert finding["line"] == 6
+
+
+def test_up_refuses_on_errors_and_starts_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "homeport.yaml"
+    config.write_text(deployment_text("federation_domain_whitelist: ['@bob:localhost:8449']"))
+    result = CliRunner().invoke(main, ["up", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "per-user-federation" in result.output
+    assert "server-scoped" in result.output
+    assert not (tmp_path / "data").exists()
+
+
+def test_up_goes_on_with_warnings(tmp_path: Path) -> None:
+    """Warnings are printed by `render` (as by `up`) and do not stop it."""
+    config = tmp_path / "homeport.yaml"
+    config.write_text(deployment_text(external="user_directory: {search_all_users: true}"))
+    result = CliRunner().invoke(main, ["render", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "search-all-users-with-federation" in result.output
+    assert (tmp_path / "data" / "homeservers" / "external" / "homeserver.yaml").exists()
