@@ -32,10 +32,13 @@ from homeport.errors import (
     NotRunningError,
     PolicyError,
 )
+from homeport.files import write_atomic
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.policy.lint import Finding, has_errors, lint
-from homeport.prepare import materialize, preflight
+from homeport.policy.surfaces import SURFACES
+from homeport.policy.verify import Report, ordered_pairs, verify
+from homeport.prepare import identity_changes, materialize, preflight
 from homeport.runstate import HomeserverState, RunLock, read_state, set_held, wake
 from homeport.status import Status, gather_status
 from homeport.supervisor import Supervisor
@@ -409,6 +412,42 @@ def start(config_path: Path, name: str) -> None:
     console.print(f"{name} is ready at {deployment.homeservers[name].base_url}")
 
 
+@main.command()
+@config_option
+@click.argument("name")
+@reports_errors
+def restart(config_path: Path, name: str) -> None:
+    """Apply homeport.yaml to homeserver NAME: re-render its config and restart it.
+
+    The others keep running. Policy and `synapse:` settings can change this way;
+    a new server name, address, port or database needs a new `homeport up`.
+    """
+    deployment, lines = load_deployment(config_path)
+    _name_argument(deployment, name)
+    pid = _running_supervisor(deployment, config_path)
+    _lint_or_refuse(deployment, lines, config_path)
+    changed = identity_changes(deployment, name)
+    if changed:
+        raise HomeportError(
+            f"{name}: {', '.join(changed)} changed, which a restart cannot apply; "
+            f"stop `homeport up` and start it again"
+        )
+    layout = DeploymentLayout(deployment.data_dir)
+    set_held(layout, name, True)
+    wake(pid)
+    if _wait_for_state(layout, name, {"stopped"}, timeout=60) != "stopped":
+        raise HomeportError(f"{name} did not stop within 60 s; see {layout.supervisor_log}")
+    materialize(deployment, only=name)
+    set_held(layout, name, False)
+    wake(pid)
+    state = _wait_for_state(layout, name, {"ready", "failed"}, timeout=180)
+    if state != "ready":
+        raise HomeportError(
+            f"{name} is not ready (state: {state}); see {layout.homeserver(name).log_file}"
+        )
+    console.print(f"{name} restarted with the new configuration; the others kept running.")
+
+
 def _status_table(status: Status) -> Table:
     table = Table(
         "homeserver",
@@ -454,6 +493,80 @@ def status(config_path: Path, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
     else:
         console.print(_status_table(result))
+
+
+def _verify_table(report: Report, deployment: Deployment) -> Table:
+    pairs = ordered_pairs(deployment)
+    table = Table("surface", *(f"{v} → {t}" for v, t in pairs), title="Visibility: viewer → target")
+    cells = {(c.viewer, c.target, c.surface): c for c in report.checks}
+    for surface in SURFACES:
+        row = []
+        for viewer, target in pairs:
+            check = cells[(viewer, target, surface.name)]
+            if check.ok:
+                row.append(f"[green]{escape(check.observed)}[/]")
+            else:
+                row.append(
+                    f"[bold red]{escape(check.observed)}[/] (expected {escape(check.expected)})"
+                )
+        table.add_row(surface.name, *row)
+    mismatches = report.mismatches
+    table.caption = (
+        "[green]0 mismatches: every surface is as the policy says[/]"
+        if mismatches == 0
+        else f"[bold red]{mismatches} mismatch(es)[/]"
+    )
+    return table
+
+
+@main.command("verify")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print checks and mismatches as JSON.")
+@reports_errors
+def verify_command(config_path: Path, as_json: bool) -> None:
+    """Prove the policy: what each homeserver's users really see of the others.
+
+    For every ordered pair of homeservers it creates short-lived probe users and
+    rooms, looks through the viewer's client API as a user would, compares with
+    what the policy says, and removes the probes. Exit code 1 on any mismatch.
+    """
+    deployment, _ = load_deployment(config_path)
+    if len(deployment.homeservers) < 2:
+        raise HomeportError("verify needs at least two homeservers in the file")
+    _running_supervisor(deployment, config_path)
+    layout = DeploymentLayout(deployment.data_dir)
+    started = time.monotonic()
+    if as_json:
+        report = asyncio.run(verify(deployment, client_ssl_context(deployment)))
+    else:
+        with err_console.status("verifying") as spinner:
+            report = asyncio.run(
+                verify(
+                    deployment,
+                    client_ssl_context(deployment),
+                    lambda step: spinner.update(f"verifying: {step}"),
+                )
+            )
+    result = report.as_json()
+    write_atomic(
+        layout.last_verify,
+        json.dumps({**result, "finished_at": time.time()}, indent=2).encode(),
+    )
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        console.print(_verify_table(report, deployment))
+        for check in report.checks:
+            if not check.ok:
+                console.print(
+                    f"[red]✗[/] {check.viewer} → {check.target} {check.surface}: "
+                    f"expected {check.expected}, observed {check.observed}: "
+                    f"{escape(check.detail)}",
+                    soft_wrap=True,
+                )
+        console.print(f"[dim]{time.monotonic() - started:.1f} s[/]")
+    if report.mismatches:
+        sys.exit(1)
 
 
 @main.group()

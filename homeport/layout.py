@@ -107,6 +107,11 @@ class DeploymentLayout:
         return self.run_dir / "held.json"
 
     @property
+    def last_verify(self) -> Path:
+        """The latest `homeport verify` report, for the admin website."""
+        return self.run_dir / "verify.json"
+
+    @property
     def supervisor_log(self) -> Path:
         return self.data_dir / "logs" / "homeport.log"
 

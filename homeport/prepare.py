@@ -93,12 +93,35 @@ def preflight(
     return problems
 
 
-def materialize(deployment: Deployment) -> DeploymentLayout:
-    """Create what is missing (CA, certificates, secrets) and render every config file."""
+IDENTITY_KEYS = ("server_name", "listeners", "database", "public_baseurl")
+
+
+def identity_changes(deployment: Deployment, name: str) -> list[str]:
+    """Settings of a rendered homeserver that a restart alone cannot change.
+
+    The running supervisor knows each homeserver by its name, address, port and
+    database; changing those needs a new `homeport up`.
+    """
+    layout = DeploymentLayout(deployment.data_dir)
+    current_file = layout.homeserver(name).config_file
+    if not current_file.exists():
+        return ["the homeserver is new"]
+    current = yaml.safe_load(current_file.read_text())
+    wanted = render_homeserver(deployment, name, layout)
+    return [key for key in IDENTITY_KEYS if current.get(key) != wanted.get(key)]
+
+
+def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLayout:
+    """Create what is missing (CA, certificates, secrets) and render config files.
+
+    Every homeserver's, or with `only` just that one's (for a restart).
+    """
     layout = DeploymentLayout(deployment.data_dir)
     ensure_dir(layout.data_dir)
     ca = pki.ensure_ca(layout.ca_certificate, layout.ca_key, label=layout.data_dir.name)
     for name, hs in deployment.homeservers.items():
+        if only is not None and name != only:
+            continue
         files = layout.homeserver(name)
         for folder in (files.root, files.log_dir, files.media_store):
             ensure_dir(folder)

@@ -57,6 +57,10 @@ class SynapseClient:
     def with_token(self, access_token: str) -> None:
         self._http.headers["Authorization"] = f"Bearer {access_token}"
 
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any client or admin API call; an error answer raises SynapseApiError."""
+        return await self._request(method, path, **kwargs)
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self._http.request(method, path, **kwargs)
         try:
@@ -112,6 +116,33 @@ class SynapseClient:
             },
         )
         return RegisteredUser(body["user_id"], body["access_token"], body["device_id"])
+
+    async def put_user(self, user_id: str, password: str, displayname: str) -> None:
+        """Create (or update) a user through the admin API."""
+        await self._request(
+            "PUT",
+            f"/_synapse/admin/v2/users/{quote(user_id)}",
+            json={"password": password, "displayname": displayname, "admin": False},
+        )
+
+    async def login_as(self, user_id: str) -> str:
+        """An access token for `user_id`, minted by an admin (no device, no rate limit)."""
+        body = await self._request(
+            "POST", f"/_synapse/admin/v1/users/{quote(user_id)}/login", json={}
+        )
+        return str(body["access_token"])
+
+    async def deactivate(self, user_id: str) -> None:
+        """Deactivate and erase a user (they leave every room)."""
+        await self._request(
+            "POST", f"/_synapse/admin/v1/deactivate/{quote(user_id)}", json={"erase": True}
+        )
+
+    async def delete_room(self, room_id: str) -> None:
+        """Remove local users from a room and purge it, in the background (admin API v2)."""
+        await self._request(
+            "DELETE", f"/_synapse/admin/v2/rooms/{quote(room_id)}", json={"purge": True}
+        )
 
     async def whoami(self) -> str:
         return str((await self._request("GET", "/_matrix/client/v3/account/whoami"))["user_id"])

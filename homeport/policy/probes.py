@@ -1,0 +1,342 @@
+"""Short-lived probe users and rooms for `homeport verify`, created and removed through APIs.
+
+On every homeserver the run creates, with one random token in every name:
+- `host`, who owns a published public room, a public space holding it, and a
+  public room that should be non-federated;
+- `target`, the user others look at: a display name, one named device with keys;
+- `searcher`, `colleague` and `browser`, who look at the other homeservers:
+  the searcher shares no room with anyone, the colleague shares a private room
+  with each remote target, the browser joins remote spaces.
+Everything is removed afterwards: rooms purged, users deactivated and erased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from homeport.config.model import Deployment
+from homeport.layout import DeploymentLayout
+from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.synapse.service_account import admin_token
+
+PROBE_PREFIX = "homeport-probe"
+
+
+@dataclass
+class ProbeUser:
+    user_id: str
+    client: SynapseClient
+    device_id: str | None = None
+
+
+@dataclass
+class ServerProbe:
+    """One homeserver's probe objects; it plays target for others and viewer of others."""
+
+    name: str
+    server_name: str
+    token: str
+    admin: SynapseClient
+    host: ProbeUser
+    target: ProbeUser
+    searcher: ProbeUser
+    colleague: ProbeUser
+    browser: ProbeUser
+    public_room: str = ""
+    published: bool = False
+    space: str = ""
+    closed_room: str = ""
+    rooms: list[str] = field(default_factory=list)
+    joined: set[str] = field(default_factory=set)  # other servers' rooms our users joined
+
+    @property
+    def target_displayname(self) -> str:
+        return f"Homeport probe {self.token}"
+
+    @property
+    def device_name(self) -> str:
+        return f"Homeport probe device {self.token}"
+
+    @property
+    def public_room_name(self) -> str:
+        return f"Homeport probe room {self.token}"
+
+    @property
+    def users(self) -> list[ProbeUser]:
+        return [self.host, self.target, self.searcher, self.colleague, self.browser]
+
+
+@dataclass
+class PairProbe:
+    """The viewer's users looking at the target's objects."""
+
+    viewer: ServerProbe
+    target: ServerProbe
+    can_share: bool
+    target_creates_shared_room: bool
+
+    async def join(self, client: SynapseClient, room_id: str) -> None:
+        self.viewer.joined.add(room_id)
+        await client.request(
+            "POST",
+            f"/_matrix/client/v3/join/{quote(room_id)}",
+            params={"server_name": self.target.server_name},
+            json={},
+        )
+
+    async def _create_federated_room(self, owner: ProbeUser, preset: str) -> str:
+        body = await owner.client.request(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            json={"preset": preset, "creation_content": {"m.federate": True}},
+        )
+        room_id = str(body["room_id"])
+        mine = owner in self.target.users
+        (self.target if mine else self.viewer).rooms.append(room_id)
+        return room_id
+
+    async def _join_room(self, user: ProbeUser, room_id: str, owner_is_target: bool) -> None:
+        """Join `room_id`, created by the side `owner_is_target` names."""
+        owner_server = self.target if owner_is_target else self.viewer
+        if user not in owner_server.users:
+            (self.viewer if owner_is_target else self.target).joined.add(room_id)
+        await user.client.request(
+            "POST",
+            f"/_matrix/client/v3/join/{quote(room_id)}",
+            params={"server_name": owner_server.server_name},
+            json={},
+        )
+
+    async def make_target_known_privately(self, finds: FindsUser, settle: float) -> str:
+        """Make the viewer's server know the target user only from a private room.
+
+        Remote users enter a server's user directory when they join a public room
+        it is in (from a private room only after a profile refresh a minute later).
+        So: the viewer's colleague and the target user meet in a public room, the
+        directory takes the target in, the room turns invite-only, and a marker
+        user joins another room afterwards: once the marker is found, the change
+        to invite-only has been processed too (the directory works in order).
+        Returns what happened, for the report.
+        """
+        if not self.can_share:
+            return "the two servers cannot share a room"
+        target_owns = self.target_creates_shared_room
+        colleague, target = self.viewer.colleague, self.target.target
+        owner = target if target_owns else colleague
+        # The beacon room must never hold the target user: it stays public.
+        beacon_owner = self.target.host if target_owns else colleague
+        marker = self.target.browser if target_owns else self.target.host
+        shared = await self._create_federated_room(owner, "public_chat")
+        beacon = await self._create_federated_room(beacon_owner, "public_chat")
+        await self._join_room(target if owner is colleague else colleague, shared, target_owns)
+        if beacon_owner is not colleague:
+            await self._join_room(colleague, beacon, target_owns)
+        if not await _eventually(lambda: finds(colleague, target.user_id), settle):
+            return "the colleague does not find the target user either"
+        await owner.client.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(shared)}/state/m.room.join_rules/",
+            json={"join_rule": "invite"},
+        )
+
+        async def closed_on_viewer() -> bool:
+            state = await colleague.client.request(
+                "GET", f"/_matrix/client/v3/rooms/{quote(shared)}/state/m.room.join_rules/"
+            )
+            return bool(state.get("join_rule") == "invite")
+
+        if not await _eventually(closed_on_viewer, settle):
+            return "the room did not turn invite-only on the viewer's server"
+        await self._join_room(marker, beacon, target_owns)
+        if not await _eventually(lambda: finds(colleague, marker.user_id), settle):
+            return "the viewer's user directory did not catch up"
+        return "the target user shares only a private room with a colleague"
+
+
+FindsUser = Callable[["ProbeUser", str], Awaitable[bool]]
+
+
+async def _eventually(condition: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+def _fake_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+async def _create_user(
+    admin: SynapseClient,
+    base_url: str,
+    ssl_context: ssl.SSLContext,
+    server_name: str,
+    token: str,
+    role: str,
+    displayname: str,
+) -> ProbeUser:
+    user_id = f"@{PROBE_PREFIX}-{token}-{role}:{server_name}"
+    password = secrets.token_urlsafe(24)
+    await admin.put_user(user_id, password, displayname)
+    client = SynapseClient(base_url, ssl_context)
+    user = ProbeUser(user_id, client)
+    if role == "target":
+        # A real login gives a device, which can carry keys and a display name.
+        login = await client.request(
+            "POST",
+            "/_matrix/client/v3/login",
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": user_id},
+                "password": password,
+                "initial_device_display_name": f"Homeport probe device {token}",
+            },
+        )
+        client.with_token(login["access_token"])
+        user.device_id = str(login["device_id"])
+    else:
+        client.with_token(await admin.login_as(user_id))
+    return user
+
+
+async def _upload_device_keys(user: ProbeUser) -> None:
+    device = user.device_id or ""
+    await user.client.request(
+        "POST",
+        "/_matrix/client/v3/keys/upload",
+        json={
+            "device_keys": {
+                "user_id": user.user_id,
+                "device_id": device,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": {f"curve25519:{device}": _fake_key(), f"ed25519:{device}": _fake_key()},
+                "signatures": {user.user_id: {f"ed25519:{device}": _fake_key()}},
+            }
+        },
+    )
+
+
+async def _create_room(user: ProbeUser, body: dict[str, Any]) -> str:
+    answer = await user.client.request("POST", "/_matrix/client/v3/createRoom", json=body)
+    return str(answer["room_id"])
+
+
+async def set_up_server(
+    deployment: Deployment, name: str, token: str, ssl_context: ssl.SSLContext
+) -> ServerProbe:
+    hs = deployment.homeservers[name]
+    layout = DeploymentLayout(deployment.data_dir).homeserver(name)
+    admin = SynapseClient(hs.base_url, ssl_context)
+    await admin_token(admin, layout)
+    roles = ("host", "target", "searcher", "colleague", "browser")
+    names = {"target": f"Homeport probe {token}"}
+    users = await asyncio.gather(
+        *(
+            _create_user(
+                admin,
+                hs.base_url,
+                ssl_context,
+                hs.server_name,
+                token,
+                role,
+                names.get(role, f"Homeport {role}"),
+            )
+            for role in roles
+        )
+    )
+    host, target, searcher, colleague, browser = users
+    probe = ServerProbe(
+        name,
+        hs.server_name,
+        token,
+        admin,
+        host=host,
+        target=target,
+        searcher=searcher,
+        colleague=colleague,
+        browser=browser,
+    )
+    await _upload_device_keys(probe.target)
+    never = hs.policy.rooms.federation == "never"
+    # On a `never` server the rooms are created as a client that does not care
+    # would create them; the Homeport module must make them non-federated.
+    federate = {} if never else {"m.federate": True}
+    probe.public_room = await _create_room(
+        probe.host,
+        {
+            "preset": "public_chat",
+            "visibility": "public",
+            "name": probe.public_room_name,
+            "creation_content": federate,
+        },
+    )
+    probe.space = await _create_room(
+        probe.host,
+        {
+            "preset": "public_chat",
+            "name": f"Homeport probe space {token}",
+            "creation_content": {"type": "m.space", **federate},
+            "initial_state": [
+                {
+                    "type": "m.space.child",
+                    "state_key": probe.public_room,
+                    "content": {"via": [hs.server_name]},
+                }
+            ],
+        },
+    )
+    probe.closed_room = await _create_room(
+        probe.host,
+        {
+            "preset": "public_chat",
+            "name": f"Homeport probe closed room {token}",
+            "creation_content": {} if never else {"m.federate": False},
+        },
+    )
+    probe.rooms += [probe.public_room, probe.space, probe.closed_room]
+    listing = await probe.host.client.request(
+        "GET", f"/_matrix/client/v3/directory/list/room/{quote(probe.public_room)}"
+    )
+    probe.published = listing.get("visibility") == "public"
+    return probe
+
+
+async def tear_down(probes: list[ServerProbe]) -> None:
+    """Purge every probe room on every server that holds it, then erase the probe users."""
+
+    async def quietly(call: Any) -> None:
+        # Already gone, or the server went away: nothing left to clean.
+        with contextlib.suppress(SynapseApiError, httpx.HTTPError, OSError):
+            await call
+
+    await asyncio.gather(
+        *(
+            quietly(probe.admin.delete_room(room))
+            for probe in probes
+            for room in {*probe.rooms, *probe.joined}
+        )
+    )
+    await asyncio.gather(
+        *(quietly(probe.admin.deactivate(user.user_id)) for probe in probes for user in probe.users)
+    )
+
+
+async def close(probes: list[ServerProbe]) -> None:
+    for probe in probes:
+        for user in probe.users:
+            await user.client.aclose()
+        await probe.admin.aclose()
