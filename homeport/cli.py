@@ -40,7 +40,7 @@ from homeport.policy.surfaces import SURFACES
 from homeport.policy.verify import Report, ordered_pairs, verify
 from homeport.prepare import identity_changes, materialize, preflight
 from homeport.runstate import HomeserverState, RunLock, read_state, set_held, wake
-from homeport.status import Status, gather_status
+from homeport.status import Status, gather_status, reset_backoff_toward
 from homeport.supervisor import Supervisor
 from homeport.trust import client_ssl_context
 from homeport.users import check_localpart, create_user, generate_password
@@ -446,6 +446,8 @@ def restart(config_path: Path, name: str) -> None:
             f"{name} is not ready (state: {state}); see {layout.homeserver(name).log_file}"
         )
     console.print(f"{name} restarted with the new configuration; the others kept running.")
+    for other in asyncio.run(reset_backoff_toward(deployment, name)):
+        console.print(f"{other} was backing off from {name}: reset, it retries now.")
 
 
 def _status_table(status: Status) -> Table:

@@ -83,6 +83,28 @@ async def _federation_summary(
         return None
 
 
+async def reset_backoff_toward(deployment: Deployment, name: str) -> list[str]:
+    """Let the other homeservers retry `name` at once (after its restart), not after backoff.
+
+    Returns the homeservers that had been backing off from it.
+    """
+    layout = DeploymentLayout(deployment.data_dir)
+    server_name = deployment.homeservers[name].server_name
+
+    async def reset(other: str) -> bool:
+        hs = deployment.homeservers[other]
+        try:
+            async with SynapseClient(hs.base_url, client_ssl_context(deployment)) as client:
+                await admin_token(client, layout.homeserver(other))
+                return await client.reset_connection(server_name)
+        except (httpx.HTTPError, SynapseApiError, OSError):
+            return False  # not running: nothing to reset
+
+    others = [other for other in deployment.homeservers if other != name]
+    results = await asyncio.gather(*(reset(other) for other in others))
+    return [other for other, was_reset in zip(others, results, strict=True) if was_reset]
+
+
 async def gather_status(deployment: Deployment) -> Status:
     layout = DeploymentLayout(deployment.data_dir)
     supervisor_pid = RunLock(layout).holder() if layout.data_dir.exists() else None

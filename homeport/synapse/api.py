@@ -155,6 +155,20 @@ class SynapseClient:
             json={"messages_per_second": 0, "burst_count": 0},
         )
 
+    async def reset_connection(self, destination: str) -> bool:
+        """Clear the backoff toward `destination`; False when Synapse had none to clear."""
+        try:
+            await self._request(
+                "POST",
+                f"/_synapse/admin/v1/federation/destinations/{quote(destination)}/reset_connection",
+                json={},
+            )
+        except SynapseApiError as error:
+            if error.status in (400, 404):
+                return False
+            raise
+        return True
+
     async def federation_destinations(
         self,
         start: int = 0,
