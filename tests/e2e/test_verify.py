@@ -1,0 +1,641 @@
+"""`homeport verify` against real homeservers: the starter, each setting flipped, drift, random.
+
+Each flip changes one setting on one homeserver, applies it with
+`homeport restart NAME` (the other keeps running), and shows that verify's
+observed value flips, with zero mismatches before and after. A raw client
+request in the test itself cross-checks what verify reports.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import yaml
+
+from homeport.config.model import Deployment
+from homeport.trust import client_ssl_context
+from tests.harness import RunningDeployment, edit_yaml, homeport, init_deployment, run_sync
+from tests.policies import random_policies
+
+pytestmark = pytest.mark.e2e
+
+SURFACES = {
+    "federation",
+    "public_rooms",
+    "space_hierarchy",
+    "profile",
+    "device_names",
+    "user_search",
+    "join_nonfederated",
+}
+
+
+@dataclass
+class PolicyDeployment:
+    """A running pair whose policies tests change, restarting only what they touch."""
+
+    running: RunningDeployment
+    starter: dict[str, dict[str, Any]]
+    current: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.running.config_path
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.running.deployment
+
+    def set_policy(self, name: str, policy: dict[str, Any]) -> None:
+        if self.current[name] == policy:
+            return
+
+        def edit(data: Any) -> None:
+            data["homeservers"][name]["policy"] = copy.deepcopy(policy)
+
+        edit_yaml(self.config, edit)
+        homeport("restart", "-c", str(self.config), name, timeout=240)
+        self.current[name] = copy.deepcopy(policy)
+
+    def with_changes(self, name: str, *changes: dict[str, Any]) -> None:
+        """The starter policy of `name` with `changes` merged in (None removes a key)."""
+        policy = copy.deepcopy(self.starter[name])
+        for change in changes:
+            _merge(policy, change)
+        self.set_policy(name, policy)
+
+    def reset(self) -> None:
+        for name in self.starter:
+            self.set_policy(name, copy.deepcopy(self.starter[name]))
+
+
+def _merge(base: dict[str, Any], change: dict[str, Any]) -> None:
+    for key, value in change.items():
+        if value is None:
+            base.pop(key, None)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+@pytest.fixture(scope="module")
+def policy_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyDeployment]:
+    config = init_deployment(tmp_path_factory.mktemp("verify"))
+    data = yaml.safe_load(config.read_text())
+    starter = {name: hs["policy"] for name, hs in data["homeservers"].items()}
+    running = RunningDeployment(config)
+    running.start()
+    try:
+        yield PolicyDeployment(running, starter, copy.deepcopy(starter))
+    finally:
+        if running.process is not None:
+            running.stop()
+        running.kill_leftovers()
+
+
+def verify(config: Path) -> tuple[int, dict[str, Any]]:
+    result = homeport("verify", "-c", str(config), "--json", check=False, timeout=120)
+    assert result.returncode in (0, 1), result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return result.returncode, report
+
+
+def observed(report: dict[str, Any], viewer: str, target: str, surface: str) -> str:
+    (check,) = [
+        c
+        for c in report["checks"]
+        if (c["viewer"], c["target"], c["surface"]) == (viewer, target, surface)
+    ]
+    return str(check["observed"])
+
+
+def assert_no_mismatch(code: int, report: dict[str, Any]) -> None:
+    bad = [c for c in report["checks"] if not c["ok"]]
+    assert report["mismatches"] == 0, bad
+    assert code == 0
+
+
+# Raw client requests, written out in the test so they do not share verify's code.
+
+
+class Raw:
+    """Users and plain HTTP requests on the deployment's homeservers."""
+
+    def __init__(self, pair: PolicyDeployment) -> None:
+        self.pair = pair
+        self.deployment = pair.deployment
+        self.ssl: ssl.SSLContext = client_ssl_context(self.deployment)
+
+    def url(self, name: str) -> str:
+        return self.deployment.homeservers[name].base_url
+
+    async def call(
+        self, name: str, token: str, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
+        async with httpx.AsyncClient(verify=self.ssl, timeout=30) as http:
+            return await http.request(
+                method,
+                f"{self.url(name)}{path}",
+                headers={"Authorization": f"Bearer {token}"},
+                **kwargs,
+            )
+
+    async def user(self, name: str, displayname: str | None = None) -> tuple[str, str, str]:
+        """A fresh user logged in with a named device: (user_id, token, device_id)."""
+        user_id, password = await self.pair.running.new_user(name)
+        async with httpx.AsyncClient(verify=self.ssl) as http:
+            response = await http.post(
+                f"{self.url(name)}/_matrix/client/v3/login",
+                json={
+                    "type": "m.login.password",
+                    "identifier": {"type": "m.id.user", "user": user_id},
+                    "password": password,
+                    "initial_device_display_name": "Raw test laptop",
+                },
+            )
+        response.raise_for_status()
+        body = response.json()
+        if displayname:
+            put = await self.call(
+                name,
+                body["access_token"],
+                "PUT",
+                f"/_matrix/client/v3/profile/{quote(user_id)}/displayname",
+                json={"displayname": displayname},
+            )
+            put.raise_for_status()
+        return user_id, body["access_token"], body["device_id"]
+
+    async def create_room(self, name: str, token: str, body: dict[str, Any]) -> str:
+        response = await self.call(name, token, "POST", "/_matrix/client/v3/createRoom", json=body)
+        assert response.status_code == 200, response.text
+        return str(response.json()["room_id"])
+
+    async def join(self, name: str, token: str, room_id: str, via: str) -> bool:
+        response = await self.call(
+            name,
+            token,
+            "POST",
+            f"/_matrix/client/v3/join/{quote(room_id)}",
+            params={"server_name": self.deployment.homeservers[via].server_name},
+            json={},
+        )
+        return response.status_code == 200
+
+
+RawCheck = Callable[[Raw], Awaitable[str]]
+
+
+def raw_public_rooms(viewer: str, target: str) -> RawCheck:
+    async def check(raw: Raw) -> str:
+        word = f"raw{secrets.token_hex(4)}"
+        _, owner, _ = await raw.user(target)
+        room_id = await raw.create_room(
+            target, owner, {"preset": "public_chat", "visibility": "public", "name": word}
+        )
+        _, looker, _ = await raw.user(viewer)
+        response = await raw.call(
+            viewer,
+            looker,
+            "POST",
+            "/_matrix/client/v3/publicRooms",
+            params={"server": raw.deployment.homeservers[target].server_name},
+            json={"filter": {"generic_search_term": word}},
+        )
+        listed = response.status_code == 200 and any(
+            r["room_id"] == room_id for r in response.json()["chunk"]
+        )
+        return "visible" if listed else "hidden"
+
+    return check
+
+
+def raw_profile(viewer: str, target: str) -> RawCheck:
+    async def check(raw: Raw) -> str:
+        name = f"Raw {secrets.token_hex(3)}"
+        user_id, _, _ = await raw.user(target, displayname=name)
+        _, looker, _ = await raw.user(viewer)
+        response = await raw.call(
+            viewer, looker, "GET", f"/_matrix/client/v3/profile/{quote(user_id)}"
+        )
+        seen = response.status_code == 200 and response.json().get("displayname") == name
+        return "visible" if seen else "hidden"
+
+    return check
+
+
+async def _keys_query(raw: Raw, viewer: str, target: str) -> tuple[str, str, dict[str, Any]]:
+    user_id, token, device_id = await raw.user(target)
+    keys = {
+        "user_id": user_id,
+        "device_id": device_id,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+        "keys": {f"curve25519:{device_id}": "A" * 43, f"ed25519:{device_id}": "B" * 43},
+        "signatures": {user_id: {f"ed25519:{device_id}": "C" * 86}},
+    }
+    upload = await raw.call(
+        target, token, "POST", "/_matrix/client/v3/keys/upload", json={"device_keys": keys}
+    )
+    upload.raise_for_status()
+    _, looker, _ = await raw.user(viewer)
+    response = await raw.call(
+        viewer,
+        looker,
+        "POST",
+        "/_matrix/client/v3/keys/query",
+        json={"device_keys": {user_id: []}},
+    )
+    response.raise_for_status()
+    return user_id, device_id, response.json()
+
+
+def raw_device_names(viewer: str, target: str) -> RawCheck:
+    async def check(raw: Raw) -> str:
+        user_id, device_id, body = await _keys_query(raw, viewer, target)
+        device = body.get("device_keys", {}).get(user_id, {}).get(device_id, {})
+        named = device.get("unsigned", {}).get("device_display_name") == "Raw test laptop"
+        return "visible" if named else "hidden"
+
+    return check
+
+
+def raw_federation(viewer: str, target: str) -> RawCheck:
+    async def check(raw: Raw) -> str:
+        _, _, body = await _keys_query(raw, viewer, target)
+        failure = body.get("failures", {}).get(raw.deployment.homeservers[target].server_name)
+        return "allowed" if failure is None else "denied" if failure["status"] == 403 else "?"
+
+    return check
+
+
+async def _search(raw: Raw, name: str, token: str, term: str) -> list[str]:
+    response = await raw.call(
+        name, token, "POST", "/_matrix/client/v3/user_directory/search", json={"search_term": term}
+    )
+    response.raise_for_status()
+    return [r["user_id"] for r in response.json()["results"]]
+
+
+def raw_search_local_stranger(viewer: str) -> RawCheck:
+    """search_all_users, seen locally: a user sharing no room with anyone is found or not."""
+
+    async def check(raw: Raw) -> str:
+        word = f"raw{secrets.token_hex(4)}"
+        stranger, _, _ = await raw.user(viewer, displayname=f"Stranger {word}")
+        _, looker, _ = await raw.user(viewer)
+        return "visible" if stranger in await _search(raw, viewer, looker, word) else "hidden"
+
+    return check
+
+
+def raw_search_remote_in_public_room(viewer: str, target: str) -> RawCheck:
+    """A remote user in a public room our server is in: found unless the directory says no."""
+
+    async def check(raw: Raw) -> str:
+        import asyncio
+
+        word = f"raw{secrets.token_hex(4)}"
+        remote, remote_token, _ = await raw.user(target, displayname=f"Remote {word}")
+        room_id = await raw.create_room(target, remote_token, {"preset": "public_chat"})
+        _, member, _ = await raw.user(viewer)
+        assert await raw.join(viewer, member, room_id, via=target)
+        _, looker, _ = await raw.user(viewer)
+        for _ in range(30):  # the directory catches up within moments
+            if remote in await _search(raw, viewer, looker, word):
+                return "visible"
+            await asyncio.sleep(0.2)
+        return "hidden"
+
+    return check
+
+
+def raw_join(viewer: str, target: str) -> RawCheck:
+    """A room made by a plain client on the target, joined from the viewer."""
+
+    async def check(raw: Raw) -> str:
+        _, owner, _ = await raw.user(target)
+        room_id = await raw.create_room(target, owner, {"preset": "public_chat"})
+        _, joiner, _ = await raw.user(viewer)
+        return "joined" if await raw.join(viewer, joiner, room_id, via=target) else "refused"
+
+    return check
+
+
+@dataclass(frozen=True)
+class Flip:
+    name: str
+    homeserver: str
+    change: dict[str, Any]
+    viewer: str
+    target: str
+    surface: str
+    before: str
+    after: str
+    raw: Callable[[str, str], RawCheck]
+    base: dict[str, Any] = field(default_factory=dict)
+
+
+def _viewer_only(check: Callable[[str], RawCheck]) -> Callable[[str, str], RawCheck]:
+    return lambda viewer, _target: check(viewer)
+
+
+SEARCH_ALL = {"user_directory": {"search_all_users": True}}
+
+FLIPS = [
+    Flip(
+        "allow_public_rooms_over_federation",
+        "external",
+        {"allow_public_rooms_over_federation": False},
+        "internal",
+        "external",
+        "public_rooms",
+        "visible",
+        "hidden",
+        raw_public_rooms,
+    ),
+    Flip(
+        "enable_room_list_search",
+        "external",
+        {"enable_room_list_search": False},
+        "internal",
+        "external",
+        "public_rooms",
+        "visible",
+        "hidden",
+        raw_public_rooms,
+    ),
+    Flip(
+        "room_list_publication_rules",
+        "external",
+        {"room_list_publication_rules": None},
+        "internal",
+        "external",
+        "public_rooms",
+        "visible",
+        "hidden",
+        raw_public_rooms,
+    ),
+    Flip(
+        "allow_profile_lookup_over_federation",
+        "internal",
+        {"allow_profile_lookup_over_federation": True},
+        "external",
+        "internal",
+        "profile",
+        "hidden",
+        "visible",
+        raw_profile,
+    ),
+    Flip(
+        "limit_profile_requests_to_users_who_share_rooms",
+        "internal",
+        {
+            "limit_profile_requests_to_users_who_share_rooms": True,
+            "require_auth_for_profile_requests": True,
+        },
+        "internal",
+        "external",
+        "profile",
+        "visible",
+        "hidden",
+        raw_profile,
+    ),
+    Flip(
+        "allow_device_name_lookup_over_federation",
+        "external",
+        {"allow_device_name_lookup_over_federation": True},
+        "internal",
+        "external",
+        "device_names",
+        "hidden",
+        "visible",
+        raw_device_names,
+    ),
+    Flip(
+        "federation_domain_whitelist",
+        "internal",
+        {"federation_domain_whitelist": ["internal"]},
+        "external",
+        "internal",
+        "federation",
+        "allowed",
+        "denied",
+        raw_federation,
+    ),
+    Flip(
+        "user_directory.search_all_users",
+        "internal",
+        SEARCH_ALL,
+        "internal",
+        "external",
+        "user_search",
+        "hidden",
+        "visible",
+        _viewer_only(raw_search_local_stranger),
+    ),
+    Flip(
+        "user_directory.enabled",
+        "internal",
+        {"user_directory": {"enabled": False}},
+        "internal",
+        "external",
+        "user_search",
+        "visible",
+        "hidden",
+        raw_search_remote_in_public_room,
+        base=SEARCH_ALL,
+    ),
+    Flip(
+        "user_directory.exclude_remote_users",
+        "internal",
+        {"user_directory": {"exclude_remote_users": True}},
+        "internal",
+        "external",
+        "user_search",
+        "visible",
+        "hidden",
+        raw_search_remote_in_public_room,
+        base=SEARCH_ALL,
+    ),
+    Flip(
+        "rooms.federation never",
+        "external",
+        {"rooms": {"federation": "never"}},
+        "internal",
+        "external",
+        "space_hierarchy",
+        "visible",
+        "hidden",
+        lambda viewer, target: _as_visibility(raw_join(viewer, target)),
+    ),
+    Flip(
+        "rooms.federation creator_choice",
+        "internal",
+        {"rooms": {"federation": "creator_choice"}},
+        "external",
+        "internal",
+        "space_hierarchy",
+        "hidden",
+        "visible",
+        lambda viewer, target: _as_visibility(raw_join(viewer, target)),
+    ),
+]
+
+
+def _as_visibility(check: RawCheck) -> RawCheck:
+    """A public room of the target that the viewer can join is one it can browse."""
+
+    async def visibility(raw: Raw) -> str:
+        return "visible" if await check(raw) == "joined" else "hidden"
+
+    return visibility
+
+
+def test_starter_policy_verifies_with_zero_mismatches(policy_pair: PolicyDeployment) -> None:
+    policy_pair.reset()
+    code, report = verify(policy_pair.config)
+    assert_no_mismatch(code, report)
+    assert {c["surface"] for c in report["checks"]} == SURFACES
+    assert len(report["checks"]) == 2 * len(SURFACES)
+    for check in report["checks"]:
+        assert set(check) == {"viewer", "target", "surface", "expected", "observed", "ok", "detail"}
+    starter = {
+        ("internal", "external"): {
+            "federation": "allowed",
+            "public_rooms": "visible",
+            "space_hierarchy": "visible",
+            "profile": "visible",
+            "device_names": "hidden",
+            "user_search": "hidden",
+            "join_nonfederated": "refused",
+        },
+        ("external", "internal"): {
+            "federation": "allowed",
+            "public_rooms": "hidden",
+            "space_hierarchy": "hidden",
+            "profile": "hidden",
+            "device_names": "hidden",
+            "user_search": "hidden",
+            "join_nonfederated": "refused",
+        },
+    }
+    for (viewer, target), surfaces in starter.items():
+        for surface, value in surfaces.items():
+            assert observed(report, viewer, target, surface) == value, (viewer, target, surface)
+    # The last report is kept for the admin website.
+    kept = json.loads(policy_pair.running.layout.last_verify.read_text())
+    assert kept["mismatches"] == 0
+
+
+def test_probes_are_cleaned_up(policy_pair: PolicyDeployment) -> None:
+    """After verify no probe user is active: they are deactivated and erased."""
+    policy_pair.reset()
+    verify(policy_pair.config)
+    raw = Raw(policy_pair)
+
+    async def active_probe_users(name: str) -> list[str]:
+        admin_id, password = await policy_pair.running.new_user(name, admin=True)
+        async with httpx.AsyncClient(verify=raw.ssl) as http:
+            login = await http.post(
+                f"{raw.url(name)}/_matrix/client/v3/login",
+                json={
+                    "type": "m.login.password",
+                    "identifier": {"type": "m.id.user", "user": admin_id},
+                    "password": password,
+                },
+            )
+        token = login.json()["access_token"]
+        response = await raw.call(
+            name,
+            token,
+            "GET",
+            "/_synapse/admin/v2/users",
+            params={"name": "homeport-probe", "deactivated": "false", "limit": 100},
+        )
+        response.raise_for_status()
+        return [u["name"] for u in response.json()["users"]]
+
+    for name in ("internal", "external"):
+        assert run_sync(active_probe_users(name)) == []
+
+
+@pytest.mark.parametrize("flip", FLIPS, ids=[f.name for f in FLIPS])
+def test_each_setting_flips_what_verify_observes(policy_pair: PolicyDeployment, flip: Flip) -> None:
+    other = next(n for n in policy_pair.starter if n != flip.homeserver)
+    policy_pair.with_changes(other)
+    policy_pair.with_changes(flip.homeserver, flip.base)
+    raw = Raw(policy_pair)
+    check = flip.raw(flip.viewer, flip.target)
+
+    code, report = verify(policy_pair.config)
+    assert_no_mismatch(code, report)
+    assert observed(report, flip.viewer, flip.target, flip.surface) == flip.before
+    assert run_sync(check(raw)) == flip.before
+
+    other_pid = _pid(policy_pair, other)
+    policy_pair.with_changes(flip.homeserver, flip.base, flip.change)
+    assert _pid(policy_pair, other) == other_pid, "only the touched homeserver restarts"
+
+    code, report = verify(policy_pair.config)
+    assert_no_mismatch(code, report)
+    assert observed(report, flip.viewer, flip.target, flip.surface) == flip.after
+    assert run_sync(check(raw)) == flip.after
+
+
+def _pid(pair: PolicyDeployment, name: str) -> int:
+    status = json.loads(homeport("status", "-c", str(pair.config), "--json").stdout)
+    return int(status["homeservers"][name]["pid"])
+
+
+def test_drift_from_the_policy_is_a_mismatch(policy_pair: PolicyDeployment) -> None:
+    """Someone edits a rendered Synapse config by hand: verify catches it, exit 1."""
+    policy_pair.reset()
+    rendered = policy_pair.running.layout.homeserver("external").config_file
+    text = rendered.read_text()
+    assert "allow_public_rooms_over_federation: true" in text
+    rendered.write_text(
+        text.replace(
+            "allow_public_rooms_over_federation: true", "allow_public_rooms_over_federation: false"
+        )
+    )
+    homeport("stop", "-c", str(policy_pair.config), "external")
+    homeport("start", "-c", str(policy_pair.config), "external", timeout=240)
+    try:
+        code, report = verify(policy_pair.config)
+        assert code == 1
+        bad = [c for c in report["checks"] if not c["ok"]]
+        assert report["mismatches"] == len(bad) == 1
+        assert bad[0]["viewer"] == "internal"
+        assert bad[0]["surface"] == "public_rooms"
+        assert (bad[0]["expected"], bad[0]["observed"]) == ("visible", "hidden")
+        table = homeport("verify", "-c", str(policy_pair.config), check=False)
+        assert table.returncode == 1
+        assert "expected visible" in table.stdout
+    finally:
+        # `restart` renders from homeport.yaml again: the drift is gone.
+        homeport("restart", "-c", str(policy_pair.config), "external", timeout=240)
+    code, report = verify(policy_pair.config)
+    assert_no_mismatch(code, report)
+
+
+@pytest.mark.parametrize("seed", [11, 23, 37])
+def test_random_policies_verify_with_zero_mismatches(
+    policy_pair: PolicyDeployment, seed: int
+) -> None:
+    policies = random_policies(random.Random(seed), policy_pair.config.read_text())
+    for name, policy in policies.items():
+        policy_pair.set_policy(name, policy)
+    code, report = verify(policy_pair.config)
+    assert_no_mismatch(code, report)
