@@ -70,3 +70,20 @@ def test_every_command_has_help_with_a_summary() -> None:
         result = CliRunner().invoke(main, [*args, "--help"])
         assert result.exit_code == 0
         assert "Usage:" in result.output
+
+
+def test_every_lint_finding_is_documented() -> None:
+    from tests.policy.test_lint import CASES
+
+    text = (DOCS / "visibility.md").read_text()
+    ids = {finding[0] for case in CASES for finding in case.expected}
+    missing = [i for i in sorted(ids) if f"| `{i}` |" not in text]
+    assert not missing, f"undocumented in docs/visibility.md: {missing}"
+
+
+def test_every_verify_surface_is_documented() -> None:
+    from homeport.policy.surfaces import SURFACES
+
+    text = (DOCS / "visibility.md").read_text()
+    missing = [s.name for s in SURFACES if f"| `{s.name}` |" not in text]
+    assert not missing, f"undocumented in docs/visibility.md: {missing}"

@@ -36,7 +36,7 @@ def test_readme_walkthrough_exchanges_messages(pair: RunningDeployment, tmp_path
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
     )
@@ -47,3 +47,4 @@ def test_readme_walkthrough_exchanges_messages(pair: RunningDeployment, tmp_path
     for view in (bob_view, alice_view):
         assert f"@alice:{internal.server_name} : Hello from internal" in view
         assert f"@bob:{external.server_name} : Hello from external" in view
+    assert "0 mismatches" in out
