@@ -536,6 +536,13 @@ def verify_command(config_path: Path, as_json: bool) -> None:
     if len(deployment.homeservers) < 2:
         raise HomeportError("verify needs at least two homeservers in the file")
     _running_supervisor(deployment, config_path)
+    current = asyncio.run(gather_status(deployment))
+    not_ready = [name for name, hs in current["homeservers"].items() if not hs["ready"]]
+    if not_ready:
+        raise HomeportError(
+            f"not ready: {', '.join(not_ready)}; verify needs every homeserver "
+            f"(`homeport start -c {config_path} NAME` starts a stopped one)"
+        )
     layout = DeploymentLayout(deployment.data_dir)
     started = time.monotonic()
     if as_json:

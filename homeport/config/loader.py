@@ -22,6 +22,7 @@ from homeport.config.model import (
     Deployment,
     Homeserver,
     Policy,
+    PublicationRule,
     RoomPolicy,
     TlsFiles,
     UserDirectory,
@@ -96,6 +97,7 @@ _NESTED_SHAPES: dict[tuple[str, ...], type[BaseModel]] = {
     ("policy",): Policy,
     ("policy", "user_directory"): UserDirectory,
     ("policy", "rooms"): RoomPolicy,
+    ("policy", "room_list_publication_rules"): PublicationRule,
 }
 
 
@@ -103,7 +105,7 @@ def _allowed_keys(path: Path_) -> list[str]:
     """The keys allowed at `path`, for 'did you mean' hints."""
     shape: type[BaseModel] = Deployment
     if len(path) >= 2 and path[0] == "homeservers":
-        inner = tuple(str(p) for p in path[2:])
+        inner = tuple(str(p) for p in path[2:] if not isinstance(p, int))
         shape = _NESTED_SHAPES.get(inner, Homeserver)
     return list(shape.model_fields)
 

@@ -87,6 +87,15 @@ class UserDirectory(StrictModel):
     exclude_remote_users: bool = Field(default=False, description="Return only local users.")
 
 
+class PublicationRule(StrictModel):
+    """One rule of Synapse's `room_list_publication_rules` (globs; first match wins)."""
+
+    user_id: str = Field(default="*", description="Glob on the publishing user's ID.")
+    alias: str = Field(default="*", description="Glob on one of the room's aliases.")
+    room_id: str = Field(default="*", description="Glob on the room ID.")
+    action: Literal["allow", "deny"] = Field(description="`allow` or `deny`.")
+
+
 class RoomPolicy(StrictModel):
     """What Synapse cannot express: whether rooms created here may federate at all."""
 
@@ -115,7 +124,7 @@ class Policy(StrictModel):
         default=True,
         description="Whether the room directory exists at all (local and remote).",
     )
-    room_list_publication_rules: list[dict[str, Any]] | None = Field(
+    room_list_publication_rules: list[PublicationRule] | None = Field(
         default=None,
         description="Who may publish rooms to our directory (Synapse's rules, first "
         "match wins). Left out: nobody.",

@@ -54,7 +54,9 @@ def synapse_policy_settings(deployment: Deployment, name: str) -> dict[str, Any]
         "require_auth_for_profile_requests": policy.require_auth_for_profile_requests,
     }
     if policy.room_list_publication_rules is not None:
-        settings["room_list_publication_rules"] = policy.room_list_publication_rules
+        settings["room_list_publication_rules"] = [
+            rule.model_dump() for rule in policy.room_list_publication_rules
+        ]
     whitelist = effective_whitelist(deployment, name)
     if whitelist is not None:
         settings["federation_domain_whitelist"] = whitelist

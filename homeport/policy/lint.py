@@ -128,21 +128,23 @@ def check_entries_without_port(deployment: Deployment, name: str) -> Iterator[Fi
         address = split_server_name(entry)
         if address.port is not None:
             continue
+        listed = set(_explicit(deployment, name)) | {hs.server_name}
         meant = [
             (other_name, other.server_name)
             for other_name, other in deployment.homeservers.items()
             if split_server_name(other.server_name).host == address.host
             and split_server_name(other.server_name).port is not None
+            and other.server_name not in listed  # already allowed under its full name
         ]
         if not meant:
             continue
-        listed = ", ".join(f"{n} ({server})" for n, server in meant)
+        described = ", ".join(f"{n} ({server})" for n, server in meant)
         yield Finding(
             "whitelist-entry-without-port",
             "error",
             name,
             (*WHITELIST, index),
-            f"{entry!r} has no port, but on that host this file has {listed}",
+            f"{entry!r} has no port, but on that host this file has {described}",
             "Synapse compares server names exactly, port included: this entry matches "
             "none of them, so federation with them is refused in both directions.",
             f"write the homeserver's name from this file ({' or '.join(n for n, _ in meant)}) "
@@ -198,11 +200,13 @@ def _trusted_key_servers(hs: Homeserver) -> list[tuple[int, str]]:
 def check_trusted_key_servers(deployment: Deployment, name: str) -> Iterator[Finding]:
     hs = deployment.homeservers[name]
     allowed = effective_whitelist(deployment, name)
+    if allowed == [hs.server_name]:
+        return  # no federation: reported as setting-without-federation
     own_servers = _server_names(deployment)
     for index, server in _trusted_key_servers(hs):
-        if server in own_servers:
-            continue
         key: KeyPath = ("synapse", "trusted_key_servers", index, "server_name")
+        if server == hs.server_name:
+            continue
         if allowed is not None and server not in allowed:
             yield Finding(
                 "trusted-key-server-not-whitelisted",
@@ -215,7 +219,7 @@ def check_trusted_key_servers(deployment: Deployment, name: str) -> Iterator[Fin
                 "use `trusted_key_servers: []` (servers then fetch each other's keys "
                 "directly) or a homeserver of this file",
             )
-        else:
+        elif server not in own_servers:
             yield Finding(
                 "trusted-key-server-outside",
                 "warning",
@@ -257,20 +261,19 @@ def _peers(deployment: Deployment, name: str) -> list[str]:
 def check_search_all_users(deployment: Deployment, name: str) -> Iterator[Finding]:
     hs = deployment.homeservers[name]
     directory = hs.policy.user_directory
-    if not directory.search_all_users or not directory.enabled:
+    if not directory.search_all_users or not directory.enabled or directory.exclude_remote_users:
         return
     allowed = effective_whitelist(deployment, name)
     if allowed is not None and allowed == [hs.server_name]:
         return
     peers = _peers(deployment, name)
     whom = ", ".join(peers) if peers else "other servers"
-    reach = "" if directory.exclude_remote_users else f" and remote users of {whom}"
     yield Finding(
         "search-all-users-with-federation",
         "warning",
         name,
         ("policy", "user_directory", "search_all_users"),
-        f"every user of {name} can find every local user{reach} it has seen",
+        f"every user of {name} can find every user of {whom} that {name} has seen",
         "With search_all_users, user search covers everyone this server knows, not only "
         "people in public rooms or sharing a room with the searcher. Users of another "
         "server who share a space with people here become findable by everyone here, "
@@ -367,6 +370,24 @@ def check_public_rooms_without_directory(deployment: Deployment, name: str) -> I
         )
 
 
+def check_public_rooms_nothing_published(deployment: Deployment, name: str) -> Iterator[Finding]:
+    policy = deployment.homeservers[name].policy
+    rules = policy.room_list_publication_rules or []
+    if policy.allow_public_rooms_over_federation and not any(r.action == "allow" for r in rules):
+        yield Finding(
+            "public-rooms-nothing-published",
+            "warning",
+            name,
+            ("policy", "allow_public_rooms_over_federation"),
+            f"{name}'s directory is open to other servers, but nobody may publish to it",
+            "Without an `allow` rule in room_list_publication_rules, Synapse publishes "
+            "nothing (rooms created as public silently stay unpublished), so other "
+            "servers see an empty directory.",
+            "add room_list_publication_rules, e.g. [{action: allow}], or set "
+            "allow_public_rooms_over_federation: false",
+        )
+
+
 CHECKS: tuple[Check, ...] = (
     check_user_ids_in_whitelist,
     check_patterns_in_whitelist,
@@ -380,6 +401,7 @@ CHECKS: tuple[Check, ...] = (
     check_profile_limit_needs_auth,
     check_device_names_to_everyone,
     check_public_rooms_without_directory,
+    check_public_rooms_nothing_published,
 )
 
 

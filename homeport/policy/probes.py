@@ -48,11 +48,8 @@ class ServerProbe:
     server_name: str
     token: str
     admin: SynapseClient
-    host: ProbeUser
-    target: ProbeUser
-    searcher: ProbeUser
-    colleague: ProbeUser
-    browser: ProbeUser
+    # By role; filled in as they are created, so that cleanup finds every one.
+    by_role: dict[str, ProbeUser] = field(default_factory=dict)
     public_room: str = ""
     published: bool = False
     space: str = ""
@@ -74,7 +71,27 @@ class ServerProbe:
 
     @property
     def users(self) -> list[ProbeUser]:
-        return [self.host, self.target, self.searcher, self.colleague, self.browser]
+        return list(self.by_role.values())
+
+    @property
+    def host(self) -> ProbeUser:
+        return self.by_role["host"]
+
+    @property
+    def target(self) -> ProbeUser:
+        return self.by_role["target"]
+
+    @property
+    def searcher(self) -> ProbeUser:
+        return self.by_role["searcher"]
+
+    @property
+    def colleague(self) -> ProbeUser:
+        return self.by_role["colleague"]
+
+    @property
+    def browser(self) -> ProbeUser:
+        return self.by_role["browser"]
 
 
 @dataclass
@@ -167,12 +184,18 @@ class PairProbe:
 FindsUser = Callable[["ProbeUser", str], Awaitable[bool]]
 
 
+SETTLE_SECONDS = 5.0
+
+
 async def _eventually(condition: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+    """Poll `condition` with growing pauses (0.1 s to 0.5 s) until true or `timeout`."""
     deadline = time.monotonic() + timeout
+    pause = 0.1
     while not await condition():
         if time.monotonic() > deadline:
             return False
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.5)
     return True
 
 
@@ -180,20 +203,21 @@ def _fake_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
 
+ROLES = ("host", "target", "searcher", "colleague", "browser")
+
+
 async def _create_user(
-    admin: SynapseClient,
-    base_url: str,
-    ssl_context: ssl.SSLContext,
-    server_name: str,
-    token: str,
-    role: str,
-    displayname: str,
-) -> ProbeUser:
-    user_id = f"@{PROBE_PREFIX}-{token}-{role}:{server_name}"
+    probe: ServerProbe, base_url: str, ssl_context: ssl.SSLContext, role: str
+) -> None:
+    user_id = f"@{PROBE_PREFIX}-{probe.token}-{role}:{probe.server_name}"
     password = secrets.token_urlsafe(24)
-    await admin.put_user(user_id, password, displayname)
+    displayname = probe.target_displayname if role == "target" else f"Homeport {role}"
     client = SynapseClient(base_url, ssl_context)
     user = ProbeUser(user_id, client)
+    probe.by_role[role] = user  # from now on, cleanup deactivates it
+    await probe.admin.put_user(user_id, password, displayname)
+    # Probes come in bursts that Synapse's per-user limits are not meant for.
+    await probe.admin.override_ratelimit(user_id)
     if role == "target":
         # A real login gives a device, which can carry keys and a display name.
         login = await client.request(
@@ -203,14 +227,13 @@ async def _create_user(
                 "type": "m.login.password",
                 "identifier": {"type": "m.id.user", "user": user_id},
                 "password": password,
-                "initial_device_display_name": f"Homeport probe device {token}",
+                "initial_device_display_name": probe.device_name,
             },
         )
         client.with_token(login["access_token"])
         user.device_id = str(login["device_id"])
     else:
-        client.with_token(await admin.login_as(user_id))
-    return user
+        client.with_token(await probe.admin.login_as(user_id))
 
 
 async def _upload_device_keys(user: ProbeUser) -> None:
@@ -230,53 +253,52 @@ async def _upload_device_keys(user: ProbeUser) -> None:
     )
 
 
-async def _create_room(user: ProbeUser, body: dict[str, Any]) -> str:
-    answer = await user.client.request("POST", "/_matrix/client/v3/createRoom", json=body)
-    return str(answer["room_id"])
+async def _create_room(probe: ServerProbe, body: dict[str, Any]) -> str:
+    answer = await probe.host.client.request("POST", "/_matrix/client/v3/createRoom", json=body)
+    room_id = str(answer["room_id"])
+    probe.rooms.append(room_id)
+    return room_id
 
 
-async def set_up_server(
+async def _listed_locally(probe: ServerProbe) -> bool:
+    """Whether the target's own directory lists the probe room yet (stats are indexed later)."""
+    body = await probe.host.client.request(
+        "POST",
+        "/_matrix/client/v3/publicRooms",
+        json={"limit": 20, "filter": {"generic_search_term": probe.token}},
+    )
+    return any(room.get("room_id") == probe.public_room for room in body.get("chunk", []))
+
+
+def new_server_probe(
     deployment: Deployment, name: str, token: str, ssl_context: ssl.SSLContext
 ) -> ServerProbe:
     hs = deployment.homeservers[name]
-    layout = DeploymentLayout(deployment.data_dir).homeserver(name)
-    admin = SynapseClient(hs.base_url, ssl_context)
-    await admin_token(admin, layout)
-    roles = ("host", "target", "searcher", "colleague", "browser")
-    names = {"target": f"Homeport probe {token}"}
-    users = await asyncio.gather(
-        *(
-            _create_user(
-                admin,
-                hs.base_url,
-                ssl_context,
-                hs.server_name,
-                token,
-                role,
-                names.get(role, f"Homeport {role}"),
-            )
-            for role in roles
-        )
+    return ServerProbe(name, hs.server_name, token, SynapseClient(hs.base_url, ssl_context))
+
+
+async def set_up_server(
+    deployment: Deployment, probe: ServerProbe, ssl_context: ssl.SSLContext
+) -> None:
+    """Create the probe users and rooms of one homeserver, recording each as it is made."""
+    name = probe.name
+    hs = deployment.homeservers[name]
+    token = probe.token
+    await admin_token(probe.admin, DeploymentLayout(deployment.data_dir).homeserver(name))
+    created = await asyncio.gather(
+        *(_create_user(probe, hs.base_url, ssl_context, role) for role in ROLES),
+        return_exceptions=True,
     )
-    host, target, searcher, colleague, browser = users
-    probe = ServerProbe(
-        name,
-        hs.server_name,
-        token,
-        admin,
-        host=host,
-        target=target,
-        searcher=searcher,
-        colleague=colleague,
-        browser=browser,
-    )
+    for failure in created:
+        if isinstance(failure, BaseException):
+            raise failure
     await _upload_device_keys(probe.target)
     never = hs.policy.rooms.federation == "never"
     # On a `never` server the rooms are created as a client that does not care
     # would create them; the Homeport module must make them non-federated.
     federate = {} if never else {"m.federate": True}
     probe.public_room = await _create_room(
-        probe.host,
+        probe,
         {
             "preset": "public_chat",
             "visibility": "public",
@@ -285,7 +307,7 @@ async def set_up_server(
         },
     )
     probe.space = await _create_room(
-        probe.host,
+        probe,
         {
             "preset": "public_chat",
             "name": f"Homeport probe space {token}",
@@ -300,19 +322,19 @@ async def set_up_server(
         },
     )
     probe.closed_room = await _create_room(
-        probe.host,
+        probe,
         {
             "preset": "public_chat",
             "name": f"Homeport probe closed room {token}",
             "creation_content": {} if never else {"m.federate": False},
         },
     )
-    probe.rooms += [probe.public_room, probe.space, probe.closed_room]
     listing = await probe.host.client.request(
         "GET", f"/_matrix/client/v3/directory/list/room/{quote(probe.public_room)}"
     )
     probe.published = listing.get("visibility") == "public"
-    return probe
+    if probe.published and hs.policy.enable_room_list_search:
+        await _eventually(lambda: _listed_locally(probe), SETTLE_SECONDS)
 
 
 async def tear_down(probes: list[ServerProbe]) -> None:

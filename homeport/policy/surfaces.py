@@ -17,7 +17,7 @@ from matrix_common.regex import glob_to_regex
 
 from homeport.config.model import Deployment, Policy
 from homeport.policy.effective import federation_allowed
-from homeport.policy.probes import PairProbe, ProbeUser
+from homeport.policy.probes import SETTLE_SECONDS, PairProbe, ProbeUser
 from homeport.synapse.api import SynapseApiError
 
 Phase = Literal["look", "share", "join"]
@@ -49,19 +49,22 @@ class Surface(Protocol):
 
 
 def _refusal(error: SynapseApiError) -> str:
+    """A 403 is the answer "not for you"; anything else proves nothing and is an error."""
+    if error.status != 403:
+        raise error
     return f"{error.status} {error}"
 
 
 def publication_allowed(policy: Policy, user_id: str, room_id: str) -> bool:
     """Synapse's room_list_publication_rules for a room without aliases: first match wins."""
     for rule in policy.room_list_publication_rules or []:
-        if not glob_to_regex(str(rule.get("user_id", "*"))).match(user_id):
+        if not glob_to_regex(rule.user_id).match(user_id):
             continue
-        if not glob_to_regex(str(rule.get("room_id", "*"))).match(room_id):
+        if not glob_to_regex(rule.room_id).match(room_id):
             continue
-        if rule.get("alias", "*") != "*":
+        if rule.alias != "*":
             continue  # an alias pattern never matches a room without aliases
-        return rule.get("action") == "allow"
+        return rule.action == "allow"
     return False
 
 
@@ -190,7 +193,6 @@ class UserSearchSurface:
         "Do the viewer's users find a target user whom their server knows only from "
         "a private room with a colleague?"
     )
-    settle_seconds = 5.0
 
     def expected(self, deployment: Deployment, viewer: str, target: str, ids: ProbeIds) -> str:
         directory = deployment.homeservers[viewer].policy.user_directory
@@ -211,7 +213,7 @@ class UserSearchSurface:
             )
             return any(r.get("user_id") == user_id for r in body.get("results", []))
 
-        context = await probe.make_target_known_privately(finds, self.settle_seconds)
+        context = await probe.make_target_known_privately(finds, SETTLE_SECONDS)
         found = await finds(probe.viewer.searcher, probe.target.target.user_id)
         return Observation(VISIBLE if found else HIDDEN, context)
 

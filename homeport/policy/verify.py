@@ -15,7 +15,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from homeport.config.model import Deployment
-from homeport.policy.probes import PairProbe, ServerProbe, close, set_up_server, tear_down
+from homeport.errors import HomeportError
+from homeport.policy.probes import (
+    PairProbe,
+    ServerProbe,
+    close,
+    new_server_probe,
+    set_up_server,
+    tear_down,
+)
 from homeport.policy.surfaces import SURFACES, Phase, ProbeIds, Surface, can_share_room
 
 PHASES: tuple[Phase, ...] = ("look", "share", "join")
@@ -90,16 +98,21 @@ async def verify(
 ) -> Report:
     """Probe every ordered pair through the viewers' client APIs; always clean up."""
     token = secrets.token_hex(4)
-    progress("creating probe users and rooms")
-    results = await asyncio.gather(
-        *(set_up_server(deployment, name, token, ssl_context) for name in deployment.homeservers),
-        return_exceptions=True,
-    )
-    probes = [r for r in results if isinstance(r, ServerProbe)]
+    probes = [
+        new_server_probe(deployment, name, token, ssl_context) for name in deployment.homeservers
+    ]
     try:
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise failures[0]
+        progress("creating probe users and rooms")
+        results = await asyncio.gather(
+            *(set_up_server(deployment, probe, ssl_context) for probe in probes),
+            return_exceptions=True,
+        )
+        for probe, result in zip(probes, results, strict=True):
+            if isinstance(result, BaseException):
+                raise HomeportError(
+                    f"could not create verify's probe users and rooms on {probe.name}: "
+                    f"{type(result).__name__}: {result}"
+                ) from result
         by_name = {probe.name: probe for probe in probes}
         pairs = [
             _pair_probe(deployment, by_name[viewer], by_name[target])

@@ -40,6 +40,54 @@ class Case:
 
 
 CASES = [
+    Case(
+        "directory open to other servers, nobody may publish",
+        deployment_text(
+            external="allow_public_rooms_over_federation: true\n"
+            "room_list_publication_rules: [{user_id: '@admin:*', action: deny}]"
+        ),
+        {
+            (
+                "public-rooms-nothing-published",
+                "external",
+                "policy.allow_public_rooms_over_federation",
+            )
+        },
+    ),
+    Case(
+        "a portless entry next to the full names is harmless",
+        deployment_text("federation_domain_whitelist: [internal, external, localhost]"),
+        set(),
+    ),
+    Case(
+        "key servers do not matter without federation",
+        deployment_text(
+            external="federation_domain_whitelist: []",
+            synapse_external="trusted_key_servers: [{server_name: matrix.org}]",
+        ),
+        {("setting-without-federation", "external", "synapse.trusted_key_servers[0].server_name")},
+    ),
+    Case(
+        "a homeserver of the file as key server, but not whitelisted",
+        deployment_text(
+            external="federation_domain_whitelist: [example.org]",
+            synapse_external="trusted_key_servers: [{server_name: 'localhost:8448'}]",
+        ),
+        {
+            (
+                "trusted-key-server-not-whitelisted",
+                "external",
+                "synapse.trusted_key_servers[0].server_name",
+            )
+        },
+    ),
+    Case(
+        "search all users with remote users excluded is fine",
+        deployment_text(
+            external="user_directory: {search_all_users: true, exclude_remote_users: true}"
+        ),
+        set(),
+    ),
     Case("clean defaults", deployment_text(), set()),
     Case(
         "clean closed pair",
@@ -119,6 +167,7 @@ CASES = [
         deployment_text(
             """
             allow_public_rooms_over_federation: true
+            room_list_publication_rules: [{action: allow}]
             rooms: {federation: never}
             """
         ),
@@ -154,6 +203,7 @@ CASES = [
             """
             federation_domain_whitelist: []
             allow_public_rooms_over_federation: true
+            room_list_publication_rules: [{action: allow}]
             allow_profile_lookup_over_federation: true
             allow_device_name_lookup_over_federation: false
             """
@@ -213,7 +263,8 @@ CASES = [
     Case(
         "public rooms without a directory",
         deployment_text(
-            external="allow_public_rooms_over_federation: true\nenable_room_list_search: false"
+            external="allow_public_rooms_over_federation: true\nenable_room_list_search: false\n"
+            "room_list_publication_rules: [{action: allow}]"
         ),
         {
             (
@@ -256,7 +307,8 @@ def test_findings_explain_and_fix() -> None:
 
 
 def test_per_user_federation_explains_server_scoped_trust() -> None:
-    deployment, _ = load_deployment_text(CASES[16].text, Path("homeport.yaml"))
+    (case,) = [c for c in CASES if c.name == "federation with chosen users of a server"]
+    deployment, _ = load_deployment_text(case.text, Path("homeport.yaml"))
     (finding,) = lint(deployment)
     assert "server-scoped" in finding.explanation
     assert "second homeserver" in finding.explanation
@@ -298,3 +350,14 @@ def test_up_goes_on_with_warnings(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "search-all-users-with-federation" in result.output
     assert (tmp_path / "data" / "homeservers" / "external" / "homeserver.yaml").exists()
+
+
+def test_a_publication_rule_synapse_would_refuse_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "homeport.yaml"
+    config.write_text(
+        deployment_text(external="room_list_publication_rules: [{user_id: '*', action: allowed}]")
+    )
+    result = CliRunner().invoke(main, ["lint", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "room_list_publication_rules[0].action" in result.output
+    assert ":9:" in result.output
