@@ -38,7 +38,13 @@ from homeport.logs import log_to_file
 from homeport.policy.lint import Finding, has_errors, lint
 from homeport.policy.surfaces import SURFACES
 from homeport.policy.verify import Report, ordered_pairs, verify
-from homeport.prepare import identity_changes, materialize, preflight
+from homeport.prepare import (
+    identity_changes,
+    materialize,
+    preflight,
+    record_applied,
+    unapplied,
+)
 from homeport.runstate import HomeserverState, RunLock, read_state, set_held, wake
 from homeport.status import Status, gather_status, reset_backoff_toward
 from homeport.supervisor import Supervisor
@@ -322,6 +328,7 @@ def up(config_path: Path) -> None:
     if not lock.acquire():
         raise AlreadyRunningError("this deployment was started by another `homeport up` just now")
     log_to_file(layout.supervisor_log)
+    record_applied(deployment, list(deployment.homeservers))
     try:
         asyncio.run(_run_up(deployment, layout))
     finally:
@@ -426,20 +433,34 @@ def restart(config_path: Path, name: str) -> None:
     _name_argument(deployment, name)
     pid = _running_supervisor(deployment, config_path)
     _lint_or_refuse(deployment, lines, config_path)
-    changed = identity_changes(deployment, name)
-    if changed:
+    layout = DeploymentLayout(deployment.data_dir)
+    run_state = read_state(layout)
+    if run_state is None or name not in run_state["homeservers"]:
         raise HomeportError(
-            f"{name}: {', '.join(changed)} changed, which a restart cannot apply; "
+            f"{name} is not part of the running deployment; stop `homeport up` and start "
+            "it again to add a homeserver"
+        )
+    changes = identity_changes(deployment)
+    if changes:
+        described = "; ".join(f"{n}: {', '.join(keys)}" for n, keys in changes.items())
+        raise HomeportError(
+            f"changed in the file, which a restart cannot apply ({described}); "
             f"stop `homeport up` and start it again"
         )
-    layout = DeploymentLayout(deployment.data_dir)
     set_held(layout, name, True)
     wake(pid)
-    if _wait_for_state(layout, name, {"stopped"}, timeout=60) != "stopped":
-        raise HomeportError(f"{name} did not stop within 60 s; see {layout.supervisor_log}")
-    materialize(deployment, only=name)
-    set_held(layout, name, False)
-    wake(pid)
+    try:
+        if _wait_for_state(layout, name, {"stopped"}, timeout=60) != "stopped":
+            raise HomeportError(f"{name} did not stop within 60 s; see {layout.supervisor_log}")
+        try:
+            materialize(deployment, only=name)
+        except OSError as error:
+            raise HomeportError(f"cannot render {name}'s config: {error}") from error
+        record_applied(deployment, [name])
+    finally:
+        # Whatever happened, the homeserver runs again (with the old config on failure).
+        set_held(layout, name, False)
+        wake(pid)
     state = _wait_for_state(layout, name, {"ready", "failed"}, timeout=180)
     if state != "ready":
         raise HomeportError(
@@ -544,6 +565,14 @@ def verify_command(config_path: Path, as_json: bool) -> None:
             f"(`homeport start -c {config_path} NAME` starts a stopped one)"
         )
     layout = DeploymentLayout(deployment.data_dir)
+    where = escape(str(config_path))
+    for name in unapplied(deployment):
+        err_console.print(
+            f"[yellow]warning:[/] {name} runs an older configuration than {where}; verify "
+            f"expects what the file says: `homeport restart -c {where} {name}` applies it",
+            highlight=False,
+            soft_wrap=True,
+        )
     started = time.monotonic()
     if as_json:
         report = asyncio.run(verify(deployment, client_ssl_context(deployment)))

@@ -107,6 +107,11 @@ class DeploymentLayout:
         return self.run_dir / "held.json"
 
     @property
+    def applied_file(self) -> Path:
+        """What each running homeserver was started with (identity and config digest)."""
+        return self.run_dir / "applied.json"
+
+    @property
     def last_verify(self) -> Path:
         """The latest `homeport verify` report, for the admin website."""
         return self.run_dir / "verify.json"

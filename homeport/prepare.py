@@ -8,10 +8,13 @@ configs are rendered anew from the model.
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any, TypedDict
 
 import yaml
 
@@ -96,19 +99,70 @@ def preflight(
 IDENTITY_KEYS = ("server_name", "listeners", "database", "public_baseurl")
 
 
-def identity_changes(deployment: Deployment, name: str) -> list[str]:
-    """Settings of a rendered homeserver that a restart alone cannot change.
+class Applied(TypedDict):
+    """What a homeserver runs with: the keys a restart cannot change, and a config digest."""
 
-    The running supervisor knows each homeserver by its name, address, port and
-    database; changing those needs a new `homeport up`.
+    identity: dict[str, Any]
+    digest: str
+
+
+def applied_record(config: dict[str, Any]) -> Applied:
+    return {
+        "identity": {key: config.get(key) for key in IDENTITY_KEYS},
+        "digest": hashlib.sha256(dump_yaml(config)).hexdigest(),
+    }
+
+
+def read_applied(layout: DeploymentLayout) -> dict[str, Applied]:
+    try:
+        data: dict[str, Applied] = json.loads(layout.applied_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def record_applied(deployment: Deployment, names: list[str]) -> None:
+    """Remember what `names` were (re)started with, for `restart` and `verify`."""
+    layout = DeploymentLayout(deployment.data_dir)
+    applied = read_applied(layout)
+    for name in names:
+        applied[name] = applied_record(render_homeserver(deployment, name, layout))
+    write_atomic(layout.applied_file, json.dumps(applied, indent=2).encode())
+
+
+def identity_changes(deployment: Deployment) -> dict[str, list[str]]:
+    """Per homeserver, the settings changed in the file that a restart cannot apply.
+
+    The running supervisor knows each homeserver by its server name, address,
+    port and database, and each homeserver's config names its siblings; changing
+    those needs a new `homeport up`.
     """
     layout = DeploymentLayout(deployment.data_dir)
-    current_file = layout.homeserver(name).config_file
-    if not current_file.exists():
-        return ["the homeserver is new"]
-    current = yaml.safe_load(current_file.read_text())
-    wanted = render_homeserver(deployment, name, layout)
-    return [key for key in IDENTITY_KEYS if current.get(key) != wanted.get(key)]
+    applied = read_applied(layout)
+    changes: dict[str, list[str]] = {}
+    for name in deployment.homeservers:
+        wanted = applied_record(render_homeserver(deployment, name, layout))["identity"]
+        if name not in applied:
+            changes[name] = ["the homeserver is not part of the running deployment"]
+            continue
+        running = applied[name]["identity"]
+        changed = [key for key in IDENTITY_KEYS if running.get(key) != wanted.get(key)]
+        if changed:
+            changes[name] = changed
+    return changes
+
+
+def unapplied(deployment: Deployment) -> list[str]:
+    """Homeservers whose config from the file differs from what they were started with."""
+    layout = DeploymentLayout(deployment.data_dir)
+    applied = read_applied(layout)
+    return [
+        name
+        for name in deployment.homeservers
+        if name in applied
+        and applied[name]["digest"]
+        != applied_record(render_homeserver(deployment, name, layout))["digest"]
+    ]
 
 
 def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLayout:

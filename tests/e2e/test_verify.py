@@ -639,3 +639,47 @@ def test_random_policies_verify_with_zero_mismatches(
         policy_pair.set_policy(name, policy)
     code, report = verify(policy_pair.config)
     assert_no_mismatch(code, report)
+
+
+def test_restart_refuses_a_new_port_and_verify_warns_about_unapplied_edits(
+    policy_pair: PolicyDeployment,
+) -> None:
+    policy_pair.reset()
+    config = policy_pair.config
+    original = config.read_text()
+    pid = _pid(policy_pair, "external")
+    try:
+
+        def new_port(data: Any) -> None:
+            external = data["homeservers"]["external"]
+            old = external["port"]
+            external["port"] = old + 10
+            external["server_name"] = external["server_name"].replace(str(old), str(old + 10))
+
+        edit_yaml(config, new_port)
+        refused = homeport("restart", "-c", str(config), "external", check=False)
+        assert refused.returncode == 1
+        assert "listeners" in refused.stderr
+        assert "homeport up" in refused.stderr
+        assert _pid(policy_pair, "external") == pid, "nothing was restarted"
+
+        config.write_text(original)
+        edit_yaml(
+            config,
+            lambda data: data["homeservers"]["external"]["policy"].update(
+                {"allow_device_name_lookup_over_federation": True}
+            ),
+        )
+        result = homeport("verify", "-c", str(config), "--json", check=False, timeout=120)
+        assert "external runs an older configuration" in result.stderr
+        report = json.loads(result.stdout)
+        # The expectation follows the file, the observation the running server.
+        check = next(
+            c
+            for c in report["checks"]
+            if (c["viewer"], c["target"], c["surface"]) == ("internal", "external", "device_names")
+        )
+        assert (check["expected"], check["observed"]) == ("visible", "hidden")
+        assert result.returncode == 1
+    finally:
+        config.write_text(original)
