@@ -68,6 +68,21 @@ def publication_allowed(policy: Policy, user_id: str, room_id: str) -> bool:
     return False
 
 
+async def _join_refusal(probe: PairProbe, error: SynapseApiError) -> str:
+    """Why a join failed, when that counts as a refusal; otherwise the error goes on.
+
+    The target refuses with 403. When federation itself is denied (by either
+    whitelist), Synapse reports only "Failed to make_join via any server", so
+    that answer counts when a key query shows the denial too.
+    """
+    if error.status == 403:
+        return f"{error.status} {error}"
+    failure = (await _query_keys(probe)).get("failures", {}).get(probe.target.server_name)
+    if failure is not None and failure.get("status") == 403:
+        return f"{error}; federation is denied: {failure.get('message', '')}"
+    raise error
+
+
 async def _query_keys(probe: PairProbe) -> dict[str, Any]:
     target = probe.target.target.user_id
     body: dict[str, Any] = await probe.viewer.searcher.client.request(
@@ -243,6 +258,9 @@ class SpaceHierarchySurface:
         client = probe.viewer.browser.client
         try:
             await probe.join(client, target.space)
+        except SynapseApiError as error:
+            return Observation(HIDDEN, await _join_refusal(probe, error))
+        try:
             body = await client.request(
                 "GET", f"/_matrix/client/v1/rooms/{quote(target.space)}/hierarchy"
             )
@@ -267,7 +285,7 @@ class JoinNonFederatedSurface:
         try:
             await probe.join(probe.viewer.browser.client, probe.target.closed_room)
         except SynapseApiError as error:
-            return Observation("refused", _refusal(error))
+            return Observation("refused", await _join_refusal(probe, error))
         return Observation("joined", "a remote user joined a non-federated room")
 
 
