@@ -126,7 +126,7 @@ async def message_crosses(deployment: Deployment) -> None:
 
 def fresh_deployment(parent: Path, label: str) -> Path:
     directory = parent / label
-    port = free_port_run(2)
+    port = free_port_run(3)
     subprocess.run(
         [sys.executable, "-m", "homeport", "init", str(directory), "--port", str(port)],
         check=True,

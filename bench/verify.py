@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="homeport-bench-") as tmp:
-        base = free_port_run(2)
+        base = free_port_run(3)
         homeport("init", tmp, "--port", str(base))
         config = Path(tmp) / "homeport.yaml"
         running = RunningDeployment(config)

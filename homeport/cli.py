@@ -109,8 +109,8 @@ def main() -> None:
     "base_port",
     default=8448,
     show_default=True,
-    type=click.IntRange(1, 65534),
-    help="Port of internal; external gets the next one.",
+    type=click.IntRange(1, 65533),
+    help="Port of internal; external gets the next one, the admin website the one after.",
 )
 @reports_errors
 def init(directory: Path, host: str, base_port: int) -> None:
@@ -129,7 +129,7 @@ def init(directory: Path, host: str, base_port: int) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             with target.open("x", encoding="utf-8") as handle:
-                handle.write(starter_text(host, base_port, base_port + 1))
+                handle.write(starter_text(host, base_port, base_port + 1, base_port + 2))
         except OSError as error:
             raise HomeportError(f"cannot write {target}: {error.strerror}") from error
         console.print(f"[green]Wrote[/] {target}")

@@ -83,6 +83,10 @@ def preflight(
                     f"no such file: {ca_file}",
                 )
             )
+    if check_ports and deployment.admin is not None:
+        why = _port_problem(deployment.admin.address, deployment.admin.port)
+        if why:
+            problem(("admin", "port"), why, "stop that program or choose another port")
     for name, hs in deployment.homeservers.items():
         base = ("homeservers", name)
         if hs.tls:

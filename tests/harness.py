@@ -189,7 +189,7 @@ class RunningDeployment:
 
 def init_deployment(directory: Path, relax: bool = True) -> Path:
     """`homeport init` into `directory` on free ports; returns the config path."""
-    base = free_port_run(2)
+    base = free_port_run(3)
     homeport("init", str(directory), "--port", str(base))
     config = directory / "homeport.yaml"
     if relax:

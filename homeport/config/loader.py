@@ -19,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from homeport.config.model import (
     RESERVED_SYNAPSE_KEYS,
+    AdminSite,
     Deployment,
     Homeserver,
     Policy,
@@ -104,6 +105,8 @@ _NESTED_SHAPES: dict[tuple[str, ...], type[BaseModel]] = {
 def _allowed_keys(path: Path_) -> list[str]:
     """The keys allowed at `path`, for 'did you mean' hints."""
     shape: type[BaseModel] = Deployment
+    if path == ("admin",):
+        shape = AdminSite
     if len(path) >= 2 and path[0] == "homeservers":
         inner = tuple(str(p) for p in path[2:] if not isinstance(p, int))
         shape = _NESTED_SHAPES.get(inner, Homeserver)
@@ -231,6 +234,26 @@ def _semantic_problems(model: Deployment, source: Path, lines: LineMap) -> list[
                         RESERVED_SYNAPSE_KEYS[key],
                     )
                 )
+    if model.admin is not None:
+        admin = model.admin
+        clash = next(
+            (
+                other
+                for (address, port), other in seen_ports.items()
+                if port == admin.port and _addresses_overlap(address, admin.address)
+            ),
+            None,
+        )
+        if clash is not None:
+            problems.append(
+                ConfigProblem(
+                    source,
+                    lines.line_of(("admin", "port")),
+                    "admin.port",
+                    f"port {admin.port} is already used by homeserver {clash!r}",
+                    "give the admin website a port of its own",
+                )
+            )
     return problems
 
 

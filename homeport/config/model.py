@@ -195,6 +195,26 @@ class Homeserver(StrictModel):
         return f"https://{host}:{self.port}"
 
 
+class AdminSite(StrictModel):
+    """The admin website that `homeport up` serves (and `homeport admin` alone)."""
+
+    address: IpAddress = Field(
+        default="127.0.0.1", description="IP address the website's HTTPS listener binds to."
+    )
+    port: int = Field(ge=1, le=65535, description="TCP port of the website (HTTPS).")
+    host: str = Field(
+        default="localhost",
+        description="Host name in the website's URL; the local CA issues its certificate.",
+    )
+    session_idle_minutes: int = Field(
+        default=30, ge=1, le=24 * 60, description="A session without requests ends after this."
+    )
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+
 class Deployment(StrictModel):
     """Everything `homeport up` runs, as one file describes it."""
 
@@ -209,4 +229,8 @@ class Deployment(StrictModel):
     )
     homeservers: dict[HomeserverName, Homeserver] = Field(
         min_length=1, description="The homeservers, by a short name such as `internal`."
+    )
+    admin: AdminSite | None = Field(
+        default=None,
+        description="The admin website (login as a server admin); left out: no website.",
     )

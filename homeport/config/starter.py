@@ -20,6 +20,14 @@ data_dir: data
 # (for homeservers that bring their own certificates).
 trusted_ca_files: []
 
+# The admin website, served by `homeport up` over HTTPS (certificate from the
+# local CA): log in with a server admin's Matrix username and password.
+admin:
+  address: 127.0.0.1
+  port: {admin_port}
+  host: {host}
+  session_idle_minutes: 30
+
 homeservers:
   internal:
     # The Matrix server name: user IDs end in it (@alice:{host}:{internal_port}).
@@ -73,8 +81,14 @@ homeservers:
 
 
 def starter_text(
-    host: str = "localhost", internal_port: int = 8448, external_port: int = 8449
+    host: str = "localhost",
+    internal_port: int = 8448,
+    external_port: int = 8449,
+    admin_port: int | None = None,
 ) -> str:
     return STARTER_TEMPLATE.format(
-        host=host, internal_port=internal_port, external_port=external_port
+        host=host,
+        internal_port=internal_port,
+        external_port=external_port,
+        admin_port=admin_port if admin_port is not None else external_port + 1,
     )
