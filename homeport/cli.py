@@ -22,6 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from homeport import __version__
+from homeport.admin.server import admin_server
 from homeport.config.loader import LineMap, dotted, load_deployment
 from homeport.config.model import Deployment
 from homeport.config.starter import starter_text
@@ -294,6 +295,8 @@ def _summary(deployment: Deployment, layout: DeploymentLayout, held: set[str]) -
     for name, hs in deployment.homeservers.items():
         note = " [yellow](held stopped: homeport start)[/]" if name in held else ""
         table.add_row(name, hs.server_name + note, hs.base_url)
+    if deployment.admin is not None:
+        table.add_row("admin website", "(log in as a server admin)", deployment.admin.url)
     logs = layout.homeserver("NAME").log_file
     table.caption = f"CA certificate: {layout.ca_certificate}\nLogs: {logs}\nStop with Ctrl-C."
     return table
@@ -339,6 +342,27 @@ async def _run_up(deployment: Deployment, layout: DeploymentLayout) -> None:
     reporter = _RichReporter(deployment)
     supervisor = Supervisor(deployment, layout, client_ssl_context(deployment), reporter)
     running = asyncio.create_task(supervisor.run())
+    website = (
+        admin_server(deployment, client_ssl_context(deployment))
+        if deployment.admin is not None
+        else None
+    )
+    serving = asyncio.create_task(website.serve()) if website is not None else None
+    try:
+        await _watch_up(deployment, layout, supervisor, reporter, running)
+    finally:
+        if website is not None and serving is not None:
+            website.should_exit = True
+            await serving
+
+
+async def _watch_up(
+    deployment: Deployment,
+    layout: DeploymentLayout,
+    supervisor: Supervisor,
+    reporter: _RichReporter,
+    running: asyncio.Task[None],
+) -> None:
     with Live(reporter.table(), console=console, refresh_per_second=4, transient=True) as live:
         reporter.live = live
         while not running.done() and not reporter.all_settled(supervisor.held):
@@ -417,6 +441,29 @@ def start(config_path: Path, name: str) -> None:
             f"{name} is not ready (state: {state}); see {layout.homeserver(name).log_file}"
         )
     console.print(f"{name} is ready at {deployment.homeservers[name].base_url}")
+
+
+@main.command("admin")
+@config_option
+@reports_errors
+def admin_command(config_path: Path) -> None:
+    """Serve only the admin website (for Kubernetes, next to the homeservers' pods).
+
+    The homeservers must be reachable at their URLs; `homeport up` serves the
+    website itself, so this is not needed on one machine.
+    """
+    deployment, lines = load_deployment(config_path)
+    if deployment.admin is None:
+        raise HomeportError(
+            f"{config_path} has no `admin:` section; add one with a port "
+            "(see docs/configuration.md#admin)"
+        )
+    problems = preflight(deployment, lines, config_path, check_ports=False)
+    if problems:
+        raise ConfigError(problems)
+    materialize(deployment)
+    console.print(f"Admin website on {deployment.admin.url} (Ctrl-C stops it)")
+    asyncio.run(admin_server(deployment, client_ssl_context(deployment), own_signals=True).serve())
 
 
 @main.command()
@@ -498,6 +545,8 @@ def _status_table(status: Status) -> Table:
             str(federation["failing"]) if federation else "",
         )
     table.caption = f"CA certificate: {status['ca_cert']}"
+    if status["admin_url"]:
+        table.caption += f"\nAdmin website: {status['admin_url']}"
     return table
 
 

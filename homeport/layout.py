@@ -90,6 +90,14 @@ class DeploymentLayout:
         return self.data_dir / "ca" / "ca.key"
 
     @property
+    def admin_tls_certificate(self) -> Path:
+        return self.data_dir / "admin" / "tls" / "server.crt"
+
+    @property
+    def admin_tls_key(self) -> Path:
+        return self.data_dir / "admin" / "tls" / "server.key"
+
+    @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
 

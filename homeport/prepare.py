@@ -177,6 +177,11 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
     layout = DeploymentLayout(deployment.data_dir)
     ensure_dir(layout.data_dir)
     ca = pki.ensure_ca(layout.ca_certificate, layout.ca_key, label=layout.data_dir.name)
+    if deployment.admin is not None and only is None:
+        ensure_dir(layout.admin_tls_certificate.parent)
+        pki.ensure_leaf(
+            ca, deployment.admin.host, layout.admin_tls_certificate, layout.admin_tls_key
+        )
     for name, hs in deployment.homeservers.items():
         if only is not None and name != only:
             continue

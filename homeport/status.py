@@ -44,6 +44,7 @@ class Status(TypedDict):
     supervisor_pid: int | None
     homeservers: dict[str, HomeserverStatus]
     ca_cert: str
+    admin_url: str | None
 
 
 async def federation_summary(client: SynapseClient) -> FederationSummary:
@@ -144,4 +145,5 @@ async def gather_status(deployment: Deployment) -> Status:
         supervisor_pid=supervisor_pid if supervisor_pid and supervisor_pid > 0 else None,
         homeservers=dict(zip(names, results, strict=True)),
         ca_cert=str(layout.ca_certificate),
+        admin_url=deployment.admin.url if deployment.admin else None,
     )

@@ -509,6 +509,9 @@ class AdminSite:
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/federation", status_code=303)
 
+    async def favicon(self, request: Request) -> Response:
+        return Response(status_code=204)
+
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -528,6 +531,7 @@ class AdminSite:
             routes=[
                 Route("/", p("home")(self.home)),
                 Route("/health", self.health),
+                Route("/favicon.ico", self.favicon),
                 Route("/metrics", self.metrics),
                 Route("/login", p("login", login=False)(self.login_form), methods=["GET"]),
                 Route("/login", p("login", login=False, post=True)(self.login), methods=["POST"]),

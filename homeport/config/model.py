@@ -206,8 +206,8 @@ class AdminSite(StrictModel):
         default="localhost",
         description="Host name in the website's URL; the local CA issues its certificate.",
     )
-    session_idle_minutes: int = Field(
-        default=30, ge=1, le=24 * 60, description="A session without requests ends after this."
+    session_idle_minutes: float = Field(
+        default=30, gt=0, le=24 * 60, description="A session without requests ends after this."
     )
 
     @property

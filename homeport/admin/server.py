@@ -1,0 +1,44 @@
+"""Serving the admin website over HTTPS with uvicorn, inside `homeport up` or alone."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import Iterator
+
+import uvicorn
+
+from homeport.admin.app import AdminSite
+from homeport.config.model import Deployment
+from homeport.layout import DeploymentLayout
+
+
+class _QuietServer(uvicorn.Server):
+    """Leaves signals to Homeport's supervisor, which stops the website with everything else."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def admin_server(
+    deployment: Deployment, synapse_ssl: ssl.SSLContext, own_signals: bool = False
+) -> uvicorn.Server:
+    """A uvicorn server for the website; `own_signals` when it runs alone (`homeport admin`)."""
+    assert deployment.admin is not None
+    layout = DeploymentLayout(deployment.data_dir)
+    site = AdminSite(deployment, synapse_ssl)
+    config = uvicorn.Config(
+        site.app(),
+        host=deployment.admin.address,
+        port=deployment.admin.port,
+        ssl_certfile=str(layout.admin_tls_certificate),
+        ssl_keyfile=str(layout.admin_tls_key),
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    return uvicorn.Server(config) if own_signals else _QuietServer(config)
