@@ -143,11 +143,11 @@ class AdminSite:
         def decorate(handler: Handler) -> Handler:
             async def wrapped(request: Request) -> Response:
                 started = time.perf_counter()
-                await self._expire_idle()
                 session, expired = self.sessions.get(request.cookies.get(COOKIE))
                 if expired is not None:
                     for name, old in expired.logins.items():
                         await self.api.logout(name, old.access_token)
+                await self._expire_idle()  # everyone else's idle sessions
                 fresh = session is None
                 if session is None:
                     session = self.sessions.new()

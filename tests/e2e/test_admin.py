@@ -1,0 +1,392 @@
+"""The admin website in a real headless Chromium against a real pair of homeservers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from homeport.trust import client_ssl_context
+from tests.browser import chromium, log_in
+from tests.harness import (
+    HOMEPORT,
+    RunningDeployment,
+    edit_yaml,
+    free_port_run,
+    homeport,
+    init_deployment,
+    run_sync,
+)
+
+pytestmark = pytest.mark.e2e
+
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+MARKUP = "<img src=x onerror=alert(1)>"
+
+
+@dataclass
+class Site:
+    running: RunningDeployment
+    url: str
+    admin: tuple[str, str]  # internal server admin (localpart, password)
+    alice: tuple[str, str]  # internal user
+    bob: tuple[str, str]  # external user
+    room_id: str
+    room_name: str
+
+    @property
+    def certificate(self) -> Path:
+        return self.running.layout.admin_tls_certificate
+
+
+async def _token(base_url: str, context: Any, user: str, password: str) -> str:
+    async with httpx.AsyncClient(verify=context) as http:
+        response = await http.post(
+            f"{base_url}/_matrix/client/v3/login",
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": user},
+                "password": password,
+            },
+        )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+async def _call(context: Any, method: str, url: str, token: str, **kwargs: Any) -> Any:
+    async with httpx.AsyncClient(verify=context, timeout=30) as http:
+        response = await http.request(
+            method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs
+        )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    config = init_deployment(tmp_path_factory.mktemp("admin"))
+    running = RunningDeployment(config)
+    running.start()
+    try:
+        deployment = running.deployment
+        assert deployment.admin is not None
+        passwords = {name: secrets.token_urlsafe(12) for name in ("root", "alice", "bob")}
+        homeport(
+            "user",
+            "create",
+            "-c",
+            str(config),
+            "internal",
+            "root",
+            "--admin",
+            "--password",
+            passwords["root"],
+        )
+        homeport(
+            "user",
+            "create",
+            "-c",
+            str(config),
+            "internal",
+            "alice",
+            "--password",
+            passwords["alice"],
+        )
+        homeport(
+            "user", "create", "-c", str(config), "external", "bob", "--password", passwords["bob"]
+        )
+        context = client_ssl_context(deployment)
+        internal = deployment.homeservers["internal"]
+        external = deployment.homeservers["external"]
+        room_name = f"Lobby {MARKUP}"
+
+        async def share_room() -> str:
+            bob = await _token(external.base_url, context, "bob", passwords["bob"])
+            alice = await _token(internal.base_url, context, "alice", passwords["alice"])
+            created = await _call(
+                context,
+                "POST",
+                f"{external.base_url}/_matrix/client/v3/createRoom",
+                bob,
+                json={"preset": "public_chat", "name": room_name},
+            )
+            room_id = str(created["room_id"])
+            await _call(
+                context,
+                "POST",
+                f"{internal.base_url}/_matrix/client/v3/join/{quote(room_id)}",
+                alice,
+                params={"server_name": external.server_name},
+                json={},
+            )
+            await _call(
+                context,
+                "PUT",
+                f"{internal.base_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/"
+                f"m.room.message/{secrets.token_hex(4)}",
+                alice,
+                json={"msgtype": "m.text", "body": "hello"},
+            )
+            return room_id
+
+        room_id = run_sync(share_room())
+        yield Site(
+            running,
+            deployment.admin.url,
+            ("root", passwords["root"]),
+            ("alice", passwords["alice"]),
+            ("bob", passwords["bob"]),
+            room_id,
+            room_name,
+        )
+    finally:
+        if running.process is not None:
+            running.stop()
+        running.kill_leftovers()
+
+
+@pytest.fixture
+async def browser(site: Site) -> AsyncIterator[Browser]:
+    async with chromium(site.certificate, site.running.layout.ca_certificate) as launched:
+        yield launched
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    yield page
+    await context.close()
+    assert dialogs == [], f"a script ran from page content: {dialogs}"
+
+
+async def test_journey_login_destinations_destination_shared_room(site: Site, page: Page) -> None:
+    external = site.running.deployment.homeservers["external"].server_name
+    await log_in(page, site.url, "internal", *site.admin)
+    await expect(page).to_have_url(re.compile(r"/federation$"))
+    await expect(page.get_by_role("heading", name="All federation destinations")).to_be_visible()
+    row = page.get_by_role("row").filter(has_text=external)
+    await expect(row).to_contain_text("Working")
+    await expect(row.get_by_role("cell").nth(5)).to_have_text("1")
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        await page.screenshot(path=DOCS_IMAGES / "federation.png", full_page=True)
+
+    await row.get_by_role("link", name=external).click()
+    await expect(page.get_by_role("heading", name=re.compile(re.escape(external)))).to_be_visible()
+    rooms = page.get_by_role("table").last
+    await expect(rooms).to_contain_text(site.room_id)
+    # The room name, markup included, is shown as text.
+    await expect(rooms).to_contain_text(site.room_name)
+    await expect(rooms).to_contain_text(external)  # created on external
+    await expect(page.get_by_text("is on internal's")).to_be_visible()
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        await page.screenshot(path=DOCS_IMAGES / "destination.png", full_page=True)
+
+    await page.get_by_role("link", name="Rooms").click()
+    await expect(page.get_by_role("heading", name=re.compile("Rooms"))).to_be_visible()
+    await expect(page.get_by_role("table")).to_contain_text(site.room_name)
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        await page.screenshot(path=DOCS_IMAGES / "rooms.png", full_page=True)
+
+    await page.get_by_role("link", name="Policy").click()
+    await expect(page.get_by_text("It federates only with")).to_be_visible()
+    await expect(page.get_by_text("never federate")).to_be_visible()
+
+
+async def test_outage_failing_then_reset_connection(site: Site, page: Page) -> None:
+    config = str(site.running.config_path)
+    deployment = site.running.deployment
+    internal = deployment.homeservers["internal"]
+    external = deployment.homeservers["external"]
+    context = client_ssl_context(deployment)
+    alice = await _token(internal.base_url, context, *site.alice)
+    bob = await _token(external.base_url, context, *site.bob)
+    await log_in(page, site.url, "internal", *site.admin)
+
+    homeport("stop", "-c", config, "external")
+    body = f"while you were away {secrets.token_hex(3)}"
+    await _call(
+        context,
+        "PUT",
+        f"{internal.base_url}/_matrix/client/v3/rooms/{quote(site.room_id)}/send/"
+        f"m.room.message/{secrets.token_hex(4)}",
+        alice,
+        json={"msgtype": "m.text", "body": body},
+    )
+    destination_url = f"{site.url}/federation/{quote(external.server_name, safe='')}"
+    deadline = time.monotonic() + 60
+    while True:
+        await page.goto(destination_url)
+        facts = page.locator("dl.facts")
+        if "Failing" in await facts.inner_text():
+            break
+        assert time.monotonic() < deadline, "the destination never showed as failing"
+        await asyncio.sleep(1)
+    for label in ("First failed attempt", "Last failed attempt", "Next attempt"):
+        value = facts.locator(f"dt:has-text('{label}') + dd")
+        await expect(value.locator("time")).to_have_count(1)
+        await expect(value).to_contain_text(re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"))
+    await expect(facts.locator("dt:has-text('Next attempt') + dd")).to_contain_text(
+        re.compile(r"\((in|just now|\d+ (min|h|d) ago)")
+    )
+    await page.goto(f"{site.url}/federation")
+    await expect(page.get_by_role("row").filter(has_text=external.server_name)).to_contain_text(
+        "Failing"
+    )
+
+    homeport("start", "-c", config, "external", timeout=240)
+    await page.goto(destination_url)
+    await page.get_by_role("button", name="Reset connection").click()
+    await expect(page.get_by_role("status")).to_contain_text("Connection reset")
+    await expect(page.locator("dl.facts")).to_contain_text("Working")
+
+    async def arrived() -> bool:
+        messages = await _call(
+            context,
+            "GET",
+            f"{external.base_url}/_matrix/client/v3/rooms/{quote(site.room_id)}/messages",
+            bob,
+            params={"dir": "b", "limit": 20},
+        )
+        return any(e.get("content", {}).get("body") == body for e in messages["chunk"])
+
+    deadline = time.monotonic() + 60
+    while not await arrived():
+        assert time.monotonic() < deadline, "the message never arrived on external"
+        await asyncio.sleep(0.5)
+
+
+async def test_unauthenticated_requests_go_to_login(site: Site, page: Page) -> None:
+    for path in ("/federation", "/rooms", "/policy", "/federation/example.org"):
+        await page.goto(f"{site.url}{path}")
+        await expect(page).to_have_url(re.compile(r"/login\?next="))
+        await expect(page.get_by_role("heading", name="Log in as a server admin")).to_be_visible()
+
+
+async def test_a_non_admin_is_refused(site: Site, page: Page) -> None:
+    await log_in(page, site.url, "internal", *site.alice)
+    await expect(page.get_by_role("alert")).to_contain_text("is not a server admin")
+    await page.goto(f"{site.url}/federation")
+    await expect(page).to_have_url(re.compile(r"/login"))
+
+
+async def test_state_changes_need_the_csrf_token(site: Site, page: Page) -> None:
+    external = site.running.deployment.homeservers["external"].server_name
+    await log_in(page, site.url, "internal", *site.admin)
+    await expect(page).to_have_url(re.compile(r"/federation$"))
+    target = f"{site.url}/federation/{quote(external, safe='')}/reset"
+    without = await page.request.post(target, form={"x": "1"}, max_redirects=0)
+    assert without.status == 403
+    wrong = await page.request.post(target, form={"csrf_token": "forged"}, max_redirects=0)
+    assert wrong.status == 403
+    logout = await page.request.post(f"{site.url}/logout", max_redirects=0)
+    assert logout.status == 403
+    # The session still works: the refused logout did nothing.
+    await page.goto(f"{site.url}/federation")
+    await expect(page).to_have_url(re.compile(r"/federation$"))
+
+
+async def test_markup_is_escaped(site: Site, page: Page) -> None:
+    await log_in(page, site.url, "internal", *site.admin)
+    await page.goto(f"{site.url}/federation?q={quote(MARKUP)}")
+    await expect(page.get_by_role("status").first).to_contain_text(MARKUP)
+    await expect(page.locator("img")).to_have_count(0)
+    await page.goto(f"{site.url}/rooms")
+    await expect(page.get_by_role("table")).to_contain_text(site.room_name)
+    await expect(page.locator("img")).to_have_count(0)
+
+
+async def test_cookie_flags_and_no_token_in_the_browser(site: Site, page: Page) -> None:
+    await log_in(page, site.url, "internal", *site.admin)
+    await expect(page).to_have_url(re.compile(r"/federation$"))
+    (cookie,) = await page.context.cookies()
+    assert cookie["name"] == "homeport_session"
+    assert cookie["httpOnly"] is True
+    assert cookie["secure"] is True
+    assert cookie["sameSite"] == "Strict"
+    service = json.loads(site.running.layout.homeserver("internal").service_account.read_text())
+    html = await page.content()
+    assert service["access_token"] not in html
+    assert "syt_" not in html  # Synapse access tokens start so
+
+
+async def test_external_next_redirect_is_refused(site: Site, page: Page) -> None:
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        await page.context.clear_cookies()
+        await page.goto(f"{site.url}/login?next={quote(target, safe='')}")
+        await page.get_by_label("Matrix username").fill(site.admin[0])
+        await page.get_by_label("Password").fill(site.admin[1])
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page).to_have_url(f"{site.url}/federation")
+    await page.context.clear_cookies()
+    await page.goto(f"{site.url}/login?next={quote('/rooms?q=x', safe='')}")
+    await page.get_by_label("Matrix username").fill(site.admin[0])
+    await page.get_by_label("Password").fill(site.admin[1])
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page).to_have_url(f"{site.url}/rooms?q=x")
+
+
+async def test_logout_ends_the_session(site: Site, page: Page) -> None:
+    await log_in(page, site.url, "internal", *site.admin)
+    await expect(page).to_have_url(re.compile(r"/federation$"))
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    await page.goto(f"{site.url}/federation")
+    await expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+async def test_sessions_expire_when_idle(site: Site, browser: Browser, tmp_path: Path) -> None:
+    """`homeport admin` serves the website alone; here with a 3-second idle timeout."""
+    port = free_port_run(1)
+    config = tmp_path / "homeport.yaml"
+    config.write_text(site.running.config_path.read_text())
+
+    def short_sessions(data: Any) -> None:
+        data["data_dir"] = str(site.running.deployment.data_dir)
+        data["admin"]["port"] = port
+        data["admin"]["session_idle_minutes"] = 0.05
+
+    edit_yaml(config, short_sessions)
+    process = subprocess.Popen(
+        [*HOMEPORT, "admin", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"https://localhost:{port}"
+        context = client_ssl_context(site.running.deployment)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with httpx.AsyncClient(verify=context) as http:
+                    if (await http.get(f"{url}/health")).status_code == 200:
+                        break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "homeport admin did not start"
+            await asyncio.sleep(0.2)
+        page = await (await browser.new_context()).new_page()
+        await log_in(page, url, "internal", *site.admin)
+        await expect(page).to_have_url(re.compile(r"/federation$"))
+        await asyncio.sleep(4)
+        await page.goto(f"{url}/rooms")
+        await expect(page).to_have_url(re.compile(r"/login\?next=.*expired=1"))
+        await expect(page.get_by_role("status")).to_contain_text("session ended")
+    finally:
+        process.terminate()
+        process.wait(10)
