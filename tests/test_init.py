@@ -28,11 +28,14 @@ def test_init_writes_the_scenario_and_keeps_everything_on_a_second_run(tmp_path:
     assert list(deployment.homeservers) == ["internal", "external"]
     assert deployment.homeservers["internal"].server_name == "localhost:18448"
     assert deployment.homeservers["external"].server_name == "localhost:18449"
+    assert deployment.admin is not None
+    assert deployment.admin.url == "https://localhost:18450"
     assert deployment.data_dir == tmp_path / "data"
 
     layout = DeploymentLayout(deployment.data_dir)
     secrets_before = _snapshot(layout.data_dir)
-    assert len(secrets_before) == 2 + 2 * (4 + 2)  # CA pair; per server 4 keys + TLS pair
+    # CA pair; per server 4 keys + TLS pair; the admin website's TLS pair
+    assert len(secrets_before) == 2 + 2 * (4 + 2) + 2
     for name, content in secrets_before.items():
         path = layout.data_dir / name
         if not name.endswith(".crt"):
