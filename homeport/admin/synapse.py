@@ -16,6 +16,7 @@ import httpx
 
 from homeport.config.model import Deployment
 from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.synapse.module import ROOM_COUNTS_PATH
 
 DESTINATIONS = "/_synapse/admin/v1/federation/destinations"
 
@@ -126,6 +127,22 @@ class AdminApi:
         return body
 
     async def room_counts(self, name: str, token: str, destinations: list[str]) -> list[int]:
+        """Rooms per destination: one request to the Homeport module, else one per row."""
+        if not destinations:
+            return []
+        try:
+            body = await self._call(
+                name,
+                token,
+                "GET",
+                ROOM_COUNTS_PATH,
+                params=[("destination", d) for d in destinations],
+            )
+            counts = body.get("counts", {})
+            return [int(counts.get(d, 0)) for d in destinations]
+        except SynapseApiError as error:
+            if error.status not in (404, 405):
+                raise
         totals = await asyncio.gather(
             *(self.destination_rooms(name, token, d) for d in destinations)
         )

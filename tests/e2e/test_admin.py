@@ -390,3 +390,22 @@ async def test_sessions_expire_when_idle(site: Site, browser: Browser, tmp_path:
     finally:
         process.terminate()
         process.wait(10)
+
+
+async def test_room_counts_endpoint_of_the_homeport_module_is_for_admins_only(site: Site) -> None:
+    """The module answers a page of destinations in one request; only server admins ask."""
+    deployment = site.running.deployment
+    internal = deployment.homeservers["internal"]
+    external = deployment.homeservers["external"].server_name
+    context = client_ssl_context(deployment)
+    root = await _token(internal.base_url, context, *site.admin)
+    alice = await _token(internal.base_url, context, *site.alice)
+    url = f"{internal.base_url}/_homeport/v1/destination_room_counts"
+    params = [("destination", external), ("destination", "nowhere.example.org")]
+    body = await _call(context, "GET", url, root, params=params)
+    assert body == {"counts": {external: 1, "nowhere.example.org": 0}}
+    async with httpx.AsyncClient(verify=context) as http:
+        refused = await http.get(url, params=params, headers={"Authorization": f"Bearer {alice}"})
+        anonymous = await http.get(url, params=params)
+    assert refused.status_code == 403
+    assert anonymous.status_code == 401

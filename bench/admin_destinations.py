@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Render time of the admin website's Federation tab with 1,000 and 10,000 destinations.
+
+Starts the starter deployment, stops internal, seeds destinations into its
+SQLite database through Synapse's own tables (`destinations`,
+`destination_rooms`, as Synapse records them: a mix of working, failing and
+never-worked servers, each in 1-3 real rooms), starts it again, logs in to
+the website as a server admin and times, over loopback, N requests of:
+
+  first    /federation
+  middle   /federation?from=<half>
+  sorted   /federation?order_by=retry_last_ts&dir=b
+  searched /federation?q=<a name fragment>
+
+Each page asks Synapse for one page of 25 destinations and the room count of
+each. Baseline in the same run: Synapse's admin API answering the same list
+query directly (one request, no website). Targets: p95 under 150 ms, and
+flat as the count grows (10,000 / 1,000 ratio near 1).
+
+    .venv/bin/python bench/admin_destinations.py --requests 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import secrets
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from homeport.trust import client_ssl_context  # noqa: E402
+from tests.harness import RunningDeployment, free_port_run, homeport  # noqa: E402
+
+QUERIES = {
+    "first": "/federation",
+    "middle": "/federation?from={half}",
+    "sorted": "/federation?order_by=retry_last_ts&dir=b",
+    "searched": "/federation?q=bench-004",
+}
+
+
+def seed(database: Path, start: int, count: int, rooms: list[str]) -> None:
+    """Destinations bench-<n>.example.org as Synapse writes them."""
+    now = int(time.time() * 1000)
+    rng = random.Random(start)
+    with sqlite3.connect(database) as db:
+        for n in range(start, start + count):
+            name = f"bench-{n:05d}.example.org"
+            kind = rng.random()
+            if kind < 0.3:  # failing: backing off
+                interval = rng.choice([600_000, 1_200_000, 2_400_000])
+                row = (name, now - rng.randint(0, interval), interval, now - 3_600_000, n)
+            elif kind < 0.4:  # never worked
+                row = (name, 0, 0, None, None)
+            else:  # working
+                row = (name, 0, 0, None, n)
+            db.execute(
+                "INSERT OR REPLACE INTO destinations (destination, retry_last_ts, retry_interval,"
+                " failure_ts, last_successful_stream_ordering) VALUES (?, ?, ?, ?, ?)",
+                row,
+            )
+            for room in rng.sample(rooms, rng.randint(1, min(3, len(rooms)))):
+                db.execute(
+                    "INSERT OR REPLACE INTO destination_rooms (destination, room_id,"
+                    " stream_ordering) VALUES (?, ?, ?)",
+                    (name, room, n),
+                )
+
+
+async def login(http: httpx.AsyncClient, url: str, password: str) -> None:
+    form = await http.get(f"{url}/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf, "no CSRF token on the login page"
+    answer = await http.post(
+        f"{url}/login",
+        data={
+            "csrf_token": csrf.group(1),
+            "homeserver": "internal",
+            "username": "benchadmin",
+            "password": password,
+            "next": "/federation",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+
+
+async def timed(http: httpx.AsyncClient, url: str, requests: int) -> list[float]:
+    times = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = await http.get(url)
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.status_code
+    return times
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+async def measure(
+    running: RunningDeployment, password: str, total: int, requests: int
+) -> dict[str, list[float]]:
+    deployment = running.deployment
+    assert deployment.admin is not None
+    context = client_ssl_context(deployment)
+    url = deployment.admin.url
+    results: dict[str, list[float]] = {}
+    async with httpx.AsyncClient(verify=context, timeout=30) as http:
+        await login(http, url, password)
+        for label, path in QUERIES.items():
+            target = url + path.format(half=total // 2)
+            await timed(http, target, 5)  # warm up
+            results[label] = await timed(http, target, requests)
+        token_response = await http.post(
+            f"{deployment.homeservers['internal'].base_url}/_matrix/client/v3/login",
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "benchadmin"},
+                "password": password,
+            },
+        )
+        token = token_response.json()["access_token"]
+        internal = deployment.homeservers["internal"].base_url
+        bare = f"{internal}/_synapse/admin/v1/federation/destinations?from=0&limit=25"
+        http.headers["Authorization"] = f"Bearer {token}"
+        await timed(http, bare, 2)
+        results["bare Synapse list"] = await timed(http, bare, requests)
+    return results
+
+
+def report(total: int, results: dict[str, list[float]]) -> dict[str, float]:
+    print(f"\n{total} destinations (ms)      p50     p95")
+    p95s = {}
+    for label, values in results.items():
+        p95s[label] = p95(values)
+        print(f"  {label:<22} {statistics.median(values):7.1f} {p95s[label]:7.1f}")
+    return p95s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=30)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="homeport-bench-admin-") as tmp:
+        base = free_port_run(3)
+        homeport("init", tmp, "--port", str(base))
+        config = Path(tmp) / "homeport.yaml"
+        running = RunningDeployment(config)
+        running.start()
+        try:
+            password = secrets.token_urlsafe(12)
+            homeport(
+                "user",
+                "create",
+                "-c",
+                str(config),
+                "internal",
+                "benchadmin",
+                "--admin",
+                "--password",
+                password,
+            )
+            rooms = asyncio.run(_rooms(running, password))
+            database = running.layout.homeserver("internal").sqlite_database
+            figures: dict[int, dict[str, float]] = {}
+            seeded = 0
+            for total in (1000, 10000):
+                homeport("stop", "-c", str(config), "internal")
+                seed(database, seeded, total - seeded, rooms)
+                seeded = total
+                homeport("start", "-c", str(config), "internal", timeout=240)
+                figures[total] = report(
+                    total, asyncio.run(measure(running, password, total, args.requests))
+                )
+            print("\nratio 10,000 / 1,000 (p95):")
+            for label in QUERIES:
+                ratio = figures[10000][label] / figures[1000][label]
+                print(f"  {label:<10} {ratio:.2f}x")
+            worst = max(figures[10000][label] for label in QUERIES)
+            bare = figures[10000]["bare Synapse list"]
+            print(
+                f"\nworst p95 at 10,000: {worst:.1f} ms (target < 150 ms): "
+                f"{'met' if worst < 150 else 'MISSED'}"
+            )
+            print(f"website / bare Synapse list query (p95, 10,000): {worst / bare:.1f}x")
+        finally:
+            running.stop()
+            running.kill_leftovers()
+
+
+async def _rooms(running: RunningDeployment, password: str) -> list[str]:
+    """A few real rooms on internal for destination_rooms to point at."""
+    deployment = running.deployment
+    base = deployment.homeservers["internal"].base_url
+    async with httpx.AsyncClient(verify=client_ssl_context(deployment)) as http:
+        login = await http.post(
+            f"{base}/_matrix/client/v3/login",
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "benchadmin"},
+                "password": password,
+            },
+        )
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        rooms = []
+        for index in range(5):
+            created = await http.post(
+                f"{base}/_matrix/client/v3/createRoom",
+                headers=headers,
+                json={"name": f"bench room {index}"},
+            )
+            rooms.append(str(created.json()["room_id"]))
+        return rooms
+
+
+if __name__ == "__main__":
+    main()
