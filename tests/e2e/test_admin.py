@@ -185,6 +185,12 @@ async def test_journey_login_destinations_destination_shared_room(site: Site, pa
     await expect(row.get_by_role("cell").nth(5)).to_have_text("1")
     if os.environ.get("UPDATE_SCREENSHOTS"):
         await page.screenshot(path=DOCS_IMAGES / "federation.png", full_page=True)
+    # Search as you type: htmx swaps the table in place, Synapse does the filtering.
+    await page.get_by_label("Search destinations").fill("no-such-server")
+    await expect(page.locator("#destinations")).to_contain_text("No destinations match")
+    await expect(page).to_have_url(re.compile(r"q=no-such-server"))
+    await page.get_by_label("Search destinations").fill(external.split(":")[0])
+    await expect(page.get_by_role("row").filter(has_text=external)).to_contain_text("Working")
 
     await row.get_by_role("link", name=external).click()
     await expect(page.get_by_role("heading", name=re.compile(re.escape(external)))).to_be_visible()

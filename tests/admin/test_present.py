@@ -1,0 +1,148 @@
+"""The website's pure parts: statuses, times, redirects, sessions, policy sentences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homeport.admin.app import safe_next
+from homeport.admin.present import (
+    can_reset,
+    destination_status,
+    next_attempt_ms,
+    policy_sentences,
+    relative,
+    server_of,
+    when,
+)
+from homeport.admin.sessions import SessionStore
+from homeport.config.loader import load_deployment_text
+from homeport.config.starter import starter_text
+
+WORKING = {
+    "retry_last_ts": 0,
+    "retry_interval": 0,
+    "failure_ts": None,
+    "last_successful_stream_ordering": 42,
+}
+
+
+@pytest.mark.parametrize(
+    ("row", "status"),
+    [
+        (WORKING, "Working"),
+        (
+            {**WORKING, "retry_last_ts": 1000, "retry_interval": 600_000, "failure_ts": 900},
+            "Failing",
+        ),
+        ({**WORKING, "last_successful_stream_ordering": None}, "Never worked"),
+        (
+            {
+                **WORKING,
+                "last_successful_stream_ordering": None,
+                "retry_interval": 5,
+                "retry_last_ts": 1,
+            },
+            "Failing",
+        ),
+        ({**WORKING, "failure_ts": 900}, "Inactive"),
+        ({"destination": "x"}, "Never worked"),
+    ],
+)
+def test_destination_status(row: dict[str, Any], status: str) -> None:
+    assert destination_status(row) == status
+
+
+def test_next_attempt_and_reset() -> None:
+    failing = {**WORKING, "retry_last_ts": 1_000, "retry_interval": 600_000}
+    assert next_attempt_ms(failing) == 601_000
+    assert next_attempt_ms(WORKING) is None
+    assert can_reset(failing)
+    assert not can_reset(WORKING)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (480, "in 8 min"),
+        (-10_800, "3 h ago"),
+        (5, "in a few seconds"),
+        (-5, "just now"),
+        (-60, "1 min ago"),
+        (2 * 86_400, "in 2 d"),
+    ],
+)
+def test_relative(seconds: float, words: str) -> None:
+    assert relative(seconds) == words
+
+
+def test_when_is_absolute_with_zone_and_relative() -> None:
+    moment = when(1_700_000_000_000, 1_700_000_480_000)
+    assert moment is not None
+    assert moment.absolute == "2023-11-14 22:13:20 UTC"
+    assert moment.relative == "8 min ago"
+    assert when(None, 0) is None
+    assert when(0, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "safe"),
+    [
+        ("/rooms?q=x", "/rooms?q=x"),
+        ("/federation/example.org", "/federation/example.org"),
+        ("https://evil.example/", "/federation"),
+        ("//evil.example/x", "/federation"),
+        ("/\\evil.example", "/federation"),
+        ("javascript:alert(1)", "/federation"),
+        ("rooms", "/federation"),
+        ("/x\r\nSet-Cookie: a=b", "/federation"),
+        (None, "/federation"),
+        ("", "/federation"),
+    ],
+)
+def test_redirects_stay_on_this_site(target: str | None, safe: str) -> None:
+    assert safe_next(target) == safe
+
+
+def test_server_of() -> None:
+    assert server_of("@alice:localhost:8448") == "localhost:8448"
+    assert server_of(None) == ""
+    assert server_of("") == ""
+
+
+def test_sessions_expire_after_idle_time() -> None:
+    now = [0.0]
+    store = SessionStore(idle_seconds=60, clock=lambda: now[0])
+    session = store.new()
+    now[0] = 59
+    assert store.get(session.id) == (session, None)
+    now[0] = 59 + 61
+    live, expired = store.get(session.id)
+    assert live is None
+    assert expired is session
+    assert store.get(session.id) == (None, None)
+    other = store.new()
+    now[0] += 61
+    assert store.expired() == [other]
+    assert store.get("not a session") == (None, None)
+
+
+def test_session_ids_and_csrf_tokens_are_unguessable() -> None:
+    store = SessionStore(idle_seconds=60)
+    a, b = store.new(), store.new()
+    assert a.id != b.id
+    assert a.csrf_token != b.csrf_token
+    assert len(a.id) >= 40
+
+
+def test_policy_sentences_of_the_starter() -> None:
+    model, _ = load_deployment_text(starter_text(), Path("homeport.yaml"))
+    internal = {s: open_ for open_, s in policy_sentences(model, "internal")}
+    assert internal["It federates only with: localhost:8449."] is True
+    assert "Users of other servers cannot look up profiles of users here." in internal
+    assert any("never federate" in s for s in internal)
+    external = [s for _, s in policy_sentences(model, "external")]
+    assert "It federates with every server of the Matrix network." in external
+    assert any("can see the rooms published" in s for s in external)
