@@ -415,3 +415,15 @@ async def test_room_counts_endpoint_of_the_homeport_module_is_for_admins_only(si
         anonymous = await http.get(url, params=params)
     assert refused.status_code == 403
     assert anonymous.status_code == 401
+
+
+async def test_health_and_metrics(site: Site, page: Page) -> None:
+    await log_in(page, site.url, "internal", *site.admin)
+    await expect(page).to_have_url(re.compile(r"/federation$"))
+    context = client_ssl_context(site.running.deployment)
+    async with httpx.AsyncClient(verify=context) as http:
+        health = await http.get(f"{site.url}/health")
+        metrics = await http.get(f"{site.url}/metrics")
+    assert health.json() == {"status": "ok"}
+    assert 'homeport_admin_requests_total{route="federation",status="200"}' in metrics.text
+    assert "homeport_admin_render_seconds_bucket" in metrics.text
