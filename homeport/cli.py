@@ -6,8 +6,10 @@ Exit codes: 0 success, 1 failure, 2 bad input (configuration or arguments).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from homeport import __version__
-from homeport.admin.server import admin_server
+from homeport.admin.server import admin_server, bind_admin_socket
 from homeport.config.loader import LineMap, dotted, load_deployment
 from homeport.config.model import Deployment
 from homeport.config.starter import starter_text
@@ -52,6 +54,7 @@ from homeport.supervisor import Supervisor
 from homeport.trust import client_ssl_context
 from homeport.users import check_localpart, create_user, generate_password
 
+log = logging.getLogger("homeport")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -340,20 +343,31 @@ def up(config_path: Path) -> None:
 
 async def _run_up(deployment: Deployment, layout: DeploymentLayout) -> None:
     reporter = _RichReporter(deployment)
+    listening = bind_admin_socket(deployment) if deployment.admin is not None else None
     supervisor = Supervisor(deployment, layout, client_ssl_context(deployment), reporter)
     running = asyncio.create_task(supervisor.run())
     website = (
-        admin_server(deployment, client_ssl_context(deployment))
-        if deployment.admin is not None
-        else None
+        admin_server(deployment, client_ssl_context(deployment)) if listening is not None else None
     )
-    serving = asyncio.create_task(website.serve()) if website is not None else None
+
+    async def serve_website() -> None:
+        assert website is not None
+        assert listening is not None
+        try:
+            await website.serve(sockets=[listening])
+        except BaseException:  # uvicorn exits the process on startup errors: stop cleanly
+            log.exception("the admin website stopped; stopping everything")
+            supervisor.request_shutdown()
+            raise
+
+    serving = asyncio.create_task(serve_website()) if website is not None else None
     try:
         await _watch_up(deployment, layout, supervisor, reporter, running)
     finally:
         if website is not None and serving is not None:
             website.should_exit = True
-            await serving
+            with contextlib.suppress(BaseException):
+                await serving
 
 
 async def _watch_up(

@@ -143,7 +143,16 @@ class AdminSite:
         def decorate(handler: Handler) -> Handler:
             async def wrapped(request: Request) -> Response:
                 started = time.perf_counter()
-                session, expired = self.sessions.get(request.cookies.get(COOKIE))
+                cookie = request.cookies.get(COOKIE)
+                if (
+                    cookie is None
+                    and request.method == "GET"
+                    and request.headers.get("sec-fetch-site") == "cross-site"
+                ):
+                    # SameSite=Strict keeps the cookie off links from other sites: reload
+                    # from this site (cookie sent), never overwrite a working session.
+                    return self.render(request, "reload.html")
+                session, expired = self.sessions.get(cookie)
                 if expired is not None:
                     for name, old in expired.logins.items():
                         await self.api.logout(name, old.access_token)
@@ -200,7 +209,9 @@ class AdminSite:
             form = await request.form()
             value = form.get("csrf_token")
             sent = value if isinstance(value, str) else None
-        return sent is not None and secrets.compare_digest(sent, session.csrf_token)
+        return sent is not None and secrets.compare_digest(
+            sent.encode("utf-8", "replace"), session.csrf_token.encode()
+        )
 
     def current_login(self, request: Request) -> tuple[str, Login]:
         session: Session = request.scope["homeport_session"]
@@ -250,6 +261,8 @@ class AdminSite:
                 # A new session ID at login: a planted cookie never becomes a login.
                 session = self.sessions.new()
                 session.logins = dict(old.logins)
+                if name in session.logins:
+                    await self.api.logout(name, session.logins[name].access_token)
                 session.logins[name] = Login(user_id, token)
                 session.current = name
                 self.sessions.end(old)
@@ -333,8 +346,13 @@ class AdminSite:
             "search": search,
             "sortable": SORTABLE,
         }
-        if request.headers.get("hx-request") == "true":
-            return self.render(request, "_destinations.html", **context)
+        partial = request.headers.get("hx-request") == "true" and not request.headers.get(
+            "hx-history-restore-request"
+        )
+        if partial:
+            response = self.render(request, "_destinations.html", **context)
+            response.headers["Vary"] = "HX-Request"
+            return response
         hs = self.deployment.homeservers[name]
         allowed = effective_whitelist(self.deployment, name)
         quiet: list[str] = []
@@ -342,18 +360,24 @@ class AdminSite:
             candidates = [s for s in allowed if s != hs.server_name]
             counts = await self.api.room_counts(name, login.access_token, candidates)
             quiet = [s for s, c in zip(candidates, counts, strict=True) if c == 0]
-        return self.render(
+        response = self.render(
             request,
             "federation.html",
             whitelist=allowed,
             quiet=quiet,
             **context,
         )
+        response.headers["Vary"] = "HX-Request"
+        return response
 
     async def destination(self, request: Request) -> Response:
         name, login = self.current_login(request)
         destination = request.path_params["destination"]
-        row = await self.api.destination(name, login.access_token, destination)
+        row = (
+            None
+            if destination in (".", "..")
+            else await self.api.destination(name, login.access_token, destination)
+        )
         if row is None:
             return self.render(
                 request,
@@ -433,6 +457,8 @@ class AdminSite:
     async def reset(self, request: Request) -> Response:
         name, login = self.current_login(request)
         destination = request.path_params["destination"]
+        if destination in (".", ".."):
+            return self.render(request, "error.html", status_code=404, message="No such server.")
         try:
             await self.api.reset_connection(name, login.access_token, destination)
         except SynapseApiError as error:
@@ -524,6 +550,10 @@ class AdminSite:
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> Any:
             yield
+            # Sessions live in memory and die with the website: so do their tokens.
+            for session in self.sessions.all():
+                for name, login in session.logins.items():
+                    await self.api.logout(name, login.access_token)
             await self.api.aclose()
 
         p = self.page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import uvicorn
 
 from homeport.admin.app import AdminSite
 from homeport.config.model import Deployment
+from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
 
 
@@ -39,6 +41,27 @@ def admin_server(
         access_log=False,
         server_header=False,
         lifespan="on",
+        timeout_graceful_shutdown=5,
     )
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     return uvicorn.Server(config) if own_signals else _QuietServer(config)
+
+
+def bind_admin_socket(deployment: Deployment) -> socket.socket:
+    """Bind the website's port before any homeserver starts, so a taken port stops `up` cleanly."""
+    assert deployment.admin is not None
+    address, port = deployment.admin.address, deployment.admin.port
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as error:
+        sock.close()
+        raise HomeportError(
+            f"the admin website cannot listen on {address}:{port}: {error.strerror}; "
+            "free that port or change `admin.port`"
+        ) from error
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+MAX_SESSIONS = 10_000
 
 
 @dataclass
@@ -35,12 +38,26 @@ class Session:
 
 
 class SessionStore:
-    """Sessions by ID, ended after `idle_seconds` without a request."""
+    """Sessions by ID, least recently used first, ended after `idle_seconds` without a request.
 
-    def __init__(self, idle_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    Bounded: beyond `max_sessions` the least recently used session goes first,
+    so a flood of anonymous visitors cannot exhaust memory; expiry looks only
+    at the oldest sessions, so it costs nothing while none are idle.
+    """
+
+    def __init__(
+        self,
+        idle_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:
         self.idle_seconds = idle_seconds
+        self.max_sessions = max_sessions
         self._clock = clock
-        self._sessions: dict[str, Session] = {}
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
     def new(self) -> Session:
         session = Session(
@@ -49,7 +66,12 @@ class SessionStore:
             last_seen=self._clock(),
         )
         self._sessions[session.id] = session
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
         return session
+
+    def all(self) -> list[Session]:
+        return list(self._sessions.values())
 
     def get(self, session_id: str | None) -> tuple[Session | None, Session | None]:
         """(live session, expired session) for a cookie value; the expired one is removed."""
@@ -63,6 +85,7 @@ class SessionStore:
             del self._sessions[session_id]
             return None, session
         session.last_seen = now
+        self._sessions.move_to_end(session_id)
         return session, None
 
     def end(self, session: Session) -> None:
@@ -71,7 +94,10 @@ class SessionStore:
     def expired(self) -> list[Session]:
         """Remove and return every idle session (their tokens should be logged out)."""
         now = self._clock()
-        gone = [s for s in self._sessions.values() if now - s.last_seen > self.idle_seconds]
-        for session in gone:
-            del self._sessions[session.id]
+        gone = []
+        while self._sessions:
+            oldest = next(iter(self._sessions.values()))
+            if now - oldest.last_seen <= self.idle_seconds:
+                break
+            gone.append(self._sessions.popitem(last=False)[1])
         return gone

@@ -19,6 +19,7 @@ from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.synapse.module import ROOM_COUNTS_PATH
 
 DESTINATIONS = "/_synapse/admin/v1/federation/destinations"
+COUNTS_PER_REQUEST = 50  # short enough for any request line
 
 
 class NotAdminError(Exception):
@@ -57,6 +58,7 @@ class AdminApi:
             },
         )
         user_id, token = str(body["user_id"]), str(body["access_token"])
+        is_admin = False
         try:
             answer = await self._call(
                 name, token, "GET", f"/_synapse/admin/v1/users/{quote(user_id)}/admin"
@@ -65,9 +67,10 @@ class AdminApi:
         except SynapseApiError as error:
             if error.status != 403:
                 raise
-            is_admin = False
+        finally:
+            if not is_admin:
+                await self.logout(name, token)  # whatever went wrong, no token stays behind
         if not is_admin:
-            await self.logout(name, token)
             raise NotAdminError(user_id)
         return user_id, token
 
@@ -130,23 +133,25 @@ class AdminApi:
         """Rooms per destination: one request to the Homeport module, else one per row."""
         if not destinations:
             return []
+        counts: dict[str, int] = {}
         try:
-            body = await self._call(
-                name,
-                token,
-                "GET",
-                ROOM_COUNTS_PATH,
-                params=[("destination", d) for d in destinations],
-            )
-            counts = body.get("counts", {})
+            for start in range(0, len(destinations), COUNTS_PER_REQUEST):
+                chunk = destinations[start : start + COUNTS_PER_REQUEST]
+                body = await self._call(
+                    name, token, "GET", ROOM_COUNTS_PATH, params=[("destination", d) for d in chunk]
+                )
+                counts.update(body.get("counts", {}))
             return [int(counts.get(d, 0)) for d in destinations]
         except SynapseApiError as error:
             if error.status not in (404, 405):
                 raise
-        totals = await asyncio.gather(
-            *(self.destination_rooms(name, token, d) for d in destinations)
-        )
-        return [int(t.get("total", 0)) for t in totals]
+        limit = asyncio.Semaphore(10)
+
+        async def one(destination: str) -> int:
+            async with limit:
+                return int((await self.destination_rooms(name, token, destination))["total"])
+
+        return list(await asyncio.gather(*(one(d) for d in destinations)))
 
     async def reset_connection(self, name: str, token: str, destination: str) -> None:
         await self._call(

@@ -146,3 +146,19 @@ def test_policy_sentences_of_the_starter() -> None:
     external = [s for _, s in policy_sentences(model, "external")]
     assert "It federates with every server of the Matrix network." in external
     assert any("can see the rooms published" in s for s in external)
+
+
+def test_the_session_store_is_bounded_and_expires_oldest_first() -> None:
+    now = [0.0]
+    store = SessionStore(idle_seconds=60, clock=lambda: now[0], max_sessions=3)
+    first, second = store.new(), store.new()
+    now[0] = 10
+    assert store.get(first.id)[0] is first  # used: now the most recent
+    third, fourth = store.new(), store.new()
+    assert len(store) == 3
+    assert store.get(second.id) == (None, None)  # least recently used went first
+    now[0] = 70
+    assert store.get(first.id)[0] is first
+    now[0] = 75  # third and fourth were last seen at 10, first at 70
+    assert {s.id for s in store.expired()} == {third.id, fourth.id}
+    assert store.get(first.id)[0] is first

@@ -427,3 +427,24 @@ async def test_health_and_metrics(site: Site, page: Page) -> None:
     assert health.json() == {"status": "ok"}
     assert 'homeport_admin_requests_total{route="federation",status="200"}' in metrics.text
     assert "homeport_admin_render_seconds_bucket" in metrics.text
+
+
+async def test_odd_csrf_tokens_and_cross_site_links(site: Site, page: Page) -> None:
+    await log_in(page, site.url, "internal", *site.admin)
+    await expect(page).to_have_url(re.compile(r"/federation$"))
+    odd = await page.request.post(
+        f"{site.url}/logout", headers={"X-CSRF-Token": "\u00e9t\u00e9"}, max_redirects=0
+    )
+    assert odd.status == 403
+    # A link from another site arrives without the SameSite=Strict cookie: the site
+    # reloads itself instead of starting a new session over the working one.
+    context = client_ssl_context(site.running.deployment)
+    async with httpx.AsyncClient(verify=context) as http:
+        arriving = await http.get(
+            f"{site.url}/federation", headers={"Sec-Fetch-Site": "cross-site"}
+        )
+    assert arriving.status_code == 200
+    assert "set-cookie" not in arriving.headers
+    assert 'http-equiv="refresh"' in arriving.text
+    await page.goto(f"{site.url}/federation")
+    await expect(page).to_have_url(re.compile(r"/federation$"))
