@@ -39,8 +39,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from homeport.synapse.api import SynapseClient  # noqa: E402
 from homeport.trust import client_ssl_context  # noqa: E402
-from tests.harness import RunningDeployment, free_port_run, homeport  # noqa: E402
+from tests.harness import (  # noqa: E402
+    RunningDeployment,
+    access_token,
+    homeport,
+    init_deployment,
+)
 
 QUERIES = {
     "first": "/federation",
@@ -123,15 +129,7 @@ async def measure(
             target = url + path.format(half=total // 2)
             await timed(http, target, 5)  # warm up
             results[label] = await timed(http, target, requests)
-        token_response = await http.post(
-            f"{deployment.homeservers['internal'].base_url}/_matrix/client/v3/login",
-            json={
-                "type": "m.login.password",
-                "identifier": {"type": "m.id.user", "user": "benchadmin"},
-                "password": password,
-            },
-        )
-        token = token_response.json()["access_token"]
+        token, _ = await access_token(deployment, "internal", "benchadmin", password)
         internal = deployment.homeservers["internal"].base_url
         bare = f"{internal}/_synapse/admin/v1/federation/destinations?from=0&limit=25"
         http.headers["Authorization"] = f"Bearer {token}"
@@ -154,9 +152,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="homeport-bench-admin-") as tmp:
-        base = free_port_run(3)
-        homeport("init", tmp, "--port", str(base))
-        config = Path(tmp) / "homeport.yaml"
+        # Homeport's production rate limits, as a real deployment has them.
+        config = init_deployment(Path(tmp), relax=False)
         running = RunningDeployment(config)
         running.start()
         try:
@@ -204,24 +201,14 @@ async def _rooms(running: RunningDeployment, password: str) -> list[str]:
     """A few real rooms on internal for destination_rooms to point at."""
     deployment = running.deployment
     base = deployment.homeservers["internal"].base_url
-    async with httpx.AsyncClient(verify=client_ssl_context(deployment)) as http:
-        login = await http.post(
-            f"{base}/_matrix/client/v3/login",
-            json={
-                "type": "m.login.password",
-                "identifier": {"type": "m.id.user", "user": "benchadmin"},
-                "password": password,
-            },
-        )
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    token, _ = await access_token(deployment, "internal", "benchadmin", password)
+    async with SynapseClient(base, client_ssl_context(deployment), token) as client:
         rooms = []
         for index in range(5):
-            created = await http.post(
-                f"{base}/_matrix/client/v3/createRoom",
-                headers=headers,
-                json={"name": f"bench room {index}"},
+            created = await client.request(
+                "POST", "/_matrix/client/v3/createRoom", json={"name": f"bench room {index}"}
             )
-            rooms.append(str(created.json()["room_id"]))
+            rooms.append(str(created["room_id"]))
         return rooms
 
 

@@ -42,8 +42,8 @@ from tests.harness import (  # noqa: E402
     HOMEPORT,
     RunningDeployment,
     edit_yaml,
-    free_port_run,
     homeport,
+    init_deployment,
 )
 from tests.policies import random_policies  # noqa: E402
 
@@ -121,9 +121,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="homeport-bench-") as tmp:
-        base = free_port_run(3)
-        homeport("init", tmp, "--port", str(base))
-        config = Path(tmp) / "homeport.yaml"
+        # Homeport's production rate limits, as a real deployment has them.
+        config = init_deployment(Path(tmp), relax=False)
         running = RunningDeployment(config)
         running.start()
         try:

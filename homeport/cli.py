@@ -414,6 +414,28 @@ def _wait_for_state(
     return state
 
 
+def _hold(layout: DeploymentLayout, pid: int, name: str) -> None:
+    """Ask `up` to stop homeserver `name` and keep it stopped; return once it has."""
+    set_held(layout, name, True)
+    wake(pid)
+    if _wait_for_state(layout, name, {"stopped"}, timeout=60) != "stopped":
+        raise HomeportError(f"{name} did not stop within 60 s; see {layout.supervisor_log}")
+
+
+def _release(layout: DeploymentLayout, pid: int, name: str) -> None:
+    """Let `up` start homeserver `name` again (no waiting)."""
+    set_held(layout, name, False)
+    wake(pid)
+
+
+def _wait_ready(layout: DeploymentLayout, name: str) -> None:
+    state = _wait_for_state(layout, name, {"ready", "failed"}, timeout=180)
+    if state != "ready":
+        raise HomeportError(
+            f"{name} is not ready (state: {state}); see {layout.homeserver(name).log_file}"
+        )
+
+
 def _name_argument(deployment: Deployment, name: str) -> None:
     if name not in deployment.homeservers:
         known = ", ".join(deployment.homeservers)
@@ -430,10 +452,7 @@ def stop(config_path: Path, name: str) -> None:
     _name_argument(deployment, name)
     pid = _running_supervisor(deployment, config_path)
     layout = DeploymentLayout(deployment.data_dir)
-    set_held(layout, name, True)
-    wake(pid)
-    if _wait_for_state(layout, name, {"stopped"}, timeout=60) != "stopped":
-        raise HomeportError(f"{name} did not stop within 60 s; see {layout.supervisor_log}")
+    _hold(layout, pid, name)
     console.print(f"{name} stopped; `homeport start -c {config_path} {name}` starts it again.")
 
 
@@ -447,13 +466,8 @@ def start(config_path: Path, name: str) -> None:
     _name_argument(deployment, name)
     pid = _running_supervisor(deployment, config_path)
     layout = DeploymentLayout(deployment.data_dir)
-    set_held(layout, name, False)
-    wake(pid)
-    state = _wait_for_state(layout, name, {"ready", "failed"}, timeout=180)
-    if state != "ready":
-        raise HomeportError(
-            f"{name} is not ready (state: {state}); see {layout.homeserver(name).log_file}"
-        )
+    _release(layout, pid, name)
+    _wait_ready(layout, name)
     console.print(f"{name} is ready at {deployment.homeservers[name].base_url}")
 
 
@@ -508,11 +522,8 @@ def restart(config_path: Path, name: str) -> None:
             f"changed in the file, which a restart cannot apply ({described}); "
             f"stop `homeport up` and start it again"
         )
-    set_held(layout, name, True)
-    wake(pid)
     try:
-        if _wait_for_state(layout, name, {"stopped"}, timeout=60) != "stopped":
-            raise HomeportError(f"{name} did not stop within 60 s; see {layout.supervisor_log}")
+        _hold(layout, pid, name)
         try:
             materialize(deployment, only=name)
         except OSError as error:
@@ -520,13 +531,8 @@ def restart(config_path: Path, name: str) -> None:
         record_applied(deployment, [name])
     finally:
         # Whatever happened, the homeserver runs again (with the old config on failure).
-        set_held(layout, name, False)
-        wake(pid)
-    state = _wait_for_state(layout, name, {"ready", "failed"}, timeout=180)
-    if state != "ready":
-        raise HomeportError(
-            f"{name} is not ready (state: {state}); see {layout.homeserver(name).log_file}"
-        )
+        _release(layout, pid, name)
+    _wait_ready(layout, name)
     console.print(f"{name} restarted with the new configuration; the others kept running.")
     for other in asyncio.run(reset_backoff_toward(deployment, name)):
         console.print(f"{other} was backing off from {name}: reset, it retries now.")

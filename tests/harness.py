@@ -26,6 +26,8 @@ from homeport.config.loader import load_deployment
 from homeport.config.model import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.status import gather_status
+from homeport.synapse.api import SynapseClient
+from homeport.trust import client_ssl_context
 from homeport.users import create_user
 
 T = TypeVar("T")
@@ -185,6 +187,16 @@ class RunningDeployment:
         password = secrets.token_urlsafe(12)
         user_id = await create_user(self.deployment, name, localpart, password, admin)
         return user_id, password
+
+
+async def access_token(
+    deployment: Deployment, name: str, user: str, password: str, device_name: str = "test"
+) -> tuple[str, str]:
+    """Password login on homeserver `name`: (access token, device ID)."""
+    base_url = deployment.homeservers[name].base_url
+    async with SynapseClient(base_url, client_ssl_context(deployment)) as client:
+        login = await client.login(user, password, device_name)
+    return login.access_token, login.device_id
 
 
 def init_deployment(directory: Path, relax: bool = True) -> Path:

@@ -9,6 +9,29 @@ from typing import Any
 from homeport.config.loader import load_deployment_text
 from homeport.policy.lint import has_errors, lint
 
+# What the starter file's policy lets each server's users see of the other: the
+# expectation tests derive it from the policy, the end-to-end test observes it.
+STARTER_VISIBILITY: dict[tuple[str, str], dict[str, str]] = {
+    ("internal", "external"): {
+        "federation": "allowed",
+        "public_rooms": "visible",
+        "space_hierarchy": "visible",
+        "profile": "visible",
+        "device_names": "hidden",
+        "user_search": "hidden",
+        "join_nonfederated": "refused",
+    },
+    ("external", "internal"): {
+        "federation": "allowed",
+        "public_rooms": "hidden",
+        "space_hierarchy": "hidden",
+        "profile": "hidden",
+        "device_names": "hidden",
+        "user_search": "hidden",
+        "join_nonfederated": "refused",
+    },
+}
+
 
 def random_policy(rng: random.Random, name: str, others: list[str]) -> dict[str, Any]:
     """One homeserver's policy, every setting drawn at random."""

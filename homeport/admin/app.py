@@ -56,6 +56,14 @@ SORTABLE = {
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def offset(request: Request) -> int:
+    """The `from` query parameter as a non-negative page offset (0 when absent or bad)."""
+    try:
+        return max(0, int(request.query_params.get("from", "0")))
+    except ValueError:
+        return 0
+
+
 def safe_next(target: str | None) -> str:
     """Only a path of this site: no scheme, no host, no `//` or backslash tricks."""
     if not target:
@@ -309,10 +317,7 @@ class AdminSite:
             order_by = "destination"
         direction = "b" if params.get("dir") == "b" else "f"
         search = params.get("q", "").strip()[:200]
-        try:
-            start = max(0, int(params.get("from", "0")))
-        except ValueError:
-            start = 0
+        start = offset(request)
         page = await self.api.destinations(
             name, login.access_token, start, PAGE_SIZE, order_by, direction, search
         )
@@ -385,10 +390,7 @@ class AdminSite:
                 status_code=404,
                 message=f"{name} has no destination {destination!r}.",
             )
-        try:
-            start = max(0, int(request.query_params.get("from", "0")))
-        except ValueError:
-            start = 0
+        start = offset(request)
         listing = await self.api.destination_rooms(
             name, login.access_token, destination, start, PAGE_SIZE
         )
@@ -459,11 +461,7 @@ class AdminSite:
         destination = request.path_params["destination"]
         if destination in (".", ".."):
             return self.render(request, "error.html", status_code=404, message="No such server.")
-        try:
-            await self.api.reset_connection(name, login.access_token, destination)
-        except SynapseApiError as error:
-            if error.status != 400:
-                raise
+        if not await self.api.reset_connection(name, login.access_token, destination):
             return self.render(
                 request,
                 "error.html",
@@ -480,10 +478,7 @@ class AdminSite:
         search = params.get("q", "").strip()[:200]
         federated_only = params.get("federated") == "1"
         elsewhere_only = params.get("elsewhere") == "1"
-        try:
-            start = max(0, int(params.get("from", "0")))
-        except ValueError:
-            start = 0
+        start = offset(request)
         page = await self.api.rooms(name, login.access_token, start, 50, search)
         own = self.deployment.homeservers[name].server_name
         rooms = []

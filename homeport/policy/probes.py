@@ -102,6 +102,23 @@ class PairProbe:
     target: ServerProbe
     can_share: bool
     target_creates_shared_room: bool
+    _keys: asyncio.Task[dict[str, Any]] | None = field(default=None, repr=False)
+
+    async def keys_query(self) -> dict[str, Any]:
+        """The viewer's searcher asking for the target user's device keys, once per pair.
+
+        Several surfaces read it (reachability, device names, why a join failed);
+        the first asks over federation, the others share the answer.
+        """
+        if self._keys is None:
+            self._keys = asyncio.ensure_future(
+                self.viewer.searcher.client.request(
+                    "POST",
+                    "/_matrix/client/v3/keys/query",
+                    json={"device_keys": {self.target.target.user_id: []}, "timeout": 5000},
+                )
+            )
+        return await self._keys
 
     async def join(self, client: SynapseClient, room_id: str) -> None:
         self.viewer.joined.add(room_id)
@@ -206,34 +223,23 @@ def _fake_key() -> str:
 ROLES = ("host", "target", "searcher", "colleague", "browser")
 
 
-async def _create_user(
-    probe: ServerProbe, base_url: str, ssl_context: ssl.SSLContext, role: str
-) -> None:
+async def _create_user(probe: ServerProbe, role: str) -> None:
     user_id = f"@{PROBE_PREFIX}-{probe.token}-{role}:{probe.server_name}"
     password = secrets.token_urlsafe(24)
     displayname = probe.target_displayname if role == "target" else f"Homeport {role}"
-    client = SynapseClient(base_url, ssl_context)
-    user = ProbeUser(user_id, client)
-    probe.by_role[role] = user  # from now on, cleanup deactivates it
     await probe.admin.put_user(user_id, password, displayname)
+    # From now on cleanup deactivates it; until it has a token it acts as nobody.
+    user = ProbeUser(user_id, probe.admin.as_user(""))
+    probe.by_role[role] = user
     # Probes come in bursts that Synapse's per-user limits are not meant for.
     await probe.admin.override_ratelimit(user_id)
     if role == "target":
         # A real login gives a device, which can carry keys and a display name.
-        login = await client.request(
-            "POST",
-            "/_matrix/client/v3/login",
-            json={
-                "type": "m.login.password",
-                "identifier": {"type": "m.id.user", "user": user_id},
-                "password": password,
-                "initial_device_display_name": probe.device_name,
-            },
-        )
-        client.with_token(login["access_token"])
-        user.device_id = str(login["device_id"])
+        login = await probe.admin.login(user_id, password, probe.device_name)
+        user.client = probe.admin.as_user(login.access_token)
+        user.device_id = login.device_id
     else:
-        client.with_token(await probe.admin.login_as(user_id))
+        user.client = probe.admin.as_user(await probe.admin.login_as(user_id))
 
 
 async def _upload_device_keys(user: ProbeUser) -> None:
@@ -277,16 +283,14 @@ def new_server_probe(
     return ServerProbe(name, hs.server_name, token, SynapseClient(hs.base_url, ssl_context))
 
 
-async def set_up_server(
-    deployment: Deployment, probe: ServerProbe, ssl_context: ssl.SSLContext
-) -> None:
+async def set_up_server(deployment: Deployment, probe: ServerProbe) -> None:
     """Create the probe users and rooms of one homeserver, recording each as it is made."""
     name = probe.name
     hs = deployment.homeservers[name]
     token = probe.token
     await admin_token(probe.admin, DeploymentLayout(deployment.data_dir).homeserver(name))
     created = await asyncio.gather(
-        *(_create_user(probe, hs.base_url, ssl_context, role) for role in ROLES),
+        *(_create_user(probe, role) for role in ROLES),
         return_exceptions=True,
     )
     for failure in created:
@@ -358,7 +362,6 @@ async def tear_down(probes: list[ServerProbe]) -> None:
 
 
 async def close(probes: list[ServerProbe]) -> None:
+    """Close each server's connection pool (the probe users' clients are views of it)."""
     for probe in probes:
-        for user in probe.users:
-            await user.client.aclose()
         await probe.admin.aclose()

@@ -10,7 +10,7 @@ Adding a surface is one class here and one line in SURFACES.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 from urllib.parse import quote
 
 from matrix_common.regex import glob_to_regex
@@ -77,20 +77,10 @@ async def _join_refusal(probe: PairProbe, error: SynapseApiError) -> str:
     """
     if error.status == 403:
         return f"{error.status} {error}"
-    failure = (await _query_keys(probe)).get("failures", {}).get(probe.target.server_name)
+    failure = (await probe.keys_query()).get("failures", {}).get(probe.target.server_name)
     if failure is not None and failure.get("status") == 403:
         return f"{error}; federation is denied: {failure.get('message', '')}"
     raise error
-
-
-async def _query_keys(probe: PairProbe) -> dict[str, Any]:
-    target = probe.target.target.user_id
-    body: dict[str, Any] = await probe.viewer.searcher.client.request(
-        "POST",
-        "/_matrix/client/v3/keys/query",
-        json={"device_keys": {target: []}, "timeout": 5000},
-    )
-    return body
 
 
 class FederationSurface:
@@ -102,7 +92,7 @@ class FederationSurface:
         return "allowed" if federation_allowed(deployment, viewer, target) else "denied"
 
     async def observe(self, probe: PairProbe) -> Observation:
-        body = await _query_keys(probe)
+        body = await probe.keys_query()
         failure = body.get("failures", {}).get(probe.target.server_name)
         if failure is None:
             return Observation("allowed", "device keys fetched over federation")
@@ -121,7 +111,7 @@ class DeviceNamesSurface:
         return VISIBLE if federation_allowed(deployment, viewer, target) and shown else HIDDEN
 
     async def observe(self, probe: PairProbe) -> Observation:
-        body = await _query_keys(probe)
+        body = await probe.keys_query()
         user = probe.target.target
         devices = body.get("device_keys", {}).get(user.user_id, {})
         device = devices.get(user.device_id or "")

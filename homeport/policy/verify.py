@@ -104,7 +104,7 @@ async def verify(
     try:
         progress("creating probe users and rooms")
         results = await asyncio.gather(
-            *(set_up_server(deployment, probe, ssl_context) for probe in probes),
+            *(set_up_server(deployment, probe) for probe in probes),
             return_exceptions=True,
         )
         for probe, result in zip(probes, results, strict=True):

@@ -40,10 +40,18 @@ class SynapseClient:
         access_token: str | None = None,
         timeout: float = 30.0,
     ) -> None:
-        headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url, verify=ssl_context, headers=headers, timeout=timeout
-        )
+        self._http = httpx.AsyncClient(base_url=base_url, verify=ssl_context, timeout=timeout)
+        self._token = access_token
+        self._owns_http = True
+
+    def as_user(self, access_token: str) -> SynapseClient:
+        """The same homeserver and connection pool, acting with another user's token.
+
+        Closing the view leaves the pool open: the client it came from owns it.
+        """
+        view = SynapseClient.__new__(SynapseClient)
+        view._http, view._token, view._owns_http = self._http, access_token, False
+        return view
 
     async def __aenter__(self) -> SynapseClient:
         return self
@@ -52,16 +60,22 @@ class SynapseClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     def with_token(self, access_token: str) -> None:
-        self._http.headers["Authorization"] = f"Bearer {access_token}"
+        self._token = access_token
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Any client or admin API call; an error answer raises SynapseApiError."""
         return await self._request(method, path, **kwargs)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self._token:
+            kwargs["headers"] = {
+                "Authorization": f"Bearer {self._token}",
+                **kwargs.get("headers", {}),
+            }
         response = await self._http.request(method, path, **kwargs)
         try:
             body = response.json()
@@ -104,7 +118,10 @@ class SynapseClient:
         )
         return RegisteredUser(body["user_id"], body["access_token"], body["device_id"])
 
-    async def login(self, user: str, password: str) -> RegisteredUser:
+    async def login(
+        self, user: str, password: str, device_name: str = "homeport"
+    ) -> RegisteredUser:
+        """Password login; the new device carries `device_name`. Does not change our token."""
         body = await self._request(
             "POST",
             "/_matrix/client/v3/login",
@@ -112,10 +129,23 @@ class SynapseClient:
                 "type": "m.login.password",
                 "identifier": {"type": "m.id.user", "user": user},
                 "password": password,
-                "initial_device_display_name": "homeport",
+                "initial_device_display_name": device_name,
             },
         )
         return RegisteredUser(body["user_id"], body["access_token"], body["device_id"])
+
+    async def logout(self) -> None:
+        await self._request("POST", "/_matrix/client/v3/logout", json={})
+
+    async def is_admin(self, user_id: str) -> bool:
+        """Whether `user_id` is a server admin, asked as that user (403 means no)."""
+        try:
+            body = await self._request("GET", f"/_synapse/admin/v1/users/{quote(user_id)}/admin")
+        except SynapseApiError as error:
+            if error.status == 403:
+                return False
+            raise
+        return bool(body.get("admin"))
 
     async def put_user(self, user_id: str, password: str, displayname: str) -> None:
         """Create (or update) a user through the admin API."""

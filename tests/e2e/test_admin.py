@@ -19,11 +19,13 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from homeport.config.model import Deployment
 from homeport.trust import client_ssl_context
 from tests.browser import chromium, log_in
 from tests.harness import (
     HOMEPORT,
     RunningDeployment,
+    access_token,
     edit_yaml,
     free_port_run,
     homeport,
@@ -52,18 +54,8 @@ class Site:
         return self.running.layout.admin_tls_certificate
 
 
-async def _token(base_url: str, context: Any, user: str, password: str) -> str:
-    async with httpx.AsyncClient(verify=context) as http:
-        response = await http.post(
-            f"{base_url}/_matrix/client/v3/login",
-            json={
-                "type": "m.login.password",
-                "identifier": {"type": "m.id.user", "user": user},
-                "password": password,
-            },
-        )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
+async def _token(deployment: Deployment, name: str, user: str, password: str) -> str:
+    return (await access_token(deployment, name, user, password))[0]
 
 
 async def _call(context: Any, method: str, url: str, token: str, **kwargs: Any) -> Any:
@@ -114,8 +106,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         room_name = f"Lobby {MARKUP}"
 
         async def share_room() -> str:
-            bob = await _token(external.base_url, context, "bob", passwords["bob"])
-            alice = await _token(internal.base_url, context, "alice", passwords["alice"])
+            bob = await _token(deployment, "external", "bob", passwords["bob"])
+            alice = await _token(deployment, "internal", "alice", passwords["alice"])
             created = await _call(
                 context,
                 "POST",
@@ -220,8 +212,8 @@ async def test_outage_failing_then_reset_connection(site: Site, page: Page) -> N
     internal = deployment.homeservers["internal"]
     external = deployment.homeservers["external"]
     context = client_ssl_context(deployment)
-    alice = await _token(internal.base_url, context, *site.alice)
-    bob = await _token(external.base_url, context, *site.bob)
+    alice = await _token(deployment, "internal", *site.alice)
+    bob = await _token(deployment, "external", *site.bob)
     await log_in(page, site.url, "internal", *site.admin)
 
     homeport("stop", "-c", config, "external")
@@ -404,8 +396,8 @@ async def test_room_counts_endpoint_of_the_homeport_module_is_for_admins_only(si
     internal = deployment.homeservers["internal"]
     external = deployment.homeservers["external"].server_name
     context = client_ssl_context(deployment)
-    root = await _token(internal.base_url, context, *site.admin)
-    alice = await _token(internal.base_url, context, *site.alice)
+    root = await _token(deployment, "internal", *site.admin)
+    alice = await _token(deployment, "internal", *site.alice)
     url = f"{internal.base_url}/_homeport/v1/destination_room_counts"
     params = [("destination", external), ("destination", "nowhere.example.org")]
     body = await _call(context, "GET", url, root, params=params)

@@ -8,11 +8,13 @@ request in the test itself cross-checks what verify reports.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import random
 import secrets
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +27,15 @@ import yaml
 
 from homeport.config.model import Deployment
 from homeport.trust import client_ssl_context
-from tests.harness import RunningDeployment, edit_yaml, homeport, init_deployment, run_sync
-from tests.policies import random_policies
+from tests.harness import (
+    RunningDeployment,
+    access_token,
+    edit_yaml,
+    homeport,
+    init_deployment,
+    run_sync,
+)
+from tests.policies import STARTER_VISIBILITY, random_policies
 
 pytestmark = pytest.mark.e2e
 
@@ -162,28 +171,19 @@ class Raw:
     async def user(self, name: str, displayname: str | None = None) -> tuple[str, str, str]:
         """A fresh user logged in with a named device: (user_id, token, device_id)."""
         user_id, password = await self.pair.running.new_user(name)
-        async with httpx.AsyncClient(verify=self.ssl) as http:
-            response = await http.post(
-                f"{self.url(name)}/_matrix/client/v3/login",
-                json={
-                    "type": "m.login.password",
-                    "identifier": {"type": "m.id.user", "user": user_id},
-                    "password": password,
-                    "initial_device_display_name": "Raw test laptop",
-                },
-            )
-        response.raise_for_status()
-        body = response.json()
+        token, device_id = await access_token(
+            self.deployment, name, user_id, password, "Raw test laptop"
+        )
         if displayname:
             put = await self.call(
                 name,
-                body["access_token"],
+                token,
                 "PUT",
                 f"/_matrix/client/v3/profile/{quote(user_id)}/displayname",
                 json={"displayname": displayname},
             )
             put.raise_for_status()
-        return user_id, body["access_token"], body["device_id"]
+        return user_id, token, device_id
 
     async def create_room(self, name: str, token: str, body: dict[str, Any]) -> str:
         response = await self.call(name, token, "POST", "/_matrix/client/v3/createRoom", json=body)
@@ -311,7 +311,6 @@ def raw_search_remote_in_public_room(viewer: str, target: str) -> RawCheck:
     """A remote user in a public room our server is in: found unless the directory says no."""
 
     async def check(raw: Raw) -> str:
-        import asyncio
 
         word = f"raw{secrets.token_hex(4)}"
         remote, remote_token, _ = await raw.user(target, displayname=f"Remote {word}")
@@ -518,27 +517,7 @@ def test_starter_policy_verifies_with_zero_mismatches(policy_pair: PolicyDeploym
     assert len(report["checks"]) == 2 * len(SURFACES)
     for check in report["checks"]:
         assert set(check) == {"viewer", "target", "surface", "expected", "observed", "ok", "detail"}
-    starter = {
-        ("internal", "external"): {
-            "federation": "allowed",
-            "public_rooms": "visible",
-            "space_hierarchy": "visible",
-            "profile": "visible",
-            "device_names": "hidden",
-            "user_search": "hidden",
-            "join_nonfederated": "refused",
-        },
-        ("external", "internal"): {
-            "federation": "allowed",
-            "public_rooms": "hidden",
-            "space_hierarchy": "hidden",
-            "profile": "hidden",
-            "device_names": "hidden",
-            "user_search": "hidden",
-            "join_nonfederated": "refused",
-        },
-    }
-    for (viewer, target), surfaces in starter.items():
+    for (viewer, target), surfaces in STARTER_VISIBILITY.items():
         for surface, value in surfaces.items():
             assert observed(report, viewer, target, surface) == value, (viewer, target, surface)
     # The last report is kept for the admin website.
@@ -552,30 +531,36 @@ def test_probes_are_cleaned_up(policy_pair: PolicyDeployment) -> None:
     verify(policy_pair.config)
     raw = Raw(policy_pair)
 
-    async def active_probe_users(name: str) -> list[str]:
+    async def leftovers(name: str) -> tuple[list[str], int]:
+        """Active probe users, and named probe rooms not yet purged, on `name`."""
         admin_id, password = await policy_pair.running.new_user(name, admin=True)
-        async with httpx.AsyncClient(verify=raw.ssl) as http:
-            login = await http.post(
-                f"{raw.url(name)}/_matrix/client/v3/login",
-                json={
-                    "type": "m.login.password",
-                    "identifier": {"type": "m.id.user", "user": admin_id},
-                    "password": password,
-                },
-            )
-        token = login.json()["access_token"]
-        response = await raw.call(
+        token, _ = await access_token(policy_pair.deployment, name, admin_id, password)
+        users = await raw.call(
             name,
             token,
             "GET",
             "/_synapse/admin/v2/users",
             params={"name": "homeport-probe", "deactivated": "false", "limit": 100},
         )
-        response.raise_for_status()
-        return [u["name"] for u in response.json()["users"]]
+        users.raise_for_status()
+        deadline = time.monotonic() + 60
+        while True:  # rooms are purged in the background
+            rooms = await raw.call(
+                name,
+                token,
+                "GET",
+                "/_synapse/admin/v1/rooms",
+                params={"search_term": "Homeport probe"},
+            )
+            rooms.raise_for_status()
+            left = int(rooms.json()["total_rooms"])
+            if left == 0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        return [u["name"] for u in users.json()["users"]], left
 
     for name in ("internal", "external"):
-        assert run_sync(active_probe_users(name)) == []
+        assert run_sync(leftovers(name)) == ([], 0)
 
 
 @pytest.mark.parametrize("flip", FLIPS, ids=[f.name for f in FLIPS])

@@ -13,6 +13,7 @@ from homeport.config.model import Policy
 from homeport.config.starter import starter_text
 from homeport.policy.surfaces import ProbeIds, publication_allowed
 from homeport.policy.verify import expectations, ordered_pairs
+from tests.policies import STARTER_VISIBILITY
 
 IDS = ProbeIds("@homeport-probe-abc-host:localhost:8449", "!room:localhost:8449")
 
@@ -43,35 +44,9 @@ class Row:
 ALLOW_ALL = "room_list_publication_rules: [{action: allow}]"
 
 ROWS = [
-    Row(
-        "starter: internal looks at external",
-        starter_text(),
-        "internal",
-        "external",
-        {
-            "federation": "allowed",
-            "public_rooms": "visible",
-            "space_hierarchy": "visible",
-            "profile": "visible",
-            "device_names": "hidden",
-            "user_search": "hidden",
-            "join_nonfederated": "refused",
-        },
-    ),
-    Row(
-        "starter: external looks at internal",
-        starter_text(),
-        "external",
-        "internal",
-        {
-            "federation": "allowed",
-            "public_rooms": "hidden",
-            "space_hierarchy": "hidden",
-            "profile": "hidden",
-            "device_names": "hidden",
-            "user_search": "hidden",
-            "join_nonfederated": "refused",
-        },
+    *(
+        Row(f"starter: {viewer} looks at {target}", starter_text(), viewer, target, surfaces)
+        for (viewer, target), surfaces in STARTER_VISIBILITY.items()
     ),
     Row(
         "whitelist on one side closes both directions",
