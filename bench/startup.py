@@ -35,8 +35,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from homeport.config.deployment import Deployment  # noqa: E402
 from homeport.config.loader import load_deployment  # noqa: E402
-from homeport.config.model import Deployment  # noqa: E402
 from homeport.layout import DeploymentLayout  # noqa: E402
 from homeport.prepare import materialize  # noqa: E402
 from homeport.synapse.api import SynapseClient  # noqa: E402

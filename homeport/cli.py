@@ -25,8 +25,9 @@ from rich.table import Table
 
 from homeport import __version__
 from homeport.admin.server import admin_server, bind_admin_socket
-from homeport.config.loader import LineMap, dotted, load_deployment
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
+from homeport.config.lines import LineMap, dotted
+from homeport.config.loader import load_deployment
 from homeport.config.starter import starter_text
 from homeport.errors import (
     AlreadyRunningError,

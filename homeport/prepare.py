@@ -19,8 +19,8 @@ from typing import Any, TypedDict
 import yaml
 
 from homeport import pki
-from homeport.config.loader import LineMap, dotted
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
+from homeport.config.lines import LineMap, dotted
 from homeport.config.types import split_server_name
 from homeport.credentials import ensure_secrets
 from homeport.errors import ConfigProblem

@@ -11,7 +11,7 @@ from typing import TypedDict
 
 import httpx
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.runstate import RunLock, read_held, read_state
 from homeport.synapse import process as synapse_process

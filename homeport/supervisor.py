@@ -17,7 +17,7 @@ import ssl
 import time
 from typing import Protocol
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
 from homeport.runstate import HomeserverState, ProcessState, RunState, read_held, write_state

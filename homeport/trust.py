@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 
 

@@ -7,7 +7,7 @@ import secrets
 
 import httpx
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.credentials import registration_shared_secret
 from homeport.errors import HomeportError, NotRunningError
 from homeport.layout import DeploymentLayout

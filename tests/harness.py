@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import psutil
 from ruamel.yaml import YAML
 
+from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
-from homeport.config.model import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.status import gather_status
 from homeport.synapse.api import SynapseClient

@@ -9,14 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from homeport.cli import main
-from homeport.config.model import (
-    Deployment,
-    Homeserver,
-    Policy,
-    RoomPolicy,
-    TlsFiles,
-    UserDirectory,
-)
+from homeport.config.admin import AdminWebsite
+from homeport.config.deployment import Deployment
+from homeport.config.homeserver import Homeserver, TlsFiles
+from homeport.config.policy import Policy, RoomPolicy, UserDirectory
+from homeport.config.store import StoreSettings
 from homeport.status import FederationSummary, HomeserverStatus, Status
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -32,7 +29,7 @@ def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("model", [Deployment, Homeserver, TlsFiles])
+@pytest.mark.parametrize("model", [Deployment, Homeserver, TlsFiles, AdminWebsite, StoreSettings])
 def test_every_setting_is_documented(model: type) -> None:
     text = (DOCS / "configuration.md").read_text()
     missing = [f for f in model.model_fields if f"`{f}`" not in text]

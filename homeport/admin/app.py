@@ -36,7 +36,7 @@ from homeport.admin.present import (
 )
 from homeport.admin.sessions import Login, Session, SessionStore
 from homeport.admin.synapse import AdminApi, NotAdminError
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.policy.effective import effective_whitelist
 from homeport.policy.lint import lint

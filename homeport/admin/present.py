@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.policy.effective import effective_whitelist
 
 DestinationStatus = Literal["Working", "Failing", "Never worked", "Inactive"]

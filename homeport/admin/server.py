@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from homeport.admin.app import AdminSite
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
 

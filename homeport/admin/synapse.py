@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.synapse.module import ROOM_COUNTS_PATH
 

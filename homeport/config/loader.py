@@ -7,54 +7,23 @@ then validates the plain data and each of its errors is mapped back to a line.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
-from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from homeport.config.model import (
-    RESERVED_SYNAPSE_KEYS,
-    AdminSite,
-    Deployment,
-    Homeserver,
-    Policy,
-    PublicationRule,
-    RoomPolicy,
-    TlsFiles,
-    UserDirectory,
-)
-from homeport.config.types import check_server_name
+from homeport.config.checks import cross_section_problems
+from homeport.config.deployment import Deployment
+from homeport.config.homeserver import TlsFiles
+from homeport.config.lines import KeyPath, LineMap, dotted
 from homeport.errors import ConfigError, ConfigProblem
 
-Path_ = tuple[str | int, ...]
 
-
-class LineMap:
-    """Where each key of the file stands, by its dotted path (1-based lines)."""
-
-    def __init__(self, lines: dict[Path_, int]) -> None:
-        self._lines = lines
-
-    def line_of(self, path: Iterable[str | int]) -> int | None:
-        """The line of `path`, or of its nearest ancestor that the file spells out."""
-        parts = tuple(path)
-        while parts:
-            if parts in self._lines:
-                return self._lines[parts]
-            parts = parts[:-1]
-        return self._lines.get((), None)
-
-
-def dotted(path: Iterable[str | int]) -> str:
-    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
-
-
-def _plain(node: Any, path: Path_, lines: dict[Path_, int]) -> Any:
+def _plain(node: Any, path: KeyPath, lines: dict[KeyPath, int]) -> Any:
     """Turn ruamel's round-trip nodes into plain data, recording line numbers."""
     if isinstance(node, CommentedMap):
         out: dict[Any, Any] = {}
@@ -89,33 +58,51 @@ def parse_yaml(text: str, source: Path) -> tuple[Any, LineMap]:
         raise ConfigError(
             [ConfigProblem(source, line, "", f"YAML syntax error: {problem}", hint)]
         ) from error
-    lines: dict[Path_, int] = {(): 1}
+    lines: dict[KeyPath, int] = {(): 1}
     return _plain(data, (), lines), LineMap(lines)
 
 
-_NESTED_SHAPES: dict[tuple[str, ...], type[BaseModel]] = {
-    ("tls",): TlsFiles,
-    ("policy",): Policy,
-    ("policy", "user_directory"): UserDirectory,
-    ("policy", "rooms"): RoomPolicy,
-    ("policy", "room_list_publication_rules"): PublicationRule,
-}
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` and `Annotated[X, ...]` -> X."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
 
 
-def _allowed_keys(path: Path_) -> list[str]:
-    """The keys allowed at `path`, for 'did you mean' hints."""
-    shape: type[BaseModel] = Deployment
-    if path == ("admin",):
-        shape = AdminSite
-    if len(path) >= 2 and path[0] == "homeservers":
-        inner = tuple(str(p) for p in path[2:] if not isinstance(p, int))
-        shape = _NESTED_SHAPES.get(inner, Homeserver)
-    return list(shape.model_fields)
+def _allowed_keys(path: KeyPath) -> list[str]:
+    """The keys allowed at `path`, read from the model itself, for 'did you mean' hints."""
+    annotation: Any = Deployment
+    for part in path:
+        annotation = _unwrap(annotation)
+        origin = get_origin(annotation)
+        if origin is dict:
+            annotation = get_args(annotation)[1]  # `part` is a key such as a homeserver name
+        elif origin is list:
+            annotation = get_args(annotation)[0]  # `part` is an index
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return []
+            annotation = field.annotation
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
 
 
 def _problem_from_pydantic(error: Any, source: Path, lines: LineMap) -> ConfigProblem:
     # Pydantic marks errors in a mapping key with a "[key]" step; the key itself names it.
-    loc: Path_ = tuple(part for part in error["loc"] if part != "[key]")
+    loc: KeyPath = tuple(part for part in error["loc"] if part != "[key]")
     kind = error["type"]
     value = error.get("input")
     hint = ""
@@ -148,113 +135,6 @@ def _problem_from_pydantic(error: Any, source: Path, lines: LineMap) -> ConfigPr
     else:
         message = f"{error['msg']}, got {value!r}"
     return ConfigProblem(source, lines.line_of(loc), dotted(loc), message, hint)
-
-
-def _addresses_overlap(a: str, b: str) -> bool:
-    """Two listeners clash if they bind the same address or either binds all of them."""
-    return a == b or ip_address(a).is_unspecified or ip_address(b).is_unspecified
-
-
-def _semantic_problems(model: Deployment, source: Path, lines: LineMap) -> list[ConfigProblem]:
-    """Checks across homeservers that no single field can make."""
-    problems: list[ConfigProblem] = []
-    seen_names: dict[str, str] = {}
-    seen_ports: dict[tuple[str, int], str] = {}
-    for name, hs in model.homeservers.items():
-        base: Path_ = ("homeservers", name)
-        if hs.server_name in seen_names:
-            problems.append(
-                ConfigProblem(
-                    source,
-                    lines.line_of((*base, "server_name")),
-                    dotted((*base, "server_name")),
-                    f"server name {hs.server_name!r} is already used by homeserver "
-                    f"{seen_names[hs.server_name]!r}",
-                    "every homeserver needs its own server name",
-                )
-            )
-        seen_names.setdefault(hs.server_name, name)
-        clash = next(
-            (
-                other
-                for (address, port), other in seen_ports.items()
-                if port == hs.port and _addresses_overlap(address, hs.address)
-            ),
-            None,
-        )
-        if clash is not None:
-            problems.append(
-                ConfigProblem(
-                    source,
-                    lines.line_of((*base, "port")),
-                    dotted((*base, "port")),
-                    f"port {hs.port} is already used by homeserver {clash!r}",
-                    "give each homeserver its own port",
-                )
-            )
-        seen_ports.setdefault((hs.address, hs.port), name)
-        if hs.federation_port != hs.port and hs.public_baseurl is None:
-            problems.append(
-                ConfigProblem(
-                    source,
-                    lines.line_of((*base, "port")),
-                    dotted((*base, "port")),
-                    f"other servers will connect to port {hs.federation_port} (from server name "
-                    f"{hs.server_name!r}) but this homeserver listens on {hs.port}",
-                    f"set port: {hs.federation_port}, or put port {hs.port} in the server name",
-                )
-            )
-        for index, entry in enumerate(hs.policy.federation_domain_whitelist or []):
-            if entry in model.homeservers or entry.startswith("@") or "*" in entry:
-                continue  # user IDs and patterns: `homeport lint` explains what to do instead
-            try:
-                check_server_name(entry)
-            except ValueError as error:
-                path = (*base, "policy", "federation_domain_whitelist", index)
-                problems.append(
-                    ConfigProblem(
-                        source,
-                        lines.line_of(path),
-                        dotted(path),
-                        f"{entry!r} is neither a homeserver of this file nor a server name "
-                        f"({error})",
-                        f"use a server name such as matrix.example.org:8448, or one of: "
-                        f"{', '.join(model.homeservers)}",
-                    )
-                )
-        for key in hs.synapse:
-            if key in RESERVED_SYNAPSE_KEYS:
-                path = (*base, "synapse", key)
-                problems.append(
-                    ConfigProblem(
-                        source,
-                        lines.line_of(path),
-                        dotted(path),
-                        f"Synapse setting {key!r} is managed by Homeport",
-                        RESERVED_SYNAPSE_KEYS[key],
-                    )
-                )
-    if model.admin is not None:
-        admin = model.admin
-        clash = next(
-            (
-                other
-                for (address, port), other in seen_ports.items()
-                if port == admin.port and _addresses_overlap(address, admin.address)
-            ),
-            None,
-        )
-        if clash is not None:
-            problems.append(
-                ConfigProblem(
-                    source,
-                    lines.line_of(("admin", "port")),
-                    "admin.port",
-                    f"port {admin.port} is already used by homeserver {clash!r}",
-                    "give the admin website a port of its own",
-                )
-            )
-    return problems
 
 
 def _resolve_paths(model: Deployment, base_dir: Path) -> Deployment:
@@ -298,7 +178,7 @@ def load_deployment_text(text: str, source: Path) -> tuple[Deployment, LineMap]:
     except ValidationError as error:
         problems = [_problem_from_pydantic(e, source, lines) for e in error.errors()]
         raise ConfigError(problems) from None
-    problems = _semantic_problems(model, source, lines)
+    problems = cross_section_problems(model, source, lines)
     if problems:
         raise ConfigError(problems)
     return _resolve_paths(model, source.resolve().parent), lines

@@ -1,4 +1,4 @@
-"""Small value types shared by the model: server names and database URLs."""
+"""Small value types shared by the sections: names, addresses and database URLs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from pydantic import AfterValidator
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"^(?=.{{1,255}}$){_LABEL}(?:\.{_LABEL})*$")
 _HOMESERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# Names of Homeport's own services: `homeport stop NAME` and the `services`
+# map of `homeport status` share one namespace with the homeservers.
+RESERVED_SERVICE_NAMES = ("admin",)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,11 @@ def check_homeserver_name(name: str) -> str:
         raise ValueError(
             f"{name!r} is not a valid homeserver name: start with a lower-case letter, then "
             "up to 31 lower-case letters, digits, '-' or '_'"
+        )
+    if name in RESERVED_SERVICE_NAMES:
+        raise ValueError(
+            f"{name!r} is the name of one of Homeport's own services; choose another "
+            "homeserver name"
         )
     return name
 

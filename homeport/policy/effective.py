@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 
 
 def effective_whitelist(deployment: Deployment, name: str) -> list[str] | None:

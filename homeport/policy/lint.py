@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from homeport.config.model import Deployment, Homeserver
+from homeport.config.deployment import Deployment
+from homeport.config.homeserver import Homeserver
 from homeport.config.types import split_server_name
 from homeport.policy.effective import effective_whitelist, federation_allowed
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.synapse.service_account import admin_token

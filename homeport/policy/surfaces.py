@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 from matrix_common.regex import glob_to_regex
 
-from homeport.config.model import Deployment, Policy
+from homeport.config.deployment import Deployment
+from homeport.config.policy import Policy
 from homeport.policy.effective import federation_allowed
 from homeport.policy.probes import SETTLE_SECONDS, PairProbe, ProbeUser
 from homeport.synapse.api import SynapseApiError

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
 from homeport.policy.probes import (
     PairProbe,

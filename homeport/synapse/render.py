@@ -11,7 +11,8 @@ import copy
 from ipaddress import ip_address
 from typing import Any
 
-from homeport.config.model import Deployment, Homeserver
+from homeport.config.deployment import Deployment
+from homeport.config.homeserver import Homeserver
 from homeport.config.types import parse_postgres_url, split_server_name
 from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.policy.effective import synapse_policy_settings

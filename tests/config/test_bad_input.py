@@ -79,6 +79,54 @@ CASES = [
         "homeservers.internal.policy.allow_public_room_over_federation",
         "did you mean 'allow_public_rooms_over_federation'",
     ),
+    Case(
+        "unknown-key-deep-in-policy",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    policy:\n      user_directory: {{search_all_user: true}}",
+        ),
+        7,
+        "homeservers.internal.policy.user_directory.search_all_user",
+        "did you mean 'search_all_users'",
+    ),
+    Case(
+        "unknown-key-in-a-publication-rule",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    policy:\n      room_list_publication_rules: [{{actoin: allow}}]",
+        ),
+        7,
+        "homeservers.internal.policy.room_list_publication_rules[0].actoin",
+        "did you mean 'action'",
+    ),
+    Case(
+        "unknown-key-in-admin",
+        GOOD + "admin:\n  port: {p2}\n  session_idle_minute: 5\n",
+        11,
+        "admin.session_idle_minute",
+        "did you mean 'session_idle_minutes'",
+    ),
+    Case(
+        "unknown-key-in-store",
+        GOOD + "store:\n  databse: sqlite\n",
+        10,
+        "store.databse",
+        "did you mean 'database'",
+    ),
+    Case(
+        "store-database-url",
+        GOOD + "store:\n  database: mysql://root@localhost/homeport\n",
+        10,
+        "store.database",
+        "expected 'sqlite' or a postgresql://",
+    ),
+    Case(
+        "homeserver-named-like-a-service",
+        GOOD.replace("  external:", "  admin:"),
+        6,
+        "homeservers.admin",
+        "one of Homeport's own services",
+    ),
     Case("yaml-syntax", _replace("    port: {p0}", "    port: [{p0}"), 6, "", "YAML syntax error"),
     Case(
         "duplicate-key",
@@ -273,9 +321,9 @@ def test_there_are_at_least_fifteen_cases() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_configuration_is_refused_with_line_and_key(tmp_path: Path, case: Case) -> None:
-    p0 = free_port_run(2)
+    p0 = free_port_run(3)
     config = tmp_path / "homeport.yaml"
-    config.write_text(case.text.format(p0=p0, p1=p0 + 1))
+    config.write_text(case.text.format(p0=p0, p1=p0 + 1, p2=p0 + 2))
     if case.setup:
         case.setup(tmp_path, p0)
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.trust import client_ssl_context
 from tests.browser import chromium, log_in
 from tests.harness import (

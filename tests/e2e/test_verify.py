@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from homeport.config.model import Deployment
+from homeport.config.deployment import Deployment
 from homeport.trust import client_ssl_context
 from tests.harness import (
     RunningDeployment,

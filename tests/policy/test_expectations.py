@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from homeport.config.loader import load_deployment_text
-from homeport.config.model import Policy
+from homeport.config.policy import Policy
 from homeport.config.starter import starter_text
 from homeport.policy.surfaces import ProbeIds, publication_allowed
 from homeport.policy.verify import expectations, ordered_pairs

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from homeport.cli import main
-from homeport.config.loader import dotted, load_deployment_text
+from homeport.config.lines import dotted
+from homeport.config.loader import load_deployment_text
 from homeport.config.starter import starter_text
 from homeport.policy.lint import CHECKS, Check, lint
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment_text
-from homeport.config.model import Deployment
 from homeport.config.starter import starter_text
 from homeport.layout import DeploymentLayout
 from homeport.synapse.render import deep_merge, render_homeserver, render_log_config

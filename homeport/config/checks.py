@@ -1,0 +1,107 @@
+"""Checks across sections that no single field can make: names, ports, passthrough keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import ip_address
+from pathlib import Path
+
+from homeport.config.deployment import Deployment
+from homeport.config.homeserver import RESERVED_SYNAPSE_KEYS, Homeserver
+from homeport.config.lines import KeyPath, LineMap, problem_at
+from homeport.config.types import check_server_name
+from homeport.errors import ConfigProblem
+
+# (problem path, message, hint): located and rendered by `cross_section_problems`.
+Found = tuple[KeyPath, str, str]
+
+
+def _addresses_overlap(a: str, b: str) -> bool:
+    """Two listeners clash if they bind the same address or either binds all of them."""
+    return a == b or ip_address(a).is_unspecified or ip_address(b).is_unspecified
+
+
+class _Listeners:
+    """The (address, port) pairs claimed so far, by whom."""
+
+    def __init__(self) -> None:
+        self._claimed: dict[tuple[str, int], str] = {}
+
+    def claim(self, address: str, port: int, who: str) -> str | None:
+        """Record the claim; return who already listens there, if anyone."""
+        clash = next(
+            (
+                owner
+                for (other_address, other_port), owner in self._claimed.items()
+                if other_port == port and _addresses_overlap(other_address, address)
+            ),
+            None,
+        )
+        self._claimed.setdefault((address, port), who)
+        return clash
+
+
+def _homeserver_problems(
+    model: Deployment, name: str, hs: Homeserver, listeners: _Listeners, names: dict[str, str]
+) -> Iterator[Found]:
+    base: KeyPath = ("homeservers", name)
+    if hs.server_name in names:
+        yield (
+            (*base, "server_name"),
+            f"server name {hs.server_name!r} is already used by homeserver "
+            f"{names[hs.server_name]!r}",
+            "every homeserver needs its own server name",
+        )
+    names.setdefault(hs.server_name, name)
+    clash = listeners.claim(hs.address, hs.port, name)
+    if clash is not None:
+        yield (
+            (*base, "port"),
+            f"port {hs.port} is already used by homeserver {clash!r}",
+            "give each homeserver its own port",
+        )
+    if hs.federation_port != hs.port and hs.public_baseurl is None:
+        yield (
+            (*base, "port"),
+            f"other servers will connect to port {hs.federation_port} (from server name "
+            f"{hs.server_name!r}) but this homeserver listens on {hs.port}",
+            f"set port: {hs.federation_port}, or put port {hs.port} in the server name",
+        )
+    for index, entry in enumerate(hs.policy.federation_domain_whitelist or []):
+        if entry in model.homeservers or entry.startswith("@") or "*" in entry:
+            continue  # user IDs and patterns: `homeport lint` explains what to do instead
+        try:
+            check_server_name(entry)
+        except ValueError as error:
+            yield (
+                (*base, "policy", "federation_domain_whitelist", index),
+                f"{entry!r} is neither a homeserver of this file nor a server name ({error})",
+                f"use a server name such as matrix.example.org:8448, or one of: "
+                f"{', '.join(model.homeservers)}",
+            )
+    for key in hs.synapse:
+        if key in RESERVED_SYNAPSE_KEYS:
+            yield (
+                (*base, "synapse", key),
+                f"Synapse setting {key!r} is managed by Homeport",
+                RESERVED_SYNAPSE_KEYS[key],
+            )
+
+
+def _found(model: Deployment) -> Iterator[Found]:
+    listeners = _Listeners()
+    names: dict[str, str] = {}
+    for name, hs in model.homeservers.items():
+        yield from _homeserver_problems(model, name, hs, listeners, names)
+    if model.admin is not None:
+        clash = listeners.claim(model.admin.address, model.admin.port, "admin")
+        if clash is not None:
+            yield (
+                ("admin", "port"),
+                f"port {model.admin.port} is already used by homeserver {clash!r}",
+                "give the admin website a port of its own",
+            )
+
+
+def cross_section_problems(model: Deployment, source: Path, lines: LineMap) -> list[ConfigProblem]:
+    return [problem_at(source, lines, path, message, hint) for path, message, hint in _found(model)]

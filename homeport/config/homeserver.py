@@ -1,0 +1,99 @@
+"""One homeserver of the deployment: where it listens, its database, TLS, policy, passthrough."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from homeport.config.base import StrictModel
+from homeport.config.policy import POLICY_SYNAPSE_KEYS, Policy
+from homeport.config.types import (
+    Database,
+    IpAddress,
+    ServerName,
+    check_homeserver_name,
+    split_server_name,
+)
+
+HomeserverName = Annotated[str, AfterValidator(check_homeserver_name)]
+
+# Synapse settings that Homeport derives from the model. Letting the
+# passthrough override them would silently break federation, TLS or the data
+# layout, so they are refused with a pointer to the Homeport key to use.
+RESERVED_SYNAPSE_KEYS: dict[str, str] = {
+    "server_name": "set `server_name` on the homeserver",
+    "listeners": "set `address` and `port` on the homeserver",
+    "public_baseurl": "set `public_baseurl` on the homeserver",
+    "database": "set `database` on the homeserver (sqlite or a postgresql:// URL)",
+    "tls_certificate_path": "set `tls.certificate` on the homeserver",
+    "tls_private_key_path": "set `tls.key` on the homeserver",
+    "federation_custom_ca_list": "list extra CA files in the top-level `trusted_ca_files`",
+    "federation_verify_certificates": "certificate verification always stays on",
+    "federation_certificate_verification_whitelist": "certificate verification always stays on",
+    "signing_key_path": "Homeport generates and keeps the signing key in the data folder",
+    "media_store_path": "Homeport keeps media under the data folder",
+    "log_config": "Homeport renders the log configuration",
+    "pid_file": "Homeport supervises the process itself",
+    "registration_shared_secret": "Homeport generates secrets once and stores them with mode 0600",
+    "registration_shared_secret_path": "Homeport generates secrets once and stores them",
+    "macaroon_secret_key": "Homeport generates secrets once and stores them with mode 0600",
+    "macaroon_secret_key_path": "Homeport generates secrets once and stores them",
+    "form_secret": "Homeport generates secrets once and stores them with mode 0600",
+    "form_secret_path": "Homeport generates secrets once and stores them",
+    **{
+        key: f"set `policy.{key}` on the homeserver, so that lint and verify see it"
+        for key in POLICY_SYNAPSE_KEYS
+    },
+}
+
+
+class TlsFiles(StrictModel):
+    """A certificate and key of your own, for production; otherwise the local CA issues one."""
+
+    certificate: Path = Field(description="PEM certificate chain for the server name's host.")
+    key: Path = Field(description="PEM private key of that certificate (keep it mode 0600).")
+
+
+class Homeserver(StrictModel):
+    """One Synapse homeserver of the deployment."""
+
+    server_name: ServerName = Field(
+        description="The Matrix server name, `host[:port]`; user IDs end in it. "
+        "With an explicit port, other servers connect straight to that port over TLS."
+    )
+    address: IpAddress = Field(
+        default="127.0.0.1", description="IP address the TLS listener binds to."
+    )
+    port: int = Field(
+        ge=1, le=65535, description="TCP port of the TLS listener (federation and client API)."
+    )
+    public_baseurl: str | None = Field(
+        default=None,
+        description="URL clients use; defaults to https://<server name host>:<port>/.",
+    )
+    database: Database = Field(
+        default="sqlite",
+        description="`sqlite` (a file in the data folder) or a postgresql://user@host:port/db URL.",
+    )
+    tls: TlsFiles | None = Field(
+        default=None, description="Your own certificate and key instead of the local CA's."
+    )
+    policy: Policy = Field(default_factory=Policy, description="Federation and visibility policy.")
+    synapse: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any other Synapse setting, merged over what Homeport renders.",
+    )
+
+    @property
+    def federation_port(self) -> int:
+        """The port other servers connect to (explicit in the server name, else 8448)."""
+        return split_server_name(self.server_name).port or 8448
+
+    @property
+    def base_url(self) -> str:
+        if self.public_baseurl:
+            return self.public_baseurl.rstrip("/")
+        host = split_server_name(self.server_name).host
+        return f"https://{host}:{self.port}"
