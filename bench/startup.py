@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 from homeport.config.deployment import Deployment  # noqa: E402
 from homeport.config.loader import load_deployment  # noqa: E402
 from homeport.layout import DeploymentLayout  # noqa: E402
-from homeport.prepare import materialize  # noqa: E402
+from homeport.runtime.prepare import materialize  # noqa: E402
+from homeport.synapse.admin_api import SynapseAdmin  # noqa: E402
 from homeport.synapse.api import SynapseClient  # noqa: E402
 from homeport.synapse.process import synapse_command, wait_ready  # noqa: E402
 from homeport.trust import client_ssl_context  # noqa: E402
@@ -84,7 +85,7 @@ async def message_crosses(deployment: Deployment) -> None:
     for name, hs in (("internal", internal), ("external", external)):
         shared = layout.homeserver(name).registration_shared_secret.read_text().strip()
         async with SynapseClient(hs.base_url, ssl_context) as client:
-            users[name] = await client.register_with_shared_secret(
+            users[name] = await SynapseAdmin(client).register(
                 shared, f"bench{tag}", secrets.token_urlsafe(12), False
             )
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from homeport.synapse.api import SynapseClient  # noqa: E402
-from homeport.synapse.service_account import admin_token  # noqa: E402
+from homeport.synapse.service_account import service_client  # noqa: E402
 from homeport.trust import client_ssl_context  # noqa: E402
 from tests.harness import (  # noqa: E402
     HOMEPORT,
@@ -66,16 +66,13 @@ def timed_verify(config: Path) -> tuple[float, dict[str, Any]]:
 async def baseline_round(running: RunningDeployment) -> float:
     """Admin-created users, a room on external, a remote join from internal."""
     deployment = running.deployment
-    layout = running.layout
     context = client_ssl_context(deployment)
     internal = deployment.homeservers["internal"]
     external = deployment.homeservers["external"]
     async with (
-        SynapseClient(internal.base_url, context) as int_admin,
-        SynapseClient(external.base_url, context) as ext_admin,
+        service_client(deployment, "internal", context) as int_admin,
+        service_client(deployment, "external", context) as ext_admin,
     ):
-        await admin_token(int_admin, layout.homeserver("internal"))
-        await admin_token(ext_admin, layout.homeserver("external"))
         started = time.monotonic()
         tag = secrets.token_hex(4)
         owner = f"@bench-{tag}-o:{external.server_name}"

@@ -98,6 +98,16 @@ class DeploymentLayout:
         return self.data_dir / "admin" / "tls" / "server.key"
 
     @property
+    def admin_log(self) -> Path:
+        """The admin website's output when `up` runs it."""
+        return self.data_dir / "logs" / "admin.log"
+
+    @property
+    def store_database(self) -> Path:
+        """Homeport's own store, when it is SQLite."""
+        return self.data_dir / "homeport.db"
+
+    @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
 
@@ -118,11 +128,6 @@ class DeploymentLayout:
     def applied_file(self) -> Path:
         """What each running homeserver was started with (identity and config digest)."""
         return self.run_dir / "applied.json"
-
-    @property
-    def last_verify(self) -> Path:
-        """The latest `homeport verify` report, for the admin website."""
-        return self.run_dir / "verify.json"
 
     @property
     def supervisor_log(self) -> Path:

@@ -11,6 +11,7 @@ from homeport.config.deployment import Deployment
 from homeport.credentials import registration_shared_secret
 from homeport.errors import HomeportError, NotRunningError
 from homeport.layout import DeploymentLayout
+from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.trust import client_ssl_context
 
@@ -37,7 +38,7 @@ async def create_user(
     files = DeploymentLayout(deployment.data_dir).homeserver(name)
     try:
         async with SynapseClient(hs.base_url, client_ssl_context(deployment)) as client:
-            user = await client.register_with_shared_secret(
+            user = await SynapseAdmin(client).register(
                 registration_shared_secret(files), localpart, password, admin
             )
     except (httpx.ConnectError, FileNotFoundError) as error:

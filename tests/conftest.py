@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from homeport.trust import client_ssl_context
@@ -35,3 +37,25 @@ def pair_ssl(pair: RunningDeployment) -> ssl.SSLContext:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh database on this machine's PostgreSQL, with the C collation Synapse
+    requires; dropped afterwards."""
+    name = f"homeport_test_{secrets.token_hex(4)}"
+    connection = psycopg2.connect(POSTGRES_ADMIN_DSN)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.close()

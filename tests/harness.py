@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
 from homeport.layout import DeploymentLayout
-from homeport.status import gather_status
+from homeport.runtime.status import gather_status
 from homeport.synapse.api import SynapseClient
 from homeport.trust import client_ssl_context
 from homeport.users import create_user

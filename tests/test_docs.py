@@ -14,7 +14,7 @@ from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver, TlsFiles
 from homeport.config.policy import Policy, RoomPolicy, UserDirectory
 from homeport.config.store import StoreSettings
-from homeport.status import FederationSummary, HomeserverStatus, Status
+from homeport.runtime.status import FederationSummary, HomeserverStatus, ServiceStatus, Status
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -54,8 +54,9 @@ def test_every_command_is_documented() -> None:
 
 def test_every_status_key_is_documented() -> None:
     text = (DOCS / "status-json.md").read_text()
-    keys = [f"`{k}`" for k in Status.__annotations__ if k != "homeservers"]
+    keys = [f"`{k}`" for k in Status.__annotations__ if k not in ("homeservers", "services")]
     keys += [f"`homeservers.<name>.{k}`" for k in HomeserverStatus.__annotations__]
+    keys += [f"`services.<name>.{k}`" for k in ServiceStatus.__annotations__]
     keys += [f"`{k}`" for k in FederationSummary.__annotations__]
     missing = [k for k in keys if k not in text]
     assert not missing, f"undocumented in docs/status-json.md: {missing}"

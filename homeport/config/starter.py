@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from homeport.errors import HomeportError
+
 STARTER_TEMPLATE = """\
 # homeport.yaml: the one source of truth for this deployment.
 # Everything else (Synapse configs, certificates, keys) is rendered from it
@@ -92,3 +96,18 @@ def starter_text(
         external_port=external_port,
         admin_port=admin_port if admin_port is not None else external_port + 1,
     )
+
+
+def write_starter(target: Path, host: str, base_port: int) -> bool:
+    """Write the starter to `target` unless a file is there; True when written."""
+    if target.exists():
+        return False
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("x", encoding="utf-8") as handle:
+            handle.write(starter_text(host, base_port, base_port + 1, base_port + 2))
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise HomeportError(f"cannot write {target}: {error.strerror}") from error
+    return True

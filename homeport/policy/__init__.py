@@ -1,1 +1,1 @@
-"""Federation and visibility policy: what it means (pure), lint, and verification."""
+"""Federation and visibility policy, pure: effective settings, lint, what each surface means."""

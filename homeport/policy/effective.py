@@ -1,10 +1,16 @@
-"""The policy as Synapse will apply it: names resolved, the server itself added. Pure."""
+"""The policy as Synapse will apply it: names resolved, the server itself added. Pure.
+
+A `Side` is one server as the expectations see it. The homeservers of the
+file are sides; so is a server outside the deployment, which is assumed to
+run with Synapse's defaults (`OUTSIDER`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from homeport.config.deployment import Deployment
+from homeport.config.policy import Policy
 
 
 def effective_whitelist(deployment: Deployment, name: str) -> list[str] | None:
@@ -28,36 +34,35 @@ def effective_whitelist(deployment: Deployment, name: str) -> list[str] | None:
     return resolved
 
 
-def federation_allowed(deployment: Deployment, viewer: str, target: str) -> bool:
-    """Whether two homeservers of the file federate: each must allow the other."""
-    for a, b in ((viewer, target), (target, viewer)):
-        allowed = effective_whitelist(deployment, a)
-        if allowed is not None and deployment.homeservers[b].server_name not in allowed:
-            return False
-    return True
+@dataclass(frozen=True)
+class Side:
+    """One server of a pair: what it is called, its policy, whom it federates with."""
+
+    label: str  # a homeserver name of the file, or a description of an outside server
+    server_name: str
+    policy: Policy
+    whitelist: tuple[str, ...] | None  # None: everyone
+
+    def allows(self, other: Side) -> bool:
+        return self.whitelist is None or other.server_name in self.whitelist
 
 
-def synapse_policy_settings(deployment: Deployment, name: str) -> dict[str, Any]:
-    """The Synapse settings that carry the policy of homeserver `name`."""
-    policy = deployment.homeservers[name].policy
-    settings: dict[str, Any] = {
-        "allow_public_rooms_over_federation": policy.allow_public_rooms_over_federation,
-        "enable_room_list_search": policy.enable_room_list_search,
-        "allow_profile_lookup_over_federation": policy.allow_profile_lookup_over_federation,
-        "allow_device_name_lookup_over_federation": (
-            policy.allow_device_name_lookup_over_federation
-        ),
-        "user_directory": policy.user_directory.model_dump(),
-        "limit_profile_requests_to_users_who_share_rooms": (
-            policy.limit_profile_requests_to_users_who_share_rooms
-        ),
-        "require_auth_for_profile_requests": policy.require_auth_for_profile_requests,
-    }
-    if policy.room_list_publication_rules is not None:
-        settings["room_list_publication_rules"] = [
-            rule.model_dump() for rule in policy.room_list_publication_rules
-        ]
+# A server outside the deployment, running Synapse's defaults (which are
+# Homeport's defaults too); its server name matches no whitelist entry.
+OUTSIDER = Side("a server outside this deployment", "", Policy(), None)
+
+
+def side(deployment: Deployment, name: str) -> Side:
+    hs = deployment.homeservers[name]
     whitelist = effective_whitelist(deployment, name)
-    if whitelist is not None:
-        settings["federation_domain_whitelist"] = whitelist
-    return settings
+    return Side(name, hs.server_name, hs.policy, None if whitelist is None else tuple(whitelist))
+
+
+def sides_federate(a: Side, b: Side) -> bool:
+    """Federation needs both: each whitelist must allow the other server."""
+    return a.allows(b) and b.allows(a)
+
+
+def federation_allowed(deployment: Deployment, viewer: str, target: str) -> bool:
+    """Whether two homeservers of the file federate."""
+    return sides_federate(side(deployment, viewer), side(deployment, target))

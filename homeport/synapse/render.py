@@ -15,7 +15,7 @@ from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.types import parse_postgres_url, split_server_name
 from homeport.layout import DeploymentLayout, HomeserverLayout
-from homeport.policy.effective import synapse_policy_settings
+from homeport.policy.effective import effective_whitelist
 
 LOOPBACK = ["127.0.0.1", "::1"]
 
@@ -90,6 +90,32 @@ def sibling_ip_allowlist(deployment: Deployment, name: str) -> list[str]:
             if candidate not in allowed:
                 allowed.append(candidate)
     return allowed
+
+
+def synapse_policy_settings(deployment: Deployment, name: str) -> dict[str, Any]:
+    """The Synapse settings that carry the policy of homeserver `name`."""
+    policy = deployment.homeservers[name].policy
+    settings: dict[str, Any] = {
+        "allow_public_rooms_over_federation": policy.allow_public_rooms_over_federation,
+        "enable_room_list_search": policy.enable_room_list_search,
+        "allow_profile_lookup_over_federation": policy.allow_profile_lookup_over_federation,
+        "allow_device_name_lookup_over_federation": (
+            policy.allow_device_name_lookup_over_federation
+        ),
+        "user_directory": policy.user_directory.model_dump(),
+        "limit_profile_requests_to_users_who_share_rooms": (
+            policy.limit_profile_requests_to_users_who_share_rooms
+        ),
+        "require_auth_for_profile_requests": policy.require_auth_for_profile_requests,
+    }
+    if policy.room_list_publication_rules is not None:
+        settings["room_list_publication_rules"] = [
+            rule.model_dump() for rule in policy.room_list_publication_rules
+        ]
+    whitelist = effective_whitelist(deployment, name)
+    if whitelist is not None:
+        settings["federation_domain_whitelist"] = whitelist
+    return settings
 
 
 def _database(hs: Homeserver, layout: HomeserverLayout) -> dict[str, Any]:

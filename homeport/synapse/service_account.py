@@ -2,22 +2,31 @@
 
 Created once through shared-secret registration; its password and token are
 kept in the homeserver's keys folder (0600) and never printed.
+`service_client(deployment, name)` is the one way Homeport's commands and
+services get an admin API client for a homeserver.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from homeport.config.deployment import Deployment
 from homeport.files import write_private
-from homeport.layout import HomeserverLayout
+from homeport.layout import DeploymentLayout, HomeserverLayout
+from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.trust import client_ssl_context
 
 SERVICE_LOCALPART = "homeport"
 
 
 async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
-    """A working admin access token: the stored one, a fresh login, or a new account."""
+    """A working admin access token, now also the client's: the stored one, a fresh
+    login, or a new account."""
     stored: dict[str, str] = {}
     if layout.service_account.exists():
         stored = json.loads(layout.service_account.read_text())
@@ -32,6 +41,7 @@ async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
         else:
             return token
     password = stored.get("password") or secrets.token_urlsafe(32)
+    admin = SynapseAdmin(client)
     try:
         user = await client.login(stored.get("user_id", SERVICE_LOCALPART), password)
     except SynapseApiError as error:
@@ -39,19 +49,17 @@ async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
             raise
         shared = layout.registration_shared_secret.read_text().strip()
         try:
-            user = await client.register_with_shared_secret(
-                shared, SERVICE_LOCALPART, password, True
-            )
+            user = await admin.register(shared, SERVICE_LOCALPART, password, True)
         except SynapseApiError as taken:
             if taken.errcode != "M_USER_IN_USE":
                 raise
             # Our credentials file was lost but the account remains: rather
             # than lock Homeport out, register a fresh service account.
-            user = await client.register_with_shared_secret(
+            user = await admin.register(
                 shared, f"{SERVICE_LOCALPART}-{secrets.token_hex(3)}", password, True
             )
         client.with_token(user.access_token)
-        await client.override_ratelimit(user.user_id)
+        await admin.override_ratelimit(user.user_id)
     write_private(
         layout.service_account,
         json.dumps(
@@ -60,3 +68,15 @@ async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
     )
     client.with_token(user.access_token)
     return user.access_token
+
+
+@asynccontextmanager
+async def service_client(
+    deployment: Deployment, name: str, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[SynapseAdmin]:
+    """The admin API of homeserver `name` as Homeport's service account; closed on exit."""
+    hs = deployment.homeservers[name]
+    context = ssl_context or client_ssl_context(deployment)
+    async with SynapseClient(hs.base_url, context) as client:
+        await admin_token(client, DeploymentLayout(deployment.data_dir).homeserver(name))
+        yield SynapseAdmin(client)

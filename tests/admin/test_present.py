@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from homeport.admin.app import safe_next
-from homeport.admin.present import (
-    can_reset,
-    destination_status,
-    next_attempt_ms,
-    policy_sentences,
-    relative,
-    server_of,
-    when,
-)
+from homeport.admin.present import destination_status, relative, when
 from homeport.admin.sessions import SessionStore
-from homeport.config.loader import load_deployment_text
-from homeport.config.starter import starter_text
+from homeport.admin.views.auth import safe_next
+from homeport.synapse.models import Destination, server_of
 
 WORKING = {
+    "destination": "example.org",
     "retry_last_ts": 0,
     "retry_interval": 0,
     "failure_ts": None,
@@ -52,15 +43,18 @@ WORKING = {
     ],
 )
 def test_destination_status(row: dict[str, Any], status: str) -> None:
-    assert destination_status(row) == status
+    assert destination_status(Destination.from_api(row)) == status
 
 
-def test_next_attempt_and_reset() -> None:
-    failing = {**WORKING, "retry_last_ts": 1_000, "retry_interval": 600_000}
-    assert next_attempt_ms(failing) == 601_000
-    assert next_attempt_ms(WORKING) is None
-    assert can_reset(failing)
-    assert not can_reset(WORKING)
+def test_backing_off_next_attempt_and_reset() -> None:
+    failing = Destination.from_api({**WORKING, "retry_last_ts": 1_000, "retry_interval": 600_000})
+    working = Destination.from_api(WORKING)
+    assert failing.backing_off
+    assert not working.backing_off
+    assert failing.next_attempt_ms == 601_000
+    assert working.next_attempt_ms is None
+    assert failing.can_reset
+    assert not working.can_reset
 
 
 @pytest.mark.parametrize(
@@ -135,17 +129,6 @@ def test_session_ids_and_csrf_tokens_are_unguessable() -> None:
     assert a.id != b.id
     assert a.csrf_token != b.csrf_token
     assert len(a.id) >= 40
-
-
-def test_policy_sentences_of_the_starter() -> None:
-    model, _ = load_deployment_text(starter_text(), Path("homeport.yaml"))
-    internal = {s: open_ for open_, s in policy_sentences(model, "internal")}
-    assert internal["It federates only with: localhost:8449."] is True
-    assert "Users of other servers cannot look up profiles of users here." in internal
-    assert any("never federate" in s for s in internal)
-    external = [s for _, s in policy_sentences(model, "external")]
-    assert "It federates with every server of the Matrix network." in external
-    assert any("can see the rooms published" in s for s in external)
 
 
 def test_the_session_store_is_bounded_and_expires_oldest_first() -> None:

@@ -202,8 +202,15 @@ async def test_journey_login_destinations_destination_shared_room(site: Site, pa
         await page.screenshot(path=DOCS_IMAGES / "rooms.png", full_page=True)
 
     await page.get_by_role("link", name="Policy").click()
-    await expect(page.get_by_text("It federates only with")).to_be_visible()
-    await expect(page.get_by_text("never federate")).to_be_visible()
+    facts = page.locator("dl.facts")
+    await expect(facts).to_contain_text(f"only {external}")
+    await expect(facts).to_contain_text("never federate")
+    seen_by_external = page.locator("section", has_text="What users of external see of internal")
+    await expect(seen_by_external.locator("[data-surface=profile]")).to_have_attribute(
+        "data-value", "hidden"
+    )
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        await page.screenshot(path=DOCS_IMAGES / "policy.png", full_page=True)
 
 
 async def test_outage_failing_then_reset_connection(site: Site, page: Page) -> None:
@@ -252,6 +259,8 @@ async def test_outage_failing_then_reset_connection(site: Site, page: Page) -> N
     await page.get_by_role("button", name="Reset connection").click()
     await expect(page.get_by_role("status")).to_contain_text("Connection reset")
     await expect(page.locator("dl.facts")).to_contain_text("Working")
+    # Who reset it is recorded in Homeport's store and shown on the page.
+    await expect(page.locator(".last-action")).to_contain_text(f"by @{site.admin[0]}:")
 
     async def arrived() -> bool:
         messages = await _call(

@@ -8,8 +8,7 @@ import ssl
 
 import pytest
 
-from homeport.synapse.api import SynapseClient
-from homeport.synapse.service_account import admin_token
+from homeport.synapse.service_account import service_client
 from tests.harness import RunningDeployment, homeport, status_json
 from tests.matrix import exchange_messages, logged_in, wait_for_text
 
@@ -36,14 +35,11 @@ async def test_users_on_both_servers_exchange_messages_over_federation(
     # Both sent events into the shared room, so each lists the other as a
     # federation destination in Synapse's admin API, with no failure.
     for viewer, target in (("internal", external), ("external", internal)):
-        hs = deployment.homeservers[viewer]
-        async with SynapseClient(hs.base_url, pair_ssl) as client:
-            await admin_token(client, pair.layout.homeserver(viewer))
-            rows = await client.all_federation_destinations()
-        by_name = {row["destination"]: row for row in rows}
-        assert target.server_name in by_name, rows
-        assert by_name[target.server_name]["retry_interval"] == 0
-        assert by_name[target.server_name]["last_successful_stream_ordering"] is not None
+        async with service_client(deployment, viewer, pair_ssl) as admin:
+            row = await admin.destination(target.server_name)
+        assert row is not None, f"{viewer} lists no destination {target.server_name}"
+        assert row.retry_interval == 0
+        assert row.last_successful_stream_ordering is not None
 
     status = json.loads(homeport("status", "-c", config, "--json").stdout)
     for name in ("internal", "external"):

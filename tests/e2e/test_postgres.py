@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +13,6 @@ from tests.harness import RunningDeployment, edit_yaml, init_deployment, status_
 from tests.matrix import exchange_messages
 
 pytestmark = pytest.mark.e2e
-
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A fresh database with the C collation Synapse requires; dropped afterwards."""
-    name = f"homeport_test_{secrets.token_hex(4)}"
-    connection = psycopg2.connect(ADMIN_DSN)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-        )
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    connection.close()
 
 
 async def test_federated_exchange_with_one_homeserver_on_postgresql(

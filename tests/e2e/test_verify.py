@@ -26,7 +26,9 @@ import pytest
 import yaml
 
 from homeport.config.deployment import Deployment
+from homeport.store.database import open_store
 from homeport.trust import client_ssl_context
+from homeport.verify.report import latest_report
 from tests.harness import (
     RunningDeployment,
     access_token,
@@ -520,9 +522,14 @@ def test_starter_policy_verifies_with_zero_mismatches(policy_pair: PolicyDeploym
     for (viewer, target), surfaces in STARTER_VISIBILITY.items():
         for surface, value in surfaces.items():
             assert observed(report, viewer, target, surface) == value, (viewer, target, surface)
-    # The last report is kept for the admin website.
-    kept = json.loads(policy_pair.running.layout.last_verify.read_text())
-    assert kept["mismatches"] == 0
+    # The report is kept in Homeport's store, for the admin website.
+    store = open_store(policy_pair.deployment)
+    try:
+        kept = latest_report(store)
+    finally:
+        store.dispose()
+    assert kept is not None
+    assert kept.as_json() == report
 
 
 def test_probes_are_cleaned_up(policy_pair: PolicyDeployment) -> None:

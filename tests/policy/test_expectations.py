@@ -11,8 +11,7 @@ import pytest
 from homeport.config.loader import load_deployment_text
 from homeport.config.policy import Policy
 from homeport.config.starter import starter_text
-from homeport.policy.surfaces import ProbeIds, publication_allowed
-from homeport.policy.verify import expectations, ordered_pairs
+from homeport.policy.surfaces import ProbeIds, expectations, ordered_pairs, publication_allowed
 from tests.policies import STARTER_VISIBILITY
 
 IDS = ProbeIds("@homeport-probe-abc-host:localhost:8449", "!room:localhost:8449")

@@ -16,7 +16,6 @@ import asyncio
 import base64
 import contextlib
 import secrets
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,9 +25,8 @@ from urllib.parse import quote
 import httpx
 
 from homeport.config.deployment import Deployment
-from homeport.layout import DeploymentLayout
+from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError, SynapseClient
-from homeport.synapse.service_account import admin_token
 
 PROBE_PREFIX = "homeport-probe"
 
@@ -47,7 +45,7 @@ class ServerProbe:
     name: str
     server_name: str
     token: str
-    admin: SynapseClient
+    admin: SynapseAdmin  # Homeport's service account; probe users' clients share its pool
     # By role; filled in as they are created, so that cleanup finds every one.
     by_role: dict[str, ProbeUser] = field(default_factory=dict)
     public_room: str = ""
@@ -229,17 +227,17 @@ async def _create_user(probe: ServerProbe, role: str) -> None:
     displayname = probe.target_displayname if role == "target" else f"Homeport {role}"
     await probe.admin.put_user(user_id, password, displayname)
     # From now on cleanup deactivates it; until it has a token it acts as nobody.
-    user = ProbeUser(user_id, probe.admin.as_user(""))
+    user = ProbeUser(user_id, probe.admin.client.as_user(""))
     probe.by_role[role] = user
     # Probes come in bursts that Synapse's per-user limits are not meant for.
     await probe.admin.override_ratelimit(user_id)
     if role == "target":
         # A real login gives a device, which can carry keys and a display name.
-        login = await probe.admin.login(user_id, password, probe.device_name)
-        user.client = probe.admin.as_user(login.access_token)
+        login = await probe.admin.client.login(user_id, password, probe.device_name)
+        user.client = probe.admin.client.as_user(login.access_token)
         user.device_id = login.device_id
     else:
-        user.client = probe.admin.as_user(await probe.admin.login_as(user_id))
+        user.client = probe.admin.client.as_user(await probe.admin.login_as(user_id))
 
 
 async def _upload_device_keys(user: ProbeUser) -> None:
@@ -276,19 +274,10 @@ async def _listed_locally(probe: ServerProbe) -> bool:
     return any(room.get("room_id") == probe.public_room for room in body.get("chunk", []))
 
 
-def new_server_probe(
-    deployment: Deployment, name: str, token: str, ssl_context: ssl.SSLContext
-) -> ServerProbe:
-    hs = deployment.homeservers[name]
-    return ServerProbe(name, hs.server_name, token, SynapseClient(hs.base_url, ssl_context))
-
-
 async def set_up_server(deployment: Deployment, probe: ServerProbe) -> None:
     """Create the probe users and rooms of one homeserver, recording each as it is made."""
-    name = probe.name
-    hs = deployment.homeservers[name]
+    hs = deployment.homeservers[probe.name]
     token = probe.token
-    await admin_token(probe.admin, DeploymentLayout(deployment.data_dir).homeserver(name))
     created = await asyncio.gather(
         *(_create_user(probe, role) for role in ROLES),
         return_exceptions=True,
@@ -359,9 +348,3 @@ async def tear_down(probes: list[ServerProbe]) -> None:
     await asyncio.gather(
         *(quietly(probe.admin.deactivate(user.user_id)) for probe in probes for user in probe.users)
     )
-
-
-async def close(probes: list[ServerProbe]) -> None:
-    """Close each server's connection pool (the probe users' clients are views of it)."""
-    for probe in probes:
-        await probe.admin.aclose()

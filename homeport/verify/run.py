@@ -1,4 +1,4 @@
-"""`homeport verify`: for every ordered pair of homeservers, expected versus observed.
+"""The verify run: for every ordered pair of homeservers, expected versus observed.
 
 Phases keep probes from disturbing each other: first what needs no shared
 room (a shared room would let servers cache what they learn), then user
@@ -8,58 +8,30 @@ search, which needs a private room, then the probes that join rooms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import ssl
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
-from homeport.policy.probes import (
-    PairProbe,
-    ServerProbe,
-    close,
-    new_server_probe,
-    set_up_server,
-    tear_down,
+from homeport.policy.effective import side
+from homeport.policy.surfaces import (
+    SURFACES,
+    Phase,
+    ProbeIds,
+    Surface,
+    can_share_room,
+    ordered_pairs,
 )
-from homeport.policy.surfaces import SURFACES, Phase, ProbeIds, Surface, can_share_room
+from homeport.synapse.admin_api import SynapseAdmin
+from homeport.synapse.service_account import service_client
+from homeport.verify.observe import OBSERVERS
+from homeport.verify.probes import PairProbe, ServerProbe, set_up_server, tear_down
+from homeport.verify.report import Check, Report
 
 PHASES: tuple[Phase, ...] = ("look", "share", "join")
-
-
-@dataclass(frozen=True)
-class Check:
-    viewer: str
-    target: str
-    surface: str
-    expected: str
-    observed: str
-    ok: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class Report:
-    checks: list[Check]
-
-    @property
-    def mismatches(self) -> int:
-        return sum(not check.ok for check in self.checks)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"checks": [asdict(c) for c in self.checks], "mismatches": self.mismatches}
-
-
-def ordered_pairs(deployment: Deployment) -> list[tuple[str, str]]:
-    names = list(deployment.homeservers)
-    return [(viewer, target) for viewer in names for target in names if viewer != target]
-
-
-def expectations(deployment: Deployment, viewer: str, target: str, ids: ProbeIds) -> dict[str, str]:
-    """What the policy says the viewer's users see of the target, surface by surface. Pure."""
-    return {s.name: s.expected(deployment, viewer, target, ids) for s in SURFACES}
 
 
 def _pair_probe(deployment: Deployment, viewer: ServerProbe, target: ServerProbe) -> PairProbe:
@@ -67,16 +39,18 @@ def _pair_probe(deployment: Deployment, viewer: ServerProbe, target: ServerProbe
     return PairProbe(
         viewer=viewer,
         target=target,
-        can_share=can_share_room(deployment, viewer.name, target.name),
+        can_share=can_share_room(side(deployment, viewer.name), side(deployment, target.name)),
         target_creates_shared_room=target_policy.rooms.federation == "creator_choice",
     )
 
 
 async def _check(deployment: Deployment, surface: Surface, pair: PairProbe) -> Check:
     ids = ProbeIds(pair.target.host.user_id, pair.target.public_room)
-    expected = surface.expected(deployment, pair.viewer.name, pair.target.name, ids)
+    expected = surface.expected(
+        side(deployment, pair.viewer.name), side(deployment, pair.target.name), ids
+    )
     try:
-        observation = await surface.observe(pair)
+        observation = await OBSERVERS[surface.name](pair)
         observed, detail = observation.value, observation.detail
     except Exception as error:
         observed, detail = "error", f"{type(error).__name__}: {error}"
@@ -98,9 +72,33 @@ async def verify(
 ) -> Report:
     """Probe every ordered pair through the viewers' client APIs; always clean up."""
     token = secrets.token_hex(4)
-    probes = [
-        new_server_probe(deployment, name, token, ssl_context) for name in deployment.homeservers
-    ]
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def admin(name: str) -> SynapseAdmin:
+            try:
+                return await stack.enter_async_context(
+                    service_client(deployment, name, ssl_context)
+                )
+            except Exception as error:
+                raise HomeportError(
+                    f"verify cannot use Homeport's admin account on {name}: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+
+        probes = [
+            ServerProbe(name, hs.server_name, token, await admin(name))
+            for name, hs in deployment.homeservers.items()
+        ]
+        checks = await _probe_all(deployment, probes, progress)
+    order = {surface.name: index for index, surface in enumerate(SURFACES)}
+    names = list(deployment.homeservers)
+    checks.sort(key=lambda c: (names.index(c.viewer), names.index(c.target), order[c.surface]))
+    return Report(checks, finished_at=time.time())
+
+
+async def _probe_all(
+    deployment: Deployment, probes: list[ServerProbe], progress: Callable[[str], None]
+) -> list[Check]:
     try:
         progress("creating probe users and rooms")
         results = await asyncio.gather(
@@ -132,8 +130,4 @@ async def verify(
     finally:
         progress("removing probe users and rooms")
         await tear_down(probes)
-        await close(probes)
-    order = {surface.name: index for index, surface in enumerate(SURFACES)}
-    names = list(deployment.homeservers)
-    checks.sort(key=lambda c: (names.index(c.viewer), names.index(c.target), order[c.surface]))
-    return Report(checks)
+    return checks

@@ -2,8 +2,8 @@
 
 `up` holds an exclusive lock on `run/homeport.lock` for its whole life: the
 lock, not a pid file, says whether the deployment runs (a crashed `up` can't
-leave a stale claim). `up` publishes `run/state.json`; `stop` and `start`
-write `run/held.json` and wake `up` with SIGUSR1.
+leave a stale claim). `up` publishes `run/state.json` (every service's
+state); `stop` and `start` write `run/held.json` and wake `up` with SIGUSR1.
 """
 
 from __future__ import annotations
@@ -22,18 +22,20 @@ from homeport.layout import DeploymentLayout
 ProcessState = Literal["starting", "ready", "restarting", "stopping", "stopped", "failed"]
 
 
-class HomeserverState(TypedDict):
+class ServiceState(TypedDict):
+    kind: str
     pid: int | None
     state: ProcessState
     since: float
     restarts: int
-    synapse_version: str | None
+    detail: str | None  # what readiness reported, such as Synapse's version
+    url: str | None
 
 
 class RunState(TypedDict):
     supervisor_pid: int
     started_at: float
-    homeservers: dict[str, HomeserverState]
+    services: dict[str, ServiceState]
 
 
 class RunLock:

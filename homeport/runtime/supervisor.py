@@ -1,10 +1,10 @@
-"""`homeport up`: start every homeserver, keep it running, stop everything cleanly.
+"""`homeport up`'s heart: start every service, keep it running, stop everything cleanly.
 
-Each homeserver has one keeper task. It starts Synapse unless an
+Each service has one keeper task. It starts the service unless an
 administrator holds it stopped, waits for it to exit or for a change
-(shutdown, `homeport stop`/`start`), and restarts a crashed Synapse with
-backoff. A homeserver that crashes before it was ever ready, three times in
-a row, is a broken configuration: `up` then stops everything and says why.
+(shutdown, `homeport stop`/`start`), and restarts a crashed service with
+backoff. A service that crashes before it was ever ready, too often in a
+row, is a broken configuration: `up` then stops everything and says why.
 """
 
 from __future__ import annotations
@@ -13,65 +13,59 @@ import asyncio
 import logging
 import os
 import signal
-import ssl
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
-from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
-from homeport.runstate import HomeserverState, ProcessState, RunState, read_held, write_state
-from homeport.synapse import process as synapse_process
-
-RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-STABLE_AFTER = 60.0
-MAX_FAILED_FIRST_STARTS = 3
+from homeport.runtime.service import Service
+from homeport.runtime.state import ProcessState, RunState, ServiceState, read_held, write_state
 
 log = logging.getLogger("homeport.supervisor")
 
 
 class Reporter(Protocol):
-    """What the supervisor tells the person watching (the CLI draws it with Rich)."""
+    """What the supervisor tells the person watching (the command line draws it with Rich)."""
 
-    def state_changed(self, name: str, state: HomeserverState) -> None: ...
+    def state_changed(self, name: str, state: ServiceState) -> None: ...
 
     def died(self, name: str, exit_code: int, log_tail: str, restart_in: float) -> None: ...
 
 
 class StartupFailed(HomeportError):
-    def __init__(self, name: str, log_tail: str) -> None:
+    def __init__(self, service: Service, attempts: int, log_tail: str) -> None:
         super().__init__(
-            f"homeserver {name!r} exited {MAX_FAILED_FIRST_STARTS} times before it was ready; "
+            f"{service.kind} {service.name!r} exited {attempts} times before it was ready; "
             f"everything was stopped. Its last log lines:\n{log_tail}"
         )
 
 
 class Supervisor:
     def __init__(
-        self,
-        deployment: Deployment,
-        layout: DeploymentLayout,
-        ssl_context: ssl.SSLContext,
-        reporter: Reporter,
+        self, services: Sequence[Service], layout: DeploymentLayout, reporter: Reporter
     ) -> None:
-        self._deployment = deployment
+        self._services = {service.name: service for service in services}
         self._layout = layout
-        self._ssl = ssl_context
         self._reporter = reporter
         self._shutdown = asyncio.Event()
-        self._changed = {name: asyncio.Event() for name in deployment.homeservers}
+        self._changed = {name: asyncio.Event() for name in self._services}
         self._held = read_held(layout)
         self._failure: StartupFailed | None = None
         now = time.time()
-        self.states: dict[str, HomeserverState] = {
-            name: HomeserverState(
-                pid=None, state="stopped", since=now, restarts=0, synapse_version=None
+        self.states: dict[str, ServiceState] = {
+            name: ServiceState(
+                kind=service.kind,
+                pid=None,
+                state="stopped",
+                since=now,
+                restarts=0,
+                detail=None,
+                url=service.url,
             )
-            for name in deployment.homeservers
+            for name, service in self._services.items()
         }
-        self._run_state = RunState(
-            supervisor_pid=os.getpid(), started_at=now, homeservers=self.states
-        )
+        self._run_state = RunState(supervisor_pid=os.getpid(), started_at=now, services=self.states)
 
     @property
     def held(self) -> set[str]:
@@ -93,7 +87,7 @@ class Supervisor:
             loop.add_signal_handler(sig, self.request_shutdown)
         loop.add_signal_handler(signal.SIGUSR1, self.reload_held)
         self._publish()
-        keepers = [asyncio.create_task(self._keep(name)) for name in self._deployment.homeservers]
+        keepers = [asyncio.create_task(self._keep(service)) for service in self._services.values()]
         try:
             await asyncio.gather(*keepers)
         finally:
@@ -108,7 +102,7 @@ class Supervisor:
         state: ProcessState,
         pid: int | None,
         restarts: int | None = None,
-        version: str | None = None,
+        detail: str | None = None,
     ) -> None:
         entry = self.states[name]
         entry["state"] = state
@@ -116,10 +110,10 @@ class Supervisor:
         entry["since"] = time.time()
         if restarts is not None:
             entry["restarts"] = restarts
-        if version is not None:
-            entry["synapse_version"] = version
+        if detail is not None:
+            entry["detail"] = detail
         self._publish()
-        log.info("homeserver state", extra={"homeserver": name, "state": state, "pid": pid})
+        log.info("service state", extra={"service": name, "state": state, "pid": pid})
         self._reporter.state_changed(name, entry)
 
     def _publish(self) -> None:
@@ -135,14 +129,36 @@ class Supervisor:
     def _should_run(self, name: str) -> bool:
         return not self._shutdown.is_set() and name not in self._held
 
-    async def _mark_ready(self, name: str, process: asyncio.subprocess.Process) -> None:
-        hs = self._deployment.homeservers[name]
-        version = await synapse_process.wait_ready(hs.base_url, self._ssl, process, timeout=3600)
-        if version is not None and process.returncode is None:
-            self._set(name, "ready", process.pid, version=version)
+    async def _mark_ready(self, service: Service, process: asyncio.subprocess.Process) -> None:
+        detail = await service.wait_ready(process)
+        if detail is not None and process.returncode is None:
+            self._set(service.name, "ready", process.pid, detail=detail)
 
-    async def _keep(self, name: str) -> None:
-        files = self._layout.homeserver(name)
+    async def _run_once(self, service: Service) -> asyncio.subprocess.Process:
+        """Start the service and return once it exited or was stopped on request."""
+        name = service.name
+        process = await service.spawn()
+        self._set(name, "starting", process.pid)
+        readiness = asyncio.create_task(self._mark_ready(service, process))
+        exited = asyncio.create_task(process.wait())
+        try:
+            while True:
+                change = asyncio.create_task(self._changed[name].wait())
+                done, _ = await asyncio.wait({exited, change}, return_when=asyncio.FIRST_COMPLETED)
+                if exited in done:
+                    change.cancel()
+                    return process
+                self._changed[name].clear()
+                if not self._should_run(name):
+                    self._set(name, "stopping", process.pid)
+                    await service.terminate(process)
+                    return process
+        finally:
+            readiness.cancel()
+
+    async def _keep(self, service: Service) -> None:
+        name = service.name
+        policy = service.restart
         crashes_in_row = 0
         ever_ready = False
         while not self._shutdown.is_set():
@@ -151,40 +167,25 @@ class Supervisor:
                     self._set(name, "stopped", None)
                 await self._wait_for_change(name)
                 continue
-            process = await synapse_process.spawn(files)
             started = time.monotonic()
-            self._set(name, "starting", process.pid)
-            readiness = asyncio.create_task(self._mark_ready(name, process))
-            exited = asyncio.create_task(process.wait())
-            while True:
-                change = asyncio.create_task(self._changed[name].wait())
-                done, _ = await asyncio.wait({exited, change}, return_when=asyncio.FIRST_COMPLETED)
-                if exited in done:
-                    change.cancel()
-                    break
-                self._changed[name].clear()
-                if not self._should_run(name):
-                    self._set(name, "stopping", process.pid)
-                    await synapse_process.terminate(process)
-                    break
-            readiness.cancel()
+            process = await self._run_once(service)
             ever_ready = ever_ready or self.states[name]["state"] == "ready"
             if not self._should_run(name):
                 self._set(name, "stopped", None)
                 continue
-            # Synapse exited by itself: a crash.
+            # The service exited by itself: a crash.
             code = process.returncode if process.returncode is not None else -1
-            tail = synapse_process.log_tail(files)
-            if time.monotonic() - started > STABLE_AFTER:
+            tail = service.log_tail()
+            if time.monotonic() - started > policy.stable_after:
                 crashes_in_row = 0
             crashes_in_row += 1
-            log.warning("homeserver exited", extra={"homeserver": name, "exit_code": code})
-            if not ever_ready and crashes_in_row >= MAX_FAILED_FIRST_STARTS:
+            log.warning("service exited", extra={"service": name, "exit_code": code})
+            if not ever_ready and crashes_in_row >= policy.max_failed_first_starts:
                 self._set(name, "failed", None)
-                self._failure = StartupFailed(name, tail)
+                self._failure = StartupFailed(service, crashes_in_row, tail)
                 self.request_shutdown()
                 return
-            delay = RESTART_BACKOFF[min(crashes_in_row, len(RESTART_BACKOFF)) - 1]
+            delay = policy.delay(crashes_in_row)
             self._reporter.died(name, code, tail, delay)
             self._set(name, "restarting", None, restarts=self.states[name]["restarts"] + 1)
             await self._wait_for_change(name, timeout=delay)

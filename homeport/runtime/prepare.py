@@ -8,19 +8,16 @@ configs are rendered anew from the model.
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, TypedDict
 
 import yaml
 
 from homeport import pki
 from homeport.config.deployment import Deployment
-from homeport.config.lines import LineMap, dotted
+from homeport.config.lines import KeyPath, LineMap, problem_at
 from homeport.config.types import split_server_name
 from homeport.credentials import ensure_secrets
 from homeport.errors import ConfigProblem
@@ -67,22 +64,15 @@ def preflight(
     """What would stop the deployment from starting on this machine."""
     problems: list[ConfigProblem] = []
 
-    def problem(path: tuple[str, ...], message: str, hint: str = "") -> None:
-        problems.append(ConfigProblem(source, lines.line_of(path), dotted(path), message, hint))
+    def problem(path: KeyPath, message: str, hint: str = "") -> None:
+        problems.append(problem_at(source, lines, path, message, hint))
 
     why = _writable_problem(deployment.data_dir)
     if why:
         problem(("data_dir",), why, "choose a folder you can write to")
     for index, ca_file in enumerate(deployment.trusted_ca_files):
         if not ca_file.is_file():
-            problems.append(
-                ConfigProblem(
-                    source,
-                    lines.line_of(("trusted_ca_files", index)),
-                    f"trusted_ca_files[{index}]",
-                    f"no such file: {ca_file}",
-                )
-            )
+            problem(("trusted_ca_files", index), f"no such file: {ca_file}")
     if check_ports and deployment.admin is not None:
         why = _port_problem(deployment.admin.address, deployment.admin.port)
         if why:
@@ -98,75 +88,6 @@ def preflight(
             if why:
                 problem((*base, "port"), why, "stop that program or choose another port")
     return problems
-
-
-IDENTITY_KEYS = ("server_name", "listeners", "database", "public_baseurl")
-
-
-class Applied(TypedDict):
-    """What a homeserver runs with: the keys a restart cannot change, and a config digest."""
-
-    identity: dict[str, Any]
-    digest: str
-
-
-def applied_record(config: dict[str, Any]) -> Applied:
-    return {
-        "identity": {key: config.get(key) for key in IDENTITY_KEYS},
-        "digest": hashlib.sha256(dump_yaml(config)).hexdigest(),
-    }
-
-
-def read_applied(layout: DeploymentLayout) -> dict[str, Applied]:
-    try:
-        data: dict[str, Applied] = json.loads(layout.applied_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data
-
-
-def record_applied(deployment: Deployment, names: list[str]) -> None:
-    """Remember what `names` were (re)started with, for `restart` and `verify`."""
-    layout = DeploymentLayout(deployment.data_dir)
-    applied = read_applied(layout)
-    for name in names:
-        applied[name] = applied_record(render_homeserver(deployment, name, layout))
-    write_atomic(layout.applied_file, json.dumps(applied, indent=2).encode())
-
-
-def identity_changes(deployment: Deployment) -> dict[str, list[str]]:
-    """Per homeserver, the settings changed in the file that a restart cannot apply.
-
-    The running supervisor knows each homeserver by its server name, address,
-    port and database, and each homeserver's config names its siblings; changing
-    those needs a new `homeport up`.
-    """
-    layout = DeploymentLayout(deployment.data_dir)
-    applied = read_applied(layout)
-    changes: dict[str, list[str]] = {}
-    for name in deployment.homeservers:
-        wanted = applied_record(render_homeserver(deployment, name, layout))["identity"]
-        if name not in applied:
-            changes[name] = ["the homeserver is not part of the running deployment"]
-            continue
-        running = applied[name]["identity"]
-        changed = [key for key in IDENTITY_KEYS if running.get(key) != wanted.get(key)]
-        if changed:
-            changes[name] = changed
-    return changes
-
-
-def unapplied(deployment: Deployment) -> list[str]:
-    """Homeservers whose config from the file differs from what they were started with."""
-    layout = DeploymentLayout(deployment.data_dir)
-    applied = read_applied(layout)
-    return [
-        name
-        for name in deployment.homeservers
-        if name in applied
-        and applied[name]["digest"]
-        != applied_record(render_homeserver(deployment, name, layout))["digest"]
-    ]
 
 
 def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLayout:

@@ -1,0 +1,67 @@
+"""What the admin website needs of the homeservers, as protocols it is built with.
+
+`create_app` takes a `Homeservers`; `LiveHomeservers` (homeport.admin.synapse)
+talks to the real Synapses, a recorded fake can stand in where a test is
+about the page and not about Synapse. Every call is made as the logged-in
+admin (`admin(name, token)`), so Synapse authorises each one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from homeport.synapse.admin_api import DestinationOrder, Direction
+from homeport.synapse.models import (
+    Destination,
+    DestinationPage,
+    DestinationRoomsPage,
+    Room,
+    RoomPage,
+)
+
+
+class NotAdminError(Exception):
+    """The credentials are right but the user is not a server admin."""
+
+
+class HomeserverAdmin(Protocol):
+    """The part of Synapse's admin API the website reads and changes."""
+
+    async def destinations(
+        self,
+        start: int = 0,
+        limit: int = 100,
+        order_by: DestinationOrder = "destination",
+        direction: Direction = "f",
+        search: str = "",
+    ) -> DestinationPage: ...
+
+    async def destination(self, destination: str) -> Destination | None: ...
+
+    async def destination_rooms(
+        self, destination: str, start: int = 0, limit: int = 1
+    ) -> DestinationRoomsPage: ...
+
+    async def room_counts(self, destinations: list[str]) -> dict[str, int]: ...
+
+    async def room(self, room_id: str) -> Room | None: ...
+
+    async def rooms(self, start: int = 0, limit: int = 50, search: str = "") -> RoomPage: ...
+
+    async def reset_connection(self, destination: str) -> bool: ...
+
+
+class Homeservers(Protocol):
+    """The deployment's homeservers, as the website's admins reach them."""
+
+    async def login(self, name: str, user: str, password: str) -> tuple[str, str]:
+        """(user_id, access token) of a server admin of `name`; NotAdminError otherwise."""
+        ...
+
+    async def logout(self, name: str, token: str) -> None:
+        """End a token; quietly, when it is gone already or the server is down."""
+        ...
+
+    def admin(self, name: str, token: str) -> HomeserverAdmin: ...
+
+    async def aclose(self) -> None: ...

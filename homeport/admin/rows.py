@@ -1,0 +1,69 @@
+"""The typed rows the website's templates show, built from Synapse's typed answers. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeport.admin.present import DestinationStatus, When, destination_status, when
+from homeport.synapse.models import Destination, Room
+
+
+@dataclass(frozen=True)
+class DestinationRow:
+    """A federation destination as the Federation tab and the destination page show it."""
+
+    destination: str
+    status: DestinationStatus
+    first_failed: When | None
+    last_failed: When | None
+    next_attempt: When | None
+    rooms: int
+    stream_ordering: int | None
+    can_reset: bool
+
+
+def destination_row(destination: Destination, rooms: int, now_ms: int) -> DestinationRow:
+    return DestinationRow(
+        destination=destination.destination,
+        status=destination_status(destination),
+        first_failed=when(destination.failure_ts, now_ms),
+        last_failed=when(destination.retry_last_ts, now_ms),
+        next_attempt=when(destination.next_attempt_ms, now_ms),
+        rooms=rooms,
+        stream_ordering=destination.last_successful_stream_ordering,
+        can_reset=destination.can_reset,
+    )
+
+
+@dataclass(frozen=True)
+class RoomRow:
+    """A room as the Rooms page and a destination's room list show it."""
+
+    room_id: str
+    name: str | None
+    alias: str | None
+    creator_server: str  # '' when Synapse does not know the creator
+    federated: bool
+    published: bool
+    space: bool
+    local: int
+    remote: int
+
+
+def room_row(room: Room) -> RoomRow:
+    return RoomRow(
+        room_id=room.room_id,
+        name=room.name,
+        alias=room.canonical_alias,
+        creator_server=room.creator_server,
+        federated=room.federatable,
+        published=room.public,
+        space=room.is_space,
+        local=room.joined_local_members,
+        remote=room.remote_members,
+    )
+
+
+def unknown_room_row(room_id: str) -> RoomRow:
+    """A room Synapse no longer describes (purged since it was listed)."""
+    return RoomRow(room_id, None, None, "", False, False, False, 0, 0)

@@ -1,0 +1,163 @@
+"""The Federation tab: every destination, one destination, resetting its connection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, get_args
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from homeport.admin.actions import Action, last_action, record_action
+from homeport.admin.present import when
+from homeport.admin.rows import destination_row, room_row, unknown_room_row
+from homeport.admin.site import current_login, site_of
+from homeport.policy.effective import effective_whitelist
+from homeport.synapse.admin_api import DestinationOrder, Direction
+from homeport.verify.report import latest_report
+
+PAGE_SIZE = 25
+SORTABLE: dict[DestinationOrder, str] = {
+    "destination": "Destination",
+    "retry_last_ts": "Last failed attempt",
+    "retry_interval": "Retry interval",
+    "failure_ts": "First failed attempt",
+    "last_successful_stream_ordering": "Last successful stream ordering",
+}
+assert set(SORTABLE) == set(get_args(DestinationOrder))
+
+
+def offset(request: Request) -> int:
+    """The `from` query parameter as a non-negative page offset (0 when absent or bad)."""
+    try:
+        return max(0, int(request.query_params.get("from", "0")))
+    except ValueError:
+        return 0
+
+
+def _order(value: str | None) -> DestinationOrder:
+    for key in SORTABLE:
+        if key == value:
+            return key
+    return "destination"
+
+
+def _is_partial(request: Request) -> bool:
+    """An htmx swap of the table, not a page load (a history restore wants the page)."""
+    return request.headers.get("hx-request") == "true" and not request.headers.get(
+        "hx-history-restore-request"
+    )
+
+
+async def federation(request: Request) -> Response:
+    site = site_of(request)
+    name, login = current_login(request)
+    admin = site.api.admin(name, login.access_token)
+    params = request.query_params
+    order_by = _order(params.get("order_by"))
+    direction: Direction = "b" if params.get("dir") == "b" else "f"
+    search = params.get("q", "").strip()[:200]
+    start = offset(request)
+    partial = _is_partial(request)
+    # Servers the policy allows that share no room yet: their counts come in the
+    # same request as the page's, so the page costs Synapse two requests.
+    allowed = None if partial else effective_whitelist(site.deployment, name)
+    own = site.deployment.homeservers[name].server_name
+    candidates = [server for server in allowed or [] if server != own]
+    page = await admin.destinations(start, PAGE_SIZE, order_by, direction, search)
+    counts = await admin.room_counts(
+        list(dict.fromkeys([d.destination for d in page.destinations] + candidates))
+    )
+    now = site.now_ms()
+    context: dict[str, Any] = {
+        "destinations": [
+            destination_row(d, counts.get(d.destination, 0), now) for d in page.destinations
+        ],
+        "total": page.total,
+        "start": start,
+        "page_size": PAGE_SIZE,
+        "next_start": page.next_token,
+        "prev_start": max(0, start - PAGE_SIZE) if start > 0 else None,
+        "order_by": order_by,
+        "direction": direction,
+        "search": search,
+        "sortable": SORTABLE,
+    }
+    if partial:
+        response = site.templates.render(request, "_destinations.html", **context)
+    else:
+        quiet = [server for server in candidates if counts.get(server, 0) == 0]
+        response = site.templates.render(
+            request, "federation.html", whitelist=allowed, quiet=quiet, **context
+        )
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+async def destination(request: Request) -> Response:
+    site = site_of(request)
+    name, login = current_login(request)
+    admin = site.api.admin(name, login.access_token)
+    server = request.path_params["destination"]
+    row = None if server in (".", "..") else await admin.destination(server)
+    if row is None:
+        return site.templates.error(request, 404, f"{name} has no destination {server!r}.")
+    start = offset(request)
+    listing = await admin.destination_rooms(server, start, PAGE_SIZE)
+    details = await asyncio.gather(*(admin.room(entry.room_id) for entry in listing.rooms))
+    rooms = [
+        room_row(room) if room is not None else unknown_room_row(entry.room_id)
+        for entry, room in zip(listing.rooms, details, strict=True)
+    ]
+    now = site.now_ms()
+    allowed = effective_whitelist(site.deployment, name)
+    peer = next(
+        (n for n, hs in site.deployment.homeservers.items() if hs.server_name == server), None
+    )
+    report, action = None, None
+    if site.store is not None:
+        report = await asyncio.to_thread(latest_report, site.store)
+        action = await asyncio.to_thread(last_action, site.store, name, server)
+    return site.templates.render(
+        request,
+        "destination.html",
+        destination=server,
+        facts=destination_row(row, listing.total, now),
+        rooms=rooms,
+        start=start,
+        page_size=PAGE_SIZE,
+        next_start=listing.next_token,
+        whitelisted=allowed is None or server in allowed,
+        whitelist_open=allowed is None,
+        peer=peer,
+        checks=report.between(name, peer) if report is not None and peer else [],
+        verified=when(int((report.finished_at or 0) * 1000), now) if report else None,
+        last_action=action,
+        last_action_when=when(action.ts, now) if action else None,
+        reset_done=request.query_params.get("reset") == "1",
+    )
+
+
+async def reset(request: Request) -> Response:
+    site = site_of(request)
+    name, login = current_login(request)
+    server = request.path_params["destination"]
+    if server in (".", ".."):
+        return site.templates.error(request, 404, "No such server.")
+    done = await site.api.admin(name, login.access_token).reset_connection(server)
+    if site.store is not None:
+        action = Action(
+            site.now_ms(),
+            name,
+            login.user_id,
+            "reset_connection",
+            server,
+            "done" if done else "not needed",
+        )
+        await asyncio.to_thread(record_action, site.store, action)
+    if not done:
+        return site.templates.error(
+            request, 400, f"{server} needs no reset: Synapse is not backing off from it."
+        )
+    return RedirectResponse(f"/federation/{quote(server, safe='')}?reset=1", status_code=303)

@@ -1,0 +1,48 @@
+"""`homeport admin`: the admin website alone (for a cluster), or as `up`'s child process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from homeport.admin.server import serve
+from homeport.cli._shared import config_option, console, reports_errors
+from homeport.config.loader import load_deployment
+from homeport.errors import ConfigError, HomeportError
+from homeport.runtime.prepare import materialize, preflight
+from homeport.runtime.up import migrate_store
+
+
+@click.command("admin")
+@config_option
+@click.option(
+    "--fd",
+    "listen_fd",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Serve on this already listening socket (how `homeport up` starts the website).",
+)
+@reports_errors
+def admin_command(config_path: Path, listen_fd: int | None) -> None:
+    """Serve only the admin website (for Kubernetes, next to the homeservers' pods).
+
+    The homeservers must be reachable at their URLs; `homeport up` serves the
+    website itself, so this is not needed on one machine.
+    """
+    deployment, lines = load_deployment(config_path)
+    if deployment.admin is None:
+        raise HomeportError(
+            f"{config_path} has no `admin:` section; add one with a port "
+            "(see docs/configuration.md#admin)"
+        )
+    if listen_fd is None:
+        # Alone, it prepares what `up` would: certificates and the store's schema.
+        problems = preflight(deployment, lines, config_path, check_ports=False)
+        if problems:
+            raise ConfigError(problems)
+        materialize(deployment)
+        migrate_store(deployment)
+        console.print(f"Admin website on {deployment.admin.url} (Ctrl-C stops it)")
+    serve(deployment, listen_fd)

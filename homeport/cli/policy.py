@@ -1,0 +1,161 @@
+"""The visibility policy: `lint` reads the file, `verify` probes the running servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from homeport.cli._shared import (
+    config_option,
+    console,
+    err_console,
+    finding_line,
+    print_findings,
+    reports_errors,
+)
+from homeport.config.deployment import Deployment
+from homeport.config.lines import dotted
+from homeport.config.loader import load_deployment
+from homeport.errors import HomeportError
+from homeport.layout import DeploymentLayout
+from homeport.policy.lint import lint
+from homeport.policy.surfaces import SURFACES, ordered_pairs
+from homeport.runtime.applied import unapplied
+from homeport.runtime.control import Control
+from homeport.runtime.status import gather_status
+from homeport.store.database import open_store
+from homeport.trust import client_ssl_context
+from homeport.verify.report import Report, save_report
+from homeport.verify.run import verify
+
+
+@click.command("lint")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@reports_errors
+def lint_command(config_path: Path, as_json: bool) -> None:
+    """Check the federation policy for mistakes that Synapse would accept silently.
+
+    Exit code 1 when there is an error (`homeport up` refuses to start then),
+    0 when there are only warnings or nothing to say.
+    """
+    deployment, lines = load_deployment(config_path)
+    findings = lint(deployment)
+    errors = sum(f.severity == "error" for f in findings)
+    if as_json:
+        rows = [
+            {
+                "id": f.id,
+                "severity": f.severity,
+                "homeserver": f.homeserver,
+                "key": dotted(("homeservers", f.homeserver, *f.key)),
+                "line": finding_line(f, lines),
+                "message": f.message,
+                "explanation": f.explanation,
+                "fix": f.fix,
+            }
+            for f in findings
+        ]
+        summary = {"findings": rows, "errors": errors, "warnings": len(findings) - errors}
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        print_findings(findings, lines, config_path)
+        summary_text = f"{errors} error(s), {len(findings) - errors} warning(s)"
+        console.print("[green]No findings.[/]" if not findings else summary_text)
+    if errors:
+        sys.exit(1)
+
+
+def _verify_table(report: Report, deployment: Deployment) -> Table:
+    pairs = ordered_pairs(deployment)
+    table = Table("surface", *(f"{v} → {t}" for v, t in pairs), title="Visibility: viewer → target")
+    cells = {(c.viewer, c.target, c.surface): c for c in report.checks}
+    for surface in SURFACES:
+        row = []
+        for viewer, target in pairs:
+            check = cells[(viewer, target, surface.name)]
+            if check.ok:
+                row.append(f"[green]{escape(check.observed)}[/]")
+            else:
+                row.append(
+                    f"[bold red]{escape(check.observed)}[/] (expected {escape(check.expected)})"
+                )
+        table.add_row(surface.name, *row)
+    table.caption = (
+        "[green]0 mismatches: every surface is as the policy says[/]"
+        if report.mismatches == 0
+        else f"[bold red]{report.mismatches} mismatch(es)[/]"
+    )
+    return table
+
+
+def _check_ready(deployment: Deployment, config_path: Path) -> None:
+    Control(DeploymentLayout(deployment.data_dir), config_path)  # raises when not running
+    current = asyncio.run(gather_status(deployment))
+    not_ready = [name for name, hs in current["homeservers"].items() if not hs["ready"]]
+    if not_ready:
+        raise HomeportError(
+            f"not ready: {', '.join(not_ready)}; verify needs every homeserver "
+            f"(`homeport start -c {config_path} NAME` starts a stopped one)"
+        )
+    where = escape(str(config_path))
+    for name in unapplied(deployment):
+        err_console.print(
+            f"[yellow]warning:[/] {name} runs an older configuration than {where}; verify "
+            f"expects what the file says: `homeport restart -c {where} {name}` applies it",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@click.command("verify")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print checks and mismatches as JSON.")
+@reports_errors
+def verify_command(config_path: Path, as_json: bool) -> None:
+    """Prove the policy: what each homeserver's users really see of the others.
+
+    For every ordered pair of homeservers it creates short-lived probe users and
+    rooms, looks through the viewer's client API as a user would, compares with
+    what the policy says, and removes the probes. Exit code 1 on any mismatch.
+    """
+    deployment, _ = load_deployment(config_path)
+    if len(deployment.homeservers) < 2:
+        raise HomeportError("verify needs at least two homeservers in the file")
+    _check_ready(deployment, config_path)
+    started = time.monotonic()
+    ssl_context = client_ssl_context(deployment)
+    if as_json:
+        report = asyncio.run(verify(deployment, ssl_context))
+    else:
+        with err_console.status("verifying") as spinner:
+            report = asyncio.run(
+                verify(deployment, ssl_context, lambda step: spinner.update(f"verifying: {step}"))
+            )
+    store = open_store(deployment)
+    try:
+        save_report(store, report)
+    finally:
+        store.dispose()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        console.print(_verify_table(report, deployment))
+        for check in report.checks:
+            if not check.ok:
+                console.print(
+                    f"[red]✗[/] {check.viewer} → {check.target} {check.surface}: "
+                    f"expected {check.expected}, observed {check.observed}: "
+                    f"{escape(check.detail)}",
+                    soft_wrap=True,
+                )
+        console.print(f"[dim]{time.monotonic() - started:.1f} s[/]")
+    if report.mismatches:
+        sys.exit(1)

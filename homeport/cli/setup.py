@@ -1,0 +1,70 @@
+"""`homeport init` and `homeport render`: a starter file, and what it renders to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from homeport.cli._shared import config_option, console, lint_or_refuse, reports_errors
+from homeport.config.loader import load_deployment
+from homeport.config.starter import write_starter
+from homeport.errors import ConfigError
+from homeport.runtime.prepare import materialize, preflight
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--host", default="localhost", show_default=True, help="Host of both server names.")
+@click.option(
+    "--port",
+    "base_port",
+    default=8448,
+    show_default=True,
+    type=click.IntRange(1, 65533),
+    help="Port of internal; external gets the next one, the admin website the one after.",
+)
+@reports_errors
+def init(directory: Path, host: str, base_port: int) -> None:
+    """Write a commented starter DIRECTORY/homeport.yaml for two federating homeservers.
+
+    Running it again keeps the existing file, keys and secrets.
+
+    \b
+    Example:
+      homeport init ./deployment --port 8448
+    """
+    target = directory / "homeport.yaml"
+    if write_starter(target, host, base_port):
+        console.print(f"[green]Wrote[/] {target}")
+    else:
+        console.print(f"[yellow]Keeping[/] the existing {target}")
+    deployment, lines = load_deployment(target)
+    problems = preflight(deployment, lines, target, check_ports=False)
+    if problems:
+        raise ConfigError(problems)
+    layout = materialize(deployment)
+    console.print(f"Keys, certificates and configs are in {layout.data_dir}")
+    console.print(f"Next: [bold]homeport up -c {target}[/]")
+
+
+@click.command()
+@config_option
+@reports_errors
+def render(config_path: Path) -> None:
+    """Render every homeserver's Synapse config into the data folder, for reading.
+
+    Secrets and keys are created once and kept; configs are rendered anew.
+    """
+    deployment, lines = load_deployment(config_path)
+    lint_or_refuse(deployment, lines, config_path)
+    problems = preflight(deployment, lines, config_path, check_ports=False)
+    if problems:
+        raise ConfigError(problems)
+    layout = materialize(deployment)
+    table = Table("homeserver", "homeserver.yaml", "log config", title="Rendered")
+    for name in deployment.homeservers:
+        files = layout.homeserver(name)
+        table.add_row(name, str(files.config_file), str(files.log_config_file))
+    console.print(table)

@@ -1,0 +1,54 @@
+"""Which services a deployment runs: one registration per capability.
+
+Each registration reads the model and returns the services it needs, in
+start order; a capability that is not configured returns none. A new
+capability adds its function to REGISTRATIONS.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from homeport.admin.service import AdminWebsiteService
+from homeport.config.deployment import Deployment
+from homeport.layout import DeploymentLayout
+from homeport.runtime.service import Service
+from homeport.synapse.process import SynapseService
+
+
+@dataclass(frozen=True)
+class Context:
+    """What registrations may need besides the model."""
+
+    config_path: Path
+    layout: DeploymentLayout
+    ssl_context: ssl.SSLContext  # Homeport's own client trust (verification on)
+
+
+def homeservers(deployment: Deployment, context: Context) -> list[Service]:
+    return [
+        SynapseService(name, hs, context.layout.homeserver(name), context.ssl_context)
+        for name, hs in deployment.homeservers.items()
+    ]
+
+
+def admin_website(deployment: Deployment, context: Context) -> list[Service]:
+    if deployment.admin is None:
+        return []
+    return [
+        AdminWebsiteService(
+            deployment.admin, context.config_path, context.layout, context.ssl_context
+        )
+    ]
+
+
+Registration = Callable[[Deployment, Context], list[Service]]
+
+REGISTRATIONS: tuple[Registration, ...] = (homeservers, admin_website)
+
+
+def services(deployment: Deployment, context: Context) -> list[Service]:
+    return [service for register in REGISTRATIONS for service in register(deployment, context)]

@@ -1,0 +1,239 @@
+"""Synapse's admin API, typed: every admin path Homeport calls lives here.
+
+A `SynapseAdmin` wraps a `SynapseClient` that carries an admin's token
+(Homeport's own service account, or a logged-in admin of the website), so
+Synapse itself authorises every call. Answers come back as the types of
+`homeport.synapse.models`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from typing import Any, Literal
+from urllib.parse import quote
+
+from homeport.synapse.api import RegisteredUser, SynapseApiError, SynapseClient
+from homeport.synapse.models import (
+    Destination,
+    DestinationPage,
+    DestinationRoomsPage,
+    Room,
+    RoomPage,
+    User,
+)
+from homeport.synapse.module import ROOM_COUNTS_PATH
+
+V1 = "/_synapse/admin/v1"
+DESTINATIONS = f"{V1}/federation/destinations"
+COUNTS_PER_REQUEST = 50  # short enough for any request line
+
+DestinationOrder = Literal[
+    "destination",
+    "retry_last_ts",
+    "retry_interval",
+    "failure_ts",
+    "last_successful_stream_ordering",
+]
+Direction = Literal["f", "b"]
+
+
+def _quoted(value: str) -> str:
+    return quote(value, safe="")
+
+
+class SynapseAdmin:
+    """The admin API of one homeserver, as the admin whose token the client carries."""
+
+    def __init__(self, client: SynapseClient) -> None:
+        self.client = client
+
+    async def __aenter__(self) -> SynapseAdmin:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.client.aclose()
+
+    async def _get_or_none(self, path: str, **kwargs: Any) -> Any | None:
+        """The answer, or None when Synapse says 404 (no such thing)."""
+        try:
+            return await self.client.request("GET", path, **kwargs)
+        except SynapseApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    # Users ---------------------------------------------------------------------
+
+    async def register(
+        self, shared_secret: str, localpart: str, password: str, admin: bool
+    ) -> RegisteredUser:
+        """Shared-secret registration, as Synapse's `register_new_matrix_user` does it."""
+        nonce = (await self.client.request("GET", f"{V1}/register"))["nonce"]
+        mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
+        for part in (nonce, localpart, password):
+            mac.update(part.encode() + b"\x00")
+        mac.update(b"admin" if admin else b"notadmin")
+        body = await self.client.request(
+            "POST",
+            f"{V1}/register",
+            json={
+                "nonce": nonce,
+                "username": localpart,
+                "password": password,
+                "admin": admin,
+                "mac": mac.hexdigest(),
+            },
+        )
+        return RegisteredUser(body["user_id"], body["access_token"], body["device_id"])
+
+    async def is_admin(self, user_id: str) -> bool:
+        """Whether `user_id` is a server admin, asked as that user (403 means no)."""
+        try:
+            body = await self.client.request("GET", f"{V1}/users/{_quoted(user_id)}/admin")
+        except SynapseApiError as error:
+            if error.status == 403:
+                return False
+            raise
+        return bool(body.get("admin"))
+
+    async def user(self, user_id: str) -> User | None:
+        body = await self._get_or_none(f"/_synapse/admin/v2/users/{_quoted(user_id)}")
+        return None if body is None else User.from_api(body)
+
+    async def put_user(self, user_id: str, password: str, displayname: str) -> None:
+        """Create (or update) a user who is not an admin."""
+        await self.client.request(
+            "PUT",
+            f"/_synapse/admin/v2/users/{_quoted(user_id)}",
+            json={"password": password, "displayname": displayname, "admin": False},
+        )
+
+    async def login_as(self, user_id: str) -> str:
+        """An access token for `user_id`, minted by an admin (no device, no rate limit)."""
+        body = await self.client.request("POST", f"{V1}/users/{_quoted(user_id)}/login", json={})
+        return str(body["access_token"])
+
+    async def deactivate(self, user_id: str) -> None:
+        """Deactivate and erase a user (they leave every room)."""
+        await self.client.request(
+            "POST", f"{V1}/deactivate/{_quoted(user_id)}", json={"erase": True}
+        )
+
+    async def override_ratelimit(self, user_id: str) -> None:
+        """Exempt a user from rate limits (service accounts, verify's probes)."""
+        await self.client.request(
+            "POST",
+            f"{V1}/users/{_quoted(user_id)}/override_ratelimit",
+            json={"messages_per_second": 0, "burst_count": 0},
+        )
+
+    # Rooms ---------------------------------------------------------------------
+
+    async def room(self, room_id: str) -> Room | None:
+        body = await self._get_or_none(f"{V1}/rooms/{_quoted(room_id)}")
+        return None if body is None else Room.from_api(body)
+
+    async def rooms(self, start: int = 0, limit: int = 50, search: str = "") -> RoomPage:
+        params: dict[str, str | int] = {"from": start, "limit": limit, "order_by": "name"}
+        if search:
+            params["search_term"] = search
+        return RoomPage.from_api(await self.client.request("GET", f"{V1}/rooms", params=params))
+
+    async def delete_room(self, room_id: str) -> None:
+        """Remove local users from a room and purge it, in the background (admin API v2)."""
+        await self.client.request(
+            "DELETE", f"/_synapse/admin/v2/rooms/{_quoted(room_id)}", json={"purge": True}
+        )
+
+    # Federation ----------------------------------------------------------------
+
+    async def destinations(
+        self,
+        start: int = 0,
+        limit: int = 100,
+        order_by: DestinationOrder = "destination",
+        direction: Direction = "f",
+        search: str = "",
+    ) -> DestinationPage:
+        params: dict[str, str | int] = {
+            "from": start,
+            "limit": limit,
+            "order_by": order_by,
+            "dir": direction,
+        }
+        if search:
+            params["destination"] = search  # undocumented, case-insensitive substring
+        return DestinationPage.from_api(
+            await self.client.request("GET", DESTINATIONS, params=params)
+        )
+
+    async def destination(self, destination: str) -> Destination | None:
+        body = await self._get_or_none(f"{DESTINATIONS}/{_quoted(destination)}")
+        return None if body is None else Destination.from_api(body)
+
+    async def destination_rooms(
+        self, destination: str, start: int = 0, limit: int = 1
+    ) -> DestinationRoomsPage:
+        """The rooms that federate with `destination`; an unknown destination has none."""
+        body = await self._get_or_none(
+            f"{DESTINATIONS}/{_quoted(destination)}/rooms",
+            params={"from": start, "limit": limit},
+        )
+        return DestinationRoomsPage.from_api(body or {})
+
+    async def count_backing_off(self) -> int:
+        """Destinations Synapse is backing off from, reading only those.
+
+        Ordered by retry interval, descending, the failing ones come first: the
+        first healthy row ends the count, however many destinations there are.
+        """
+        failing, start = 0, 0
+        while True:
+            page = await self.destinations(start, 500, "retry_interval", "b")
+            for row in page.destinations:
+                if not row.backing_off:
+                    return failing
+                failing += 1
+            if page.next_token is None:
+                return failing
+            start = page.next_token
+
+    async def room_counts(self, destinations: list[str]) -> dict[str, int]:
+        """Rooms per destination: one request per 50 to the Homeport module, else one per row."""
+        if not destinations:
+            return {}
+        counts = dict.fromkeys(destinations, 0)
+        try:
+            for start in range(0, len(destinations), COUNTS_PER_REQUEST):
+                chunk = destinations[start : start + COUNTS_PER_REQUEST]
+                body = await self.client.request(
+                    "GET", ROOM_COUNTS_PATH, params=[("destination", d) for d in chunk]
+                )
+                counts.update({d: int(n) for d, n in body.get("counts", {}).items()})
+            return counts
+        except SynapseApiError as error:
+            if error.status not in (404, 405):
+                raise
+        # A homeserver without the Homeport module: Synapse counts one destination at a time.
+        limit = asyncio.Semaphore(10)
+
+        async def one(destination: str) -> int:
+            async with limit:
+                return (await self.destination_rooms(destination)).total
+
+        totals = await asyncio.gather(*(one(d) for d in destinations))
+        return dict(zip(destinations, totals, strict=True))
+
+    async def reset_connection(self, destination: str) -> bool:
+        """Clear the backoff toward `destination`; False when Synapse had none to clear."""
+        try:
+            await self.client.request(
+                "POST", f"{DESTINATIONS}/{_quoted(destination)}/reset_connection", json={}
+            )
+        except SynapseApiError as error:
+            if error.status in (400, 404):
+                return False
+            raise
+        return True

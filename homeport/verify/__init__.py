@@ -1,0 +1,1 @@
+"""`homeport verify`: probes through the client API, compared with what the policy says."""

@@ -1,0 +1,245 @@
+"""The website's pages where the test is about the page, not about Synapse.
+
+The homeservers are a recorded fake: answers Synapse 1.163 gave for a
+destination it was backing off from (recorded/failing_destination.json),
+replayed through the same typed models. The clock is fixed, so times read
+the same every run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from homeport.admin.api import HomeserverAdmin, NotAdminError
+from homeport.admin.app import create_app
+from homeport.config.deployment import Deployment
+from homeport.config.loader import load_deployment_text
+from homeport.config.policy import Policy
+from homeport.config.starter import starter_text
+from homeport.policy.surfaces import expectations
+from homeport.synapse.admin_api import DestinationOrder, Direction
+from homeport.synapse.api import SynapseApiError
+from homeport.synapse.models import (
+    Destination,
+    DestinationPage,
+    DestinationRoomsPage,
+    Room,
+    RoomPage,
+)
+from tests.admin.website import browser, csrf_token, log_in
+from tests.policy.test_statements import policies
+
+RECORDED: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "recorded" / "failing_destination.json").read_text()
+)
+FAILING = RECORDED["destinations"]["destinations"][0]["destination"]
+LAST_FAILED_MS = RECORDED["destination"]["retry_last_ts"]
+
+
+@dataclass
+class FixedClock:
+    now: float
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@dataclass
+class RecordedAdmin:
+    """Replays the recorded answers; counts the requests each page makes."""
+
+    calls: list[str]
+    fail_with: SynapseApiError | None = None
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    async def destinations(
+        self,
+        start: int = 0,
+        limit: int = 100,
+        order_by: DestinationOrder = "destination",
+        direction: Direction = "f",
+        search: str = "",
+    ) -> DestinationPage:
+        self._call("destinations")
+        page = DestinationPage.from_api(RECORDED["destinations"])
+        # Synapse says there is more after this page: the pager must offer it.
+        return DestinationPage(page.destinations, total=60, next_token=start + limit)
+
+    async def destination(self, destination: str) -> Destination | None:
+        self._call("destination")
+        found = destination == FAILING
+        return Destination.from_api(RECORDED["destination"]) if found else None
+
+    async def destination_rooms(
+        self, destination: str, start: int = 0, limit: int = 1
+    ) -> DestinationRoomsPage:
+        self._call("destination_rooms")
+        return DestinationRoomsPage.from_api(RECORDED["destination_rooms"])
+
+    async def room_counts(self, destinations: list[str]) -> dict[str, int]:
+        self._call("room_counts")
+        return {d: 1 if d == FAILING else 0 for d in destinations}
+
+    async def room(self, room_id: str) -> Room | None:
+        self._call("room")
+        return Room.from_api(RECORDED["room"])
+
+    async def rooms(self, start: int = 0, limit: int = 50, search: str = "") -> RoomPage:
+        self._call("rooms")
+        return RoomPage.from_api(RECORDED["rooms"])
+
+    async def reset_connection(self, destination: str) -> bool:
+        self._call("reset_connection")
+        return True
+
+
+@dataclass
+class RecordedHomeservers:
+    """Logs `root` in with the password "right"; anyone else is not an admin."""
+
+    calls: list[str] = field(default_factory=list)
+    logged_out: list[str] = field(default_factory=list)
+    fail_with: SynapseApiError | None = None
+
+    async def login(self, name: str, user: str, password: str) -> tuple[str, str]:
+        if password != "right":
+            raise SynapseApiError(403, "M_FORBIDDEN", "Invalid username or password")
+        if user != "root":
+            raise NotAdminError(f"@{user}:{name}")
+        return f"@root:{name}", f"token-{len(self.calls)}"
+
+    async def logout(self, name: str, token: str) -> None:
+        self.logged_out.append(token)
+
+    def admin(self, name: str, token: str) -> HomeserverAdmin:
+        return RecordedAdmin(self.calls, self.fail_with)
+
+    async def aclose(self) -> None:
+        pass
+
+
+STARTER, _ = load_deployment_text(starter_text(), Path("homeport.yaml"))
+# Two minutes after the recorded failure: the retry interval (1 s) has passed.
+CLOCK = FixedClock(LAST_FAILED_MS / 1000 + 120)
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[RecordedHomeservers, Any]]:
+    api = RecordedHomeservers()
+    async with browser(create_app(STARTER, api, CLOCK)) as client:
+        assert (await log_in(client, "internal", "root", "right")).status_code == 303
+        api.calls.clear()
+        yield api, client
+
+
+async def test_a_failing_destination_with_its_three_moments(site: Any) -> None:
+    api, client = site
+    page = await client.get("/federation")
+    assert page.status_code == 200
+    row = re.search(rf"<tr>\s*<td><a[^>]*>{re.escape(FAILING)}</a>.*?</tr>", page.text, re.S)
+    assert row, page.text
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
+    assert "Failing" in cells[1]
+    for cell in cells[2:5]:  # first failed, last failed, next attempt
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", cell), cell
+    assert "(2 min ago)" in cells[3]
+    assert cells[5].strip() == "1"
+    # One page of destinations, then one request for every count on the page,
+    # the whitelist's quiet servers included.
+    assert api.calls == ["destinations", "room_counts"]
+    assert 'href="/federation?from=25' in page.text  # Synapse's next token
+
+
+async def test_the_destination_page_offers_a_reset_while_synapse_backs_off(site: Any) -> None:
+    api, client = site
+    page = await client.get(f"/federation/{FAILING}")
+    assert page.status_code == 200
+    assert "Reset connection" in page.text
+    assert "Lobby &lt;b&gt;" in page.text  # the room's name, escaped
+    answer = await client.post(
+        f"/federation/{FAILING}/reset", data={"csrf_token": csrf_token(page.text)}
+    )
+    assert (answer.status_code, answer.headers["location"]) == (
+        303,
+        f"/federation/{quote(FAILING, safe='')}?reset=1",
+    )
+    assert "reset_connection" in api.calls
+
+
+async def test_a_synapse_error_is_a_502_page(site: Any) -> None:
+    api, client = site
+    api.fail_with = SynapseApiError(500, "M_UNKNOWN", "Internal server error")
+    page = await client.get("/rooms")
+    assert page.status_code == 502
+    assert "The homeserver answered with an error" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+async def test_login_refusals_and_logout(site: Any) -> None:
+    api, client = site
+    page = await client.get("/federation")
+    answer = await client.post("/logout", data={"csrf_token": csrf_token(page.text)})
+    assert (answer.status_code, answer.headers["location"]) == (303, "/login")
+    assert api.logged_out, "logging out ends the Matrix token too"
+    assert (await client.get("/federation")).status_code == 303
+    assert "not a server admin" in (await log_in(client, "internal", "alice", "right")).text
+    assert "Wrong username" in (await log_in(client, "internal", "root", "wrong")).text
+
+
+def _with_policies(base: Deployment, chosen: dict[str, dict[str, Any]]) -> Deployment:
+    homeservers = {
+        name: hs.model_copy(update={"policy": Policy.model_validate(chosen[name])})
+        for name, hs in base.homeservers.items()
+    }
+    return base.model_copy(update={"homeservers": homeservers})
+
+
+async def test_the_rendered_policy_page_says_what_verify_expects() -> None:
+    """Policy combinations drawn from the full table, rendered as HTML, read back."""
+    rng = random.Random(20261126)
+    internal, external = list(policies("internal")), list(policies("external"))
+    combinations = [(rng.choice(internal), rng.choice(external)) for _ in range(60)]
+    for first, second in itertools.chain([(internal[0], external[0])], combinations):
+        deployment = _with_policies(STARTER, {"internal": first, "external": second})
+        async with browser(create_app(deployment, RecordedHomeservers(), CLOCK)) as client:
+            for name, peer in (("internal", "external"), ("external", "internal")):
+                await log_in(client, name, "root", "right")
+                await client.post(
+                    "/switch",
+                    data={
+                        "homeserver": name,
+                        "csrf_token": csrf_token((await client.get("/policy")).text),
+                    },
+                )
+                page = await client.get("/policy")
+                found = re.findall(
+                    r"<h2>What users of (\S+) see of (\S+)</h2>(.*?)</section>", page.text, re.S
+                )
+                sections = {(viewer, target): body for viewer, target, body in found}
+                for viewer, target in ((peer, name), (name, peer)):
+                    shown = dict(
+                        re.findall(
+                            r'data-surface="(\w+)" data-value="(\w+)"', sections[(viewer, target)]
+                        )
+                    )
+                    assert shown == expectations(deployment, viewer, target, None), (
+                        first,
+                        second,
+                    )
