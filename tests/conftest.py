@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
@@ -43,19 +43,33 @@ POSTGRES_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
 @pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A fresh database on this machine's PostgreSQL, with the C collation Synapse
-    requires; dropped afterwards."""
-    name = f"homeport_test_{secrets.token_hex(4)}"
+def postgres_databases() -> Iterator[Callable[[], str]]:
+    """Makes fresh databases on this machine's PostgreSQL, with the C collation Synapse
+    requires; each is dropped afterwards."""
     connection = psycopg2.connect(POSTGRES_ADMIN_DSN)
     connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
-        )
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"homeport_test_{secrets.token_hex(4)}"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0"
+            )
+        made.append(name)
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield make
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            for name in made:
+                cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         connection.close()
+
+
+@pytest.fixture
+def postgres_database(postgres_databases: Callable[[], str]) -> str:
+    """One fresh PostgreSQL database (see `postgres_databases`)."""
+    return postgres_databases()

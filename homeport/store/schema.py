@@ -40,6 +40,7 @@ verify_checks = Table(
         ForeignKey("verify_runs.id", ondelete="CASCADE"),
         primary_key=True,
     ),
+    Column("position", Integer, nullable=False),  # the check's place in the report
     Column("viewer", String(64), primary_key=True),
     Column("target", String(64), primary_key=True),
     Column("surface", String(64), primary_key=True),

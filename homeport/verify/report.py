@@ -75,7 +75,10 @@ def save_report(engine: Engine, report: Report) -> int:
         if report.checks:
             connection.execute(
                 insert(verify_checks),
-                [{"run_id": run_id, **asdict(check)} for check in report.checks],
+                [
+                    {"run_id": run_id, "position": position, **asdict(check)}
+                    for position, check in enumerate(report.checks)
+                ],
             )
         stale = select(verify_runs.c.id).order_by(verify_runs.c.id.desc()).offset(KEEP_RUNS)
         old = [row.id for row in connection.execute(stale)]
@@ -94,7 +97,9 @@ def latest_report(engine: Engine) -> Report | None:
         if run is None:
             return None
         rows = connection.execute(
-            select(verify_checks).where(verify_checks.c.run_id == run.id)
+            select(verify_checks)
+            .where(verify_checks.c.run_id == run.id)
+            .order_by(verify_checks.c.position)
         ).mappings()
         checks = [Check.from_json(dict(row)) for row in rows]
     return Report(checks, finished_at=run.finished_ts / 1000)

@@ -76,6 +76,7 @@ def test_commands_on_a_stopped_deployment_explain_how_to_start(tmp_path: Path) -
     result = homeport("stop", "-c", str(config), "nosuch", check=False)
     assert result.returncode == 2
     assert "no homeserver named 'nosuch'" in result.stderr
+    assert "the service: admin" in result.stderr
 
 
 @pytest.fixture
@@ -104,6 +105,24 @@ def test_crash_restart_and_clean_shutdown(own_deployment: RunningDeployment) -> 
     assert status_json(running.config_path)["homeservers"]["external"]["pid"] != crashed
     assert "external exited with code -9" in running.output()
     assert "homeserver.log" in running.output()
+
+    # The admin website is a supervised process of its own: killed, it comes back,
+    # and the homeservers never notice.
+    before = status_json(running.config_path)
+    website = before["services"]["admin"]
+    assert (website["kind"], website["state"]) == ("admin website", "ready")
+    os.kill(website["pid"], signal.SIGKILL)
+    _wait(
+        lambda: (
+            status_json(running.config_path)["services"]["admin"]["state"] == "ready"
+            and status_json(running.config_path)["services"]["admin"]["restarts"] == 1
+        ),
+        what="the website to be restarted",
+    )
+    after = status_json(running.config_path)
+    assert after["services"]["admin"]["pid"] != website["pid"]
+    for name in ("internal", "external"):
+        assert after["homeservers"][name]["pid"] == before["homeservers"][name]["pid"]
 
     # Ctrl-C stops everything in order.
     assert running.stop(signal.SIGINT) == 0

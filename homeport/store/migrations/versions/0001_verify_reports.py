@@ -26,6 +26,7 @@ def upgrade() -> None:
             sa.ForeignKey("verify_runs.id", ondelete="CASCADE"),
             primary_key=True,
         ),
+        sa.Column("position", sa.Integer, nullable=False),
         sa.Column("viewer", sa.String(64), primary_key=True),
         sa.Column("target", sa.String(64), primary_key=True),
         sa.Column("surface", sa.String(64), primary_key=True),
