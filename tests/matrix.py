@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 from nio import (
     AsyncClient,
@@ -19,7 +21,8 @@ from nio import (
     SyncResponse,
 )
 
-from tests.harness import RunningDeployment
+from homeport.synapse.api import SynapseClient
+from tests.harness import RunningDeployment, access_token
 
 
 @asynccontextmanager
@@ -89,3 +92,32 @@ async def exchange_messages(
             assert isinstance(sent, RoomSendResponse), sent
             await wait_for_text(receiver, room_id, body)
     return room_id
+
+
+async def share_a_room(pair: RunningDeployment, context: ssl.SSLContext) -> None:
+    """An internal user joins a room on external and speaks: each becomes a destination."""
+    deployment = pair.deployment
+    internal, external = deployment.homeservers["internal"], deployment.homeservers["external"]
+    tokens = {}
+    for name in ("internal", "external"):
+        user_id, password = await pair.new_user(name)
+        tokens[name] = (await access_token(deployment, name, user_id, password))[0]
+    async with (
+        SynapseClient(external.base_url, context, tokens["external"]) as bob,
+        SynapseClient(internal.base_url, context, tokens["internal"]) as alice,
+    ):
+        created = await bob.request(
+            "POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}
+        )
+        room_id = quote(created["room_id"])
+        await alice.request(
+            "POST",
+            f"/_matrix/client/v3/join/{room_id}",
+            params={"server_name": external.server_name},
+            json={},
+        )
+        await alice.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{secrets.token_hex(4)}",
+            json={"msgtype": "m.text", "body": "hello"},
+        )

@@ -27,22 +27,21 @@ class NotAdminError(Exception):
 class HomeserverAdmin(Protocol):
     """The part of Synapse's admin API the website reads and changes."""
 
-    async def destinations(
+    async def destinations_with_counts(
         self,
         start: int = 0,
         limit: int = 100,
         order_by: DestinationOrder = "destination",
         direction: Direction = "f",
         search: str = "",
-    ) -> DestinationPage: ...
+        also: tuple[str, ...] = (),
+    ) -> tuple[DestinationPage, dict[str, int]]: ...
 
     async def destination(self, destination: str) -> Destination | None: ...
 
     async def destination_rooms(
         self, destination: str, start: int = 0, limit: int = 1
     ) -> DestinationRoomsPage: ...
-
-    async def room_counts(self, destinations: list[str]) -> dict[str, int]: ...
 
     async def room(self, room_id: str) -> Room | None: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import uvicorn
 
@@ -26,7 +27,6 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
         create_app(deployment, api, store=store),
         host=settings.address,
         port=settings.port,
-        fd=listen_fd,
         ssl_certfile=str(layout.admin_tls_certificate),
         ssl_keyfile=str(layout.admin_tls_key),
         log_config=None,
@@ -36,8 +36,12 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
         timeout_graceful_shutdown=5,
     )
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    # The socket `up` bound, with its real address family: uvicorn's own `fd=` would
+    # take it for a Unix socket, and asyncio then leaves Nagle's algorithm on, which
+    # costs every response a 40 ms delayed ACK.
+    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=sockets)
     finally:
         asyncio.run(api.aclose())
         store.dispose()

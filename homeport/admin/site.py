@@ -49,6 +49,7 @@ class Templates:
         self._env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True),
+            auto_reload=False,  # package files: no need to look at them on every page
         )
 
     def render(

@@ -11,11 +11,20 @@ fail for everyone. A client that explicitly asks for `m.federate: true` gets
 a non-federated room too; the policy wins. Upgrades of such rooms stay
 non-federated (Synapse copies `m.federate` into the new room).
 
-It also answers one question that Synapse's admin API can only answer one
-destination at a time: how many rooms federate with each of a page of
-destinations (`GET /_homeport/v1/destination_room_counts?destination=...`,
-server admins only), so that the admin website's Federation tab costs one
-request per page instead of one per row.
+It also serves the admin website's Federation tab in one request per page,
+server admins only. Synapse's admin API counts the rooms of one destination
+per request; the module answers
+
+- `GET /_homeport/v1/destinations` with the page of destinations exactly as
+  Synapse's admin API lists it (same parameters, and Synapse's own storage
+  method `get_destinations_paginate`, so paging, order and search cannot
+  differ) plus the room count of each, and of the servers named in `also`;
+- `GET /_homeport/v1/destination_room_counts?destination=...`: the room
+  counts alone, where the page comes from elsewhere.
+
+Synapse's module API has no call for the page itself, so the module reaches
+the storage method through the module API's datastore; when a Synapse
+lacks it, only the counts endpoint is served and the website asks twice.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 ROOM_COUNTS_PATH = "/_homeport/v1/destination_room_counts"
+DESTINATIONS_PATH = "/_homeport/v1/destinations"
 MAX_DESTINATIONS = 200
 
 
@@ -49,9 +59,7 @@ def _room_counts_resource(api: Any) -> Any:
 
     class RoomCounts(DirectServeJsonResource):
         async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
-            requester = await api.get_user_by_req(request)
-            if not await api.is_user_admin(requester.user.to_string()):
-                raise SynapseError(403, "You are not a server admin", "M_FORBIDDEN")
+            await _require_admin(api, request)
             destinations = parse_strings_from_args(request.args, "destination") or []
             if len(destinations) > MAX_DESTINATIONS:
                 raise SynapseError(
@@ -67,11 +75,87 @@ def _room_counts_resource(api: Any) -> Any:
     return RoomCounts()
 
 
+async def _require_admin(api: Any, request: Any) -> None:
+    from synapse.api.errors import SynapseError
+
+    requester = await api.get_user_by_req(request)
+    if not await api.is_user_admin(requester.user.to_string()):
+        raise SynapseError(403, "You are not a server admin", "M_FORBIDDEN")
+
+
+def _destinations_resource(api: Any, paginate: Any) -> Any:
+    from synapse.api.constants import Direction
+    from synapse.api.errors import SynapseError
+    from synapse.http.servlet import (
+        parse_enum,
+        parse_integer,
+        parse_string,
+        parse_strings_from_args,
+    )
+    from synapse.module_api import DirectServeJsonResource
+    from synapse.storage.databases.main.transactions import DestinationSortOrder
+
+    class Destinations(DirectServeJsonResource):
+        """Synapse's destinations admin API, page for page, with room counts."""
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
+            await _require_admin(api, request)
+            start = parse_integer(request, "from", default=0)
+            limit = parse_integer(request, "limit", default=100)
+            also = parse_strings_from_args(request.args, "also") or []
+            if limit > MAX_DESTINATIONS or len(also) > MAX_DESTINATIONS:
+                raise SynapseError(
+                    400, f"at most {MAX_DESTINATIONS} destinations", "M_INVALID_PARAM"
+                )
+            order_by = parse_string(
+                request,
+                "order_by",
+                default=DestinationSortOrder.DESTINATION.value,
+                allowed_values=[order.value for order in DestinationSortOrder],
+            )
+            direction = parse_enum(request, "dir", Direction, default=Direction.FORWARDS)
+            rows, total = await paginate(
+                start, limit, parse_string(request, "destination"), order_by, direction
+            )
+            # The rows as Synapse's admin API words them.
+            body: dict[str, Any] = {
+                "destinations": [
+                    {
+                        "destination": row[0],
+                        "retry_last_ts": row[1] or 0,
+                        "retry_interval": row[2] or 0,
+                        "failure_ts": row[3],
+                        "last_successful_stream_ordering": row[4],
+                    }
+                    for row in rows
+                ],
+                "total": total,
+            }
+            if start + limit < total:
+                body["next_token"] = str(start + len(rows))
+            names = list(dict.fromkeys([row[0] for row in rows] + also))
+            body["room_counts"] = (
+                await api.run_db_interaction(
+                    "homeport_destination_room_counts", _count_rooms, names
+                )
+                if names
+                else {}
+            )
+            return 200, body
+
+    return Destinations()
+
+
 class HomeportModule:
     def __init__(self, config: dict[str, Any], api: Any) -> None:
         self._rooms_federate = config.get("rooms_federation", "creator_choice") != "never"
         api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
         api.register_web_resource(ROOM_COUNTS_PATH, _room_counts_resource(api))
+        paginate = getattr(getattr(api, "_store", None), "get_destinations_paginate", None)
+        if paginate is not None:
+            api.register_web_resource(DESTINATIONS_PATH, _destinations_resource(api, paginate))
+        else:
+            logger.warning("homeport: this Synapse cannot list destinations for the module")
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> dict[str, Any]:

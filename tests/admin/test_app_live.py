@@ -7,7 +7,6 @@ interface: no browser, no uvicorn, the real Synapses behind it.
 from __future__ import annotations
 
 import re
-import secrets
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ from homeport.admin.app import create_app
 from homeport.admin.synapse import LiveHomeservers
 from homeport.policy.surfaces import expectations
 from homeport.store.database import open_store
-from homeport.synapse.api import SynapseClient
 from tests.admin.website import browser, csrf_token, log_in
-from tests.harness import RunningDeployment, access_token
+from tests.harness import RunningDeployment
+from tests.matrix import share_a_room
 
 pytestmark = pytest.mark.e2e
 
@@ -36,39 +35,10 @@ class Live:
     external: str
 
 
-async def _share_a_room(pair: RunningDeployment, context: ssl.SSLContext) -> None:
-    """An internal user joins a room on external and speaks: each becomes a destination."""
-    deployment = pair.deployment
-    internal, external = deployment.homeservers["internal"], deployment.homeservers["external"]
-    tokens = {}
-    for name in ("internal", "external"):
-        user_id, password = await pair.new_user(name)
-        tokens[name] = (await access_token(deployment, name, user_id, password))[0]
-    async with (
-        SynapseClient(external.base_url, context, tokens["external"]) as bob,
-        SynapseClient(internal.base_url, context, tokens["internal"]) as alice,
-    ):
-        created = await bob.request(
-            "POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}
-        )
-        room_id = quote(created["room_id"])
-        await alice.request(
-            "POST",
-            f"/_matrix/client/v3/join/{room_id}",
-            params={"server_name": external.server_name},
-            json={},
-        )
-        await alice.request(
-            "PUT",
-            f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{secrets.token_hex(4)}",
-            json={"msgtype": "m.text", "body": "hello"},
-        )
-
-
 @pytest.fixture(scope="module")
 async def live(pair: RunningDeployment, pair_ssl: ssl.SSLContext) -> AsyncIterator[Live]:
     deployment = pair.deployment
-    await _share_a_room(pair, pair_ssl)
+    await share_a_room(pair, pair_ssl)
     admin = await pair.new_user("internal", admin=True)
     user = await pair.new_user("internal")
     api = LiveHomeservers(deployment, pair_ssl)

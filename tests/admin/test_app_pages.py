@@ -69,18 +69,20 @@ class RecordedAdmin:
         if self.fail_with is not None:
             raise self.fail_with
 
-    async def destinations(
+    async def destinations_with_counts(
         self,
         start: int = 0,
         limit: int = 100,
         order_by: DestinationOrder = "destination",
         direction: Direction = "f",
         search: str = "",
-    ) -> DestinationPage:
-        self._call("destinations")
+        also: tuple[str, ...] = (),
+    ) -> tuple[DestinationPage, dict[str, int]]:
+        self._call("destinations_with_counts")
         page = DestinationPage.from_api(RECORDED["destinations"])
+        counts = {d.destination: 1 for d in page.destinations} | dict.fromkeys(also, 0)
         # Synapse says there is more after this page: the pager must offer it.
-        return DestinationPage(page.destinations, total=60, next_token=start + limit)
+        return DestinationPage(page.destinations, total=60, next_token=start + limit), counts
 
     async def destination(self, destination: str) -> Destination | None:
         self._call("destination")
@@ -92,10 +94,6 @@ class RecordedAdmin:
     ) -> DestinationRoomsPage:
         self._call("destination_rooms")
         return DestinationRoomsPage.from_api(RECORDED["destination_rooms"])
-
-    async def room_counts(self, destinations: list[str]) -> dict[str, int]:
-        self._call("room_counts")
-        return {d: 1 if d == FAILING else 0 for d in destinations}
 
     async def room(self, room_id: str) -> Room | None:
         self._call("room")
@@ -161,9 +159,9 @@ async def test_a_failing_destination_with_its_three_moments(site: Any) -> None:
         assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", cell), cell
     assert "(2 min ago)" in cells[3]
     assert cells[5].strip() == "1"
-    # One page of destinations, then one request for every count on the page,
-    # the whitelist's quiet servers included.
-    assert api.calls == ["destinations", "room_counts"]
+    # One request to Synapse for the page and every count on it, the whitelist's
+    # quiet servers included.
+    assert api.calls == ["destinations_with_counts"]
     assert 'href="/federation?from=25' in page.text  # Synapse's next token
 
 

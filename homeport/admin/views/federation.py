@@ -60,14 +60,13 @@ async def federation(request: Request) -> Response:
     search = params.get("q", "").strip()[:200]
     start = offset(request)
     partial = _is_partial(request)
-    # Servers the policy allows that share no room yet: their counts come in the
-    # same request as the page's, so the page costs Synapse two requests.
+    # Servers the policy allows that share no room yet: their counts come with the
+    # page's, so that the page costs Synapse one request.
     allowed = None if partial else effective_whitelist(site.deployment, name)
     own = site.deployment.homeservers[name].server_name
-    candidates = [server for server in allowed or [] if server != own]
-    page = await admin.destinations(start, PAGE_SIZE, order_by, direction, search)
-    counts = await admin.room_counts(
-        list(dict.fromkeys([d.destination for d in page.destinations] + candidates))
+    candidates = tuple(server for server in allowed or [] if server != own)
+    page, counts = await admin.destinations_with_counts(
+        start, PAGE_SIZE, order_by, direction, search, also=candidates
     )
     now = site.now_ms()
     context: dict[str, Any] = {

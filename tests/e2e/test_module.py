@@ -1,0 +1,63 @@
+"""The Homeport module's admin endpoints inside a real Synapse."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import RunningDeployment, access_token
+from tests.matrix import share_a_room
+
+pytestmark = pytest.mark.e2e
+
+
+async def _get(context: ssl.SSLContext, url: str, token: str | None, params: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(verify=context, timeout=30) as http:
+        return await http.get(url, params=params, headers=headers)
+
+
+async def test_the_destinations_page_is_synapse_s_own_with_room_counts(
+    pair: RunningDeployment, pair_ssl: ssl.SSLContext
+) -> None:
+    await share_a_room(pair, pair_ssl)  # at least one destination
+    deployment = pair.deployment
+    base = deployment.homeservers["internal"].base_url
+    external = deployment.homeservers["external"].server_name
+    admin_id, admin_password = await pair.new_user("internal", admin=True)
+    user_id, user_password = await pair.new_user("internal")
+    root = (await access_token(deployment, "internal", admin_id, admin_password))[0]
+    alice = (await access_token(deployment, "internal", user_id, user_password))[0]
+    page_url = f"{base}/_homeport/v1/destinations"
+    synapse_url = f"{base}/_synapse/admin/v1/federation/destinations"
+    for params in (
+        {},
+        {"limit": "1"},
+        {"from": "1", "limit": "1"},
+        {"order_by": "retry_last_ts", "dir": "b"},
+        {"destination": "LOCALHOST"},
+        {"destination": "no-such-server"},
+    ):
+        ours = await _get(pair_ssl, page_url, root, {**params, "also": "elsewhere.example.org"})
+        theirs = await _get(pair_ssl, synapse_url, root, params)
+        assert (ours.status_code, theirs.status_code) == (200, 200)
+        body = ours.json()
+        counts = body.pop("room_counts")
+        assert body == theirs.json(), params
+        assert set(counts) == {d["destination"] for d in body["destinations"]} | {
+            "elsewhere.example.org"
+        }
+        assert counts["elsewhere.example.org"] == 0
+        if not params:
+            assert counts[external] >= 1, "the shared room federates with external"
+    refused = await _get(pair_ssl, page_url, alice, {})
+    assert (refused.status_code, refused.json()["errcode"]) == (403, "M_FORBIDDEN")
+    anonymous = await _get(pair_ssl, page_url, None, {})
+    assert (anonymous.status_code, anonymous.json()["errcode"]) == (401, "M_MISSING_TOKEN")
+    too_many = await _get(pair_ssl, page_url, root, {"limit": "201"})
+    assert (too_many.status_code, too_many.json()["errcode"]) == (400, "M_INVALID_PARAM")
+    bad_order = await _get(pair_ssl, page_url, root, {"order_by": "password"})
+    assert bad_order.status_code == 400
