@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from homeport.synapse.admin_api import DestinationOrder, Direction
+from homeport.synapse.admin_api import DestinationQuery
 from homeport.synapse.models import (
     Destination,
     DestinationPage,
@@ -28,13 +28,7 @@ class HomeserverAdmin(Protocol):
     """The part of Synapse's admin API the website reads and changes."""
 
     async def destinations_with_counts(
-        self,
-        start: int = 0,
-        limit: int = 100,
-        order_by: DestinationOrder = "destination",
-        direction: Direction = "f",
-        search: str = "",
-        also: tuple[str, ...] = (),
+        self, query: DestinationQuery, also: tuple[str, ...] = ()
     ) -> tuple[DestinationPage, dict[str, int]]: ...
 
     async def destination(self, destination: str) -> Destination | None: ...

@@ -16,6 +16,7 @@ from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.runtime.processes import pid_alive
 from homeport.runtime.state import RunLock, ServiceState, read_held, read_state
+from homeport.synapse.admin_api import DestinationQuery
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.process import probe
 from homeport.synapse.service_account import service_client
@@ -65,7 +66,7 @@ async def _federation_summary(
 ) -> FederationSummary | None:
     try:
         async with service_client(deployment, name, ssl_context) as admin:
-            total = (await admin.destinations(limit=1)).total
+            total = (await admin.destinations(DestinationQuery(limit=1))).total
             return FederationSummary(destinations=total, failing=await admin.count_backing_off())
     except (httpx.HTTPError, SynapseApiError, OSError):
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -37,6 +38,28 @@ DestinationOrder = Literal[
     "last_successful_stream_ordering",
 ]
 Direction = Literal["f", "b"]
+
+
+@dataclass(frozen=True)
+class DestinationQuery:
+    """Which page of Synapse's destinations list: paging, order and search."""
+
+    start: int = 0
+    limit: int = 100
+    order_by: DestinationOrder = "destination"
+    direction: Direction = "f"
+    search: str = ""  # a case-insensitive substring (undocumented in Synapse)
+
+    def params(self) -> list[tuple[str, str | int]]:
+        params: list[tuple[str, str | int]] = [
+            ("from", self.start),
+            ("limit", self.limit),
+            ("order_by", self.order_by),
+            ("dir", self.direction),
+        ]
+        if self.search:
+            params.append(("destination", self.search))
+        return params
 
 
 def _quoted(value: str) -> str:
@@ -149,49 +172,20 @@ class SynapseAdmin:
 
     # Federation ----------------------------------------------------------------
 
-    async def destinations(
-        self,
-        start: int = 0,
-        limit: int = 100,
-        order_by: DestinationOrder = "destination",
-        direction: Direction = "f",
-        search: str = "",
-    ) -> DestinationPage:
-        params: dict[str, str | int] = {
-            "from": start,
-            "limit": limit,
-            "order_by": order_by,
-            "dir": direction,
-        }
-        if search:
-            params["destination"] = search  # undocumented, case-insensitive substring
+    async def destinations(self, query: DestinationQuery) -> DestinationPage:
         return DestinationPage.from_api(
-            await self.client.request("GET", DESTINATIONS, params=params)
+            await self.client.request("GET", DESTINATIONS, params=query.params())
         )
 
     async def destinations_with_counts(
-        self,
-        start: int = 0,
-        limit: int = 100,
-        order_by: DestinationOrder = "destination",
-        direction: Direction = "f",
-        search: str = "",
-        also: tuple[str, ...] = (),
+        self, query: DestinationQuery, also: tuple[str, ...] = ()
     ) -> tuple[DestinationPage, dict[str, int]]:
         """A page of destinations and the room count of each, and of the servers in `also`.
 
         One request to the Homeport module, which lists the page with Synapse's
         own storage method; two (the admin API, then the counts) without it.
         """
-        params: list[tuple[str, str | int]] = [
-            ("from", start),
-            ("limit", limit),
-            ("order_by", order_by),
-            ("dir", direction),
-        ]
-        if search:
-            params.append(("destination", search))
-        params += [("also", server) for server in also]
+        params = query.params() + [("also", server) for server in also]
         try:
             body = await self.client.request("GET", DESTINATIONS_PATH, params=params)
         except SynapseApiError as error:
@@ -200,7 +194,7 @@ class SynapseAdmin:
         else:
             counts = {d: int(n) for d, n in body.get("room_counts", {}).items()}
             return DestinationPage.from_api(body), counts
-        page = await self.destinations(start, limit, order_by, direction, search)
+        page = await self.destinations(query)
         names = [d.destination for d in page.destinations] + list(also)
         return page, await self.room_counts(list(dict.fromkeys(names)))
 
@@ -226,7 +220,7 @@ class SynapseAdmin:
         """
         failing, start = 0, 0
         while True:
-            page = await self.destinations(start, 500, "retry_interval", "b")
+            page = await self.destinations(DestinationQuery(start, 500, "retry_interval", "b"))
             for row in page.destinations:
                 if not row.backing_off:
                     return failing

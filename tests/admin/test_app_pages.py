@@ -27,7 +27,7 @@ from homeport.config.loader import load_deployment_text
 from homeport.config.policy import Policy
 from homeport.config.starter import starter_text
 from homeport.policy.surfaces import expectations
-from homeport.synapse.admin_api import DestinationOrder, Direction
+from homeport.synapse.admin_api import DestinationQuery
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.models import (
     Destination,
@@ -70,19 +70,13 @@ class RecordedAdmin:
             raise self.fail_with
 
     async def destinations_with_counts(
-        self,
-        start: int = 0,
-        limit: int = 100,
-        order_by: DestinationOrder = "destination",
-        direction: Direction = "f",
-        search: str = "",
-        also: tuple[str, ...] = (),
+        self, query: DestinationQuery, also: tuple[str, ...] = ()
     ) -> tuple[DestinationPage, dict[str, int]]:
         self._call("destinations_with_counts")
         page = DestinationPage.from_api(RECORDED["destinations"])
         counts = {d.destination: 1 for d in page.destinations} | dict.fromkeys(also, 0)
         # Synapse says there is more after this page: the pager must offer it.
-        return DestinationPage(page.destinations, total=60, next_token=start + limit), counts
+        return DestinationPage(page.destinations, 60, query.start + query.limit), counts
 
     async def destination(self, destination: str) -> Destination | None:
         self._call("destination")

@@ -14,7 +14,7 @@ from homeport.admin.present import when
 from homeport.admin.rows import destination_row, room_row, unknown_room_row
 from homeport.admin.site import current_login, site_of
 from homeport.policy.effective import effective_whitelist
-from homeport.synapse.admin_api import DestinationOrder, Direction
+from homeport.synapse.admin_api import DestinationOrder, DestinationQuery, Direction
 from homeport.verify.report import latest_report
 
 PAGE_SIZE = 25
@@ -65,9 +65,8 @@ async def federation(request: Request) -> Response:
     allowed = None if partial else effective_whitelist(site.deployment, name)
     own = site.deployment.homeservers[name].server_name
     candidates = tuple(server for server in allowed or [] if server != own)
-    page, counts = await admin.destinations_with_counts(
-        start, PAGE_SIZE, order_by, direction, search, also=candidates
-    )
+    query = DestinationQuery(start, PAGE_SIZE, order_by, direction, search)
+    page, counts = await admin.destinations_with_counts(query, also=candidates)
     now = site.now_ms()
     context: dict[str, Any] = {
         "destinations": [
