@@ -21,7 +21,10 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
     names = []
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             names += _commands(command, f"{prefix} {name}")
         else:

@@ -74,7 +74,9 @@ class AdminWebsiteService:
         config_path: Path,
         layout: DeploymentLayout,
         ssl_context: ssl.SSLContext,
+        after: tuple[str, ...] = (),
     ) -> None:
+        self.after = after  # the homeservers: the website is no use before them
         self._settings = settings
         self._config_path = config_path.resolve()
         self._layout = layout
@@ -98,6 +100,7 @@ class AdminWebsiteService:
             console_log=self._layout.admin_log,
             label="the admin website",
             pass_fds=(fd,),
+            niceness=10,  # the homeservers serve everyone; the website a few admins
         )
 
     async def wait_ready(self, process: asyncio.subprocess.Process) -> str | None:

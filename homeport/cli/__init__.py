@@ -3,22 +3,53 @@
 Each command parses its arguments, calls one function of its capability,
 and prints. Exit codes: 0 success, 1 failure, 2 bad input (configuration or
 arguments); `_shared.reports_errors` is the one place that decides them.
+A command's module is imported only when that command runs, so that
+`homeport status` does not load the website and `homeport up` (which stays
+resident) loads only what it supervises with.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from homeport import __version__
-from homeport.cli.admin import admin_command
-from homeport.cli.policy import lint_command, verify_command
-from homeport.cli.running import restart, start, status, stop, up
-from homeport.cli.setup import init, render
-from homeport.cli.store import store
-from homeport.cli.users import user
+
+# Command name -> "module:attribute", in the order `--help` lists them.
+COMMANDS = {
+    "init": "homeport.cli.setup:init",
+    "render": "homeport.cli.setup:render",
+    "lint": "homeport.cli.policy:lint_command",
+    "up": "homeport.cli.running:up",
+    "status": "homeport.cli.control:status",
+    "stop": "homeport.cli.control:stop",
+    "start": "homeport.cli.control:start",
+    "restart": "homeport.cli.control:restart",
+    "verify": "homeport.cli.policy:verify_command",
+    "user": "homeport.cli.users:user",
+    "admin": "homeport.cli.admin:admin_command",
+    "store": "homeport.cli.store:store",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Click's group, loading each command's module when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="homeport")
 def main() -> None:
     """Run, federate and govern your organisation's own Matrix homeservers.
@@ -29,21 +60,5 @@ def main() -> None:
       homeport up -c mydeployment/homeport.yaml
     """
 
-
-for command in (
-    init,
-    render,
-    lint_command,
-    up,
-    stop,
-    start,
-    restart,
-    status,
-    verify_command,
-    admin_command,
-    user,
-    store,
-):
-    main.add_command(command)
 
 __all__ = ["main"]

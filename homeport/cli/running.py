@@ -1,32 +1,22 @@
-"""Running a deployment: `up`, `stop`, `start`, `restart`, `status`."""
+"""`homeport up`: run the deployment in the foreground."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import json
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from homeport.cli._progress import RichReporter, watch
 from homeport.cli._shared import (
-    check_homeserver,
     config_option,
-    console,
     lint_or_refuse,
     reports_errors,
 )
-from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
-from homeport.config.types import RESERVED_SERVICE_NAMES
 from homeport.errors import ConfigError
 from homeport.layout import DeploymentLayout
-from homeport.runtime.control import Control
 from homeport.runtime.prepare import materialize, preflight
-from homeport.runtime.restart import restart_homeserver
-from homeport.runtime.status import Status, gather_status
 from homeport.runtime.up import refuse_if_running, run_up
 
 
@@ -55,127 +45,3 @@ def up(config_path: Path) -> None:
     run_up(
         deployment, config_path, reporter, functools.partial(watch, reporter, deployment, layout)
     )
-
-
-def _services(deployment: Deployment) -> tuple[str, ...]:
-    """Homeport's own services this file runs, which stop and start take by name too."""
-    return RESERVED_SERVICE_NAMES if deployment.admin is not None else ()
-
-
-def _log_of(layout: DeploymentLayout, deployment: Deployment, name: str) -> Path:
-    if name in deployment.homeservers:
-        return layout.homeserver(name).log_file
-    return layout.admin_log
-
-
-@click.command()
-@config_option
-@click.argument("name")
-@reports_errors
-def stop(config_path: Path, name: str) -> None:
-    """Stop homeserver NAME (or the `admin` website) of the running deployment.
-
-    It stays stopped until `homeport start NAME`, even across a restart of `up`.
-    """
-    deployment, _ = load_deployment(config_path)
-    check_homeserver(deployment, name, _services(deployment))
-    Control(DeploymentLayout(deployment.data_dir), config_path).hold(name)
-    console.print(f"{name} stopped; `homeport start -c {config_path} {name}` starts it again.")
-
-
-@click.command()
-@config_option
-@click.argument("name")
-@reports_errors
-def start(config_path: Path, name: str) -> None:
-    """Start homeserver NAME (or the `admin` website) again, and wait until it is ready."""
-    deployment, _ = load_deployment(config_path)
-    check_homeserver(deployment, name, _services(deployment))
-    layout = DeploymentLayout(deployment.data_dir)
-    control = Control(layout, config_path)
-    control.release(name)
-    control.wait_ready(name, _log_of(layout, deployment, name))
-    hs = deployment.homeservers.get(name)
-    where = hs.base_url if hs else deployment.admin.url if deployment.admin else ""
-    console.print(f"{name} is ready at {where}")
-
-
-@click.command()
-@config_option
-@click.argument("name")
-@reports_errors
-def restart(config_path: Path, name: str) -> None:
-    """Apply homeport.yaml to homeserver NAME: re-render its config and restart it.
-
-    The others keep running. Policy and `synapse:` settings can change this way;
-    a new server name, address, port or database needs a new `homeport up`.
-    """
-    deployment, lines = load_deployment(config_path)
-    check_homeserver(deployment, name)
-    control = Control(DeploymentLayout(deployment.data_dir), config_path)
-    lint_or_refuse(deployment, lines, config_path)
-    reset = restart_homeserver(deployment, control, name)
-    console.print(f"{name} restarted with the new configuration; the others kept running.")
-    for other in reset:
-        console.print(f"{other} was backing off from {name}: reset, it retries now.")
-
-
-def _yes(value: bool, otherwise: str = "[red]no[/]") -> str:
-    return "[green]yes[/]" if value else otherwise
-
-
-def _status_table(status: Status) -> Table:
-    table = Table(
-        "homeserver",
-        "server name",
-        "running",
-        "ready",
-        "pid",
-        "synapse",
-        "destinations",
-        "failing",
-        title="Homeport status" + ("" if status["running"] else " (not running)"),
-    )
-    for name, hs in status["homeservers"].items():
-        federation = hs["federation"]
-        table.add_row(
-            name,
-            hs["server_name"],
-            _yes(hs["running"], "[yellow]held[/]" if hs["held"] else "[red]no[/]"),
-            _yes(hs["ready"]),
-            str(hs["pid"] or ""),
-            (hs["synapse_version"] or "").split(" ")[0],
-            str(federation["destinations"]) if federation else "",
-            str(federation["failing"]) if federation else "",
-        )
-    others = [name for name in status["services"] if name not in status["homeservers"]]
-    for name in others:
-        service = status["services"][name]
-        table.add_row(
-            name,
-            service["kind"],
-            _yes(service["running"], "[yellow]held[/]" if service["held"] else "[red]no[/]"),
-            _yes(service["state"] == "ready"),
-            str(service["pid"] or ""),
-        )
-    table.caption = f"CA certificate: {status['ca_cert']}"
-    if status["admin_url"]:
-        table.caption += f"\nAdmin website: {status['admin_url']}"
-    return table
-
-
-@click.command()
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="Print the documented JSON format.")
-@reports_errors
-def status(config_path: Path, as_json: bool) -> None:
-    """Show each homeserver and service: running, ready, version, federation destinations.
-
-    `--json` prints a stable format for scripts (docs/status-json.md).
-    """
-    deployment, _ = load_deployment(config_path)
-    result = asyncio.run(gather_status(deployment))
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        console.print(_status_table(result))

@@ -8,7 +8,8 @@ import click
 
 from homeport.cli._shared import config_option, console, reports_errors
 from homeport.config.loader import load_deployment
-from homeport.store.database import create_store_engine, migrate, store_url
+from homeport.store.database import create_store_engine, store_url, where
+from homeport.store.migrate import migrate
 
 
 @click.group()
@@ -32,13 +33,13 @@ def store_migrate(config_path: Path) -> None:
     engine = create_store_engine(store_url(deployment))
     try:
         migration = migrate(engine)
-        where = engine.url.render_as_string(hide_password=True)
+        shown = where(engine)
     finally:
         engine.dispose()
     if migration.changed:
         console.print(
-            f"Store at {where}: schema {migration.before or 'none'} → {migration.after}",
+            f"Store at {shown}: schema {migration.before or 'none'} → {migration.after}",
             highlight=False,
         )
     else:
-        console.print(f"Store at {where}: schema {migration.after}, up to date", highlight=False)
+        console.print(f"Store at {shown}: schema {migration.after}, up to date", highlight=False)

@@ -26,8 +26,9 @@ def _die_with_parent() -> None:
     Together with a process group of its own (so that Ctrl-C reaches only
     Homeport, which then stops its children in order), no child is ever orphaned.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def spawn(
@@ -36,8 +37,19 @@ async def spawn(
     console_log: Path,
     label: str,
     pass_fds: tuple[int, ...] = (),
+    niceness: int = 0,
 ) -> asyncio.subprocess.Process:
-    """Start `command` with stdout and stderr appended to `console_log`."""
+    """Start `command` with stdout and stderr appended to `console_log`.
+
+    A positive `niceness` lets the child yield the CPU to the others when the
+    machine is busy (the website to the homeservers).
+    """
+
+    def before_exec() -> None:
+        _die_with_parent()
+        if niceness:
+            os.nice(niceness)
+
     console_log.parent.mkdir(parents=True, exist_ok=True)
     with console_log.open("ab") as console:
         console.write(f"--- homeport starting {label} at {time.strftime('%F %T')}\n".encode())
@@ -50,7 +62,7 @@ async def spawn(
             stderr=console,
             start_new_session=True,
             pass_fds=pass_fds,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=before_exec,
         )
 
 

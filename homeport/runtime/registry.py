@@ -40,7 +40,11 @@ def admin_website(deployment: Deployment, context: Context) -> list[Service]:
         return []
     return [
         AdminWebsiteService(
-            deployment.admin, context.config_path, context.layout, context.ssl_context
+            deployment.admin,
+            context.config_path,
+            context.layout,
+            context.ssl_context,
+            after=tuple(deployment.homeservers),
         )
     ]
 

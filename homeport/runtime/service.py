@@ -49,6 +49,12 @@ class Service(Protocol):
     @property
     def restart(self) -> RestartPolicy: ...
 
+    @property
+    def after(self) -> tuple[str, ...]:
+        """Services whose start-up comes first (ready, failed or held stopped), so that
+        a service that needs them does not slow them down while they start."""
+        ...
+
     def prepare(self) -> None:
         """Claim what it needs before anything starts (a port); raise HomeportError if taken."""
         ...

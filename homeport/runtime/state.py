@@ -83,11 +83,13 @@ class RunLock:
 
 
 def read_state(layout: DeploymentLayout) -> RunState | None:
+    """The running `up`'s published state; None when there is none this Homeport reads
+    (none yet, or one written by an older Homeport that is still running)."""
     try:
         data: RunState = json.loads(layout.state_file.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return data
+    return data if isinstance(data, dict) and isinstance(data.get("services"), dict) else None
 
 
 def write_state(layout: DeploymentLayout, state: RunState) -> None:

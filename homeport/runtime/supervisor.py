@@ -156,11 +156,21 @@ class Supervisor:
         finally:
             readiness.cancel()
 
+    def _settled(self, name: str) -> bool:
+        state = self.states[name]["state"]
+        return state in ("ready", "failed") or (state == "stopped" and name in self._held)
+
+    async def _wait_for_start_of(self, names: tuple[str, ...]) -> None:
+        """Until every one of `names` has settled (or everything stops)."""
+        while not self._shutdown.is_set() and not all(map(self._settled, names)):
+            await asyncio.sleep(0.1)
+
     async def _keep(self, service: Service) -> None:
         name = service.name
         policy = service.restart
         crashes_in_row = 0
         ever_ready = False
+        await self._wait_for_start_of(service.after)
         while not self._shutdown.is_set():
             if not self._should_run(name):
                 if self.states[name]["state"] != "stopped":

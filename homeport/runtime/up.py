@@ -24,7 +24,8 @@ from homeport.runtime.registry import Context, services
 from homeport.runtime.service import Service
 from homeport.runtime.state import RunLock
 from homeport.runtime.supervisor import Reporter, Supervisor
-from homeport.store.database import create_store_engine, migrate, store_url
+from homeport.store.database import create_store_engine, store_url
+from homeport.store.migrate import migrate
 from homeport.trust import client_ssl_context
 
 log = logging.getLogger("homeport")

@@ -1,23 +1,27 @@
-"""Opening Homeport's store and bringing its schema up to date.
+"""Opening Homeport's store: SQLite or PostgreSQL, at the schema this code knows.
 
-The schema is current when the store's recorded revision is the newest
-migration. `open_store` refuses a store that is behind (run
-`homeport store migrate`, which `homeport up` does itself) or ahead (a newer
-Homeport wrote it), so no code ever reads tables it does not know.
+`open_store` refuses a store whose recorded revision is not `SCHEMA_REVISION`:
+behind (run `homeport store migrate`, which `homeport up` does itself) or
+ahead (a newer Homeport wrote it), so no code ever reads tables it does not
+know. Migrating lives in `homeport.store.migrate`, which alone loads Alembic.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import URL, Connection, Engine, create_engine, event
+from sqlalchemy import (
+    URL,
+    Connection,
+    Engine,
+    column,
+    create_engine,
+    event,
+    inspect,
+    select,
+    table,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from homeport.config.deployment import Deployment
@@ -25,23 +29,13 @@ from homeport.config.types import parse_postgres_url
 from homeport.errors import HomeportError
 from homeport.files import ensure_dir
 from homeport.layout import DeploymentLayout
+from homeport.store.schema import SCHEMA_REVISION
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "homeport_schema_version"
 
 
 class StoreError(HomeportError):
     """Homeport's store cannot be opened, or its schema is not the one this code knows."""
-
-
-@dataclass(frozen=True)
-class Migration:
-    before: str | None  # None: an empty store
-    after: str
-
-    @property
-    def changed(self) -> bool:
-        return self.before != self.after
 
 
 def store_url(deployment: Deployment) -> URL:
@@ -67,6 +61,11 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def where(engine: Engine) -> str:
+    """The store's URL for messages: never with its password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
 def create_store_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         assert url.database is not None
@@ -77,37 +76,13 @@ def create_store_engine(url: URL) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
 
 
-def head_revision() -> str:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None, "the store has no migrations"
-    return head
-
-
-def current_revision(connection: Connection) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
-
-
-def _where(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
-
-
-def migrate(engine: Engine, target: str = "head") -> Migration:
-    """Apply every migration the store lacks, in one transaction."""
-    try:
-        with engine.begin() as connection:
-            before = current_revision(connection)
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = connection
-            command.upgrade(config, target)
-            after = current_revision(connection)
-    except (SQLAlchemyError, CommandError) as error:
-        raise StoreError(f"cannot migrate Homeport's store at {_where(engine)}: {error}") from error
-    assert after is not None
-    return Migration(before, after)
+def recorded_revision(connection: Connection) -> str | None:
+    """The schema revision the store records; None for an empty store."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    version = table(VERSION_TABLE, column("version_num"))
+    found = connection.execute(select(version.c.version_num)).scalar()
+    return None if found is None else str(found)
 
 
 def open_store(deployment: Deployment) -> Engine:
@@ -115,15 +90,15 @@ def open_store(deployment: Deployment) -> Engine:
     engine = create_store_engine(store_url(deployment))
     try:
         with engine.connect() as connection:
-            revision = current_revision(connection)
+            revision = recorded_revision(connection)
     except SQLAlchemyError as error:
         engine.dispose()
-        raise StoreError(f"cannot open Homeport's store at {_where(engine)}: {error}") from error
-    head = head_revision()
+        raise StoreError(f"cannot open Homeport's store at {where(engine)}: {error}") from error
+    head = SCHEMA_REVISION
     if revision != head:
         engine.dispose()
         raise StoreError(
-            f"Homeport's store at {_where(engine)} has schema {revision or 'none'}, this "
+            f"Homeport's store at {where(engine)} has schema {revision or 'none'}, this "
             f"Homeport needs {head}: run `homeport store migrate` (`homeport up` does it too)"
         )
     return engine

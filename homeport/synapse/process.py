@@ -50,6 +50,7 @@ class SynapseService:
 
     kind = "homeserver"
     restart = RestartPolicy()
+    after: tuple[str, ...] = ()
 
     def __init__(
         self, name: str, homeserver: Homeserver, files: HomeserverLayout, ssl: ssl.SSLContext

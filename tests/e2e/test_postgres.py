@@ -9,7 +9,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from homeport.store.database import head_revision
+from homeport.store.migrate import head_revision
 from homeport.trust import client_ssl_context
 from tests.harness import RunningDeployment, edit_yaml, init_deployment, status_json
 from tests.matrix import exchange_messages

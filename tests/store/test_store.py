@@ -21,12 +21,11 @@ from homeport.store.database import (
     VERSION_TABLE,
     StoreError,
     create_store_engine,
-    head_revision,
-    migrate,
     open_store,
     store_url,
 )
-from homeport.store.schema import metadata
+from homeport.store.migrate import head_revision, migrate
+from homeport.store.schema import SCHEMA_REVISION, metadata
 from homeport.verify import report as reports
 from homeport.verify.report import Check, Report, latest_report, save_report
 
@@ -67,6 +66,7 @@ def report(*oks: bool, at: float | None = None) -> Report:
 
 
 def test_migrate_from_empty_builds_the_schema_the_code_reads(engine: Engine) -> None:
+    assert head_revision() == SCHEMA_REVISION, "schema.py describes the newest migration"
     migration = migrate(engine)
     assert (migration.before, migration.after) == (None, head_revision())
     assert migration.changed
