@@ -22,7 +22,6 @@ from homeport.synapse.models import (
     DestinationRoomsPage,
     Room,
     RoomPage,
-    User,
 )
 from homeport.synapse.module import DESTINATIONS_PATH, ROOM_COUNTS_PATH
 
@@ -120,10 +119,6 @@ class SynapseAdmin:
                 return False
             raise
         return bool(body.get("admin"))
-
-    async def user(self, user_id: str) -> User | None:
-        body = await self._get_or_none(f"/_synapse/admin/v2/users/{_quoted(user_id)}")
-        return None if body is None else User.from_api(body)
 
     async def put_user(self, user_id: str, password: str, displayname: str) -> None:
         """Create (or update) a user who is not an admin."""

@@ -162,22 +162,3 @@ class RoomPage:
             total=int(body.get("total_rooms", 0)),
             next_batch=_int_or_none(body.get("next_batch")),
         )
-
-
-@dataclass(frozen=True)
-class User:
-    """A user account as `GET /_synapse/admin/v2/users/<id>` describes it."""
-
-    user_id: str
-    admin: bool
-    deactivated: bool
-    displayname: str | None
-
-    @classmethod
-    def from_api(cls, body: Mapping[str, Any]) -> User:
-        return cls(
-            user_id=str(body["name"]),
-            admin=bool(body.get("admin")),
-            deactivated=bool(body.get("deactivated")),
-            displayname=_str_or_none(body.get("displayname")),
-        )
