@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from homeport.synapse.admin_api import DestinationQuery
+from homeport.synapse.admin_api import DestinationListing, DestinationQuery
 from homeport.synapse.models import (
     Destination,
-    DestinationPage,
     DestinationRoomsPage,
     Room,
     RoomPage,
+    Undelivered,
 )
 
 
@@ -29,7 +29,11 @@ class HomeserverAdmin(Protocol):
 
     async def destinations_with_counts(
         self, query: DestinationQuery, also: tuple[str, ...] = ()
-    ) -> tuple[DestinationPage, dict[str, int]]: ...
+    ) -> DestinationListing: ...
+
+    async def facts(
+        self, destinations: list[str]
+    ) -> tuple[dict[str, int], dict[str, Undelivered]]: ...
 
     async def destination(self, destination: str) -> Destination | None: ...
 
@@ -56,5 +60,9 @@ class Homeservers(Protocol):
         ...
 
     def admin(self, name: str, token: str) -> HomeserverAdmin: ...
+
+    async def undelivered(self, name: str) -> tuple[list[Undelivered], int]:
+        """Every destination `name` owes events, as Homeport's service account (metrics)."""
+        ...
 
     async def aclose(self) -> None: ...

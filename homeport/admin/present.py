@@ -6,19 +6,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
-from homeport.synapse.models import Destination
+from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S
+from homeport.synapse.models import Destination, Undelivered
 
-DestinationStatus = Literal["Working", "Failing", "Never worked", "Inactive"]
+DestinationStatus = Literal["Not delivering", "Failing", "Never worked", "Inactive", "Working"]
 
 
-def destination_status(destination: Destination) -> DestinationStatus:
+def destination_status(
+    destination: Destination, undelivered: Undelivered | None, now_ms: int
+) -> DestinationStatus:
     """One word for a federation destination.
 
-    Failing: Synapse is backing off. Never worked: no transaction with events
-    ever succeeded. Working: no failure recorded. Inactive: a failure is
-    recorded but Synapse is not backing off (it will try again with the next
-    event).
+    Not delivering: events have waited for it longer than a healthy server
+    ever takes, whether or not Synapse has recorded a failure yet (Synapse
+    records one only after a transaction's long retries). Failing: Synapse is
+    backing off. Never worked: no transaction with events ever succeeded.
+    Working: no failure recorded. Inactive: a failure is recorded but Synapse
+    is not backing off (it will try again with the next event).
     """
+    if undelivered is not None and undelivered.age_s(now_ms) >= NOT_DELIVERING_AFTER_S:
+        return "Not delivering"
     if destination.backing_off:
         return "Failing"
     if destination.last_successful_stream_ordering is None:
@@ -26,6 +33,12 @@ def destination_status(destination: Destination) -> DestinationStatus:
     if destination.failure_ts is None and not destination.retry_last_ts:
         return "Working"
     return "Inactive"
+
+
+def not_delivering(undelivered: list[Undelivered], now_ms: int) -> list[Undelivered]:
+    """The servers whose oldest waiting event is past the threshold, longest first."""
+    late = [u for u in undelivered if u.age_s(now_ms) >= NOT_DELIVERING_AFTER_S]
+    return sorted(late, key=lambda u: (u.since_ms, u.destination))
 
 
 @dataclass(frozen=True)

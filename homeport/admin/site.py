@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from homeport.admin.api import Homeservers
+from homeport.admin.delivery import DeliveryGauges
 from homeport.admin.sessions import Login, Session, SessionStore
 from homeport.clock import Clock
 from homeport.config.deployment import Deployment
@@ -39,6 +40,7 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
+        self.delivery = DeliveryGauges(self.registry)
 
 
 class Templates:

@@ -13,8 +13,11 @@ import httpx
 
 from homeport.admin.api import NotAdminError
 from homeport.config.deployment import Deployment
+from homeport.layout import DeploymentLayout
 from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.synapse.models import Undelivered
+from homeport.synapse.service_account import admin_token
 
 
 class LiveHomeservers:
@@ -23,10 +26,29 @@ class LiveHomeservers:
             name: SynapseClient(hs.base_url, ssl_context)
             for name, hs in deployment.homeservers.items()
         }
+        self._layout = DeploymentLayout(deployment.data_dir)
+        # Homeport's service account, for what needs no logged-in admin (metrics).
+        self._service = {
+            name: SynapseClient(hs.base_url, ssl_context)
+            for name, hs in deployment.homeservers.items()
+        }
+        self._service_ready: set[str] = set()
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
+        for client in (*self._clients.values(), *self._service.values()):
             await client.aclose()
+
+    async def undelivered(self, name: str) -> tuple[list[Undelivered], int]:
+        client = self._service[name]
+        if name not in self._service_ready:
+            await admin_token(client, self._layout.homeserver(name))
+            self._service_ready.add(name)
+        try:
+            return await SynapseAdmin(client).undelivered()
+        except SynapseApiError as error:
+            if error.status == 401:  # the token was logged out: fetch one next time
+                self._service_ready.discard(name)
+            raise
 
     def admin(self, name: str, token: str) -> SynapseAdmin:
         return SynapseAdmin(self._clients[name].as_user(token))

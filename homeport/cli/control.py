@@ -22,7 +22,8 @@ from homeport.config.types import RESERVED_SERVICE_NAMES
 from homeport.layout import DeploymentLayout
 from homeport.runtime.control import Control
 from homeport.runtime.restart import restart_homeserver
-from homeport.runtime.status import Status, gather_status
+from homeport.runtime.status import FederationSummary, Status, gather_status
+from homeport.synapse.backoff import spoken
 
 
 def _services(deployment: Deployment) -> tuple[str, ...]:
@@ -92,6 +93,15 @@ def _yes(value: bool, otherwise: str = "[red]no[/]") -> str:
     return "[green]yes[/]" if value else otherwise
 
 
+def _not_delivering(federation: FederationSummary) -> str:
+    """'0', or '1: external.org (3 min)': the count and the longest outage."""
+    count = federation["not_delivering"]
+    if not count:
+        return "0"
+    oldest = federation["undelivered"][0]
+    return f"[red]{count}[/]: {oldest['destination']} ({spoken(oldest['waiting_seconds'])})"
+
+
 def _status_table(status: Status) -> Table:
     table = Table(
         "homeserver",
@@ -102,6 +112,7 @@ def _status_table(status: Status) -> Table:
         "synapse",
         "destinations",
         "failing",
+        "not delivering",
         title="Homeport status" + ("" if status["running"] else " (not running)"),
     )
     for name, hs in status["homeservers"].items():
@@ -115,6 +126,7 @@ def _status_table(status: Status) -> Table:
             (hs["synapse_version"] or "").split(" ")[0],
             str(federation["destinations"]) if federation else "",
             str(federation["failing"]) if federation else "",
+            _not_delivering(federation) if federation else "",
         )
     others = [name for name in status["services"] if name not in status["homeservers"]]
     for name in others:

@@ -7,6 +7,7 @@ from ipaddress import ip_address
 from pathlib import Path
 
 from homeport.config.deployment import Deployment
+from homeport.config.federation import RETRY_KEYS
 from homeport.config.homeserver import RESERVED_SYNAPSE_KEYS, Homeserver
 from homeport.config.lines import KeyPath, LineMap, problem_at
 from homeport.config.types import check_server_name
@@ -85,6 +86,15 @@ def _homeserver_problems(
                 (*base, "synapse", key),
                 f"Synapse setting {key!r} is managed by Homeport",
                 RESERVED_SYNAPSE_KEYS[key],
+            )
+    federation = hs.synapse.get("federation")
+    for key in federation if isinstance(federation, dict) else ():
+        if key in RETRY_KEYS:
+            yield (
+                (*base, "synapse", "federation", key),
+                f"Synapse setting federation.{key!r} is managed by Homeport",
+                f"set `federation_retries.{key}` on the homeserver, so that lint and "
+                "the Federation tab know it",
             )
 
 

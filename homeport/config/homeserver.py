@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
+from homeport.config.federation import FederationRetries
 from homeport.config.policy import POLICY_SYNAPSE_KEYS, Policy
 from homeport.config.types import (
     Database,
@@ -81,6 +82,10 @@ class Homeserver(StrictModel):
         default=None, description="Your own certificate and key instead of the local CA's."
     )
     policy: Policy = Field(default_factory=Policy, description="Federation and visibility policy.")
+    federation_retries: FederationRetries = Field(
+        default_factory=FederationRetries,
+        description="How soon a failing server is noticed and a recovered one retried.",
+    )
     synapse: dict[str, Any] = Field(
         default_factory=dict,
         description="Any other Synapse setting, merged over what Homeport renders.",

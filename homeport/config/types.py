@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"^(?=.{{1,255}}$){_LABEL}(?:\.{_LABEL})*$")
@@ -147,3 +147,28 @@ def check_database(value: str) -> str:
 
 
 Database = Annotated[str, AfterValidator(check_database)]
+
+
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def duration_ms(text: str) -> int:
+    """Milliseconds of a duration such as `30s`, `5m` or `7d` (Synapse's units)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration: write a whole number and a unit, e.g. 500ms, 30s, "
+            "5m, 2h, 7d or 1w"
+        )
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def check_duration(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration: give it a unit, e.g. 30s, 5m or 7d")
+    duration_ms(value)
+    return value
+
+
+Duration = Annotated[str, BeforeValidator(check_duration)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import TypedDict
 
 import httpx
@@ -18,14 +19,26 @@ from homeport.runtime.processes import pid_alive
 from homeport.runtime.state import RunLock, ServiceState, read_held, read_state
 from homeport.synapse.admin_api import DestinationQuery
 from homeport.synapse.api import SynapseApiError
+from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S
 from homeport.synapse.process import probe
 from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context
+
+UNDELIVERED_SHOWN = 20  # the longest waiting servers `status` lists
+
+
+class UndeliveredStatus(TypedDict):
+    destination: str
+    rooms: int
+    since_ms: int
+    waiting_seconds: float
 
 
 class FederationSummary(TypedDict):
     destinations: int
     failing: int
+    not_delivering: int
+    undelivered: list[UndeliveredStatus]
 
 
 class HomeserverStatus(TypedDict):
@@ -67,9 +80,25 @@ async def _federation_summary(
     try:
         async with service_client(deployment, name, ssl_context) as admin:
             total = (await admin.destinations(DestinationQuery(limit=1))).total
-            return FederationSummary(destinations=total, failing=await admin.count_backing_off())
+            failing = await admin.count_backing_off()
+            waiting, _ = await admin.undelivered()
     except (httpx.HTTPError, SynapseApiError, OSError):
         return None
+    now_ms = int(time.time() * 1000)
+    return FederationSummary(
+        destinations=total,
+        failing=failing,
+        not_delivering=sum(1 for u in waiting if u.age_s(now_ms) >= NOT_DELIVERING_AFTER_S),
+        undelivered=[
+            UndeliveredStatus(
+                destination=u.destination,
+                rooms=u.rooms,
+                since_ms=u.since_ms,
+                waiting_seconds=round(u.age_s(now_ms), 1),
+            )
+            for u in waiting[:UNDELIVERED_SHOWN]
+        ],
+    )
 
 
 def _service_status(entry: ServiceState | None, held: bool, running_up: bool) -> ServiceStatus:

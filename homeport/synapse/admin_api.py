@@ -22,8 +22,9 @@ from homeport.synapse.models import (
     DestinationRoomsPage,
     Room,
     RoomPage,
+    Undelivered,
 )
-from homeport.synapse.module import DESTINATIONS_PATH, ROOM_COUNTS_PATH
+from homeport.synapse.module import DELIVERY_PATH, DESTINATIONS_PATH, ROOM_COUNTS_PATH
 
 V1 = "/_synapse/admin/v1"
 DESTINATIONS = f"{V1}/federation/destinations"
@@ -35,7 +36,17 @@ DestinationOrder = Literal[
     "retry_interval",
     "failure_ts",
     "last_successful_stream_ordering",
+    "next_attempt",  # the Homeport module's: last failed attempt + retry interval
+    "undelivered_since",  # the Homeport module's: the oldest undelivered event first
 ]
+# Orders Synapse's admin API knows; the others need the Homeport module.
+SYNAPSE_ORDERS: tuple[DestinationOrder, ...] = (
+    "destination",
+    "retry_last_ts",
+    "retry_interval",
+    "failure_ts",
+    "last_successful_stream_ordering",
+)
 Direction = Literal["f", "b"]
 
 
@@ -59,6 +70,30 @@ class DestinationQuery:
         if self.search:
             params.append(("destination", self.search))
         return params
+
+
+@dataclass(frozen=True)
+class DestinationListing:
+    """A page of destinations with the room count and delivery state of each listed server."""
+
+    page: DestinationPage
+    room_counts: dict[str, int]
+    undelivered: dict[str, Undelivered]  # listed servers that lack events
+    # Every server that lacks events, longest waiting first (the first 1000),
+    # and how many there are: None when this Synapse cannot tell.
+    oldest_undelivered: list[Undelivered] | None = None
+    undelivered_total: int | None = None
+
+
+def _undelivered(body: dict[str, Any]) -> dict[str, Undelivered]:
+    return {
+        name: Undelivered.from_api(name, facts)
+        for name, facts in (body.get("undelivered") or {}).items()
+    }
+
+
+def _rows(rows: list[dict[str, Any]]) -> list[Undelivered]:
+    return [Undelivered.from_api(str(row["destination"]), row) for row in rows]
 
 
 def _quoted(value: str) -> str:
@@ -174,11 +209,12 @@ class SynapseAdmin:
 
     async def destinations_with_counts(
         self, query: DestinationQuery, also: tuple[str, ...] = ()
-    ) -> tuple[DestinationPage, dict[str, int]]:
-        """A page of destinations and the room count of each, and of the servers in `also`.
+    ) -> DestinationListing:
+        """A page of destinations with the facts of each, and of the servers in `also`.
 
         One request to the Homeport module, which lists the page with Synapse's
-        own storage method; two (the admin API, then the counts) without it.
+        own storage method; two (the admin API, then the facts) on a Synapse
+        whose storage the module cannot reach, in Synapse's orders only.
         """
         params = query.params() + [("also", server) for server in also]
         try:
@@ -188,10 +224,25 @@ class SynapseAdmin:
                 raise
         else:
             counts = {d: int(n) for d, n in body.get("room_counts", {}).items()}
-            return DestinationPage.from_api(body), counts
+            return DestinationListing(
+                DestinationPage.from_api(body),
+                counts,
+                _undelivered(body),
+                _rows(body.get("undelivered_oldest") or []),
+                int(body.get("undelivered_total") or 0),
+            )
+        if query.order_by not in SYNAPSE_ORDERS:
+            query = DestinationQuery(query.start, query.limit, "destination", "f", query.search)
         page = await self.destinations(query)
         names = [d.destination for d in page.destinations] + list(also)
-        return page, await self.room_counts(list(dict.fromkeys(names)))
+        counts, undelivered = await self.facts(list(dict.fromkeys(names)))
+        return DestinationListing(page, counts, undelivered)
+
+    async def undelivered(self) -> tuple[list[Undelivered], int]:
+        """Every destination that lacks events, the longest waiting first (the first 1000)."""
+        body = await self.client.request("GET", DELIVERY_PATH)
+        rows = _rows(body.get("undelivered") or [])
+        return rows, int(body.get("total", len(rows)))
 
     async def destination(self, destination: str) -> Destination | None:
         body = await self._get_or_none(f"{DESTINATIONS}/{_quoted(destination)}")
@@ -226,9 +277,14 @@ class SynapseAdmin:
 
     async def room_counts(self, destinations: list[str]) -> dict[str, int]:
         """Rooms per destination: one request per 50 to the Homeport module, else one per row."""
+        return (await self.facts(destinations))[0]
+
+    async def facts(self, destinations: list[str]) -> tuple[dict[str, int], dict[str, Undelivered]]:
+        """Rooms per destination, and what each lacks (nothing known without the module)."""
         if not destinations:
-            return {}
+            return {}, {}
         counts = dict.fromkeys(destinations, 0)
+        undelivered: dict[str, Undelivered] = {}
         try:
             for start in range(0, len(destinations), COUNTS_PER_REQUEST):
                 chunk = destinations[start : start + COUNTS_PER_REQUEST]
@@ -236,7 +292,8 @@ class SynapseAdmin:
                     "GET", ROOM_COUNTS_PATH, params=[("destination", d) for d in chunk]
                 )
                 counts.update({d: int(n) for d, n in body.get("counts", {}).items()})
-            return counts
+                undelivered.update(_undelivered(body))
+            return counts, undelivered
         except SynapseApiError as error:
             if error.status not in (404, 405):
                 raise
@@ -248,7 +305,7 @@ class SynapseAdmin:
                 return (await self.destination_rooms(destination)).total
 
         totals = await asyncio.gather(*(one(d) for d in destinations))
-        return dict(zip(destinations, totals, strict=True))
+        return dict(zip(destinations, totals, strict=True)), {}
 
     async def reset_connection(self, destination: str) -> bool:
         """Clear the backoff toward `destination`; False when Synapse had none to clear."""

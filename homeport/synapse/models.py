@@ -67,6 +67,22 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class Undelivered:
+    """Events a destination lacks, from Synapse's catch-up tables (the Homeport module)."""
+
+    destination: str
+    rooms: int  # rooms holding events it has not received
+    since_ms: int  # when the oldest of those events was sent
+
+    @classmethod
+    def from_api(cls, destination: str, facts: Mapping[str, Any]) -> Undelivered:
+        return cls(destination, int(facts.get("rooms", 0)), int(facts.get("since") or 0))
+
+    def age_s(self, now_ms: int) -> float:
+        return max(0.0, (now_ms - self.since_ms) / 1000)
+
+
+@dataclass(frozen=True)
 class DestinationPage:
     destinations: list[Destination]
     total: int

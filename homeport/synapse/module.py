@@ -20,7 +20,18 @@ per request; the module answers
   method `get_destinations_paginate`, so paging, order and search cannot
   differ) plus the room count of each, and of the servers named in `also`;
 - `GET /_homeport/v1/destination_room_counts?destination=...`: the room
-  counts alone, where the page comes from elsewhere.
+  counts and delivery state alone, where the page comes from elsewhere;
+- `GET /_homeport/v1/delivery`: every destination that events are waiting
+  for, oldest first (for `homeport status` and the website's metrics).
+
+Delivery state comes from Synapse's own catch-up bookkeeping: a room in
+`destination_rooms` whose `stream_ordering` is past the destination's
+`last_successful_stream_ordering` holds events the destination has not
+received (the test Synapse's catch-up itself uses). Synapse records a failed
+destination only after a transaction's long retries; this state shows from
+the first undelivered event. The page can also be ordered by the next
+attempt and by the oldest undelivered event, which Synapse's admin API
+cannot do.
 
 Synapse's module API has no call for the page itself, so the module reaches
 the storage method through the module API's datastore; when a Synapse
@@ -37,7 +48,44 @@ logger = logging.getLogger(__name__)
 
 ROOM_COUNTS_PATH = "/_homeport/v1/destination_room_counts"
 DESTINATIONS_PATH = "/_homeport/v1/destinations"
+DELIVERY_PATH = "/_homeport/v1/delivery"
 MAX_DESTINATIONS = 200
+MAX_UNDELIVERED = 1000
+# Orders of the module's own, besides Synapse's `DestinationSortOrder`.
+NEXT_ATTEMPT = "next_attempt"
+UNDELIVERED_SINCE = "undelivered_since"
+
+# Per room whose events a destination lacks: the first event after the last
+# one it received, sent by a local user (Synapse sends only those). With no
+# successful transaction ever, the latest event stands for the outage.
+_WAITING_ROOMS = """
+    SELECT dr.destination AS destination,
+        COALESCE(
+            (SELECT e1.stream_ordering FROM events AS e1
+                WHERE e1.room_id = dr.room_id
+                AND e1.stream_ordering > COALESCE(
+                    d.last_successful_stream_ordering, dr.stream_ordering - 1)
+                AND e1.stream_ordering <= dr.stream_ordering
+                AND e1.sender LIKE ? ESCAPE '!'
+                ORDER BY e1.stream_ordering LIMIT 1),
+            dr.stream_ordering
+        ) AS first_waiting
+    FROM destination_rooms AS dr
+    LEFT JOIN destinations AS d ON d.destination = dr.destination
+    WHERE dr.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0)
+"""
+# Per destination: how many rooms wait, and when the oldest waiting event was sent.
+_UNDELIVERED = f"""
+    SELECT g.destination AS destination, g.rooms AS rooms,
+        COALESCE(e.received_ts, e.origin_server_ts) AS since
+    FROM (
+        SELECT w.destination AS destination, COUNT(*) AS rooms,
+            MIN(w.first_waiting) AS first_waiting
+        FROM ({_WAITING_ROOMS} {{only}}) AS w
+        GROUP BY w.destination
+    ) AS g
+    LEFT JOIN events AS e ON e.stream_ordering = g.first_waiting
+"""  # noqa: S608 - constant fragments; every value is a placeholder
 
 
 def _count_rooms(txn: Any, destinations: list[str]) -> dict[str, int]:
@@ -50,6 +98,104 @@ def _count_rooms(txn: Any, destinations: list[str]) -> dict[str, int]:
     counts = dict.fromkeys(destinations, 0)
     counts.update({str(row[0]): int(row[1]) for row in txn.fetchall()})
     return counts
+
+
+def _facts(
+    txn: Any, server_name: str, destinations: list[str], everyone: bool = False
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Room counts of some destinations, and what they (or all destinations) lack.
+
+    One transaction; waiting events are rare, so reading all of them costs
+    little more than reading a page's.
+    """
+    counts = _count_rooms(txn, destinations) if destinations else {}
+    if everyone:
+        return counts, _undelivered(txn, server_name, None)
+    return counts, _undelivered(txn, server_name, destinations) if destinations else {}
+
+
+def _oldest(waiting: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Destinations that lack events, the longest waiting first, at most MAX_UNDELIVERED."""
+    rows = sorted(
+        ({"destination": name, **facts} for name, facts in waiting.items()),
+        key=lambda row: (row["since"], row["destination"]),
+    )
+    return rows[:MAX_UNDELIVERED]
+
+
+def _local_senders(server_name: str) -> str:
+    """A LIKE pattern for user IDs of `server_name` (escape character `!`)."""
+    escaped = server_name.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%:{escaped}"
+
+
+def _undelivered(
+    txn: Any, server_name: str, destinations: list[str] | None
+) -> dict[str, dict[str, int]]:
+    """Destination -> {rooms, since}, for the named destinations or all that lack events."""
+    args: list[Any] = [_local_senders(server_name)]
+    only = ""
+    if destinations is not None:
+        if not destinations:
+            return {}
+        only = f"AND dr.destination IN ({', '.join('?' for _ in destinations)})"
+        args.extend(destinations)
+    txn.execute(_UNDELIVERED.format(only=only), args)
+    return {
+        str(row[0]): {"rooms": int(row[1]), "since": int(row[2] or 0)} for row in txn.fetchall()
+    }
+
+
+def _paginate_own_order(
+    txn: Any,
+    server_name: str,
+    start: int,
+    limit: int,
+    search: str | None,
+    order_by: str,
+    descending: bool,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Synapse's destinations page (same search, same columns) in an order of the module's.
+
+    Destinations with no next attempt, or nothing waiting, come last either way.
+    """
+    where, args = "", []
+    if search:
+        where, args = "WHERE LOWER(d.destination) LIKE ?", ["%" + search.lower() + "%"]
+    txn.execute(f"SELECT COUNT(*) FROM destinations AS d {where}", args)  # noqa: S608
+    total = int(txn.fetchone()[0])
+    order = "DESC" if descending else "ASC"
+    if order_by == NEXT_ATTEMPT:
+        joined = ""
+        key = "CASE WHEN d.retry_interval > 0 THEN d.retry_last_ts + d.retry_interval END"
+        join_args: list[Any] = []
+    else:
+        joined = f"LEFT JOIN ({_UNDELIVERED.format(only='')}) AS u ON u.destination = d.destination"
+        key = "u.since"
+        join_args = [_local_senders(server_name)]
+    txn.execute(
+        "SELECT d.destination, d.retry_last_ts, d.retry_interval, d.failure_ts,"  # noqa: S608
+        f" d.last_successful_stream_ordering FROM destinations AS d {joined} {where}"
+        f" ORDER BY ({key}) IS NULL, {key} {order}, d.destination ASC LIMIT ? OFFSET ?",
+        [*join_args, *args, limit, start],
+    )
+    return [tuple(row) for row in txn.fetchall()], total
+
+
+def _delivery_resource(api: Any) -> Any:
+    from synapse.module_api import DirectServeJsonResource
+
+    class Delivery(DirectServeJsonResource):
+        """Every destination that lacks events, the longest waiting first."""
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
+            await _require_admin(api, request)
+            waiting = await api.run_db_interaction(
+                "homeport_undelivered", _undelivered, api.server_name, None
+            )
+            return 200, {"undelivered": _oldest(waiting), "total": len(waiting)}
+
+    return Delivery()
 
 
 def _room_counts_resource(api: Any) -> Any:
@@ -65,12 +211,10 @@ def _room_counts_resource(api: Any) -> Any:
                 raise SynapseError(
                     400, f"at most {MAX_DESTINATIONS} destinations", "M_INVALID_PARAM"
                 )
-            if not destinations:
-                return 200, {"counts": {}}
-            counts = await api.run_db_interaction(
-                "homeport_destination_room_counts", _count_rooms, destinations
+            counts, undelivered = await api.run_db_interaction(
+                "homeport_destination_facts", _facts, api.server_name, destinations
             )
-            return 200, {"counts": counts}
+            return 200, {"counts": counts, "undelivered": undelivered}
 
     return RoomCounts()
 
@@ -111,12 +255,27 @@ def _destinations_resource(api: Any, paginate: Any) -> Any:
                 request,
                 "order_by",
                 default=DestinationSortOrder.DESTINATION.value,
-                allowed_values=[order.value for order in DestinationSortOrder],
+                allowed_values=[
+                    *(order.value for order in DestinationSortOrder),
+                    NEXT_ATTEMPT,
+                    UNDELIVERED_SINCE,
+                ],
             )
             direction = parse_enum(request, "dir", Direction, default=Direction.FORWARDS)
-            rows, total = await paginate(
-                start, limit, parse_string(request, "destination"), order_by, direction
-            )
+            search = parse_string(request, "destination")
+            if order_by in (NEXT_ATTEMPT, UNDELIVERED_SINCE):
+                rows, total = await api.run_db_interaction(
+                    "homeport_destinations_paginate",
+                    _paginate_own_order,
+                    api.server_name,
+                    start,
+                    limit,
+                    search,
+                    order_by,
+                    direction == Direction.BACKWARDS,
+                )
+            else:
+                rows, total = await paginate(start, limit, search, order_by, direction)
             # The rows as Synapse's admin API words them.
             body: dict[str, Any] = {
                 "destinations": [
@@ -134,13 +293,14 @@ def _destinations_resource(api: Any, paginate: Any) -> Any:
             if start + limit < total:
                 body["next_token"] = str(start + len(rows))
             names = list(dict.fromkeys([row[0] for row in rows] + also))
-            body["room_counts"] = (
-                await api.run_db_interaction(
-                    "homeport_destination_room_counts", _count_rooms, names
-                )
-                if names
-                else {}
+            counts, waiting = await api.run_db_interaction(
+                "homeport_destination_facts", _facts, api.server_name, names, True
             )
+            body["room_counts"] = counts
+            body["undelivered"] = {name: waiting[name] for name in names if name in waiting}
+            # Beyond this page too: the longest waiting, for the tab's summary.
+            body["undelivered_total"] = len(waiting)
+            body["undelivered_oldest"] = _oldest(waiting)
             return 200, body
 
     return Destinations()
@@ -152,6 +312,7 @@ class HomeportModule:
         api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
         api.register_web_resource(ROOM_COUNTS_PATH, _room_counts_resource(api))
         paginate = getattr(getattr(api, "_store", None), "get_destinations_paginate", None)
+        api.register_web_resource(DELIVERY_PATH, _delivery_resource(api))
         if paginate is not None:
             api.register_web_resource(DESTINATIONS_PATH, _destinations_resource(api, paginate))
         else:

@@ -177,6 +177,8 @@ def render_homeserver(
         "enable_registration": False,
         "url_preview_enabled": False,
         **copy.deepcopy(SMALL_ORGANISATION_RATE_LIMITS),
+        # Passthrough may add other keys of this section (client_timeout...).
+        "federation": hs.federation_retries.synapse_settings(),
     }
     allowlist = sibling_ip_allowlist(deployment, name)
     if allowlist:

@@ -27,7 +27,7 @@ from homeport.config.loader import load_deployment_text
 from homeport.config.policy import Policy
 from homeport.config.starter import starter_text
 from homeport.policy.surfaces import expectations
-from homeport.synapse.admin_api import DestinationQuery
+from homeport.synapse.admin_api import DestinationListing, DestinationQuery
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.models import (
     Destination,
@@ -35,6 +35,7 @@ from homeport.synapse.models import (
     DestinationRoomsPage,
     Room,
     RoomPage,
+    Undelivered,
 )
 from tests.admin.website import browser, csrf_token, log_in
 from tests.policy.test_statements import policies
@@ -44,6 +45,13 @@ RECORDED: dict[str, Any] = json.loads(
 )
 FAILING = RECORDED["destinations"]["destinations"][0]["destination"]
 LAST_FAILED_MS = RECORDED["destination"]["retry_last_ts"]
+# Events have waited for it since 40 s before Synapse recorded the failure
+# (its long retries); two other servers lack events too, one only just.
+WAITING = Undelivered(FAILING, 2, LAST_FAILED_MS - 40_000)
+OTHERS_WAITING = [
+    Undelivered("slow.example.org", 1, LAST_FAILED_MS + 60_000),
+    Undelivered("busy.example.org", 1, LAST_FAILED_MS + 119_000),
+]
 
 
 @dataclass
@@ -71,12 +79,20 @@ class RecordedAdmin:
 
     async def destinations_with_counts(
         self, query: DestinationQuery, also: tuple[str, ...] = ()
-    ) -> tuple[DestinationPage, dict[str, int]]:
+    ) -> DestinationListing:
         self._call("destinations_with_counts")
         page = DestinationPage.from_api(RECORDED["destinations"])
         counts = {d.destination: 1 for d in page.destinations} | dict.fromkeys(also, 0)
         # Synapse says there is more after this page: the pager must offer it.
-        return DestinationPage(page.destinations, 60, query.start + query.limit), counts
+        page = DestinationPage(page.destinations, 60, query.start + query.limit)
+        waiting = [WAITING] if any(d.destination == FAILING for d in page.destinations) else []
+        return DestinationListing(
+            page, counts, {u.destination: u for u in waiting}, [WAITING, *OTHERS_WAITING], 3
+        )
+
+    async def facts(self, destinations: list[str]) -> tuple[dict[str, int], dict[str, Undelivered]]:
+        self._call("facts")
+        return dict.fromkeys(destinations, 1), {FAILING: WAITING} if FAILING in destinations else {}
 
     async def destination(self, destination: str) -> Destination | None:
         self._call("destination")
@@ -123,6 +139,12 @@ class RecordedHomeservers:
     def admin(self, name: str, token: str) -> HomeserverAdmin:
         return RecordedAdmin(self.calls, self.fail_with)
 
+    async def undelivered(self, name: str) -> tuple[list[Undelivered], int]:
+        self.calls.append(f"undelivered {name}")
+        if name == "external":  # a homeserver that does not answer
+            raise SynapseApiError(502, "M_UNKNOWN", "Bad gateway")
+        return [WAITING, *OTHERS_WAITING], 3
+
     async def aclose(self) -> None:
         pass
 
@@ -148,12 +170,25 @@ async def test_a_failing_destination_with_its_three_moments(site: Any) -> None:
     row = re.search(rf"<tr>\s*<td><a[^>]*>{re.escape(FAILING)}</a>.*?</tr>", page.text, re.S)
     assert row, page.text
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
-    assert "Failing" in cells[1]
-    for cell in cells[2:5]:  # first failed, last failed, next attempt
+    # Events have waited 160 s: not delivering, whatever Synapse's backoff says.
+    assert "Not delivering" in cells[1]
+    assert "(3 min ago)" in cells[2]
+    assert "in 2 rooms" in cells[2]
+    for cell in cells[2:5]:  # undelivered since, first failed, last failed
         assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", cell), cell
-    assert "(2 min ago)" in cells[3]
-    assert cells[5].strip() == "1"
-    # One request to Synapse for the page and every count on it, the whitelist's
+    assert "(2 min ago)" in cells[4]
+    # The 1 s retry interval is over: the next attempt is due, not "2 min ago".
+    assert "due" in cells[5]
+    assert cells[6].strip() == "1"
+    # The summary names every late server, this page or not; busy.example.org's
+    # oldest event is a second old and is not late.
+    alert = re.search(r'<div class="alert" role="alert">(.*?)</div>', page.text, re.S)
+    assert alert, page.text
+    assert "2 servers are not receiving events" in alert.group(1)
+    assert FAILING in alert.group(1)
+    assert "slow.example.org" in alert.group(1)
+    assert "busy.example.org" not in alert.group(1)
+    # One request to Synapse for the page and every fact on it, the whitelist's
     # quiet servers included.
     assert api.calls == ["destinations_with_counts"]
     assert 'href="/federation?from=25' in page.text  # Synapse's next token
@@ -163,6 +198,8 @@ async def test_the_destination_page_offers_a_reset_while_synapse_backs_off(site:
     api, client = site
     page = await client.get(f"/federation/{FAILING}")
     assert page.status_code == 200
+    assert "Not delivering" in page.text
+    assert re.search(r"has not received events from internal since <time", page.text)
     assert "Reset connection" in page.text
     assert "Lobby &lt;b&gt;" in page.text  # the room's name, escaped
     answer = await client.post(
@@ -173,6 +210,28 @@ async def test_the_destination_page_offers_a_reset_while_synapse_backs_off(site:
         f"/federation/{quote(FAILING, safe='')}?reset=1",
     )
     assert "reset_connection" in api.calls
+
+
+async def test_metrics_tell_an_alert_who_is_not_delivering(site: Any) -> None:
+    api, client = site
+    text = (await client.get("/metrics")).text
+    assert 'homeport_federation_not_delivering_destinations{homeserver="internal"} 2.0' in text
+    assert 'homeport_federation_undelivered_destinations{homeserver="internal"} 3.0' in text
+    age = (
+        "homeport_federation_undelivered_age_seconds"
+        f'{{destination="{FAILING}",homeserver="internal"}} 160.0'
+    )
+    assert age in text
+    # A homeserver that does not answer has no figures, and says so.
+    assert 'homeport_federation_delivery_known{homeserver="external"} 0.0' in text
+    assert 'homeport_federation_undelivered_destinations{homeserver="external"}' not in text
+    # /metrics needs no login: scrapes in a burst reach Synapse once per homeserver.
+    for _ in range(20):
+        await client.get("/metrics")
+    assert sorted(c for c in api.calls if c.startswith("undelivered")) == [
+        "undelivered external",
+        "undelivered internal",
+    ]
 
 
 async def test_a_synapse_error_is_a_502_page(site: Any) -> None:

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from homeport.admin.present import destination_status, relative, when
+from homeport.admin.present import destination_status, not_delivering, relative, when
 from homeport.admin.sessions import SessionStore
 from homeport.admin.views.auth import safe_next
-from homeport.synapse.models import Destination, server_of
+from homeport.synapse.models import Destination, Undelivered, server_of
 
 WORKING = {
     "destination": "example.org",
@@ -43,7 +43,39 @@ WORKING = {
     ],
 )
 def test_destination_status(row: dict[str, Any], status: str) -> None:
-    assert destination_status(Destination.from_api(row)) == status
+    assert destination_status(Destination.from_api(row), None, NOW) == status
+
+
+NOW = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("row", "waiting_since", "status"),
+    [
+        # Synapse has recorded nothing yet (long retries): events wait all the same.
+        (WORKING, NOW - 31_000, "Not delivering"),
+        (WORKING, NOW - 30_000, "Not delivering"),
+        # A healthy server takes far less than the threshold; in flight is not late.
+        (WORKING, NOW - 29_000, "Working"),
+        ({**WORKING, "retry_last_ts": 1, "retry_interval": 5}, NOW - 29_000, "Failing"),
+        ({**WORKING, "retry_last_ts": 1, "retry_interval": 5}, NOW - 600_000, "Not delivering"),
+        ({**WORKING, "last_successful_stream_ordering": None}, NOW - 60_000, "Not delivering"),
+    ],
+)
+def test_not_delivering_is_about_waiting_events(
+    row: dict[str, Any], waiting_since: int, status: str
+) -> None:
+    waiting = Undelivered(str(row["destination"]), 2, waiting_since)
+    assert destination_status(Destination.from_api(row), waiting, NOW) == status
+
+
+def test_not_delivering_lists_the_longest_outage_first() -> None:
+    rows = [
+        Undelivered("b.example", 1, NOW - 40_000),
+        Undelivered("fresh.example", 1, NOW - 1_000),
+        Undelivered("a.example", 3, NOW - 90_000),
+    ]
+    assert [u.destination for u in not_delivering(rows, NOW)] == ["a.example", "b.example"]
 
 
 def test_backing_off_next_attempt_and_reset() -> None:

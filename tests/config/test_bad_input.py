@@ -61,6 +61,46 @@ CASES = [
         "set `policy.federation_domain_whitelist`",
     ),
     Case(
+        "retries-in-passthrough",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    synapse:\n      federation:\n        max_long_retries: 1",
+        ),
+        8,
+        "homeservers.internal.synapse.federation.max_long_retries",
+        "set `federation_retries.max_long_retries`",
+    ),
+    Case(
+        "retry-duration-without-unit",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    federation_retries:\n      destination_max_retry_interval: 60",
+        ),
+        7,
+        "homeservers.internal.federation_retries.destination_max_retry_interval",
+        "give it a unit, e.g. 30s",
+    ),
+    Case(
+        "retry-duration-typo",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    federation_retries:\n      max_long_retry_delay: 10 sec",
+        ),
+        7,
+        "homeservers.internal.federation_retries.max_long_retry_delay",
+        "not a duration",
+    ),
+    Case(
+        "retry-max-below-min",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    federation_retries:\n      destination_max_retry_interval: 10s",
+        ),
+        7,
+        "homeservers.internal.federation_retries.destination_max_retry_interval",
+        "make the maximum at least the minimum",
+    ),
+    Case(
         "policy-typo",
         _replace(
             "    port: {p0}", "    port: {p0}\n    policy:\n      rooms: {{federation: nevr}}"

@@ -46,7 +46,15 @@ async def test_the_destinations_page_is_synapse_s_own_with_room_counts(
         assert (ours.status_code, theirs.status_code) == (200, 200)
         body = ours.json()
         counts = body.pop("room_counts")
+        undelivered = body.pop("undelivered")
+        total, oldest = body.pop("undelivered_total"), body.pop("undelivered_oldest")
         assert body == theirs.json(), params
+        # Delivery state: only servers that lack events, and every one of them.
+        assert set(undelivered) <= set(counts)
+        assert total == len(oldest)
+        for row in oldest:
+            assert set(row) == {"destination", "rooms", "since"}
+            assert row["rooms"] >= 1
         assert set(counts) == {d["destination"] for d in body["destinations"]} | {
             "elsewhere.example.org"
         }
@@ -61,3 +69,35 @@ async def test_the_destinations_page_is_synapse_s_own_with_room_counts(
     assert (too_many.status_code, too_many.json()["errcode"]) == (400, "M_INVALID_PARAM")
     bad_order = await _get(pair_ssl, page_url, root, {"order_by": "password"})
     assert bad_order.status_code == 400
+    delivery = await _get(pair_ssl, f"{base}/_homeport/v1/delivery", alice, {})
+    assert (delivery.status_code, delivery.json()["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def test_the_module_s_own_orders_page_like_synapse(
+    pair: RunningDeployment, pair_ssl: ssl.SSLContext
+) -> None:
+    """Next attempt and undelivered since: Synapse's rows and totals, in the module's order."""
+    await share_a_room(pair, pair_ssl)
+    deployment = pair.deployment
+    base = deployment.homeservers["internal"].base_url
+    admin_id, admin_password = await pair.new_user("internal", admin=True)
+    root = (await access_token(deployment, "internal", admin_id, admin_password))[0]
+    page_url = f"{base}/_homeport/v1/destinations"
+    synapse_url = f"{base}/_synapse/admin/v1/federation/destinations"
+    everything = (await _get(pair_ssl, synapse_url, root, {})).json()
+    for order in ("next_attempt", "undelivered_since"):
+        for params in (
+            {"order_by": order},
+            {"order_by": order, "dir": "b"},
+            {"order_by": order, "limit": "1", "from": "1"},
+            {"order_by": order, "destination": "LOCALHOST"},
+        ):
+            answer = await _get(pair_ssl, page_url, root, params)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["total"] == everything["total"]
+            for row in body["destinations"]:
+                assert row in everything["destinations"], (params, row)
+    delivery = await _get(pair_ssl, f"{base}/_homeport/v1/delivery", root, {})
+    assert delivery.status_code == 200
+    assert delivery.json()["total"] == len(delivery.json()["undelivered"])

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import psycopg2
 import pytest
 
 from homeport.store.migrate import head_revision
 from homeport.trust import client_ssl_context
-from tests.harness import RunningDeployment, edit_yaml, init_deployment, status_json
+from tests.harness import (
+    RunningDeployment,
+    access_token,
+    edit_yaml,
+    homeport,
+    init_deployment,
+    status_json,
+)
 from tests.matrix import exchange_messages
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +46,9 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
         running.start()
         alice = dict(zip(("user_id", "password"), await running.new_user("internal"), strict=True))
         bob = dict(zip(("user_id", "password"), await running.new_user("external"), strict=True))
-        await exchange_messages(running, client_ssl_context(running.deployment), alice, bob, "pg")
+        room_id = await exchange_messages(
+            running, client_ssl_context(running.deployment), alice, bob, "pg"
+        )
 
         # External's users and events really live in PostgreSQL.
         with psycopg2.connect(postgres_database) as connection, connection.cursor() as cursor:
@@ -53,7 +67,48 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
             assert cursor.fetchone() == (head_revision(),)
         connection.close()
         assert status_json(config)["services"]["admin"]["state"] == "ready"
+        await _undelivered_on_postgresql(running, config, room_id, bob)
     finally:
         if running.process is not None:
             running.stop()
         running.kill_leftovers()
+
+
+async def _undelivered_on_postgresql(
+    running: RunningDeployment, config: Path, room_id: str, bob: dict[str, str]
+) -> None:
+    """The module's delivery query and its own order, on external's PostgreSQL."""
+    deployment = running.deployment
+    context = client_ssl_context(deployment)
+    external = deployment.homeservers["external"]
+    internal_name = deployment.homeservers["internal"].server_name
+    admin_id, admin_password = await running.new_user("external", admin=True)
+    root = (await access_token(deployment, "external", admin_id, admin_password))[0]
+    token = (await access_token(deployment, "external", bob["user_id"], bob["password"]))[0]
+    homeport("stop", "-c", str(config), "internal")
+    before_ms = int(time.time() * 1000)
+    async with httpx.AsyncClient(verify=context, timeout=30) as http:
+        sent = await http.put(
+            f"{external.base_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/"
+            f"m.room.message/{secrets.token_hex(4)}",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"msgtype": "m.text", "body": "while internal is away"},
+        )
+        assert sent.status_code == 200, sent.text
+        (waiting,) = status_json(config)["homeservers"]["external"]["federation"]["undelivered"]
+        assert waiting["destination"] == internal_name
+        assert waiting["rooms"] == 1
+        assert before_ms - 1000 <= waiting["since_ms"] <= int(time.time() * 1000)
+        ordered = await http.get(
+            f"{external.base_url}/_homeport/v1/destinations",
+            params={"order_by": "undelivered_since"},
+            headers={"Authorization": f"Bearer {root}"},
+        )
+        assert ordered.status_code == 200, ordered.text
+        assert ordered.json()["destinations"][0]["destination"] == internal_name
+        assert ordered.json()["undelivered"][internal_name]["rooms"] == 1
+    homeport("start", "-c", str(config), "internal", timeout=240)
+    deadline = time.monotonic() + 120
+    while status_json(config)["homeservers"]["external"]["federation"]["undelivered"]:
+        assert time.monotonic() < deadline, "external never caught up with internal"
+        await asyncio.sleep(1)

@@ -17,7 +17,9 @@ from homeport.config.starter import starter_text
 from homeport.policy.lint import CHECKS, Check, lint
 
 
-def deployment_text(internal: str = "", external: str = "", synapse_external: str = "") -> str:
+def deployment_text(
+    internal: str = "", external: str = "", synapse_external: str = "", retries_external: str = ""
+) -> str:
     def block(text: str) -> str:
         return textwrap.indent(textwrap.dedent(text).strip(), " " * 6) if text.strip() else ""
 
@@ -30,6 +32,8 @@ def deployment_text(internal: str = "", external: str = "", synapse_external: st
         text += "    policy:\n" + block(external) + "\n"
     if synapse_external.strip():
         text += "    synapse:\n" + block(synapse_external) + "\n"
+    if retries_external.strip():
+        text += "    federation_retries:\n" + block(retries_external) + "\n"
     return text
 
 
@@ -274,6 +278,57 @@ CASES = [
                 "policy.allow_public_rooms_over_federation",
             )
         },
+    ),
+    Case(
+        "Synapse's own retry settings: a failure shows after minutes, recovery after days",
+        deployment_text(
+            retries_external="max_long_retries: 10\nmax_long_retry_delay: 60s\n"
+            "destination_min_retry_interval: 10m\ndestination_max_retry_interval: 7d"
+        ),
+        {
+            ("retries-hide-outages", "external", "federation_retries.max_long_retries"),
+            (
+                "retries-hide-outages",
+                "external",
+                "federation_retries.destination_max_retry_interval",
+            ),
+        },
+    ),
+    Case(
+        "retrying a dead server every second",
+        deployment_text(
+            retries_external="destination_min_retry_interval: 1s\n"
+            "destination_max_retry_interval: 10s"
+        ),
+        {
+            (
+                "retries-hammer-dead-servers",
+                "external",
+                "federation_retries.destination_min_retry_interval",
+            )
+        },
+    ),
+    Case(
+        "a backoff capped too low",
+        deployment_text(
+            retries_external="destination_min_retry_interval: 10s\n"
+            "destination_max_retry_interval: 20s"
+        ),
+        {
+            (
+                "retries-hammer-dead-servers",
+                "external",
+                "federation_retries.destination_max_retry_interval",
+            )
+        },
+    ),
+    Case(
+        "Homeport's retry defaults, stated",
+        deployment_text(
+            retries_external="max_long_retries: 3\nmax_long_retry_delay: 10s\n"
+            "destination_min_retry_interval: 30s\ndestination_max_retry_interval: 1m"
+        ),
+        set(),
     ),
 ]
 

@@ -119,11 +119,34 @@ CASES = [
         "passthrough-merges-deeply",
         two(
             "    synapse:\n      rc_message: {per_second: 50}\n"
-            "      federation: {destination_min_retry_interval: 1s}\n"
+            "      federation: {client_timeout: 20s}\n"
         ),
         {
             "rc_message": {"per_second": 50, "burst_count": 30},
-            "federation": {"destination_min_retry_interval": "1s"},
+            "federation": {
+                "max_long_retries": 3,
+                "max_long_retry_delay": 10_000,
+                "destination_min_retry_interval": 30_000,
+                "destination_retry_multiplier": 2,
+                "destination_max_retry_interval": 60_000,
+                "client_timeout": "20s",
+            },
+        },
+    ),
+    Case(
+        "federation-retries-from-the-model",
+        two(
+            "    federation_retries: {max_long_retries: 5, destination_min_retry_interval: 2m,"
+            " destination_max_retry_interval: 1h}\n"
+        ),
+        {
+            "federation": {
+                "max_long_retries": 5,
+                "max_long_retry_delay": 10_000,
+                "destination_min_retry_interval": 120_000,
+                "destination_retry_multiplier": 2,
+                "destination_max_retry_interval": 3_600_000,
+            },
         },
     ),
     Case(

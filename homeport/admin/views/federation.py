@@ -10,17 +10,20 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from homeport.admin.actions import Action, last_action, record_action
-from homeport.admin.present import when
+from homeport.admin.present import not_delivering, when
 from homeport.admin.rows import destination_row, room_row, unknown_room_row
 from homeport.admin.site import current_login, site_of
 from homeport.policy.effective import effective_whitelist
 from homeport.synapse.admin_api import DestinationOrder, DestinationQuery, Direction
+from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S, spoken
 from homeport.verify.report import latest_report
 
 PAGE_SIZE = 25
 SORTABLE: dict[DestinationOrder, str] = {
     "destination": "Destination",
+    "undelivered_since": "Undelivered since",
     "retry_last_ts": "Last failed attempt",
+    "next_attempt": "Next attempt",
     "retry_interval": "Retry interval",
     "failure_ts": "First failed attempt",
     "last_successful_stream_ordering": "Last successful stream ordering",
@@ -66,12 +69,20 @@ async def federation(request: Request) -> Response:
     own = site.deployment.homeservers[name].server_name
     candidates = tuple(server for server in allowed or [] if server != own)
     query = DestinationQuery(start, PAGE_SIZE, order_by, direction, search)
-    page, counts = await admin.destinations_with_counts(query, also=candidates)
+    listing = await admin.destinations_with_counts(query, also=candidates)
+    page, counts = listing.page, listing.room_counts
     now = site.now_ms()
+    late = not_delivering(listing.oldest_undelivered or [], now)
     context: dict[str, Any] = {
         "destinations": [
-            destination_row(d, counts.get(d.destination, 0), now) for d in page.destinations
+            destination_row(
+                d, counts.get(d.destination, 0), listing.undelivered.get(d.destination), now
+            )
+            for d in page.destinations
         ],
+        "not_delivering": [(u.destination, when(u.since_ms, now)) for u in late[:5]],
+        "not_delivering_total": len(late),
+        "threshold": spoken(NOT_DELIVERING_AFTER_S),
         "total": page.total,
         "start": start,
         "page_size": PAGE_SIZE,
@@ -102,7 +113,9 @@ async def destination(request: Request) -> Response:
     if row is None:
         return site.templates.error(request, 404, f"{name} has no destination {server!r}.")
     start = offset(request)
-    listing = await admin.destination_rooms(server, start, PAGE_SIZE)
+    listing, (_, undelivered) = await asyncio.gather(
+        admin.destination_rooms(server, start, PAGE_SIZE), admin.facts([server])
+    )
     details = await asyncio.gather(*(admin.room(entry.room_id) for entry in listing.rooms))
     rooms = [
         room_row(room) if room is not None else unknown_room_row(entry.room_id)
@@ -121,7 +134,8 @@ async def destination(request: Request) -> Response:
         request,
         "destination.html",
         destination=server,
-        facts=destination_row(row, listing.total, now),
+        facts=destination_row(row, listing.total, undelivered.get(server), now),
+        threshold=spoken(NOT_DELIVERING_AFTER_S),
         rooms=rooms,
         start=start,
         page_size=PAGE_SIZE,

@@ -22,5 +22,7 @@ async def health(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    registry = site_of(request).metrics.registry
+    site = site_of(request)
+    await site.metrics.delivery.refresh(site.api, list(site.deployment.homeservers), site.clock)
+    registry = site.metrics.registry
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,89 @@
+"""Delivery metrics on `/metrics`: what an alert needs without anyone opening the page.
+
+`/metrics` needs no login, so the figures are read from the homeservers (as
+Homeport's service account) at most every REFRESH_S seconds, whoever asks
+and however often: a flood of scrapes never reaches Synapse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from prometheus_client import CollectorRegistry, Gauge
+
+from homeport.admin.api import Homeservers
+from homeport.clock import Clock
+from homeport.synapse.api import SynapseApiError
+from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S
+from homeport.synapse.models import Undelivered
+
+REFRESH_S = 10.0
+AGES_PER_HOMESERVER = 100  # bounded label cardinality, whatever the outage
+
+
+class DeliveryGauges:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.not_delivering = Gauge(
+            "homeport_federation_not_delivering_destinations",
+            f"Servers whose oldest undelivered event is {NOT_DELIVERING_AFTER_S:.0f} s old or more",
+            ["homeserver"],
+            registry=registry,
+        )
+        self.undelivered = Gauge(
+            "homeport_federation_undelivered_destinations",
+            "Servers that events are waiting for",
+            ["homeserver"],
+            registry=registry,
+        )
+        self.age = Gauge(
+            "homeport_federation_undelivered_age_seconds",
+            "Age of the oldest event each server lacks (the longest waiting per homeserver)",
+            ["homeserver", "destination"],
+            registry=registry,
+        )
+        self.known = Gauge(
+            "homeport_federation_delivery_known",
+            "1 when the homeserver answered the delivery query, 0 when it did not",
+            ["homeserver"],
+            registry=registry,
+        )
+        self._read_at: float | None = None
+        self._counted: set[str] = set()  # homeservers whose counts are shown
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, api: Homeservers, names: list[str], clock: Clock) -> None:
+        """Read every homeserver's delivery state, unless it was read less than REFRESH_S ago."""
+        async with self._lock:
+            if self._read_at is not None and clock.monotonic() - self._read_at < REFRESH_S:
+                return
+            self._read_at = clock.monotonic()
+            answers = await asyncio.gather(*(_read(api, name) for name in names))
+            now_ms = int(clock.time() * 1000)
+            self.age.clear()
+            for name, answer in zip(names, answers, strict=True):
+                self._show(name, answer, now_ms)
+
+    def _show(self, name: str, answer: tuple[list[Undelivered], int] | None, now_ms: int) -> None:
+        if answer is None:
+            self.known.labels(name).set(0)
+            if name in self._counted:  # no figure rather than a stale one
+                self.not_delivering.remove(name)
+                self.undelivered.remove(name)
+                self._counted.discard(name)
+            return
+        rows, total = answer
+        self.known.labels(name).set(1)
+        self._counted.add(name)
+        self.undelivered.labels(name).set(total)
+        late = sum(1 for row in rows if row.age_s(now_ms) >= NOT_DELIVERING_AFTER_S)
+        self.not_delivering.labels(name).set(late)
+        for row in rows[:AGES_PER_HOMESERVER]:
+            self.age.labels(name, row.destination).set(row.age_s(now_ms))
+
+
+async def _read(api: Homeservers, name: str) -> tuple[list[Undelivered], int] | None:
+    try:
+        return await api.undelivered(name)
+    except (SynapseApiError, httpx.HTTPError, OSError):
+        return None
