@@ -1,8 +1,10 @@
-"""Delivery metrics on `/metrics`: what an alert needs without anyone opening the page.
+"""Every homeserver's undelivered destinations: the Federation tab's alert and `/metrics`.
 
-`/metrics` needs no login, so the figures are read from the homeservers (as
-Homeport's service account) at most every REFRESH_S seconds, whoever asks
-and however often: a flood of scrapes never reaches Synapse.
+A snapshot read from the homeservers (as Homeport's service account) at
+most every REFRESH_S seconds, whoever asks and however often: `/metrics`
+needs no login, and a flood of scrapes or page loads never reaches Synapse.
+Each page of the tab reads its own rows fresh; the snapshot only says which
+servers beyond the page lack events.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ REFRESH_S = 10.0
 AGES_PER_HOMESERVER = 100  # bounded label cardinality, whatever the outage
 
 
-class DeliveryGauges:
+class DeliverySnapshot:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.not_delivering = Gauge(
             "homeport_federation_not_delivering_destinations",
@@ -50,6 +52,8 @@ class DeliveryGauges:
         )
         self._read_at: float | None = None
         self._counted: set[str] = set()  # homeservers whose counts are shown
+        # Homeserver -> (the longest waiting first, how many), None when it did not answer.
+        self.latest: dict[str, tuple[list[Undelivered], int] | None] = {}
         self._lock = asyncio.Lock()
 
     async def refresh(self, api: Homeservers, names: list[str], clock: Clock) -> None:
@@ -62,6 +66,7 @@ class DeliveryGauges:
             now_ms = int(clock.time() * 1000)
             self.age.clear()
             for name, answer in zip(names, answers, strict=True):
+                self.latest[name] = answer
                 self._show(name, answer, now_ms)
 
     def _show(self, name: str, answer: tuple[list[Undelivered], int] | None, now_ms: int) -> None:

@@ -51,11 +51,17 @@ class When:
 
 
 def relative(delta_seconds: float) -> str:
-    """'in 8 min', '3 h ago', 'just now'."""
+    """'in 8 min', '3 h ago', '31 s ago', 'just now'.
+
+    Seconds count in an outage (the Federation tab's threshold is 30 s), so
+    under a minute they are said as such.
+    """
     future = delta_seconds > 0
     seconds = abs(delta_seconds)
-    if seconds < 45:
+    if seconds < 5:
         return "in a few seconds" if future else "just now"
+    if seconds < 45:
+        return f"in {round(seconds)} s" if future else f"{round(seconds)} s ago"
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size * 0.9 or unit == "min":
             amount = max(1, round(seconds / size))

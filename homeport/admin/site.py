@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from homeport.admin.api import Homeservers
-from homeport.admin.delivery import DeliveryGauges
+from homeport.admin.delivery import DeliverySnapshot
 from homeport.admin.sessions import Login, Session, SessionStore
 from homeport.clock import Clock
 from homeport.config.deployment import Deployment
@@ -40,7 +40,7 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
-        self.delivery = DeliveryGauges(self.registry)
+        self.delivery = DeliverySnapshot(self.registry)
 
 
 class Templates:

@@ -60,6 +60,15 @@ homeservers:
       # whatever the client asks, enforced by the Homeport Synapse module.
       rooms:
         federation: never
+    # How soon Synapse notices that a server it sends to is down, and how soon
+    # it retries one that is back (docs/configuration.md); Homeport's defaults,
+    # for an organisation's own servers: a failure shows within 34 s, a server
+    # that is back gets its events within 2 minutes.
+    # federation_retries:
+    #   max_long_retries: 3
+    #   max_long_retry_delay: 10s
+    #   destination_min_retry_interval: 30s
+    #   destination_max_retry_interval: 1m
     # Any other Synapse setting, merged over what Homeport renders, e.g.:
     # synapse:
     #   max_upload_size: 100M

@@ -79,10 +79,6 @@ class DestinationListing:
     page: DestinationPage
     room_counts: dict[str, int]
     undelivered: dict[str, Undelivered]  # listed servers that lack events
-    # Every server that lacks events, longest waiting first (the first 1000),
-    # and how many there are: None when this Synapse cannot tell.
-    oldest_undelivered: list[Undelivered] | None = None
-    undelivered_total: int | None = None
 
 
 def _undelivered(body: dict[str, Any]) -> dict[str, Undelivered]:
@@ -90,10 +86,6 @@ def _undelivered(body: dict[str, Any]) -> dict[str, Undelivered]:
         name: Undelivered.from_api(name, facts)
         for name, facts in (body.get("undelivered") or {}).items()
     }
-
-
-def _rows(rows: list[dict[str, Any]]) -> list[Undelivered]:
-    return [Undelivered.from_api(str(row["destination"]), row) for row in rows]
 
 
 def _quoted(value: str) -> str:
@@ -224,13 +216,7 @@ class SynapseAdmin:
                 raise
         else:
             counts = {d: int(n) for d, n in body.get("room_counts", {}).items()}
-            return DestinationListing(
-                DestinationPage.from_api(body),
-                counts,
-                _undelivered(body),
-                _rows(body.get("undelivered_oldest") or []),
-                int(body.get("undelivered_total") or 0),
-            )
+            return DestinationListing(DestinationPage.from_api(body), counts, _undelivered(body))
         if query.order_by not in SYNAPSE_ORDERS:
             query = DestinationQuery(query.start, query.limit, "destination", "f", query.search)
         page = await self.destinations(query)
@@ -241,7 +227,7 @@ class SynapseAdmin:
     async def undelivered(self) -> tuple[list[Undelivered], int]:
         """Every destination that lacks events, the longest waiting first (the first 1000)."""
         body = await self.client.request("GET", DELIVERY_PATH)
-        rows = _rows(body.get("undelivered") or [])
+        rows = [Undelivered.from_api(str(r["destination"]), r) for r in body["undelivered"]]
         return rows, int(body.get("total", len(rows)))
 
     async def destination(self, destination: str) -> Destination | None:

@@ -55,37 +55,40 @@ MAX_UNDELIVERED = 1000
 NEXT_ATTEMPT = "next_attempt"
 UNDELIVERED_SINCE = "undelivered_since"
 
-# Per room whose events a destination lacks: the first event after the last
-# one it received, sent by a local user (Synapse sends only those). With no
-# successful transaction ever, the latest event stands for the outage.
-_WAITING_ROOMS = """
-    SELECT dr.destination AS destination,
-        COALESCE(
+# Delivery state, per destination: how many rooms hold events it lacks, and
+# when the oldest of those was sent. A room's waiting events begin after the
+# last event the destination received (with none ever, the room's latest
+# stands for the outage); the oldest is the first event after that point
+# sent by a local user (Synapse sends only those). Destinations in one outage
+# share (room, point) gaps, so each gap is looked up once.
+_UNDELIVERED = """
+    WITH waiting AS (
+        SELECT dr.destination AS destination, dr.room_id AS room_id,
+            dr.stream_ordering AS latest,
+            COALESCE(d.last_successful_stream_ordering, dr.stream_ordering - 1) AS after
+        FROM destination_rooms AS dr
+        LEFT JOIN destinations AS d ON d.destination = dr.destination
+        WHERE dr.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0) {only}
+    ), gaps AS (
+        SELECT DISTINCT room_id, after FROM waiting
+    ), firsts AS (
+        SELECT g.room_id AS room_id, g.after AS after,
             (SELECT e1.stream_ordering FROM events AS e1
-                WHERE e1.room_id = dr.room_id
-                AND e1.stream_ordering > COALESCE(
-                    d.last_successful_stream_ordering, dr.stream_ordering - 1)
-                AND e1.stream_ordering <= dr.stream_ordering
+                WHERE e1.room_id = g.room_id AND e1.stream_ordering > g.after
                 AND e1.sender LIKE ? ESCAPE '!'
-                ORDER BY e1.stream_ordering LIMIT 1),
-            dr.stream_ordering
-        ) AS first_waiting
-    FROM destination_rooms AS dr
-    LEFT JOIN destinations AS d ON d.destination = dr.destination
-    WHERE dr.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0)
-"""
-# Per destination: how many rooms wait, and when the oldest waiting event was sent.
-_UNDELIVERED = f"""
-    SELECT g.destination AS destination, g.rooms AS rooms,
-        COALESCE(e.received_ts, e.origin_server_ts) AS since
-    FROM (
+                ORDER BY e1.stream_ordering LIMIT 1) AS first_waiting
+        FROM gaps AS g
+    ), per_destination AS (
         SELECT w.destination AS destination, COUNT(*) AS rooms,
-            MIN(w.first_waiting) AS first_waiting
-        FROM ({_WAITING_ROOMS} {{only}}) AS w
+            MIN(COALESCE(f.first_waiting, w.latest)) AS first_waiting
+        FROM waiting AS w
+        JOIN firsts AS f ON f.room_id = w.room_id AND f.after = w.after
         GROUP BY w.destination
-    ) AS g
-    LEFT JOIN events AS e ON e.stream_ordering = g.first_waiting
-"""  # noqa: S608 - constant fragments; every value is a placeholder
+    )
+    SELECT p.destination, p.rooms, COALESCE(e.received_ts, e.origin_server_ts)
+    FROM per_destination AS p
+    LEFT JOIN events AS e ON e.stream_ordering = p.first_waiting
+"""
 
 
 def _count_rooms(txn: Any, destinations: list[str]) -> dict[str, int]:
@@ -101,17 +104,12 @@ def _count_rooms(txn: Any, destinations: list[str]) -> dict[str, int]:
 
 
 def _facts(
-    txn: Any, server_name: str, destinations: list[str], everyone: bool = False
+    txn: Any, server_name: str, destinations: list[str]
 ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """Room counts of some destinations, and what they (or all destinations) lack.
-
-    One transaction; waiting events are rare, so reading all of them costs
-    little more than reading a page's.
-    """
-    counts = _count_rooms(txn, destinations) if destinations else {}
-    if everyone:
-        return counts, _undelivered(txn, server_name, None)
-    return counts, _undelivered(txn, server_name, destinations) if destinations else {}
+    """Room counts of a page of destinations and what each lacks, in one transaction."""
+    if not destinations:
+        return {}, {}
+    return _count_rooms(txn, destinations), _undelivered(txn, server_name, destinations)
 
 
 def _oldest(waiting: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
@@ -133,13 +131,14 @@ def _undelivered(
     txn: Any, server_name: str, destinations: list[str] | None
 ) -> dict[str, dict[str, int]]:
     """Destination -> {rooms, since}, for the named destinations or all that lack events."""
-    args: list[Any] = [_local_senders(server_name)]
+    args: list[Any] = []
     only = ""
     if destinations is not None:
         if not destinations:
             return {}
         only = f"AND dr.destination IN ({', '.join('?' for _ in destinations)})"
         args.extend(destinations)
+    args.append(_local_senders(server_name))
     txn.execute(_UNDELIVERED.format(only=only), args)
     return {
         str(row[0]): {"rooms": int(row[1]), "since": int(row[2] or 0)} for row in txn.fetchall()
@@ -157,29 +156,48 @@ def _paginate_own_order(
 ) -> tuple[list[tuple[Any, ...]], int]:
     """Synapse's destinations page (same search, same columns) in an order of the module's.
 
-    Destinations with no next attempt, or nothing waiting, come last either way.
+    Destinations with no next attempt, or nothing waiting, come last either
+    way, by name.
     """
     where, args = "", []
     if search:
         where, args = "WHERE LOWER(d.destination) LIKE ?", ["%" + search.lower() + "%"]
+    columns = (
+        "d.destination, d.retry_last_ts, d.retry_interval, d.failure_ts,"
+        " d.last_successful_stream_ordering"
+    )
     txn.execute(f"SELECT COUNT(*) FROM destinations AS d {where}", args)  # noqa: S608
     total = int(txn.fetchone()[0])
     order = "DESC" if descending else "ASC"
     if order_by == NEXT_ATTEMPT:
-        joined = ""
         key = "CASE WHEN d.retry_interval > 0 THEN d.retry_last_ts + d.retry_interval END"
-        join_args: list[Any] = []
-    else:
-        joined = f"LEFT JOIN ({_UNDELIVERED.format(only='')}) AS u ON u.destination = d.destination"
-        key = "u.since"
-        join_args = [_local_senders(server_name)]
-    txn.execute(
-        "SELECT d.destination, d.retry_last_ts, d.retry_interval, d.failure_ts,"  # noqa: S608
-        f" d.last_successful_stream_ordering FROM destinations AS d {joined} {where}"
-        f" ORDER BY ({key}) IS NULL, {key} {order}, d.destination ASC LIMIT ? OFFSET ?",
-        [*join_args, *args, limit, start],
+        txn.execute(
+            f"SELECT {columns} FROM destinations AS d {where}"  # noqa: S608
+            f" ORDER BY ({key}) IS NULL, {key} {order}, d.destination ASC LIMIT ? OFFSET ?",
+            [*args, limit, start],
+        )
+        return [tuple(row) for row in txn.fetchall()], total
+    # Undelivered since: the destinations that lack events are few even in a
+    # large outage; sort them here, then continue with the rest by name.
+    waiting = _undelivered(txn, server_name, None)
+    txn.execute(f"SELECT d.destination FROM destinations AS d {where} ORDER BY 1", args)  # noqa: S608
+    matching = [str(row[0]) for row in txn.fetchall()]
+    late = sorted(
+        (name for name in matching if name in waiting),
+        key=lambda name: (waiting[name]["since"], name),
+        reverse=descending,
     )
-    return [tuple(row) for row in txn.fetchall()], total
+    rest = [name for name in matching if name not in waiting]
+    names = (late + rest)[start : start + limit]
+    if not names:
+        return [], total
+    txn.execute(
+        f"SELECT {columns} FROM destinations AS d"  # noqa: S608
+        f" WHERE d.destination IN ({', '.join('?' for _ in names)})",
+        names,
+    )
+    rows = {str(row[0]): tuple(row) for row in txn.fetchall()}
+    return [rows[name] for name in names if name in rows], total
 
 
 def _delivery_resource(api: Any) -> Any:
@@ -293,14 +311,11 @@ def _destinations_resource(api: Any, paginate: Any) -> Any:
             if start + limit < total:
                 body["next_token"] = str(start + len(rows))
             names = list(dict.fromkeys([row[0] for row in rows] + also))
-            counts, waiting = await api.run_db_interaction(
-                "homeport_destination_facts", _facts, api.server_name, names, True
+            counts, undelivered = await api.run_db_interaction(
+                "homeport_destination_facts", _facts, api.server_name, names
             )
             body["room_counts"] = counts
-            body["undelivered"] = {name: waiting[name] for name in names if name in waiting}
-            # Beyond this page too: the longest waiting, for the tab's summary.
-            body["undelivered_total"] = len(waiting)
-            body["undelivered_oldest"] = _oldest(waiting)
+            body["undelivered"] = undelivered
             return 200, body
 
     return Destinations()

@@ -94,8 +94,10 @@ def test_backing_off_next_attempt_and_reset() -> None:
     [
         (480, "in 8 min"),
         (-10_800, "3 h ago"),
-        (5, "in a few seconds"),
-        (-5, "just now"),
+        (3, "in a few seconds"),
+        (-3, "just now"),
+        (-31, "31 s ago"),
+        (29.6, "in 30 s"),
         (-60, "1 min ago"),
         (2 * 86_400, "in 2 d"),
     ],

@@ -72,7 +72,9 @@ async def federation(request: Request) -> Response:
     listing = await admin.destinations_with_counts(query, also=candidates)
     page, counts = listing.page, listing.room_counts
     now = site.now_ms()
-    late = not_delivering(listing.oldest_undelivered or [], now)
+    delivery = site.metrics.delivery
+    await delivery.refresh(site.api, list(site.deployment.homeservers), site.clock)
+    late = not_delivering((delivery.latest.get(name) or ([], 0))[0], now)
     context: dict[str, Any] = {
         "destinations": [
             destination_row(
