@@ -9,7 +9,9 @@ A creation request is rewritten, not refused: Element and other clients never
 ask about federation, and refusing their requests would make room creation
 fail for everyone. A client that explicitly asks for `m.federate: true` gets
 a non-federated room too; the policy wins. Upgrades of such rooms stay
-non-federated (Synapse copies `m.federate` into the new room).
+non-federated (Synapse copies `m.federate` into the new room); upgrading a
+federated room (created elsewhere, or before the policy) from such a server
+is refused, since the new room would be created here, federated.
 
 It also serves the admin website's Federation tab in one request per page,
 server admins only. Synapse's admin API counts the rooms of one destination
@@ -53,6 +55,11 @@ ROOM_COUNTS_PATH = "/_homeport/v1/destination_room_counts"
 DESTINATIONS_PATH = "/_homeport/v1/destinations"
 DELIVERY_PATH = "/_homeport/v1/delivery"
 MAX_DESTINATIONS = 200
+UPGRADE_REFUSED = (
+    "This server creates only non-federated rooms (rooms.federation: never), and "
+    "upgrading this room would create a federated one here. Upgrade it from a server "
+    "whose users may create federated rooms."
+)
 
 
 def _delivery_resource(api: Any) -> Any:
@@ -180,6 +187,8 @@ class HomeportModule:
     def __init__(self, config: dict[str, Any], api: Any) -> None:
         self._rooms_federate = config.get("rooms_federation", "creator_choice") != "never"
         api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
+        if not self._rooms_federate:
+            api.register_spam_checker_callbacks(user_may_create_room=self.user_may_create_room)
         api.register_web_resource(ROOM_COUNTS_PATH, _room_counts_resource(api))
         paginate = getattr(getattr(api, "_store", None), "get_destinations_paginate", None)
         api.register_web_resource(DELIVERY_PATH, _delivery_resource(api))
@@ -210,3 +219,21 @@ class HomeportModule:
                 requester.user.to_string(),
             )
         creation_content["m.federate"] = False
+
+    async def user_may_create_room(self, user_id: str, room_config: dict[str, Any]) -> Any:
+        """Refuse a federated room that `on_create_room` did not see: a room upgrade.
+
+        Synapse's upgrade (`clone_existing_room`) skips `on_create_room` and
+        copies `m.federate` from the old room, so upgrading a federated room
+        (created elsewhere, or before the policy) would create a federated room
+        here. It asks this check, for server admins too, before the new room
+        has any event and before the old one is tombstoned. `/createRoom` asks
+        it after `on_create_room`, so its requests always pass.
+        """
+        from synapse.api.errors import Codes
+        from synapse.module_api import NOT_SPAM
+
+        if room_config.get("creation_content", {}).get("m.federate") is False:
+            return NOT_SPAM
+        logger.info("homeport: refused a federated room for %s (rooms.federation: never)", user_id)
+        return Codes.FORBIDDEN, {"error": UPGRADE_REFUSED}

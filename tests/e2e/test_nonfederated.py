@@ -73,3 +73,108 @@ async def test_rooms_created_on_a_creator_choice_server_federate_by_default(
             external.base_url, bob.access_token, created.room_id, pair_ssl
         )
         assert content.get("m.federate", True) is True
+
+
+async def _as(
+    ctx: ssl.SSLContext, method: str, url: str, token: str, **kwargs: object
+) -> httpx.Response:
+    async with httpx.AsyncClient(verify=ctx, timeout=60) as http:
+        return await http.request(
+            method,
+            url,
+            headers={"Authorization": f"Bearer {token}"},
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.parametrize("admin", [False, True], ids=["user", "server-admin"])
+async def test_an_upgrade_cannot_create_a_federated_room_on_a_never_server(
+    pair: RunningDeployment, pair_ssl: ssl.SSLContext, admin: bool
+) -> None:
+    """A room upgrade is a room creation: from internal, a federated room stays where it is."""
+    internal = pair.deployment.homeservers["internal"]
+    external = pair.deployment.homeservers["external"]
+    alice_id, alice_pw = await pair.new_user("internal", admin=admin)
+    bob_id, bob_pw = await pair.new_user("external")
+    async with (
+        logged_in(internal.base_url, alice_id, alice_pw, pair_ssl) as alice,
+        logged_in(external.base_url, bob_id, bob_pw, pair_ssl) as bob,
+    ):
+        # Bob's federated room on external; alice (internal) may upgrade it (power 150, v12).
+        created = await _as(
+            pair_ssl,
+            "POST",
+            f"{external.base_url}/_matrix/client/v3/createRoom",
+            bob.access_token,
+            json={
+                "preset": "public_chat",
+                "power_level_content_override": {"users": {alice_id: 150}},
+            },
+        )
+        assert created.status_code == 200, created.text
+        room_id = created.json()["room_id"]
+        joined = await _as(
+            pair_ssl,
+            "POST",
+            f"{internal.base_url}/_matrix/client/v3/join/{quote(room_id)}",
+            alice.access_token,
+            params={"server_name": external.server_name},
+            json={},
+        )
+        assert joined.status_code == 200, joined.text
+        version = (await _create_content(external.base_url, bob.access_token, room_id, pair_ssl))[
+            "room_version"
+        ]
+
+        upgraded = await _as(
+            pair_ssl,
+            "POST",
+            f"{internal.base_url}/_matrix/client/v3/rooms/{quote(room_id)}/upgrade",
+            alice.access_token,
+            json={"new_version": version},
+        )
+        assert (upgraded.status_code, upgraded.json()["errcode"]) == (403, "M_FORBIDDEN")
+        assert "rooms.federation: never" in upgraded.json()["error"]
+        # Nothing happened: the old room is not tombstoned, on either server.
+        for base, token in (
+            (internal.base_url, alice.access_token),
+            (external.base_url, bob.access_token),
+        ):
+            tombstone = await _as(
+                pair_ssl,
+                "GET",
+                f"{base}/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.tombstone/",
+                token,
+            )
+            assert (tombstone.status_code, tombstone.json()["errcode"]) == (404, "M_NOT_FOUND")
+
+        # From external, where rooms may federate, the same upgrade works.
+        from_external = await _as(
+            pair_ssl,
+            "POST",
+            f"{external.base_url}/_matrix/client/v3/rooms/{quote(room_id)}/upgrade",
+            bob.access_token,
+            json={"new_version": version},
+        )
+        assert from_external.status_code == 200, from_external.text
+
+        # A non-federated room of internal upgrades as before, and stays non-federated.
+        own = await _as(
+            pair_ssl,
+            "POST",
+            f"{internal.base_url}/_matrix/client/v3/createRoom",
+            alice.access_token,
+            json={"preset": "private_chat"},
+        )
+        assert own.status_code == 200, own.text
+        own_upgrade = await _as(
+            pair_ssl,
+            "POST",
+            f"{internal.base_url}/_matrix/client/v3/rooms/{quote(own.json()['room_id'])}/upgrade",
+            alice.access_token,
+            json={"new_version": version},
+        )
+        assert own_upgrade.status_code == 200, own_upgrade.text
+        successor = own_upgrade.json()["replacement_room"]
+        content = await _create_content(internal.base_url, alice.access_token, successor, pair_ssl)
+        assert content.get("m.federate") is False
