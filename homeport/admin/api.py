@@ -59,6 +59,10 @@ class Homeservers(Protocol):
         """End a token; quietly, when it is gone already or the server is down."""
         ...
 
+    async def is_admin(self, name: str, token: str, user_id: str) -> bool:
+        """Whether the token still belongs to a server admin (False when it is gone)."""
+        ...
+
     def admin(self, name: str, token: str) -> HomeserverAdmin: ...
 
     async def undelivered(self, name: str) -> tuple[list[Undelivered], int]:

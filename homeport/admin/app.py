@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -28,8 +28,23 @@ from homeport.admin.middleware import (
     SecurityHeadersMiddleware,
     SessionMiddleware,
 )
-from homeport.admin.sessions import SessionStore
-from homeport.admin.site import HERE, Metrics, Site, Templates, site_of
+from homeport.admin.sessions import PreLoginTokens, SessionStore
+from homeport.admin.site import (
+    HERE,
+    Metrics,
+    Site,
+    Templates,
+    log_out_ended,
+    session_or_none,
+    site_of,
+)
+from homeport.admin.throttle import (
+    ADDRESS_REFILL_SECONDS,
+    FAILURES_PER_USER,
+    LOGINS_PER_ADDRESS,
+    USER_REFILL_SECONDS,
+    Throttle,
+)
 from homeport.admin.views import auth, federation, policy, rooms, system
 from homeport.clock import Clock, SystemClock
 from homeport.config.deployment import Deployment
@@ -37,10 +52,22 @@ from homeport.synapse.api import SynapseApiError
 
 
 async def synapse_failed(request: Request, error: Exception) -> Response:
-    """Synapse answered with an error, or not at all: say so, as a 502."""
-    return site_of(request).templates.error(
-        request, 502, f"The homeserver answered with an error: {error}"
-    )
+    """Synapse answered with an error, or not at all: say so, as a 502.
+
+    A 401 (the token is gone) or 403 (no longer a server admin) ends the
+    session there and then, and logs its tokens out.
+    """
+    site = site_of(request)
+    session = session_or_none(request)
+    if (
+        session is not None
+        and isinstance(error, SynapseApiError)
+        and (error.status == 401 or (error.status == 403 and error.errcode == "M_FORBIDDEN"))
+    ):
+        site.sessions.end(session, "revoked")
+        await log_out_ended(site)
+        return RedirectResponse("/login?revoked=1", status_code=303)
+    return site.templates.error(request, 502, f"The homeserver answered with an error: {error}")
 
 
 def create_app(
@@ -61,9 +88,16 @@ def create_app(
         api=api,
         clock=clock,
         store=store,
-        sessions=SessionStore(deployment.admin.session_idle_minutes * 60, clock.monotonic),
+        sessions=SessionStore(
+            deployment.admin.session_idle_minutes * 60,
+            deployment.admin.session_lifetime_hours * 3600,
+            clock.monotonic,
+        ),
         templates=Templates(deployment),
         metrics=Metrics(),
+        prelogin=PreLoginTokens(),
+        logins_by_address=Throttle(LOGINS_PER_ADDRESS, ADDRESS_REFILL_SECONDS, clock.monotonic),
+        failures_by_user=Throttle(FAILURES_PER_USER, USER_REFILL_SECONDS, clock.monotonic),
     )
 
     @asynccontextmanager
@@ -71,8 +105,8 @@ def create_app(
         yield
         # Sessions live in memory and die with the website: so do their tokens.
         for session in site.sessions.all():
-            for name, login in session.logins.items():
-                await api.logout(name, login.access_token)
+            site.sessions.end(session, "website stopped")
+        await log_out_ended(site)
 
     app = Starlette(
         routes=[

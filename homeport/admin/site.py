@@ -14,13 +14,15 @@ from starlette.responses import HTMLResponse
 
 from homeport.admin.api import Homeservers
 from homeport.admin.delivery import DeliverySnapshot
-from homeport.admin.sessions import Login, Session, SessionStore
+from homeport.admin.sessions import Login, PreLoginTokens, Session, SessionStore
+from homeport.admin.throttle import Throttle
 from homeport.clock import Clock
 from homeport.config.deployment import Deployment
 
 HERE = Path(__file__).parent
 SESSION_SCOPE_KEY = "homeport_session"
 NEW_SESSION_SCOPE_KEY = "homeport_new_session"
+PRELOGIN_SCOPE_KEY = "homeport_prelogin"  # the login form's CSRF token, before any session
 
 
 class Metrics:
@@ -63,7 +65,7 @@ class Templates:
             session=session,
             homeservers=self._deployment.homeservers,
             current=session.current if session else None,
-            csrf_token=session.csrf_token if session else "",
+            csrf_token=session.csrf_token if session else request.scope.get(PRELOGIN_SCOPE_KEY, ""),
             **context,
         )
         return HTMLResponse(html, status_code=status_code)
@@ -83,6 +85,10 @@ class Site:
     sessions: SessionStore
     templates: Templates
     metrics: Metrics
+    prelogin: PreLoginTokens
+    # Login attempts per client address, failed ones per user name (throttle.py).
+    logins_by_address: Throttle
+    failures_by_user: Throttle
 
     def now_ms(self) -> int:
         return int(self.clock.time() * 1000)
@@ -91,6 +97,12 @@ class Site:
 def site_of(request: Request) -> Site:
     site: Site = request.app.state.site
     return site
+
+
+def session_or_none(request: Request) -> Session | None:
+    """The session, on the pages reachable before login (where there may be none)."""
+    session: Session | None = request.scope.get(SESSION_SCOPE_KEY)
+    return session
 
 
 def session_of(request: Request) -> Session:
@@ -106,3 +118,10 @@ def current_login(request: Request) -> tuple[str, Login]:
         name = next(iter(session.logins))
         session.current = name
     return name, session.logins[name]
+
+
+async def log_out_ended(site: Site) -> None:
+    """Log out the Matrix tokens of every session that ended, however it ended."""
+    for session in site.sessions.drain_ended():
+        for name, login in session.logins.items():
+            await site.api.logout(name, login.access_token)

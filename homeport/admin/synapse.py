@@ -65,6 +65,14 @@ class LiveHomeservers:
             raise NotAdminError(login.user_id)
         return login.user_id, login.access_token
 
+    async def is_admin(self, name: str, token: str, user_id: str) -> bool:
+        try:
+            return await self.admin(name, token).is_admin(user_id)
+        except SynapseApiError as error:
+            if error.status == 401:  # logged out, deactivated
+                return False
+            raise
+
     async def logout(self, name: str, token: str) -> None:
         # Already logged out, or the server is down: the token is gone with us anyway.
         with contextlib.suppress(SynapseApiError, httpx.HTTPError, OSError):

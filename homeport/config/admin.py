@@ -22,6 +22,12 @@ class AdminWebsite(StrictModel):
     session_idle_minutes: float = Field(
         default=30, gt=0, le=24 * 60, description="A session without requests ends after this."
     )
+    session_lifetime_hours: float = Field(
+        default=12,
+        gt=0,
+        le=7 * 24,
+        description="A session ends this long after its login, however active.",
+    )
 
     @property
     def url(self) -> str:

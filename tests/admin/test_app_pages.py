@@ -125,13 +125,20 @@ class RecordedHomeservers:
     calls: list[str] = field(default_factory=list)
     logged_out: list[str] = field(default_factory=list)
     fail_with: SynapseApiError | None = None
+    admins: set[str] = field(default_factory=lambda: {"root"})
+    issued: int = 0
 
     async def login(self, name: str, user: str, password: str) -> tuple[str, str]:
         if password != "right":
             raise SynapseApiError(403, "M_FORBIDDEN", "Invalid username or password")
-        if user != "root":
+        if user not in self.admins:
             raise NotAdminError(f"@{user}:{name}")
-        return f"@root:{name}", f"token-{len(self.calls)}"
+        self.issued += 1
+        return f"@{user}:{name}", f"token-{self.issued}"
+
+    async def is_admin(self, name: str, token: str, user_id: str) -> bool:
+        self.calls.append(f"is_admin {user_id}")
+        return user_id.split(":")[0][1:] in self.admins
 
     async def logout(self, name: str, token: str) -> None:
         self.logged_out.append(token)
@@ -302,3 +309,147 @@ async def test_the_rendered_policy_page_says_what_verify_expects() -> None:
                         first,
                         second,
                     )
+
+
+async def test_anonymous_requests_store_nothing_and_push_no_admin_out() -> None:
+    api = RecordedHomeservers()
+    app = create_app(STARTER, api, FixedClock(CLOCK.now))
+    site = app.state.site
+    async with browser(app) as admin:
+        assert (await log_in(admin, "internal", "root", "right")).status_code == 303
+        async with browser(app, "203.0.113.9") as stranger:
+            for _ in range(300):
+                stranger.cookies.clear()
+                assert (await stranger.get("/federation")).status_code == 303
+                assert (await stranger.get("/login")).status_code == 200
+        assert len(site.sessions) == 1  # the admin's, and nothing for the stranger
+        assert (await admin.get("/federation")).status_code == 200
+
+
+async def test_a_forged_pre_login_cookie_cannot_log_in() -> None:
+    async with browser(create_app(STARTER, RecordedHomeservers(), FixedClock(CLOCK.now))) as client:
+        form = await client.get("/login")
+        token = csrf_token(form.text)
+        client.cookies.set("__Host-homeport_login", f"{token}.{'0' * 64}", domain="admin.test")
+        answer = await client.post(
+            "/login",
+            data={"csrf_token": token, "homeserver": "internal", "username": "root",
+                  "password": "right"},
+        )  # fmt: skip
+        assert answer.status_code == 403
+
+
+async def test_logins_are_throttled_per_address_and_per_user() -> None:
+    api = RecordedHomeservers()
+    clock = FixedClock(CLOCK.now)
+    app = create_app(STARTER, api, clock)
+    async with browser(app, "198.51.100.7") as guesser:
+        for _ in range(10):
+            assert (await log_in(guesser, "internal", f"u{_}", "guess")).status_code == 400
+        throttled = await log_in(guesser, "internal", "root", "right")
+        assert throttled.status_code == 429
+        assert throttled.headers["retry-after"] == "30"
+        assert "Too many login attempts" in throttled.text
+        clock.now += 30
+        assert (await log_in(guesser, "internal", "root", "right")).status_code == 303
+    # Five wrong passwords for root, from five addresses: root's name is throttled.
+    for n in range(5):
+        async with browser(app, f"192.0.2.{n}") as other:
+            assert (await log_in(other, "internal", "root", "wrong")).status_code == 400
+    async with browser(app, "192.0.2.99") as fresh:
+        answer = await log_in(fresh, "internal", "ROOT", "right")
+        assert (answer.status_code, answer.headers["retry-after"]) == (429, "60")
+        # Other admins and other homeservers are not affected.
+        assert (await log_in(fresh, "external", "root", "right")).status_code == 303
+
+
+async def test_a_demoted_admin_is_logged_out_within_a_minute() -> None:
+    api = RecordedHomeservers()
+    clock = FixedClock(CLOCK.now)
+    async with browser(create_app(STARTER, api, clock)) as client:
+        assert (await log_in(client, "internal", "root", "right")).status_code == 303
+        assert (await client.get("/policy")).status_code == 200  # needs no Synapse call
+        api.admins.discard("root")  # demoted in Synapse
+        clock.now += 30
+        assert (await client.get("/policy")).status_code == 200  # checked less than 60 s ago
+        clock.now += 31
+        answer = await client.get("/policy")
+        assert (answer.status_code, answer.headers["location"]) == (
+            303,
+            "/login?next=%2Fpolicy&revoked=1",
+        )
+        assert api.logged_out == ["token-1"]
+        assert "no longer accepts your login" in (await client.get(answer.headers["location"])).text
+
+
+async def test_a_401_from_synapse_ends_the_session_and_its_token() -> None:
+    api = RecordedHomeservers()
+    async with browser(create_app(STARTER, api, FixedClock(CLOCK.now))) as client:
+        assert (await log_in(client, "internal", "root", "right")).status_code == 303
+        api.fail_with = SynapseApiError(401, "M_UNKNOWN_TOKEN", "Invalid access token")
+        answer = await client.get("/rooms")
+        assert (answer.status_code, answer.headers["location"]) == (303, "/login?revoked=1")
+        assert api.logged_out == ["token-1"]
+        api.fail_with = None
+        assert (await client.get("/rooms")).status_code == 303  # no session any more
+
+
+async def test_a_session_ends_at_its_lifetime_however_active() -> None:
+    api = RecordedHomeservers()
+    clock = FixedClock(CLOCK.now)
+    async with browser(create_app(STARTER, api, clock)) as client:
+        assert (await log_in(client, "internal", "root", "right")).status_code == 303
+        for _ in range(12 * 3):  # a request every 20 minutes for 12 hours
+            assert (await client.get("/policy")).status_code == 200
+            clock.now += 20 * 60
+        clock.now += 60  # 12 hours and a minute after the login
+        answer = await client.get("/policy")
+        assert answer.headers["location"] == "/login?next=%2Fpolicy&expired=1"
+        assert api.logged_out == ["token-1"]
+
+
+async def test_forms_are_small_and_urlencoded_before_any_parsing(site: Any) -> None:
+    _, client = site
+    token = csrf_token((await client.get("/federation")).text)
+    multipart = await client.post(
+        "/logout", data={"csrf_token": token}, files={"f": ("a.txt", b"x")}
+    )
+    assert multipart.status_code == 415
+    huge = await client.post("/logout", data={"csrf_token": token, "pad": "x" * 20_000})
+    assert huge.status_code == 413
+    async with browser(create_app(STARTER, RecordedHomeservers(), CLOCK)) as anonymous:
+        lying = await anonymous.post(
+            "/login",
+            content=b"a=1",
+            headers={"content-type": "application/x-www-form-urlencoded",
+                     "content-length": "999999999"},
+        )  # fmt: skip
+        assert lying.status_code == 413
+    assert (await client.get("/federation")).status_code == 200  # still logged in
+
+
+async def test_security_headers_on_every_answer(site: Any) -> None:
+    _, client = site
+    async with browser(create_app(STARTER, RecordedHomeservers(), CLOCK)) as anonymous:
+        reload = await anonymous.get("/federation", headers={"sec-fetch-site": "cross-site"})
+        login = await anonymous.get("/login")
+    page = await client.get("/federation")
+    for answer in (reload, login, page):
+        headers = answer.headers
+        assert headers["strict-transport-security"].startswith("max-age=")
+        assert headers["x-content-type-options"] == "nosniff"
+        assert "base-uri 'none'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+    assert 'http-equiv="refresh"' in reload.text
+    assert login.headers["set-cookie"].startswith("__Host-homeport_login=")
+
+
+async def test_an_idle_session_ends_with_a_note_and_its_token_logged_out() -> None:
+    api = RecordedHomeservers()
+    clock = FixedClock(CLOCK.now)
+    async with browser(create_app(STARTER, api, clock)) as client:
+        assert (await log_in(client, "internal", "root", "right")).status_code == 303
+        clock.now += 31 * 60  # the starter's 30 idle minutes
+        answer = await client.get("/rooms")
+        assert answer.headers["location"] == "/login?next=%2Frooms&expired=1"
+        assert api.logged_out == ["token-1"]

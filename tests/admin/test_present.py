@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import pytest
 
 from homeport.admin.present import destination_status, not_delivering, relative, when
-from homeport.admin.sessions import SessionStore
+from homeport.admin.sessions import Login, PreLoginTokens, SessionStore
+from homeport.admin.throttle import Throttle
 from homeport.admin.views.auth import safe_next
 from homeport.synapse.models import Destination, Undelivered, server_of
 
@@ -140,42 +142,88 @@ def test_server_of() -> None:
     assert server_of("") == ""
 
 
-def test_sessions_expire_after_idle_time() -> None:
+def _logins() -> dict[str, Login]:
+    return {"internal": Login("@root:internal", secrets.token_hex(8))}
+
+
+def test_sessions_end_when_idle_or_too_old_and_their_tokens_are_handed_over() -> None:
     now = [0.0]
-    store = SessionStore(idle_seconds=60, clock=lambda: now[0])
-    session = store.new()
+    store = SessionStore(idle_seconds=60, lifetime_seconds=300, clock=lambda: now[0])
+    session = store.new(_logins(), "internal")
     now[0] = 59
     assert store.get(session.id) == (session, None)
     now[0] = 59 + 61
-    live, expired = store.get(session.id)
+    live, ended = store.get(session.id)
     assert live is None
-    assert expired is session
+    assert ended is session
+    assert session.ended_because == "idle"
     assert store.get(session.id) == (None, None)
-    other = store.new()
+    assert store.drain_ended() == [session]  # its tokens must be logged out
+    assert store.drain_ended() == []
+    # However active, a session ends at its lifetime.
+    busy = store.new(_logins(), "internal")
+    for _ in range(5):
+        now[0] += 50
+        assert store.get(busy.id)[0] is busy
+    now[0] += 55  # 305 s after its login, 55 s after its last request
+    assert store.get(busy.id) == (None, busy)
+    assert busy.ended_because == "lifetime"
+    # Idle sessions of others end too, when anyone makes a request.
+    other = store.new(_logins(), "internal")
     now[0] += 61
-    assert store.expired() == [other]
+    store.sweep()
+    assert other in store.drain_ended()
     assert store.get("not a session") == (None, None)
 
 
 def test_session_ids_and_csrf_tokens_are_unguessable() -> None:
-    store = SessionStore(idle_seconds=60)
-    a, b = store.new(), store.new()
+    store = SessionStore(idle_seconds=60, lifetime_seconds=600)
+    a, b = store.new(_logins(), "internal"), store.new(_logins(), "internal")
     assert a.id != b.id
     assert a.csrf_token != b.csrf_token
     assert len(a.id) >= 40
 
 
-def test_the_session_store_is_bounded_and_expires_oldest_first() -> None:
+def test_the_session_store_is_bounded_and_a_crowded_out_session_is_logged_out() -> None:
     now = [0.0]
-    store = SessionStore(idle_seconds=60, clock=lambda: now[0], max_sessions=3)
-    first, second = store.new(), store.new()
+    store = SessionStore(60, 600, clock=lambda: now[0], max_sessions=3)
+    first, second = store.new(_logins(), "internal"), store.new(_logins(), "internal")
     now[0] = 10
     assert store.get(first.id)[0] is first  # used: now the most recent
-    third, fourth = store.new(), store.new()
+    third, fourth = store.new(_logins(), "internal"), store.new(_logins(), "internal")
     assert len(store) == 3
     assert store.get(second.id) == (None, None)  # least recently used went first
+    assert store.drain_ended() == [second]  # and its tokens are logged out
     now[0] = 70
     assert store.get(first.id)[0] is first
     now[0] = 75  # third and fourth were last seen at 10, first at 70
-    assert {s.id for s in store.expired()} == {third.id, fourth.id}
+    store.sweep()
+    assert {s.id for s in store.drain_ended()} == {third.id, fourth.id}
     assert store.get(first.id)[0] is first
+
+
+def test_pre_login_tokens_are_signed() -> None:
+    tokens = PreLoginTokens()
+    cookie = tokens.issue()
+    token = tokens.token_of(cookie)
+    assert token is not None
+    assert token == cookie.split(".")[0]
+    assert tokens.token_of(f"{token}.{'0' * 64}") is None  # forged signature
+    assert tokens.token_of(PreLoginTokens().issue()) is None  # another website's key
+    assert tokens.token_of("no-dot") is None
+    assert tokens.token_of(None) is None
+
+
+def test_the_login_throttle_refills_and_forgets_the_oldest() -> None:
+    now = [0.0]
+    throttle = Throttle(2, 30.0, clock=lambda: now[0], max_keys=2)
+    throttle.spend("a")
+    throttle.spend("a")
+    assert throttle.wait("a") == 30.0
+    now[0] = 15
+    assert throttle.wait("a") == 15.0
+    now[0] = 30
+    assert throttle.wait("a") == 0.0
+    throttle.spend("b")
+    throttle.spend("c")  # a third key: the least recently seen ("a") is forgotten
+    assert throttle.wait("b") == 0.0

@@ -13,9 +13,9 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @asynccontextmanager
-async def browser(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    """A client that keeps the website's (Secure) cookie, over the app's ASGI interface."""
-    transport = httpx.ASGITransport(app=app)
+async def browser(app: Starlette, address: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
+    """A client at `address` that keeps the website's (Secure) cookies, over ASGI."""
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
     async with httpx.AsyncClient(transport=transport, base_url="https://admin.test") as client:
         yield client
 

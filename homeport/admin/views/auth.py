@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
@@ -10,7 +11,13 @@ from starlette.responses import RedirectResponse, Response
 from homeport.admin.api import NotAdminError
 from homeport.admin.middleware import COOKIE
 from homeport.admin.sessions import Login
-from homeport.admin.site import NEW_SESSION_SCOPE_KEY, SESSION_SCOPE_KEY, session_of, site_of
+from homeport.admin.site import (
+    NEW_SESSION_SCOPE_KEY,
+    SESSION_SCOPE_KEY,
+    session_of,
+    session_or_none,
+    site_of,
+)
 from homeport.synapse.api import SynapseApiError
 
 
@@ -32,15 +39,21 @@ def safe_next(target: str | None) -> str:
 
 
 async def login_form(request: Request) -> Response:
-    session = session_of(request)
+    session = session_or_none(request)
     return site_of(request).templates.render(
         request,
         "login.html",
         next=safe_next(request.query_params.get("next")),
         expired=request.query_params.get("expired") == "1",
-        chosen=request.query_params.get("homeserver") or session.current or "",
+        revoked=request.query_params.get("revoked") == "1",
+        chosen=request.query_params.get("homeserver") or (session.current if session else "") or "",
         error="",
     )
+
+
+# One answer for a wrong password and for a user who is not a server admin:
+# the login page never confirms that someone's password is right.
+REFUSED = "Wrong username or password, or not a server admin of {name}."
 
 
 async def login(request: Request) -> Response:
@@ -50,52 +63,68 @@ async def login(request: Request) -> Response:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     target = safe_next(str(form.get("next", "")))
-    error = ""
+    address = request.client.host if request.client else "unknown"
+    user_key = f"{name}\n{username.lower()}"
+    wait = max(site.logins_by_address.wait(address), site.failures_by_user.wait(user_key))
+    if wait > 0:
+        return _login_page(request, name, target, "Too many login attempts.", math.ceil(wait))
     if name not in site.deployment.homeservers:
-        error = "Choose a homeserver of this deployment."
-    elif not username or not password:
-        error = "Enter a username and a password."
-    else:
-        try:
-            user_id, token = await site.api.login(name, username, password)
-        except NotAdminError as refused:
-            error = f"{refused} is not a server admin of {name}; only server admins may log in."
-        except SynapseApiError as failed:
-            error = (
-                "Wrong username or password."
-                if failed.status in (401, 403)
-                else f"The homeserver refused the login: {failed}"
-            )
-        else:
-            old = session_of(request)
-            # A new session ID at login: a planted cookie never becomes a login.
-            session = site.sessions.new()
-            session.logins = dict(old.logins)
-            if name in session.logins:
-                await site.api.logout(name, session.logins[name].access_token)
-            session.logins[name] = Login(user_id, token)
-            session.current = name
-            site.sessions.end(old)
-            request.scope[SESSION_SCOPE_KEY] = session
-            request.scope[NEW_SESSION_SCOPE_KEY] = True
-            return RedirectResponse(target, status_code=303)
-    return site.templates.render(
+        return _login_page(request, name, target, "Choose a homeserver of this deployment.")
+    if not username or not password:
+        return _login_page(request, name, target, "Enter a username and a password.")
+    try:
+        user_id, token = await site.api.login(name, username, password)
+    except (NotAdminError, SynapseApiError) as refused:
+        if isinstance(refused, SynapseApiError) and refused.status == 429:
+            return _login_page(request, name, target, "The homeserver is limiting logins.", 30)
+        if isinstance(refused, SynapseApiError) and refused.status not in (401, 403):
+            return _login_page(request, name, target, f"The homeserver refused: {refused}")
+        site.logins_by_address.spend(address)
+        site.failures_by_user.spend(user_key)
+        return _login_page(request, name, target, REFUSED.format(name=name))
+    return await _logged_in(request, name, Login(user_id, token, site.sessions.now()), target)
+
+
+def _login_page(
+    request: Request, name: str, target: str, error: str, retry_after: int = 0
+) -> Response:
+    """The login form again, with what went wrong; a 429 with Retry-After when throttled."""
+    if retry_after:
+        error = f"{error} Try again in {retry_after} s."
+    response = site_of(request).templates.render(
         request,
         "login.html",
-        status_code=400 if error else 200,
+        status_code=429 if retry_after else 400,
         next=target,
         expired=False,
+        revoked=False,
         chosen=name,
         error=error,
     )
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+async def _logged_in(request: Request, name: str, login: Login, target: str) -> Response:
+    """A new session (a new ID: a planted cookie never becomes a login), keeping other logins."""
+    site = site_of(request)
+    old = session_or_none(request)
+    logins = dict(old.logins) if old else {}
+    if name in logins:
+        await site.api.logout(name, logins.pop(name).access_token)
+    logins[name] = login
+    if old is not None:
+        old.logins = {}  # moved to the new session: ending the old one must not log them out
+        site.sessions.end(old, "replaced")
+    request.scope[SESSION_SCOPE_KEY] = site.sessions.new(logins, name)
+    request.scope[NEW_SESSION_SCOPE_KEY] = True
+    return RedirectResponse(target, status_code=303)
 
 
 async def logout(request: Request) -> Response:
     site = site_of(request)
-    session = session_of(request)
-    for name, login in session.logins.items():
-        await site.api.logout(name, login.access_token)
-    site.sessions.end(session)
+    site.sessions.end(session_of(request), "logged out")  # the middleware logs its tokens out
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
