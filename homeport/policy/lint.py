@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from ipaddress import ip_address
 from typing import Literal
 
 from homeport.config.deployment import Deployment
@@ -17,6 +18,7 @@ from homeport.config.homeserver import Homeserver
 from homeport.config.types import split_server_name
 from homeport.policy.effective import effective_whitelist, federation_allowed
 from homeport.synapse.backoff import promise, spoken
+from homeport.synapse.render import sibling_address
 
 Severity = Literal["error", "warning"]
 KeyPath = tuple[str | int, ...]
@@ -390,6 +392,47 @@ def check_public_rooms_nothing_published(deployment: Deployment, name: str) -> I
         )
 
 
+def check_loopback_siblings(deployment: Deployment, name: str) -> Iterator[Finding]:
+    """Siblings on loopback: every other Synapse of the machine may then reach its loopback."""
+    address = sibling_address(deployment.homeservers[name])
+    if len(deployment.homeservers) < 2 or address is None or not ip_address(address).is_loopback:
+        return
+    others = [other for other in deployment.homeservers if other != name]
+    yield Finding(
+        "loopback-siblings",
+        "warning",
+        name,
+        ("address",),
+        f"{', '.join(others)} must be allowed to send requests to {address}, where {name} listens",
+        "Synapse refuses loopback addresses for its outbound requests; to federate with "
+        f"{name} on this machine, the others allow exactly {address} "
+        "(ip_range_whitelist). That also lets their users point push gateways or "
+        "identity-server lookups at any other service listening on that address "
+        "(pushers only to /_matrix/push/v1/notify). Fine for one machine in development; "
+        "in production reach siblings through their public addresses.",
+        "listen on a public or private address of the machine behind a reverse proxy "
+        "(the production layout), or keep other services off this loopback address",
+    )
+
+
+def check_admin_api_exposed(deployment: Deployment, name: str) -> Iterator[Finding]:
+    hs = deployment.homeservers[name]
+    if ip_address(hs.address).is_loopback:
+        return
+    yield Finding(
+        "admin-api-exposed",
+        "warning",
+        name,
+        ("address",),
+        f"{name} serves Synapse's admin API on {hs.address}, beside federation",
+        "The TLS listener carries federation, the client API, /_synapse/admin and the "
+        "Homeport module's /_homeport/v1 alike. Every admin call needs an admin's token, "
+        "but on a public address the admin API is one stolen token away from the Internet.",
+        "keep address: 127.0.0.1 behind a reverse proxy that does not forward "
+        "/_synapse/admin and /_homeport/ (the production layout), or firewall them",
+    )
+
+
 RETRIES: KeyPath = ("federation_retries",)
 # Beyond these, an outage stays invisible or a recovered server waits too long.
 HIDDEN_FAILURE_AFTER_S = 120.0
@@ -471,6 +514,8 @@ CHECKS: tuple[Check, ...] = (
     check_public_rooms_nothing_published,
     check_retries_hide_outages,
     check_retries_hammer_dead_servers,
+    check_loopback_siblings,
+    check_admin_api_exposed,
 )
 
 

@@ -17,8 +17,6 @@ from homeport.config.types import parse_postgres_url, split_server_name
 from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.policy.effective import effective_whitelist
 
-LOOPBACK = ["127.0.0.1", "::1"]
-
 # Sized for an organisation of a few hundred people, many behind one NAT:
 # Synapse's defaults are tuned for big public servers and would throttle an
 # office that logs in at nine o'clock. Override any of them in `synapse:`.
@@ -69,26 +67,51 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-def sibling_ip_allowlist(deployment: Deployment, name: str) -> list[str]:
-    """Addresses our siblings listen on, which Synapse's default blocklist would refuse.
+def _blocked_by_default(address: str) -> bool:
+    """Whether Synapse's default `ip_range_blacklist` covers it (non-global addresses)."""
+    return not ip_address(address).is_global
 
-    Synapse blocks loopback and private ranges for outbound federation (a
-    guard against request forgery); sibling homeservers on this machine live
-    exactly there, so only their addresses are allowed, nothing wider.
+
+def sibling_address(hs: Homeserver) -> str | None:
+    """The one address its siblings reach `hs` at, when Synapse would block that address."""
+    host, listen = split_server_name(hs.server_name).host, hs.address
+    bound = ip_address(listen)
+    if not bound.is_unspecified:
+        return listen if _blocked_by_default(listen) else None
+    if host.startswith("[") or _is_ip(host):
+        literal = host.strip("[]")
+        return literal if _blocked_by_default(literal) else None
+    if _is_loopback_host(host):  # `localhost` on all interfaces: the loopback of its family
+        return "127.0.0.1" if bound.version == 4 else "::1"
+    return None  # a public name: reached like any other server, nothing to allow
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def sibling_ip_allowlist(deployment: Deployment, name: str) -> list[str]:
+    """The exact addresses sibling homeservers listen on, where Synapse would refuse them.
+
+    Synapse refuses loopback and private addresses for its outbound requests
+    (a guard against request forgery), and `ip_range_whitelist` lifts that
+    for every outbound request (federation, but also push gateways, identity
+    servers, third-party invite key checks). So only the single addresses
+    siblings listen on are allowed, never a range, and nothing for siblings
+    reached through public addresses. `homeport lint` warns when a loopback
+    address is on the list (docs/configuration.md says what it leaves open).
     """
     allowed: list[str] = []
     for other_name, other in deployment.homeservers.items():
         if other_name == name:
             continue
-        host = split_server_name(other.server_name).host
-        candidates = []
-        if _is_loopback_host(host) or ip_address(other.address).is_loopback:
-            candidates += LOOPBACK
-        if not ip_address(other.address).is_unspecified:
-            candidates.append(other.address)
-        for candidate in candidates:
-            if candidate not in allowed:
-                allowed.append(candidate)
+        address = sibling_address(other)
+        if address is not None and address not in allowed:
+            allowed.append(address)
     return allowed
 
 

@@ -74,9 +74,23 @@ CASES = [
         },
     ),
     Case(
-        "loopback-siblings-are-allowed",
+        "a-loopback-sibling-is-allowed-by-its-one-address",
         two(),
-        {"ip_range_whitelist": ["127.0.0.1", "::1"]},
+        {"ip_range_whitelist": ["127.0.0.1"]},
+    ),
+    Case(
+        "localhost-on-all-interfaces-is-its-loopback",
+        two(external="    server_name: localhost:8449\n    address: 0.0.0.0\n    port: 8449\n"),
+        {"ip_range_whitelist": ["127.0.0.1"]},
+    ),
+    Case(
+        "a-sibling-on-a-public-address-needs-nothing",
+        two(
+            external="    server_name: ext.example.org:8449\n"
+            "    address: 93.184.216.34\n    port: 8449\n"
+        ),
+        {},
+        absent=["ip_range_whitelist"],
     ),
     Case(
         "a-lone-server-opens-nothing",
