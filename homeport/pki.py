@@ -1,9 +1,15 @@
 """A local certificate authority and one certificate per homeserver.
 
-The CA is created once in the data folder. Every homeserver trusts it for
+The CA is created in the data folder. Every homeserver trusts it for
 federation with verification on, so two homeservers on one machine federate
 over real, verified TLS. Leaf certificates are reissued when they near
-expiry or when the server name changes.
+expiry, when the server name changes, or when the CA is new.
+
+The CA can vouch only for the deployment's own names: a critical
+NameConstraints extension lists them, so its key (or a browser told to
+trust `ca.crt` for the website) is worth nothing for any other site. When
+the names change or the CA nears its end (it lives 2 years), `homeport up`
+replaces it with a new one and reissues every certificate (`rotate`).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from homeport.files import write_atomic, write_private
 
-CA_LIFETIME = dt.timedelta(days=3650)
+CA_LIFETIME = dt.timedelta(days=730)
 LEAF_LIFETIME = dt.timedelta(days=397)
 RENEW_BEFORE = dt.timedelta(days=30)
+CA_RENEW_BEFORE = dt.timedelta(days=90)
 
 
 @dataclass(frozen=True)
@@ -43,14 +50,48 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def ensure_ca(cert_path: Path, key_path: Path, label: str) -> CertificateAuthority:
-    """Load the CA, creating it only if it does not exist yet."""
+def _constraints(hosts: list[str]) -> x509.NameConstraints:
+    """The names the CA may vouch for: these hosts (and their subdomains), these addresses."""
+    permitted: list[x509.GeneralName] = []
+    for host in dict.fromkeys(hosts):
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            permitted.append(x509.DNSName(host))
+        else:
+            permitted.append(x509.IPAddress(ipaddress.ip_network(address)))
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
+
+
+def _covers(certificate: x509.Certificate, hosts: list[str]) -> bool:
+    """The CA is constrained to exactly these hosts and is not near its end."""
+    if certificate.not_valid_after_utc - CA_RENEW_BEFORE < _now():
+        return False
+    try:
+        found = certificate.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return False  # made by an older Homeport: unconstrained
+    return found.critical and found.value == _constraints(hosts)
+
+
+def ca_fits(cert_path: Path, hosts: list[str]) -> bool:
+    """Whether the CA on disk (if any) can stay for these hosts."""
+    if not cert_path.exists():
+        return False
+    return _covers(x509.load_pem_x509_certificate(cert_path.read_bytes()), hosts)
+
+
+def ensure_ca(
+    cert_path: Path, key_path: Path, label: str, hosts: list[str]
+) -> tuple[CertificateAuthority, bool]:
+    """The CA for `hosts`: the one on disk while it fits, else a new one. (CA, made now)."""
     if cert_path.exists() and key_path.exists():
         certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError(f"{key_path} is not an EC private key")
-        return CertificateAuthority(certificate, key)
+        if _covers(certificate, hosts):
+            return CertificateAuthority(certificate, key), False
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Homeport local CA ({label})")])
     now = _now()
@@ -77,12 +118,13 @@ def ensure_ca(cert_path: Path, key_path: Path, label: str) -> CertificateAuthori
             ),
             critical=True,
         )
+        .add_extension(_constraints(hosts), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     write_private(key_path, _private_pem(key))
     write_atomic(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
-    return CertificateAuthority(certificate, key)
+    return CertificateAuthority(certificate, key), True
 
 
 def _san_for(host: str) -> x509.GeneralName:
@@ -98,6 +140,13 @@ def _leaf_is_current(cert_path: Path, ca: CertificateAuthority, host: str) -> bo
     certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
     if certificate.issuer != ca.certificate.subject:
         return False
+    try:
+        issued_by = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return False
+    ours = x509.SubjectKeyIdentifier.from_public_key(ca.key.public_key()).digest
+    if issued_by.value.key_identifier != ours:
+        return False  # the same name, an earlier CA
     if certificate.not_valid_after_utc - RENEW_BEFORE < _now():
         return False
     try:

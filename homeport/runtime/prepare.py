@@ -8,6 +8,7 @@ configs are rendered anew from the model.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import tempfile
@@ -20,10 +21,12 @@ from homeport.config.deployment import Deployment
 from homeport.config.lines import KeyPath, LineMap, problem_at
 from homeport.config.types import split_server_name
 from homeport.credentials import ensure_secrets
-from homeport.errors import ConfigProblem
+from homeport.errors import ConfigProblem, HomeportError
 from homeport.files import ensure_dir, write_atomic, write_private
 from homeport.layout import DeploymentLayout
 from homeport.synapse.render import render_homeserver, render_log_config
+
+logger = logging.getLogger(__name__)
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -97,7 +100,18 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
     """
     layout = DeploymentLayout(deployment.data_dir)
     ensure_dir(layout.data_dir)
-    ca = pki.ensure_ca(layout.ca_certificate, layout.ca_key, label=layout.data_dir.name)
+    hosts = local_ca_hosts(deployment)
+    if only is not None and not pki.ca_fits(layout.ca_certificate, hosts):
+        raise HomeportError(
+            "the local CA must be replaced (a host name changed, or it expires within 90 "
+            "days), and every homeserver must then trust the new one: restart the whole "
+            "deployment (stop `homeport up`, start it again)"
+        )
+    ca, rotated = pki.ensure_ca(
+        layout.ca_certificate, layout.ca_key, label=layout.data_dir.name, hosts=hosts
+    )
+    if rotated:
+        logger.info("homeport: new local CA for %s", ", ".join(hosts))
     if deployment.admin is not None and only is None:
         ensure_dir(layout.admin_tls_certificate.parent)
         pki.ensure_leaf(
@@ -118,6 +132,18 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
         write_private(files.config_file, dump_yaml(config))
         write_atomic(files.log_config_file, dump_yaml(render_log_config(files)))
     return layout
+
+
+def local_ca_hosts(deployment: Deployment) -> list[str]:
+    """Every host the local CA issues a certificate for (its NameConstraints)."""
+    hosts = [
+        split_server_name(hs.server_name).host
+        for hs in deployment.homeservers.values()
+        if hs.tls is None
+    ]
+    if deployment.admin is not None:
+        hosts.append(deployment.admin.host)
+    return list(dict.fromkeys(hosts)) or ["localhost"]
 
 
 def dump_yaml(data: object) -> bytes:
