@@ -103,6 +103,11 @@ class DeploymentLayout:
         return self.data_dir / "logs" / "admin.log"
 
     @property
+    def verify_lock(self) -> Path:
+        """Held by a running `homeport verify`: one at a time, so leftovers can be swept."""
+        return self.data_dir / "verify.lock"
+
+    @property
     def store_database(self) -> Path:
         """Homeport's own store, when it is SQLite."""
         return self.data_dir / "homeport.db"

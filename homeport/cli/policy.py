@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -96,6 +99,23 @@ def _verify_table(report: Report, deployment: Deployment) -> Table:
     return table
 
 
+def _until_signalled(work: Coroutine[Any, Any, Report]) -> Report:
+    """Run verify; on SIGTERM or Ctrl-C it stops, removes its probes, then exits."""
+
+    async def main() -> Report:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await work
+
+    try:
+        return asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise HomeportError(
+            "verify was interrupted; its probe users and rooms are removed"
+        ) from None
+
+
 def _check_ready(deployment: Deployment, config_path: Path) -> None:
     Control(DeploymentLayout(deployment.data_dir), config_path)  # raises when not running
     current = asyncio.run(gather_status(deployment))
@@ -133,10 +153,10 @@ def verify_command(config_path: Path, as_json: bool) -> None:
     started = time.monotonic()
     ssl_context = client_ssl_context(deployment)
     if as_json:
-        report = asyncio.run(verify(deployment, ssl_context))
+        report = _until_signalled(verify(deployment, ssl_context))
     else:
         with err_console.status("verifying") as spinner:
-            report = asyncio.run(
+            report = _until_signalled(
                 verify(deployment, ssl_context, lambda step: spinner.update(f"verifying: {step}"))
             )
     store = open_store(deployment)

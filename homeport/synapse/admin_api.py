@@ -166,6 +166,36 @@ class SynapseAdmin:
             "POST", f"{V1}/deactivate/{_quoted(user_id)}", json={"erase": True}
         )
 
+    async def users_named(self, prefix: str) -> list[str]:
+        """Active local users whose localpart starts with `prefix` (Synapse's `name` search)."""
+        found: list[str] = []
+        start: int | None = 0
+        while start is not None:
+            body = await self.client.request(
+                "GET",
+                "/_synapse/admin/v2/users",
+                params={"name": prefix, "from": start, "limit": 100, "guests": "false"},
+            )
+            for user in body.get("users", []):
+                name = str(user.get("name", ""))
+                if name.startswith(f"@{prefix}") and not user.get("deactivated"):
+                    found.append(name)
+            token = body.get("next_token")
+            start = int(token) if token is not None else None
+        return found
+
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        body = await self.client.request("GET", f"{V1}/users/{_quoted(user_id)}/joined_rooms")
+        return [str(room) for room in body.get("joined_rooms", [])]
+
+    async def remove_ratelimit_override(self, user_id: str) -> None:
+        """Give a user Synapse's rate limits back; quietly when none was set."""
+        try:
+            await self.client.request("DELETE", f"{V1}/users/{_quoted(user_id)}/override_ratelimit")
+        except SynapseApiError as error:
+            if error.status != 404:
+                raise
+
     async def override_ratelimit(self, user_id: str) -> None:
         """Exempt a user from rate limits (service accounts, verify's probes)."""
         await self.client.request(

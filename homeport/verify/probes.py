@@ -225,10 +225,11 @@ async def _create_user(probe: ServerProbe, role: str) -> None:
     user_id = f"@{PROBE_PREFIX}-{probe.token}-{role}:{probe.server_name}"
     password = secrets.token_urlsafe(24)
     displayname = probe.target_displayname if role == "target" else f"Homeport {role}"
-    await probe.admin.put_user(user_id, password, displayname)
-    # From now on cleanup deactivates it; until it has a token it acts as nobody.
+    # Known to cleanup before Synapse creates it: an interrupted run can never
+    # leave it behind. Until it has a token it acts as nobody.
     user = ProbeUser(user_id, probe.admin.client.as_user(""))
     probe.by_role[role] = user
+    await probe.admin.put_user(user_id, password, displayname)
     # Probes come in bursts that Synapse's per-user limits are not meant for.
     await probe.admin.override_ratelimit(user_id)
     if role == "target":
@@ -346,5 +347,34 @@ async def tear_down(probes: list[ServerProbe]) -> None:
         )
     )
     await asyncio.gather(
-        *(quietly(probe.admin.deactivate(user.user_id)) for probe in probes for user in probe.users)
+        *(quietly(_erase(probe.admin, user.user_id)) for probe in probes for user in probe.users)
     )
+    # A request cut short by an interruption may still have created its user.
+    for probe in probes:
+        with contextlib.suppress(SynapseApiError, httpx.HTTPError, OSError):
+            for user_id in await probe.admin.users_named(f"{PROBE_PREFIX}-{probe.token}-"):
+                await quietly(_erase(probe.admin, user_id))
+
+
+async def _erase(admin: SynapseAdmin, user_id: str) -> None:
+    """Synapse's rate limits back first (the override outlives the account), then erase."""
+    await admin.remove_ratelimit_override(user_id)
+    await admin.deactivate(user_id)
+
+
+async def sweep_leftovers(admin: SynapseAdmin) -> list[str]:
+    """Remove what a killed verify left behind: its probe users, their rooms, their overrides.
+
+    Called with verify's lock held, so no other verify's probes are live. A
+    room goes only when a probe user created it; the users the probes met
+    elsewhere are left alone. Returns the users removed.
+    """
+    users = await admin.users_named(f"{PROBE_PREFIX}-")
+    for user_id in users:
+        for room_id in await admin.joined_rooms(user_id):
+            room = await admin.room(room_id)
+            if room is not None and (room.creator or "").startswith(f"@{PROBE_PREFIX}-"):
+                with contextlib.suppress(SynapseApiError):
+                    await admin.delete_room(room_id)
+        await _erase(admin, user_id)
+    return users

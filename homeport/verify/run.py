@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
+from homeport.files import ensure_dir
+from homeport.layout import DeploymentLayout
 from homeport.policy.effective import side
 from homeport.policy.surfaces import (
     SURFACES,
@@ -28,7 +33,13 @@ from homeport.policy.surfaces import (
 from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.service_account import service_client
 from homeport.verify.observe import OBSERVERS
-from homeport.verify.probes import PairProbe, ServerProbe, set_up_server, tear_down
+from homeport.verify.probes import (
+    PairProbe,
+    ServerProbe,
+    set_up_server,
+    sweep_leftovers,
+    tear_down,
+)
 from homeport.verify.report import Check, Report
 
 PHASES: tuple[Phase, ...] = ("look", "share", "join")
@@ -65,6 +76,25 @@ async def _check(deployment: Deployment, surface: Surface, pair: PairProbe) -> C
     )
 
 
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def _one_verify_at_a_time(layout: DeploymentLayout) -> Iterator[None]:
+    ensure_dir(layout.data_dir)
+    fd = os.open(layout.verify_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HomeportError(
+                "another `homeport verify` is running on this deployment; wait for it"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 async def verify(
     deployment: Deployment,
     ssl_context: ssl.SSLContext,
@@ -85,10 +115,13 @@ async def verify(
                     f"{type(error).__name__}: {error}"
                 ) from error
 
+        stack.enter_context(_one_verify_at_a_time(DeploymentLayout(deployment.data_dir)))
         probes = [
             ServerProbe(name, hs.server_name, token, await admin(name))
             for name, hs in deployment.homeservers.items()
         ]
+        progress("removing what an interrupted verify left")
+        await asyncio.gather(*(sweep_leftovers(probe.admin) for probe in probes))
         checks = await _probe_all(deployment, probes, progress)
     order = {surface.name: index for index, surface in enumerate(SURFACES)}
     names = list(deployment.homeservers)
@@ -96,14 +129,30 @@ async def verify(
     return Report(checks, finished_at=time.time())
 
 
+async def _whole(work: Awaitable[T]) -> T:
+    """Let `work` finish even when verify is interrupted, then stop.
+
+    Cut short, a request may still create a user or a room in Synapse after
+    the cleanup has run; finished, everything it made is known to the cleanup.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
 async def _probe_all(
     deployment: Deployment, probes: list[ServerProbe], progress: Callable[[str], None]
 ) -> list[Check]:
     try:
         progress("creating probe users and rooms")
-        results = await asyncio.gather(
-            *(set_up_server(deployment, probe) for probe in probes),
-            return_exceptions=True,
+        results = await _whole(
+            asyncio.gather(
+                *(set_up_server(deployment, probe) for probe in probes),
+                return_exceptions=True,
+            )
         )
         for probe, result in zip(probes, results, strict=True):
             if isinstance(result, BaseException):
@@ -119,12 +168,14 @@ async def _probe_all(
         checks: list[Check] = []
         for phase in PHASES:
             progress(f"probing: {phase}")
-            checks += await asyncio.gather(
-                *(
-                    _check(deployment, surface, pair)
-                    for pair in pairs
-                    for surface in SURFACES
-                    if surface.phase == phase
+            checks += await _whole(
+                asyncio.gather(
+                    *(
+                        _check(deployment, surface, pair)
+                        for pair in pairs
+                        for surface in SURFACES
+                        if surface.phase == phase
+                    )
                 )
             )
     finally:

@@ -13,7 +13,9 @@ import copy
 import json
 import random
 import secrets
+import signal
 import ssl
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,8 +32,10 @@ from homeport.store.database import open_store
 from homeport.trust import client_ssl_context
 from homeport.verify.report import latest_report
 from tests.harness import (
+    HOMEPORT,
     RunningDeployment,
     access_token,
+    create_user,
     edit_yaml,
     homeport,
     init_deployment,
@@ -536,6 +540,10 @@ def test_probes_are_cleaned_up(policy_pair: PolicyDeployment) -> None:
     """After verify no probe user is active: they are deactivated and erased."""
     policy_pair.reset()
     verify(policy_pair.config)
+    assert_no_probes_left(policy_pair)
+
+
+def assert_no_probes_left(policy_pair: PolicyDeployment) -> None:
     raw = Raw(policy_pair)
 
     async def leftovers(name: str) -> tuple[list[str], int]:
@@ -568,6 +576,75 @@ def test_probes_are_cleaned_up(policy_pair: PolicyDeployment) -> None:
 
     for name in ("internal", "external"):
         assert run_sync(leftovers(name)) == ([], 0)
+
+
+def test_an_interrupted_verify_leaves_nothing_behind(policy_pair: PolicyDeployment) -> None:
+    """A killed verify's probes are swept by the next; SIGTERM removes a run's own."""
+    policy_pair.reset()
+    raw = Raw(policy_pair)
+    deployment = policy_pair.deployment
+
+    async def plant_leftover() -> tuple[str, str, str]:
+        """What a verify killed with SIGKILL leaves: a probe user, its room, its override."""
+        admin_id, password = await policy_pair.running.new_user("internal", admin=True)
+        root, _ = await access_token(deployment, "internal", admin_id, password)
+        probe_password = secrets.token_urlsafe(12)
+        probe = await create_user(
+            deployment, "internal", "homeport-probe-dead0000-host", probe_password, False
+        )
+        answer = await raw.call(
+            "internal", root, "POST",
+            f"/_synapse/admin/v1/users/{quote(probe)}/override_ratelimit",
+            json={"messages_per_second": 0, "burst_count": 0},
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        token, _ = await access_token(deployment, "internal", probe, probe_password)
+        room = await raw.call(
+            "internal", token, "POST", "/_matrix/client/v3/createRoom",
+            json={"name": "Homeport probe room (left over)"},
+        )  # fmt: skip
+        assert room.status_code == 200, room.text
+        return root, probe, str(room.json()["room_id"])
+
+    root, probe, room_id = run_sync(plant_leftover())
+
+    async def probes_of_this_run() -> bool:
+        users = await raw.call(
+            "internal", root, "GET", "/_synapse/admin/v2/users",
+            params={"name": "homeport-probe", "deactivated": "false", "limit": 100},
+        )  # fmt: skip
+        names = [u["name"] for u in users.json()["users"]]
+        return any("dead0000" not in name for name in names)
+
+    process = subprocess.Popen(
+        [*HOMEPORT, "verify", "-c", str(policy_pair.config), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not run_sync(probes_of_this_run()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "verify made no probe users"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "verify was interrupted; its probe users and rooms are removed" in stderr
+
+    async def override_of(user_id: str) -> dict[str, Any]:
+        answer = await raw.call(
+            "internal", root, "GET", f"/_synapse/admin/v1/users/{quote(user_id)}/override_ratelimit"
+        )
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    # The planted leftover went at the start of the run: override, room, user.
+    assert run_sync(override_of(probe)) == {}
+    room = run_sync(raw.call("internal", root, "GET", f"/_synapse/admin/v1/rooms/{quote(room_id)}"))
+    assert room.status_code == 404 or room.json().get("joined_members") == 0
+    # And the interrupted run removed its own.
+    assert_no_probes_left(policy_pair)
 
 
 @pytest.mark.parametrize("flip", FLIPS, ids=[f.name for f in FLIPS])
