@@ -86,6 +86,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_shutdown)
         loop.add_signal_handler(signal.SIGUSR1, self.reload_held)
+        self.reload_held()  # a change signalled before this loop listened
         self._publish()
         keepers = [asyncio.create_task(self._keep(service)) for service in self._services.values()]
         try:

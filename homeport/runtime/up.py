@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,10 @@ def run_up(deployment: Deployment, config_path: Path, reporter: Reporter, watch:
     once the supervisor's task has ended.
     """
     layout = DeploymentLayout(deployment.data_dir)
+    # `stop`/`start` wake `up` with SIGUSR1 as soon as the lock names its pid,
+    # which may be before the supervisor listens: never die of it meanwhile
+    # (the supervisor reads the held services when it starts listening).
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: None)
     lock = RunLock(layout)
     if not lock.acquire():
         raise AlreadyRunningError("this deployment was started by another `homeport up` just now")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from homeport.runtime.state import set_held, wake
 from tests.harness import (
+    HOMEPORT,
     RunningDeployment,
     edit_yaml,
     homeport,
@@ -156,4 +159,32 @@ def test_a_homeserver_that_never_starts_stops_everything_with_its_log(tmp_path: 
         assert "max_upload_size" in result.stderr
         assert synapse_pids(running.deployment.data_dir) == []
     finally:
+        running.kill_leftovers()
+
+
+def test_a_stop_during_startup_neither_kills_up_nor_is_lost(tmp_path: Path) -> None:
+    """`homeport stop` signals `up` as soon as the lock names its pid, even mid-startup."""
+    config = init_deployment(tmp_path)
+    running = RunningDeployment(config)
+    lock = running.layout.lock_file
+    with running.output_path.open("ab") as out:
+        process = subprocess.Popen(
+            [*HOMEPORT, "up", "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    running.process = process
+    try:
+        _wait(lambda: lock.exists() and lock.read_text().strip().isdigit(), 60, "the lock")
+        # What `homeport stop external` does, at the earliest moment it can.
+        set_held(running.layout, "external", True)
+        wake(process.pid)
+        running.wait_ready(names={"internal"})
+        assert process.poll() is None, "up died of the early signal"
+        status = status_json(config)
+        assert status["homeservers"]["external"]["held"] is True
+        assert status["homeservers"]["external"]["running"] is False
+        homeport("start", "-c", str(config), "external", timeout=240)
+        assert status_json(config)["homeservers"]["external"]["ready"] is True
+    finally:
+        if running.process is not None:
+            running.stop()
         running.kill_leftovers()
