@@ -117,10 +117,22 @@ class PostgresUrl:
     database: str
 
 
+def redacted(url: str) -> str:
+    """A database URL fit for an error message or a log: its password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
 def parse_postgres_url(url: str) -> PostgresUrl:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"{url!r}: expected 'sqlite' or a postgresql://user@host:port/db URL")
+        raise ValueError(
+            f"{redacted(url)!r}: expected 'sqlite' or a postgresql://user@host:port/db URL"
+        )
     database = unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
         raise ValueError(

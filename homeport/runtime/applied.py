@@ -13,7 +13,7 @@ import json
 from typing import Any, TypedDict
 
 from homeport.config.deployment import Deployment
-from homeport.files import write_atomic
+from homeport.files import write_private
 from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import dump_yaml
 from homeport.synapse.render import render_homeserver
@@ -49,7 +49,8 @@ def record_applied(deployment: Deployment, names: list[str]) -> None:
     applied = read_applied(layout)
     for name in names:
         applied[name] = applied_record(render_homeserver(deployment, name, layout))
-    write_atomic(layout.applied_file, json.dumps(applied, indent=2).encode())
+    # Mode 0600: a PostgreSQL URL in it may carry a password.
+    write_private(layout.applied_file, json.dumps(applied, indent=2).encode())
 
 
 def identity_changes(deployment: Deployment) -> dict[str, list[str]]:

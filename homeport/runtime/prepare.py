@@ -48,6 +48,33 @@ def _writable_problem(path: Path) -> str | None:
     return None
 
 
+def _trust_problem(data_dir: Path) -> tuple[str, str] | None:
+    """Why the data folder's secrets cannot be trusted: someone else owns it, or may write.
+
+    Keys, secrets and the CA live there; a folder another user can write to
+    lets that user swap them. Checked on the folder and the ones holding secrets.
+    """
+    layout = DeploymentLayout(data_dir)
+    folders = [data_dir, layout.ca_certificate.parent, layout.run_dir]
+    if (data_dir / "homeservers").is_dir():
+        folders += [p / "keys" for p in (data_dir / "homeservers").iterdir() if p.is_dir()]
+    for folder in folders:
+        if not folder.exists():
+            continue
+        info = folder.stat()
+        if info.st_uid != os.getuid():
+            return (
+                f"{folder} belongs to user id {info.st_uid}, not to you ({os.getuid()})",
+                "run Homeport as that user, or `chown -R` the data folder to yourself",
+            )
+        if info.st_mode & 0o022:
+            return (
+                f"{folder} can be written by other users (mode {info.st_mode & 0o777:o})",
+                f"chmod go-w {folder}",
+            )
+    return None
+
+
 def _port_problem(address: str, port: int) -> str | None:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -73,6 +100,9 @@ def preflight(
     why = _writable_problem(deployment.data_dir)
     if why:
         problem(("data_dir",), why, "choose a folder you can write to")
+    untrusted = _trust_problem(deployment.data_dir)
+    if untrusted:
+        problem(("data_dir",), *untrusted)
     for index, ca_file in enumerate(deployment.trusted_ca_files):
         if not ca_file.is_file():
             problem(("trusted_ca_files", index), f"no such file: {ca_file}")

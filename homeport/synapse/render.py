@@ -36,7 +36,8 @@ SMALL_ORGANISATION_RATE_LIMITS: dict[str, Any] = {
         "per_user": {"per_second": 0.2, "burst_count": 10},
     },
     # Sibling homeservers of one organisation talk a lot: let their
-    # transactions through without sleeping, but still bound a runaway peer.
+    # transactions through without sleeping, but still bound a runaway peer
+    # (a homeserver whose whitelist is open gets Synapse's limits instead).
     "rc_federation": {
         "window_size": 1000,
         "sleep_limit": 50,
@@ -45,6 +46,29 @@ SMALL_ORGANISATION_RATE_LIMITS: dict[str, Any] = {
         "concurrent": 10,
     },
 }
+
+
+# A homeserver open to the whole federation meets strangers: for what other
+# servers send (per origin) and invites a user receives, Synapse's own limits.
+OPEN_FEDERATION_RATE_LIMITS: dict[str, Any] = {
+    "rc_federation": {
+        "window_size": 1000,
+        "sleep_limit": 10,
+        "sleep_delay": 500,
+        "reject_limit": 50,
+        "concurrent": 3,
+    },
+}
+OPEN_FEDERATION_INVITES_PER_USER = {"per_second": 0.003, "burst_count": 5}
+
+
+def rate_limits(deployment: Deployment, name: str) -> dict[str, Any]:
+    """Homeport's limits; Synapse's own toward servers the organisation does not know."""
+    limits = copy.deepcopy(SMALL_ORGANISATION_RATE_LIMITS)
+    if effective_whitelist(deployment, name) is None:
+        limits.update(copy.deepcopy(OPEN_FEDERATION_RATE_LIMITS))
+        limits["rc_invites"]["per_user"] = dict(OPEN_FEDERATION_INVITES_PER_USER)
+    return limits
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +223,7 @@ def render_homeserver(
         "log_config": str(files.log_config_file),
         "enable_registration": False,
         "url_preview_enabled": False,
-        **copy.deepcopy(SMALL_ORGANISATION_RATE_LIMITS),
+        **rate_limits(deployment, name),
         # Passthrough may add other keys of this section (client_timeout...).
         "federation": hs.federation_retries.synapse_settings(),
     }

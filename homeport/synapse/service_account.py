@@ -54,10 +54,14 @@ async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
             if taken.errcode != "M_USER_IN_USE":
                 raise
             # Our credentials file was lost but the account remains: rather
-            # than lock Homeport out, register a fresh service account.
+            # than lock Homeport out, register a fresh service account, and
+            # retire the old one, whose password nobody knows any more.
             user = await admin.register(
                 shared, f"{SERVICE_LOCALPART}-{secrets.token_hex(3)}", password, True
             )
+            client.with_token(user.access_token)
+            lost = stored.get("user_id") or f"@{SERVICE_LOCALPART}:{user.user_id.split(':', 1)[1]}"
+            await admin.deactivate(lost)
         client.with_token(user.access_token)
         await admin.override_ratelimit(user.user_id)
     write_private(

@@ -101,6 +101,13 @@ CASES = [
         "make the maximum at least the minimum",
     ),
     Case(
+        "database-url-password-not-echoed",
+        _replace("    port: {p0}", "    port: {p0}\n    database: mysql://bob:s3cret@db/synapse"),
+        6,
+        "homeservers.internal.database",
+        "'mysql://bob:***@db/synapse': expected 'sqlite' or a postgresql://",
+    ),
+    Case(
         "policy-typo",
         _replace(
             "    port: {p0}", "    port: {p0}\n    policy:\n      rooms: {{federation: nevr}}"
@@ -316,6 +323,14 @@ CASES = [
         setup=lambda d, _p: (d / "afile").write_text("x"),
     ),
     Case(
+        "data-dir-writable-by-others",
+        GOOD,
+        1,
+        "data_dir",
+        "can be written by other users (mode 777)",
+        setup=lambda d, _p: _shared_folder(d / "data"),
+    ),
+    Case(
         "data-dir-unwritable",
         _replace("data_dir: data", "data_dir: /proc/homeport-data"),
         1,
@@ -339,6 +354,11 @@ CASES = [
 ]
 
 _held_sockets: list[socket.socket] = []
+
+
+def _shared_folder(path: Path) -> None:
+    path.mkdir()
+    path.chmod(0o777)  # what a careless `chmod -R 777` leaves
 
 
 def _occupy(port: int) -> None:
@@ -377,6 +397,7 @@ def test_bad_configuration_is_refused_with_line_and_key(tmp_path: Path, case: Ca
     if case.key:
         assert f" {case.key}:" in stderr, stderr
     assert case.says.format(p0=p0) in stderr, stderr
+    assert "s3cret" not in stderr  # a database password is never echoed
     # Nothing was written and nothing started.
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert synapse_pids(tmp_path) == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import stat
+from urllib.parse import quote
 
 import pytest
 
@@ -92,3 +94,21 @@ async def test_status_counts_a_failing_destination_until_it_recovers(
         await asyncio.sleep(0.5)
     else:
         raise AssertionError(f"internal still counts external as failing: {summary}")
+
+
+async def test_a_lost_service_account_file_retires_the_old_account(
+    pair: RunningDeployment, pair_ssl: ssl.SSLContext
+) -> None:
+    """Homeport registers a new admin account, and the old one, whose password is gone, ends."""
+    deployment = pair.deployment
+    files = pair.layout.homeserver("external")
+    old = json.loads(files.service_account.read_text())
+    files.service_account.unlink()
+    async with service_client(deployment, "external", pair_ssl) as admin:
+        answer = await admin.client.request(
+            "GET", f"/_synapse/admin/v2/users/{quote(old['user_id'])}"
+        )
+    new = json.loads(files.service_account.read_text())
+    assert new["user_id"] != old["user_id"]
+    assert answer["deactivated"] is True
+    assert stat.S_IMODE(files.service_account.stat().st_mode) == 0o600

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,12 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
             assert count >= 2
         connection.close()
         assert not (running.layout.homeserver("external").sqlite_database).exists()
+        # The rendered config and the record of what was applied may hold a password.
+        for private in (
+            running.layout.homeserver("external").config_file,
+            running.layout.applied_file,
+        ):
+            assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
         assert status_json(config)["homeservers"]["external"]["ready"] is True
         # `up` migrated Homeport's store in its own database, and the website reads it.
         assert not running.layout.store_database.exists()
