@@ -149,7 +149,7 @@ class RunningDeployment:
     def output(self) -> str:
         return self.output_path.read_text(errors="replace") if self.output_path.exists() else ""
 
-    def start(self, timeout: float = 180) -> None:
+    def start(self, timeout: float = 180, names: set[str] | None = None) -> None:
         with self.output_path.open("ab") as out:
             self.process = subprocess.Popen(
                 [*HOMEPORT, "up", "-c", str(self.config_path)],
@@ -157,7 +157,7 @@ class RunningDeployment:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "COLUMNS": "200"},
             )
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, names)
 
     def wait_ready(self, timeout: float = 180, names: set[str] | None = None) -> None:
         deadline = time.monotonic() + timeout

@@ -100,6 +100,9 @@ class PairProbe:
     target: ServerProbe
     can_share: bool
     target_creates_shared_room: bool
+    # The viewer's directory takes in remote users who share a public room, so
+    # the user search control (a colleague finding the target) must succeed.
+    control_must_find: bool = True
     _keys: asyncio.Task[dict[str, Any]] | None = field(default=None, repr=False)
 
     async def keys_query(self) -> dict[str, Any]:
@@ -175,7 +178,12 @@ class PairProbe:
         if beacon_owner is not colleague:
             await self._join_room(colleague, beacon, target_owns)
         if not await _eventually(lambda: finds(colleague, target.user_id), settle):
-            return "the colleague does not find the target user either"
+            if self.control_must_find:
+                raise ControlFailedError(
+                    "the control failed: a colleague sharing a public room with the target "
+                    "user does not find them either, so a miss would prove nothing"
+                )
+            return "the colleague does not find the target user either (as the policy says)"
         await owner.client.request(
             "PUT",
             f"/_matrix/client/v3/rooms/{quote(shared)}/state/m.room.join_rules/",
@@ -197,6 +205,10 @@ class PairProbe:
 
 
 FindsUser = Callable[["ProbeUser", str], Awaitable[bool]]
+
+
+class ControlFailedError(Exception):
+    """A probe's own control did not work: its observation would prove nothing."""
 
 
 SETTLE_SECONDS = 5.0

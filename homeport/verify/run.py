@@ -47,11 +47,14 @@ PHASES: tuple[Phase, ...] = ("look", "share", "join")
 
 def _pair_probe(deployment: Deployment, viewer: ServerProbe, target: ServerProbe) -> PairProbe:
     target_policy = deployment.homeservers[target.name].policy
+    directory = deployment.homeservers[viewer.name].policy.user_directory
+    can_share = can_share_room(side(deployment, viewer.name), side(deployment, target.name))
     return PairProbe(
         viewer=viewer,
         target=target,
-        can_share=can_share_room(side(deployment, viewer.name), side(deployment, target.name)),
+        can_share=can_share,
         target_creates_shared_room=target_policy.rooms.federation == "creator_choice",
+        control_must_find=can_share and directory.enabled and not directory.exclude_remote_users,
     )
 
 

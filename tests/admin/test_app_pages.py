@@ -71,6 +71,7 @@ class RecordedAdmin:
 
     calls: list[str]
     fail_with: SynapseApiError | None = None
+    queries: list[DestinationQuery] = field(default_factory=list)
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -81,6 +82,7 @@ class RecordedAdmin:
         self, query: DestinationQuery, also: tuple[str, ...] = ()
     ) -> DestinationListing:
         self._call("destinations_with_counts")
+        self.queries.append(query)
         page = DestinationPage.from_api(RECORDED["destinations"])
         counts = {d.destination: 1 for d in page.destinations} | dict.fromkeys(also, 0)
         # Synapse says there is more after this page: the pager must offer it.
@@ -127,6 +129,8 @@ class RecordedHomeservers:
     fail_with: SynapseApiError | None = None
     admins: set[str] = field(default_factory=lambda: {"root"})
     issued: int = 0
+    queries: list[DestinationQuery] = field(default_factory=list)
+    used: list[str] = field(default_factory=list)  # which homeserver each page asked
 
     async def login(self, name: str, user: str, password: str) -> tuple[str, str]:
         if password != "right":
@@ -144,7 +148,8 @@ class RecordedHomeservers:
         self.logged_out.append(token)
 
     def admin(self, name: str, token: str) -> HomeserverAdmin:
-        return RecordedAdmin(self.calls, self.fail_with)
+        self.used.append(name)
+        return RecordedAdmin(self.calls, self.fail_with, self.queries)
 
     async def undelivered(self, name: str) -> tuple[list[Undelivered], int]:
         self.calls.append(f"undelivered {name}")
@@ -453,3 +458,53 @@ async def test_an_idle_session_ends_with_a_note_and_its_token_logged_out() -> No
         answer = await client.get("/rooms")
         assert answer.headers["location"] == "/login?next=%2Frooms&expired=1"
         assert api.logged_out == ["token-1"]
+
+
+async def test_sorting_paging_and_searching_ask_synapse_for_that_page(site: Any) -> None:
+    api, client = site
+    page = await client.get("/federation")
+    # Each column heading links to its order; the current one flips direction.
+    for key in ("undelivered_since", "failure_ts", "retry_last_ts", "next_attempt"):
+        assert f'href="/federation?order_by={key}&amp;dir=f&amp;q="' in page.text
+    assert 'href="/federation?order_by=destination&amp;dir=b&amp;q="' in page.text
+    assert 'aria-sort="ascending"' in page.text
+    api.queries.clear()
+    await client.get("/federation?order_by=next_attempt&dir=b&from=25&q=LOCAL")
+    await client.get("/federation?order_by=password&dir=sideways&from=-3")
+    first, odd = api.queries
+    assert (first.order_by, first.direction, first.start, first.search) == (
+        "next_attempt", "b", 25, "LOCAL",
+    )  # fmt: skip
+    # Nonsense in the URL becomes the default, never a parameter for Synapse.
+    assert (odd.order_by, odd.direction, odd.start) == ("destination", "f", 0)
+    sorted_page = await client.get("/federation?order_by=undelivered_since&dir=f")
+    assert 'aria-sort="ascending"' in sorted_page.text
+    assert 'href="/federation?from=25&amp;order_by=undelivered_since&amp;dir=f' in sorted_page.text
+
+
+async def test_the_homeserver_switcher_scopes_every_page(site: Any) -> None:
+    api, client = site
+    page = await client.get("/federation")
+    assert "external (localhost:8449) – log in" in page.text
+    # Not logged in on external yet: the switcher asks for a login there.
+    answer = await client.post(
+        "/switch", data={"homeserver": "external", "csrf_token": csrf_token(page.text)}
+    )
+    assert (answer.status_code, answer.headers["location"]) == (303, "/login?homeserver=external")
+    assert (await log_in(client, "external", "root", "right")).status_code == 303
+    api.used.clear()
+    await client.get("/federation")
+    assert api.used == ["external"]  # the new login is the current one
+    page = await client.get("/rooms")
+    back = await client.post(
+        "/switch",
+        data={"homeserver": "internal", "csrf_token": csrf_token(page.text), "next": "/rooms"},
+    )
+    assert (back.status_code, back.headers["location"]) == (303, "/rooms")
+    api.used.clear()
+    await client.get("/rooms")
+    assert api.used == ["internal"]  # both logins kept; the pages follow the switch
+    unknown = await client.post(
+        "/switch", data={"homeserver": "nope", "csrf_token": csrf_token(page.text)}
+    )
+    assert unknown.status_code == 400

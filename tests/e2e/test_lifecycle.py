@@ -163,7 +163,8 @@ def test_a_homeserver_that_never_starts_stops_everything_with_its_log(tmp_path: 
 
 
 def test_a_stop_during_startup_neither_kills_up_nor_is_lost(tmp_path: Path) -> None:
-    """`homeport stop` signals `up` as soon as the lock names its pid, even mid-startup."""
+    """`homeport stop` signals `up` as soon as the lock names its pid, even mid-startup;
+    a held homeserver stays held across a restart of `up`; verify says it is missing."""
     config = init_deployment(tmp_path)
     running = RunningDeployment(config)
     lock = running.layout.lock_file
@@ -180,6 +181,17 @@ def test_a_stop_during_startup_neither_kills_up_nor_is_lost(tmp_path: Path) -> N
         running.wait_ready(names={"internal"})
         assert process.poll() is None, "up died of the early signal"
         status = status_json(config)
+        assert status["homeservers"]["external"]["held"] is True
+        assert status["homeservers"]["external"]["running"] is False
+        # Verify needs every homeserver, and says which is not there.
+        refused = homeport("verify", "-c", str(config), check=False)
+        assert refused.returncode == 1
+        assert "not ready: external" in refused.stderr
+        # Held stays held across a restart of `up` itself.
+        running.stop()
+        running.start(names={"internal"})
+        status = status_json(config)
+        assert status["homeservers"]["internal"]["ready"] is True
         assert status["homeservers"]["external"]["held"] is True
         assert status["homeservers"]["external"]["running"] is False
         homeport("start", "-c", str(config), "external", timeout=240)

@@ -739,6 +739,26 @@ def test_restart_refuses_a_new_port_and_verify_warns_about_unapplied_edits(
         assert "homeport up" in refused.stderr
         assert _pid(policy_pair, "external") == pid, "nothing was restarted"
 
+        # Each part of a homeserver's identity needs a new `up`, never a restart.
+        edits: list[tuple[str, dict[str, str], str]] = [
+            ("database", {"database": "postgresql://x@127.0.0.1/other"}, "database"),
+            (
+                "public_baseurl",
+                {"public_baseurl": "https://elsewhere.example.org/"},
+                "public_baseurl",
+            ),
+            ("address", {"address": "127.0.0.2"}, "listeners"),
+        ]
+        for what, change, named in edits:
+            config.write_text(original)
+            edit_yaml(
+                config, lambda data, change=change: data["homeservers"]["external"].update(change)
+            )
+            refused = homeport("restart", "-c", str(config), "external", check=False)
+            assert refused.returncode == 1, what
+            assert named in refused.stderr, (what, refused.stderr)
+            assert _pid(policy_pair, "external") == pid, f"restarted for a new {what}"
+
         config.write_text(original)
         edit_yaml(
             config,
