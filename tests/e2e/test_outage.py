@@ -203,6 +203,7 @@ async def test_the_federation_tab_tells_the_truth_on_the_shipped_settings(
             scene = Scene(running, url, room, page, figures, external)
             await _outage_recovering_on_its_own(scene)
             await _outage_with_reset_pressed_early(scene)
+            await _outage_ended_by_restart(scene)
         finally:
             await context.close()
             await room.http.aclose()
@@ -336,3 +337,31 @@ async def _outage_with_reset_pressed_early(scene: Scene) -> None:
         return "Working" in await page.locator("dl.facts").inner_text()
 
     await _until("the destination says Working", time.monotonic() + MARGIN_S, working)
+
+
+async def _outage_ended_by_restart(scene: Scene) -> None:
+    """`homeport restart external` brings it back and has internal retry it at once."""
+    running, url, room, page, figures, external = scene
+    config = str(running.config_path)
+    destination_url = f"{url}/federation/{quote(external, safe='')}"
+    homeport("stop", "-c", config, "external")
+    started = time.monotonic()
+    body = f"restart ends it {secrets.token_hex(3)}"
+    await room.say(body)
+    reset = page.get_by_role("button", name="Reset connection")
+
+    async def backing_off() -> bool:
+        await page.goto(destination_url)
+        return await reset.count() > 0
+
+    deadline = started + figures.failure_recorded_within + MARGIN_S
+    await _until("Synapse records a failure", deadline, backing_off, every=1.0, started=started)
+    restarted = homeport("restart", "-c", config, "external", timeout=240)
+    back = time.monotonic()
+    assert "internal was backing off from external: reset, it retries now." in restarted.stdout
+
+    async def arrived() -> bool:
+        return body in await room.heard_by_bob()
+
+    took = await _until("the message arrives", back + MARGIN_S, arrived, every=0.5, started=back)
+    print(f"After homeport restart the message arrived {took:.1f} s later")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import stat
 import time
@@ -75,6 +76,16 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
         connection.close()
         assert status_json(config)["services"]["admin"]["state"] == "ready"
         await _undelivered_on_postgresql(running, config, room_id, bob)
+        # Verify's probes and `restart`, with external's state in PostgreSQL.
+        verified = homeport("verify", "-c", str(config), "--json", check=False, timeout=240)
+        report = json.loads(verified.stdout)
+        assert [c for c in report["checks"] if not c["ok"]] == []
+        assert verified.returncode == 0
+        pid = status_json(config)["homeservers"]["external"]["pid"]
+        homeport("restart", "-c", str(config), "external", timeout=240)
+        after = status_json(config)["homeservers"]["external"]
+        assert after["ready"] is True
+        assert after["pid"] != pid
     finally:
         if running.process is not None:
             running.stop()

@@ -1,0 +1,141 @@
+"""Three homeservers from one file: verify's whole matrix and the Federation tab.
+
+The product promises "two or more". A third homeserver, `partner`, open to
+the federation, joins the starter's internal/external pair; internal's
+whitelist names only internal and external, so partner is shut out of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from homeport.trust import client_ssl_context
+from tests.admin.website import log_in
+from tests.harness import (
+    TEST_FEDERATION_RETRIES,
+    TEST_SYNAPSE_SETTINGS,
+    RunningDeployment,
+    access_token,
+    edit_yaml,
+    free_port_run,
+    homeport,
+    init_deployment,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
+    config = init_deployment(tmp_path_factory.mktemp("three"))
+    port = free_port_run(1)
+
+    def add_partner(data: Any) -> None:
+        data["homeservers"]["partner"] = {
+            "server_name": f"localhost:{port}",
+            "port": port,
+            "policy": {"allow_public_rooms_over_federation": True},
+            "synapse": dict(TEST_SYNAPSE_SETTINGS),
+            "federation_retries": dict(TEST_FEDERATION_RETRIES),
+        }
+
+    edit_yaml(config, add_partner)
+    running = RunningDeployment(config)
+    running.start()
+    try:
+        yield running
+    finally:
+        if running.process is not None:
+            running.stop()
+        running.kill_leftovers()
+
+
+def test_verify_covers_every_ordered_pair_of_three(three: RunningDeployment) -> None:
+    result = homeport("verify", "-c", str(three.config_path), "--json", check=False, timeout=240)
+    report = json.loads(result.stdout)
+    pairs = {(c["viewer"], c["target"]) for c in report["checks"]}
+    names = ("internal", "external", "partner")
+    assert pairs == {(a, b) for a in names for b in names if a != b}
+    mismatches = [c for c in report["checks"] if not c["ok"]]
+    assert mismatches == [], mismatches
+    assert result.returncode == 0
+    federation = {
+        (c["viewer"], c["target"]): c["observed"]
+        for c in report["checks"]
+        if c["surface"] == "federation"
+    }
+    assert federation[("partner", "internal")] == "denied"  # internal's whitelist
+    assert federation[("internal", "partner")] == "denied"
+    assert federation[("partner", "external")] == "allowed"
+    assert federation[("external", "partner")] == "allowed"
+
+
+async def test_the_federation_tab_of_external_lists_both_others(three: RunningDeployment) -> None:
+    deployment = three.deployment
+    context = client_ssl_context(deployment)
+    servers = {name: hs.server_name for name, hs in deployment.homeservers.items()}
+    tokens, admin = {}, ("", "")
+    for name in servers:
+        user_id, password = await three.new_user(name, admin=name == "external")
+        tokens[name] = (await access_token(deployment, name, user_id, password))[0]
+        if name == "external":
+            admin = (user_id, password)
+    async with httpx.AsyncClient(verify=context, timeout=30) as http:
+
+        async def call(name: str, method: str, path: str, **kwargs: Any) -> Any:
+            url = f"{deployment.homeservers[name].base_url}{path}"
+            answer = await http.request(
+                method, url, headers={"Authorization": f"Bearer {tokens[name]}"}, **kwargs
+            )
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        created = await call(
+            "external", "POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}
+        )
+        room = quote(created["room_id"])
+        for name in ("internal", "partner"):
+            await call(
+                name,
+                "POST",
+                f"/_matrix/client/v3/join/{room}",
+                params={"server_name": servers["external"]},
+                json={},
+            )
+        message = f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{secrets.token_hex(4)}"
+        await call("external", "PUT", message, json={"msgtype": "m.text", "body": "three"})
+
+    assert deployment.admin is not None
+    async with httpx.AsyncClient(base_url=deployment.admin.url, verify=context) as website:
+        assert (await log_in(website, "external", admin[0], admin[1])).status_code == 303
+
+        async def rows() -> dict[str, str]:
+            page = await website.get("/federation")
+            assert page.status_code == 200
+            found = {}
+            for name in ("internal", "partner"):
+                row = re.search(
+                    rf"<tr>\s*<td><a[^>]*>{re.escape(servers[name])}</a>.*?</tr>", page.text, re.S
+                )
+                found[name] = row.group(0) if row else ""
+            return found
+
+        deadline = time.monotonic() + 60
+        found = await rows()
+        while not all("Working" in row for row in found.values()):
+            assert time.monotonic() < deadline, found
+            await asyncio.sleep(1)
+            found = await rows()
+    # Each of the two others shares the one room with external.
+    for row in found.values():
+        assert re.search(r'<td class="num">1</td>', row), row
