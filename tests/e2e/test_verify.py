@@ -205,10 +205,29 @@ class Raw:
             params={"server_name": self.deployment.homeservers[via].server_name},
             json={},
         )
-        return response.status_code == 200
+        return response.status_code == 200 or not _refused(response, "join")
 
 
 RawCheck = Callable[[Raw], Awaitable[str]]
+
+# What a refusal may look like, per raw check: anything else (a 500, a 429, a
+# timeout) is an error of the test run, never a "hidden" or "refused".
+REFUSALS: dict[str, set[tuple[int, str]]] = {
+    "join": {(403, "M_FORBIDDEN"), (404, "M_NOT_FOUND"), (502, "M_UNKNOWN")},
+    "profile": {(403, "M_FORBIDDEN"), (404, "M_NOT_FOUND")},
+    "public_rooms": {(403, "M_FORBIDDEN")},
+}
+
+
+def _refused(response: httpx.Response, what: str) -> bool:
+    """True for an answer that says no; an unexpected error fails the test instead."""
+    try:
+        errcode = str(response.json().get("errcode"))
+    except ValueError:
+        errcode = ""
+    found = (response.status_code, errcode)
+    assert found in REFUSALS[what], f"{what}: unexpected {found}: {response.text[:300]}"
+    return True
 
 
 def raw_public_rooms(viewer: str, target: str) -> RawCheck:
@@ -227,9 +246,9 @@ def raw_public_rooms(viewer: str, target: str) -> RawCheck:
             params={"server": raw.deployment.homeservers[target].server_name},
             json={"filter": {"generic_search_term": word}},
         )
-        listed = response.status_code == 200 and any(
-            r["room_id"] == room_id for r in response.json()["chunk"]
-        )
+        if response.status_code != 200 and _refused(response, "public_rooms"):
+            return "hidden"
+        listed = any(r["room_id"] == room_id for r in response.json()["chunk"])
         return "visible" if listed else "hidden"
 
     return check
@@ -243,8 +262,9 @@ def raw_profile(viewer: str, target: str) -> RawCheck:
         response = await raw.call(
             viewer, looker, "GET", f"/_matrix/client/v3/profile/{quote(user_id)}"
         )
-        seen = response.status_code == 200 and response.json().get("displayname") == name
-        return "visible" if seen else "hidden"
+        if response.status_code != 200 and _refused(response, "profile"):
+            return "hidden"
+        return "visible" if response.json().get("displayname") == name else "hidden"
 
     return check
 
