@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import stat
 import time
@@ -18,6 +19,7 @@ import pytest
 
 from homeport.store.migrate import head_revision
 from homeport.trust import client_ssl_context
+from tests.admin.website import log_in
 from tests.harness import (
     RunningDeployment,
     access_token,
@@ -75,6 +77,7 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
             assert cursor.fetchone() == (head_revision(),)
         connection.close()
         assert status_json(config)["services"]["admin"]["state"] == "ready"
+        await _website_on_postgresql(running)
         await _undelivered_on_postgresql(running, config, room_id, bob)
         # Verify's probes and `restart`, with external's state in PostgreSQL.
         verified = homeport("verify", "-c", str(config), "--json", check=False, timeout=240)
@@ -130,3 +133,25 @@ async def _undelivered_on_postgresql(
     while status_json(config)["homeservers"]["external"]["federation"]["undelivered"]:
         assert time.monotonic() < deadline, "external never caught up with internal"
         await asyncio.sleep(1)
+
+
+async def _website_on_postgresql(running: RunningDeployment) -> None:
+    """External's Federation tab: one request to the module, its SQL on PostgreSQL."""
+    deployment = running.deployment
+    assert deployment.admin is not None
+    admin_id, password = await running.new_user("external", admin=True)
+    internal = deployment.homeservers["internal"].server_name
+    context = client_ssl_context(deployment)
+    async with httpx.AsyncClient(base_url=deployment.admin.url, verify=context) as website:
+        assert (await log_in(website, "external", admin_id, password)).status_code == 303
+        page = await website.get("/federation")
+        assert page.status_code == 200
+        row = re.search(rf"<tr>\s*<td><a[^>]*>{re.escape(internal)}</a>.*?</tr>", page.text, re.S)
+        assert row, page.text
+        assert re.search(r'<td class="num">1</td>', row.group(0))  # the one shared room
+        ordered = await website.get("/federation?order_by=undelivered_since")
+        assert ordered.status_code == 200
+        assert internal in ordered.text
+        details = await website.get(f"/federation/{quote(internal, safe='')}")
+        assert details.status_code == 200
+        assert "Federated rooms" in details.text
