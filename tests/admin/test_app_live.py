@@ -20,6 +20,7 @@ from homeport.admin.app import create_app
 from homeport.admin.synapse import LiveHomeservers
 from homeport.policy.surfaces import expectations
 from homeport.store.database import open_store
+from homeport.synapse.service_account import service_client
 from tests.admin.website import browser, csrf_token, log_in
 from tests.harness import RunningDeployment
 from tests.matrix import share_a_room
@@ -149,3 +150,28 @@ async def test_metrics_count_pages_by_route(live: Live, client: httpx.AsyncClien
     metrics = (await client.get("/metrics")).text
     assert 'homeport_admin_requests_total{route="rooms",status="200"}' in metrics
     assert 'homeport_admin_render_seconds_bucket{le="0.005",route="rooms"}' in metrics
+
+
+async def test_a_demoted_admin_is_logged_out_by_synapse_s_own_answer(
+    pair: RunningDeployment, pair_ssl: ssl.SSLContext, live: Live, client: httpx.AsyncClient
+) -> None:
+    """Synapse says 403 to a demoted admin: the session ends and its token is logged out."""
+    user_id, password = await pair.new_user("internal", admin=True)
+    assert (await log_in(client, "internal", user_id, password)).status_code == 303
+    (session,) = [
+        s for s in live.app.state.site.sessions.all() if s.logins["internal"].user_id == user_id
+    ]
+    token = session.logins["internal"].access_token
+    base = pair.deployment.homeservers["internal"].base_url
+    async with service_client(pair.deployment, "internal", pair_ssl) as admin:
+        await admin.client.request(
+            "PUT", f"/_synapse/admin/v2/users/{quote(user_id)}", json={"admin": False}
+        )
+    answer = await client.get("/rooms")  # asks Synapse's admin API as the demoted admin
+    assert (answer.status_code, answer.headers["location"]) == (303, "/login?revoked=1")
+    async with httpx.AsyncClient(verify=pair_ssl) as http:
+        whoami = await http.get(
+            f"{base}/_matrix/client/v3/account/whoami", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert (whoami.status_code, whoami.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert (await client.get("/policy")).status_code == 303  # no session any more
