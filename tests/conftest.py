@@ -11,22 +11,24 @@ import psycopg2
 import pytest
 
 from homeport.trust import client_ssl_context
-from tests.harness import RunningDeployment, init_deployment, synapse_pids
+from tests.harness import RunningDeployment, init_deployment, running_deployment
 
 
 @pytest.fixture(scope="session")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
     """`homeport init` + `homeport up`: internal and external, federating over TLS."""
-    config = init_deployment(tmp_path_factory.mktemp("pair"))
-    running = RunningDeployment(config)
-    running.start()
-    yield running
-    try:
-        if running.process is not None:
-            running.stop()
-        assert synapse_pids(running.deployment.data_dir) == [], "Synapse left behind"
-    finally:
-        running.kill_leftovers()
+    with running_deployment(init_deployment(tmp_path_factory.mktemp("pair"))) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
+    """The starter exactly as `homeport init` writes it: Homeport's own rate limits and
+    retry settings, none of the suite's relaxed ones."""
+    config = init_deployment(tmp_path_factory.mktemp("shipped"), relax=False)
+    with running_deployment(config) as running:
+        assert all(hs.synapse == {} for hs in running.deployment.homeservers.values())
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -198,6 +199,22 @@ async def access_token(
     async with SynapseClient(base_url, client_ssl_context(deployment)) as client:
         login = await client.login(user, password, device_name)
     return login.access_token, login.device_id
+
+
+@contextmanager
+def running_deployment(config: Path) -> Iterator[RunningDeployment]:
+    """`homeport up` on `config` for the block's duration; afterwards no Synapse is left."""
+    running = RunningDeployment(config)
+    running.start()
+    try:
+        yield running
+        if running.process is not None:
+            running.stop()
+        assert synapse_pids(running.deployment.data_dir) == [], "Synapse left behind"
+    finally:
+        if running.process is not None:
+            running.stop()
+        running.kill_leftovers()
 
 
 def init_deployment(directory: Path, relax: bool = True) -> Path:

@@ -21,6 +21,7 @@ from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S
 from homeport.synapse.models import Undelivered
 
 REFRESH_S = 10.0
+READ_TIMEOUT_S = 5.0  # a homeserver that hangs must not hold every page that waits on this
 AGES_PER_HOMESERVER = 100  # bounded label cardinality, whatever the outage
 
 
@@ -89,6 +90,6 @@ class DeliverySnapshot:
 
 async def _read(api: Homeservers, name: str) -> tuple[list[Undelivered], int] | None:
     try:
-        return await api.undelivered(name)
-    except (SynapseApiError, httpx.HTTPError, OSError):
+        return await asyncio.wait_for(api.undelivered(name), READ_TIMEOUT_S)
+    except (SynapseApiError, httpx.HTTPError, OSError, TimeoutError):
         return None

@@ -291,12 +291,9 @@ class SynapseAdmin:
                 return failing
             start = page.next_token
 
-    async def room_counts(self, destinations: list[str]) -> dict[str, int]:
-        """Rooms per destination: one request per 50 to the Homeport module, else one per row."""
-        return (await self.facts(destinations))[0]
-
     async def facts(self, destinations: list[str]) -> tuple[dict[str, int], dict[str, Undelivered]]:
-        """Rooms per destination, and what each lacks (nothing known without the module)."""
+        """Rooms per destination and what each lacks: one request per 50 to the Homeport
+        module; without it, one admin API request per destination and nothing known lacking."""
         if not destinations:
             return {}, {}
         counts = dict.fromkeys(destinations, 0)

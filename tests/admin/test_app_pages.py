@@ -8,6 +8,7 @@ the same every run.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
@@ -508,3 +509,19 @@ async def test_the_homeserver_switcher_scopes_every_page(site: Any) -> None:
         "/switch", data={"homeserver": "nope", "csrf_token": csrf_token(page.text)}
     )
     assert unknown.status_code == 400
+
+
+async def test_a_hanging_homeserver_holds_no_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delivery snapshot gives up on a homeserver that does not answer."""
+
+    class Hanging(RecordedHomeservers):
+        async def undelivered(self, name: str) -> tuple[list[Undelivered], int]:
+            if name == "external":
+                await asyncio.sleep(3600)
+            return await super().undelivered(name)
+
+    monkeypatch.setattr("homeport.admin.delivery.READ_TIMEOUT_S", 0.2)
+    async with browser(create_app(STARTER, Hanging(), FixedClock(CLOCK.now))) as client:
+        text = (await client.get("/metrics")).text
+    assert 'homeport_federation_delivery_known{homeserver="external"} 0.0' in text
+    assert 'homeport_federation_delivery_known{homeserver="internal"} 1.0' in text

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import ssl
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 from nio import JoinError, RoomCreateResponse, RoomInviteError, RoomPreset
 
+from homeport.trust import client_ssl_context
 from tests.harness import RunningDeployment
 from tests.matrix import logged_in
 
 pytestmark = pytest.mark.e2e
 
 
-async def _create_content(base_url: str, token: str, room_id: str, ctx: ssl.SSLContext) -> dict:  # type: ignore[type-arg]
-    async with httpx.AsyncClient(verify=ctx) as http:
-        response = await http.get(
-            f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.create/",
-            headers={"Authorization": f"Bearer {token}"},
+async def _as(
+    ctx: ssl.SSLContext, method: str, url: str, token: str, **kwargs: Any
+) -> httpx.Response:
+    async with httpx.AsyncClient(verify=ctx, timeout=60) as http:
+        return await http.request(
+            method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs
         )
+
+
+async def _create_content(base_url: str, token: str, room_id: str, ctx: ssl.SSLContext) -> Any:
+    url = f"{base_url}/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.create/"
+    response = await _as(ctx, "GET", url, token)
     response.raise_for_status()
-    content: dict = response.json()  # type: ignore[type-arg]
-    return content
+    return response.json()
 
 
 @pytest.mark.parametrize("admin", [False, True], ids=["user", "server-admin"])
@@ -75,23 +82,14 @@ async def test_rooms_created_on_a_creator_choice_server_federate_by_default(
         assert content.get("m.federate", True) is True
 
 
-async def _as(
-    ctx: ssl.SSLContext, method: str, url: str, token: str, **kwargs: object
-) -> httpx.Response:
-    async with httpx.AsyncClient(verify=ctx, timeout=60) as http:
-        return await http.request(
-            method,
-            url,
-            headers={"Authorization": f"Bearer {token}"},
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-
 @pytest.mark.parametrize("admin", [False, True], ids=["user", "server-admin"])
 async def test_an_upgrade_cannot_create_a_federated_room_on_a_never_server(
-    pair: RunningDeployment, pair_ssl: ssl.SSLContext, admin: bool
+    shipped: RunningDeployment, admin: bool
 ) -> None:
-    """A room upgrade is a room creation: from internal, a federated room stays where it is."""
+    """A room upgrade is a room creation: from internal, a federated room stays where it is.
+
+    On the starter as Homeport ships it (its rate limits, not the relaxed ones)."""
+    pair, pair_ssl = shipped, client_ssl_context(shipped.deployment)
     internal = pair.deployment.homeservers["internal"]
     external = pair.deployment.homeservers["external"]
     alice_id, alice_pw = await pair.new_user("internal", admin=admin)

@@ -20,7 +20,7 @@ import re
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -38,6 +38,7 @@ from tests.harness import (
     access_token,
     homeport,
     init_deployment,
+    running_deployment,
     status_json,
 )
 
@@ -131,16 +132,10 @@ class Scene(NamedTuple):
 
 
 @pytest.fixture
-async def shipped(tmp_path: Path) -> AsyncIterator[RunningDeployment]:
-    config = init_deployment(tmp_path, relax=False)
-    running = RunningDeployment(config)
-    running.start()
-    try:
+def own_shipped(tmp_path: Path) -> Iterator[RunningDeployment]:
+    """A starter deployment of its own: the outages here would disturb a shared one."""
+    with running_deployment(init_deployment(tmp_path, relax=False)) as running:
         yield running
-    finally:
-        if running.process is not None:
-            running.stop()
-        running.kill_leftovers()
 
 
 async def _shared_room(running: RunningDeployment, passwords: dict[str, str]) -> Room:
@@ -174,9 +169,9 @@ async def _shared_room(running: RunningDeployment, passwords: dict[str, str]) ->
 
 
 async def test_the_federation_tab_tells_the_truth_on_the_shipped_settings(
-    shipped: RunningDeployment,
+    own_shipped: RunningDeployment,
 ) -> None:
-    running = shipped
+    running = own_shipped
     config = str(running.config_path)
     deployment = running.deployment
     assert deployment.admin is not None
@@ -304,32 +299,39 @@ async def _outage_recovering_on_its_own(scene: Scene) -> None:
     )
 
 
-async def _outage_with_reset_pressed_early(scene: Scene) -> None:
+async def _stop_until_backing_off(scene: Scene, body: str) -> None:
+    """Stop external, say `body` on internal, wait until Synapse backs off (Reset offered)."""
     running, url, room, page, figures, external = scene
-    config = str(running.config_path)
-    destination_url = f"{url}/federation/{quote(external, safe='')}"
-    homeport("stop", "-c", config, "external")
+    homeport("stop", "-c", str(running.config_path), "external")
     started = time.monotonic()
-    body = f"reset pressed early {secrets.token_hex(3)}"
     await room.say(body)
-    reset = page.get_by_role("button", name="Reset connection")
 
     async def reset_offered() -> bool:
-        await page.goto(destination_url)
-        return await reset.count() > 0
+        await page.goto(f"{url}/federation/{quote(external, safe='')}")
+        return await page.get_by_role("button", name="Reset connection").count() > 0
 
     deadline = started + figures.failure_recorded_within + MARGIN_S
     await _until("Synapse records a failure", deadline, reset_offered, every=1.0, started=started)
-    homeport("start", "-c", config, "external", timeout=240)
-    back = time.monotonic()
-    await page.goto(destination_url)
-    await reset.click()  # long before the 30 s backoff is over
-    await expect(page.get_by_role("status")).to_contain_text("Connection reset")
 
+
+async def _arrives(room: Room, body: str, back: float) -> float:
     async def arrived() -> bool:
         return body in await room.heard_by_bob()
 
-    took = await _until("the message arrives", back + MARGIN_S, arrived, every=0.5, started=back)
+    return await _until("the message arrives", back + MARGIN_S, arrived, every=0.5, started=back)
+
+
+async def _outage_with_reset_pressed_early(scene: Scene) -> None:
+    running, url, room, page, _, external = scene
+    body = f"reset pressed early {secrets.token_hex(3)}"
+    await _stop_until_backing_off(scene, body)
+    homeport("start", "-c", str(running.config_path), "external", timeout=240)
+    back = time.monotonic()
+    destination_url = f"{url}/federation/{quote(external, safe='')}"
+    await page.goto(destination_url)
+    await page.get_by_role("button", name="Reset connection").click()  # long before 30 s
+    await expect(page.get_by_role("status")).to_contain_text("Connection reset")
+    took = await _arrives(room, body, back)
     print(f"After Reset connection the message arrived {took:.1f} s after external was back")
 
     async def working() -> bool:
@@ -341,27 +343,10 @@ async def _outage_with_reset_pressed_early(scene: Scene) -> None:
 
 async def _outage_ended_by_restart(scene: Scene) -> None:
     """`homeport restart external` brings it back and has internal retry it at once."""
-    running, url, room, page, figures, external = scene
-    config = str(running.config_path)
-    destination_url = f"{url}/federation/{quote(external, safe='')}"
-    homeport("stop", "-c", config, "external")
-    started = time.monotonic()
     body = f"restart ends it {secrets.token_hex(3)}"
-    await room.say(body)
-    reset = page.get_by_role("button", name="Reset connection")
-
-    async def backing_off() -> bool:
-        await page.goto(destination_url)
-        return await reset.count() > 0
-
-    deadline = started + figures.failure_recorded_within + MARGIN_S
-    await _until("Synapse records a failure", deadline, backing_off, every=1.0, started=started)
-    restarted = homeport("restart", "-c", config, "external", timeout=240)
+    await _stop_until_backing_off(scene, body)
+    restarted = homeport("restart", "-c", str(scene.running.config_path), "external", timeout=240)
     back = time.monotonic()
     assert "internal was backing off from external: reset, it retries now." in restarted.stdout
-
-    async def arrived() -> bool:
-        return body in await room.heard_by_bob()
-
-    took = await _until("the message arrives", back + MARGIN_S, arrived, every=0.5, started=back)
+    took = await _arrives(scene.room, body, back)
     print(f"After homeport restart the message arrived {took:.1f} s later")

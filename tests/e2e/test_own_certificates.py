@@ -18,7 +18,13 @@ from cryptography import x509
 
 from homeport import pki
 from homeport.trust import client_ssl_context
-from tests.harness import RunningDeployment, edit_yaml, init_deployment, status_json
+from tests.harness import (
+    RunningDeployment,
+    edit_yaml,
+    init_deployment,
+    running_deployment,
+    status_json,
+)
 from tests.matrix import exchange_messages
 
 pytestmark = pytest.mark.e2e
@@ -40,14 +46,8 @@ def corporate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeplo
         }
 
     edit_yaml(config, own_certificate)
-    running = RunningDeployment(config)
-    running.start()
-    try:
+    with running_deployment(config) as running:
         yield running
-    finally:
-        if running.process is not None:
-            running.stop()
-        running.kill_leftovers()
 
 
 def _issuer_of(host: str, port: int, context: ssl.SSLContext) -> str:

@@ -30,6 +30,7 @@ from tests.harness import (
     free_port_run,
     homeport,
     init_deployment,
+    running_deployment,
 )
 
 pytestmark = pytest.mark.e2e
@@ -50,14 +51,8 @@ def three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeploymen
         }
 
     edit_yaml(config, add_partner)
-    running = RunningDeployment(config)
-    running.start()
-    try:
+    with running_deployment(config) as running:
         yield running
-    finally:
-        if running.process is not None:
-            running.stop()
-        running.kill_leftovers()
 
 
 def test_verify_covers_every_ordered_pair_of_three(three: RunningDeployment) -> None:
