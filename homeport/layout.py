@@ -76,6 +76,51 @@ class HomeserverLayout:
 
 
 @dataclass(frozen=True)
+class AuditLayout:
+    """The audit bot of one homeserver, under `<data_dir>/audit/<name>/`."""
+
+    root: Path
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def as_token(self) -> Path:
+        """The bot's token toward Synapse (application service `as_token`)."""
+        return self.keys_dir / "as_token"
+
+    @property
+    def hs_token(self) -> Path:
+        """Synapse's token toward the bot (`hs_token`): transactions carry it."""
+        return self.keys_dir / "hs_token"
+
+    @property
+    def registration(self) -> Path:
+        """The application service registration Synapse loads (mode 0600: it holds tokens)."""
+        return self.keys_dir / "registration.yaml"
+
+    @property
+    def crypto_dir(self) -> Path:
+        """The bot's end-to-end encryption keys (its device, room keys)."""
+        return self.keys_dir / "crypto"
+
+    @property
+    def device_file(self) -> Path:
+        """The bot's device ID, kept so that a restart is the same device."""
+        return self.keys_dir / "device.json"
+
+    @property
+    def export_cursor(self) -> Path:
+        """How far the continuous export has written."""
+        return self.root / "export.cursor"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "audit.log"
+
+
+@dataclass(frozen=True)
 class DeploymentLayout:
     """The data folder of a whole deployment."""
 
@@ -140,3 +185,6 @@ class DeploymentLayout:
 
     def homeserver(self, name: str) -> HomeserverLayout:
         return HomeserverLayout(self.data_dir / "homeservers" / name)
+
+    def audit(self, name: str) -> AuditLayout:
+        return AuditLayout(self.data_dir / "audit" / name)

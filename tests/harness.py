@@ -219,7 +219,7 @@ def running_deployment(config: Path) -> Iterator[RunningDeployment]:
 
 def init_deployment(directory: Path, relax: bool = True) -> Path:
     """`homeport init` into `directory` on free ports; returns the config path."""
-    base = free_port_run(3)
+    base = free_port_run(5)  # two homeservers, the website, two audit bots
     homeport("init", str(directory), "--port", str(base))
     config = directory / "homeport.yaml"
     if relax:

@@ -28,6 +28,7 @@ COMMANDS = {
     "restart": "homeport.cli.control:restart",
     "verify": "homeport.cli.policy:verify_command",
     "user": "homeport.cli.users:user",
+    "audit": "homeport.cli.audit:audit",
     "admin": "homeport.cli.admin:admin_command",
     "store": "homeport.cli.store:store",
 }

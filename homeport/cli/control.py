@@ -18,7 +18,7 @@ from homeport.cli._shared import (
 )
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
-from homeport.config.types import RESERVED_SERVICE_NAMES
+from homeport.config.types import AUDIT_SERVICE_PREFIX, RESERVED_SERVICE_NAMES
 from homeport.layout import DeploymentLayout
 from homeport.runtime.control import Control
 from homeport.runtime.restart import restart_homeserver
@@ -28,12 +28,20 @@ from homeport.synapse.backoff import spoken
 
 def _services(deployment: Deployment) -> tuple[str, ...]:
     """Homeport's own services this file runs, which stop and start take by name too."""
-    return RESERVED_SERVICE_NAMES if deployment.admin is not None else ()
+    website = RESERVED_SERVICE_NAMES if deployment.admin is not None else ()
+    bots = tuple(
+        AUDIT_SERVICE_PREFIX + name
+        for name, hs in deployment.homeservers.items()
+        if hs.audit_bot is not None
+    )
+    return website + bots
 
 
 def _log_of(layout: DeploymentLayout, deployment: Deployment, name: str) -> Path:
     if name in deployment.homeservers:
         return layout.homeserver(name).log_file
+    if name.startswith(AUDIT_SERVICE_PREFIX):
+        return layout.audit(name.removeprefix(AUDIT_SERVICE_PREFIX)).log_file
     return layout.admin_log
 
 
@@ -65,7 +73,13 @@ def start(config_path: Path, name: str) -> None:
     control.release(name)
     control.wait_ready(name, _log_of(layout, deployment, name))
     hs = deployment.homeservers.get(name)
-    where = hs.base_url if hs else deployment.admin.url if deployment.admin else ""
+    bot = deployment.homeservers.get(name.removeprefix(AUDIT_SERVICE_PREFIX))
+    if hs is not None:
+        where = hs.base_url
+    elif bot is not None and bot.audit_bot is not None:
+        where = f"http://127.0.0.1:{bot.audit_bot.port}"
+    else:
+        where = deployment.admin.url if deployment.admin else ""
     console.print(f"{name} is ready at {where}")
 
 

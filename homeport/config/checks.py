@@ -42,6 +42,11 @@ class _Listeners:
         return clash
 
 
+def _who(owner: str) -> str:
+    """A listener's owner in words: homeservers are named by their key."""
+    return owner if owner.startswith("the ") else f"homeserver {owner!r}"
+
+
 def _homeserver_problems(
     model: Deployment, name: str, hs: Homeserver, listeners: _Listeners, names: dict[str, str]
 ) -> Iterator[Found]:
@@ -58,7 +63,7 @@ def _homeserver_problems(
     if clash is not None:
         yield (
             (*base, "port"),
-            f"port {hs.port} is already used by homeserver {clash!r}",
+            f"port {hs.port} is already used by {_who(clash)}",
             "give each homeserver its own port",
         )
     if hs.federation_port != hs.port and hs.public_baseurl is None:
@@ -79,6 +84,14 @@ def _homeserver_problems(
                 f"{entry!r} is neither a homeserver of this file nor a server name ({error})",
                 f"use a server name such as matrix.example.org:8448, or one of: "
                 f"{', '.join(model.homeservers)}",
+            )
+    if hs.audit_bot is not None:
+        clash = listeners.claim("127.0.0.1", hs.audit_bot.port, f"the audit bot of {name!r}")
+        if clash is not None:
+            yield (
+                (*base, "audit", "port"),
+                f"port {hs.audit_bot.port} is already used by {_who(clash)}",
+                "give the audit bot a port of its own",
             )
     for key in hs.synapse:
         if key in RESERVED_SYNAPSE_KEYS:
@@ -108,7 +121,7 @@ def _found(model: Deployment) -> Iterator[Found]:
         if clash is not None:
             yield (
                 ("admin", "port"),
-                f"port {model.admin.port} is already used by homeserver {clash!r}",
+                f"port {model.admin.port} is already used by {_who(clash)}",
                 "give the admin website a port of its own",
             )
 

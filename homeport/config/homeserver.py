@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
+from homeport.config.audit import AuditBot
 from homeport.config.base import StrictModel
 from homeport.config.federation import FederationRetries
 from homeport.config.policy import POLICY_SYNAPSE_KEYS, Policy
@@ -86,6 +87,10 @@ class Homeserver(StrictModel):
         default_factory=FederationRetries,
         description="How soon a failing server is noticed and a recovered one retried.",
     )
+    audit: AuditBot | None = Field(
+        default=None,
+        description="The audit bot: records the local rooms administrators choose.",
+    )
     synapse: dict[str, Any] = Field(
         default_factory=dict,
         description="Any other Synapse setting, merged over what Homeport renders.",
@@ -102,3 +107,13 @@ class Homeserver(StrictModel):
             return self.public_baseurl.rstrip("/")
         host = split_server_name(self.server_name).host
         return f"https://{host}:{self.port}"
+
+    @property
+    def audit_bot(self) -> AuditBot | None:
+        """The audit bot when it runs; None when absent or disabled."""
+        return self.audit if self.audit is not None and self.audit.enabled else None
+
+    @property
+    def audit_user_id(self) -> str | None:
+        bot = self.audit_bot
+        return None if bot is None else f"@{bot.localpart}:{self.server_name}"

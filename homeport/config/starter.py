@@ -60,6 +60,15 @@ homeservers:
       # whatever the client asks, enforced by the Homeport Synapse module.
       rooms:
         federation: never
+    # The audit bot (@audit:{host}:{internal_port}): administrators add it to chosen
+    # rooms created here (`homeport audit add internal ROOM`, or the admin
+    # website); it records everything said there, encrypted or not. It can
+    # never be added to a room created on another server (docs/audit.md).
+    audit:
+      port: {internal_audit_port}       # loopback port where Synapse delivers to it
+      auto_join: none       # or local_rooms: every room created here
+      # include_direct_messages: false
+      # export: {{directory: audit-export}}   # JSON lines, a file per day
     # How soon Synapse notices that a server it sends to is down, and how soon
     # it retries one that is back (docs/configuration.md); Homeport's defaults,
     # for an organisation's own servers: a failure shows within 34 s, a server
@@ -89,6 +98,9 @@ homeservers:
       allow_device_name_lookup_over_federation: false
       rooms:
         federation: creator_choice
+    audit:
+      port: {external_audit_port}
+      auto_join: none
     synapse: {{}}
 """
 
@@ -98,12 +110,16 @@ def starter_text(
     internal_port: int = 8448,
     external_port: int = 8449,
     admin_port: int | None = None,
+    internal_audit_port: int | None = None,
+    external_audit_port: int | None = None,
 ) -> str:
     return STARTER_TEMPLATE.format(
         host=host,
         internal_port=internal_port,
         external_port=external_port,
         admin_port=admin_port if admin_port is not None else external_port + 1,
+        internal_audit_port=internal_audit_port or external_port + 2,
+        external_audit_port=external_audit_port or external_port + 3,
     )
 
 

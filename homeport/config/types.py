@@ -16,6 +16,8 @@ _HOMESERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # Names of Homeport's own services: `homeport stop NAME` and the `services`
 # map of `homeport status` share one namespace with the homeservers.
 RESERVED_SERVICE_NAMES = ("admin",)
+# Each homeserver's audit bot runs as the service `audit-<homeserver>`.
+AUDIT_SERVICE_PREFIX = "audit-"
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,11 @@ def check_homeserver_name(name: str) -> str:
             f"{name!r} is not a valid homeserver name: start with a lower-case letter, then "
             "up to 31 lower-case letters, digits, '-' or '_'"
         )
-    if name in RESERVED_SERVICE_NAMES:
+    if name in RESERVED_SERVICE_NAMES or name.startswith(AUDIT_SERVICE_PREFIX):
         raise ValueError(
-            f"{name!r} is the name of one of Homeport's own services; choose another "
-            "homeserver name"
+            f"{name!r} is (or starts like) the name of one of Homeport's own services "
+            f"({', '.join(RESERVED_SERVICE_NAMES)}, {AUDIT_SERVICE_PREFIX}<homeserver>); "
+            "choose another homeserver name"
         )
     return name
 
@@ -184,3 +187,25 @@ def check_duration(value: object) -> str:
 
 
 Duration = Annotated[str, BeforeValidator(check_duration)]
+
+
+_SIZE = re.compile(r"^(\d+)([KMG])$")
+_UNIT_BYTES = {"K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def size_bytes(text: str) -> int:
+    """Bytes of a size such as `512K`, `100M` or `1G` (Synapse's units)."""
+    match = _SIZE.match(text)
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a size: write a whole number and K, M or G, e.g. 100M")
+    return int(match.group(1)) * _UNIT_BYTES[match.group(2)]
+
+
+def check_size(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a size: give it a unit, e.g. 100M or 1G")
+    size_bytes(value)
+    return value
+
+
+ByteSize = Annotated[str, BeforeValidator(check_size)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import socket
 import tempfile
 from pathlib import Path
@@ -17,13 +18,15 @@ from pathlib import Path
 import yaml
 
 from homeport import pki
+from homeport.audit.registration import render_registration
 from homeport.config.deployment import Deployment
+from homeport.config.homeserver import Homeserver
 from homeport.config.lines import KeyPath, LineMap, problem_at
 from homeport.config.types import split_server_name
 from homeport.credentials import ensure_secrets
 from homeport.errors import ConfigProblem, HomeportError
-from homeport.files import ensure_dir, write_atomic, write_private
-from homeport.layout import DeploymentLayout
+from homeport.files import ensure_dir, read_or_create_private, write_atomic, write_private
+from homeport.layout import AuditLayout, DeploymentLayout
 from homeport.synapse.render import render_homeserver, render_log_config
 
 logger = logging.getLogger(__name__)
@@ -56,8 +59,9 @@ def _trust_problem(data_dir: Path) -> tuple[str, str] | None:
     """
     layout = DeploymentLayout(data_dir)
     folders = [data_dir, layout.ca_certificate.parent, layout.run_dir]
-    if (data_dir / "homeservers").is_dir():
-        folders += [p / "keys" for p in (data_dir / "homeservers").iterdir() if p.is_dir()]
+    for kind in ("homeservers", "audit"):
+        if (data_dir / kind).is_dir():
+            folders += [p / "keys" for p in (data_dir / kind).iterdir() if p.is_dir()]
     for folder in folders:
         if not folder.exists():
             continue
@@ -120,6 +124,9 @@ def preflight(
             why = _port_problem(hs.address, hs.port)
             if why:
                 problem((*base, "port"), why, "stop that program or choose another port")
+            why = _port_problem("127.0.0.1", hs.audit_bot.port) if hs.audit_bot else None
+            if why:
+                problem((*base, "audit", "port"), why, "stop that program or choose another port")
     return problems
 
 
@@ -157,11 +164,22 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
         if hs.tls is None:
             host = split_server_name(hs.server_name).host
             pki.ensure_leaf(ca, host, files.tls_certificate, files.tls_key)
+        if hs.audit_bot is not None:
+            register_audit_bot(hs, layout.audit(name))
         config = render_homeserver(deployment, name, layout)
         # Mode 0600: a PostgreSQL URL may carry a password into `database.args`.
         write_private(files.config_file, dump_yaml(config))
         write_atomic(files.log_config_file, dump_yaml(render_log_config(files)))
     return layout
+
+
+def register_audit_bot(hs: Homeserver, files: AuditLayout) -> None:
+    """The bot's tokens (generated once, 0600) and the registration Synapse loads."""
+    ensure_dir(files.keys_dir)
+    as_token = read_or_create_private(files.as_token, secrets.token_urlsafe(32).encode())
+    hs_token = read_or_create_private(files.hs_token, secrets.token_urlsafe(32).encode())
+    registration = render_registration(hs, as_token.decode().strip(), hs_token.decode().strip())
+    write_private(files.registration, dump_yaml(registration))
 
 
 def local_ca_hosts(deployment: Deployment) -> list[str]:

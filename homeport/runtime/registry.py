@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homeport.admin.service import AdminWebsiteService
+from homeport.audit.service import AuditBotService
 from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.runtime.service import Service
@@ -49,9 +50,17 @@ def admin_website(deployment: Deployment, context: Context) -> list[Service]:
     ]
 
 
+def audit_bots(deployment: Deployment, context: Context) -> list[Service]:
+    return [
+        AuditBotService(name, hs, context.config_path, context.layout)
+        for name, hs in deployment.homeservers.items()
+        if hs.audit_bot is not None
+    ]
+
+
 Registration = Callable[[Deployment, Context], list[Service]]
 
-REGISTRATIONS: tuple[Registration, ...] = (homeservers, admin_website)
+REGISTRATIONS: tuple[Registration, ...] = (homeservers, audit_bots, admin_website)
 
 
 def services(deployment: Deployment, context: Context) -> list[Service]:

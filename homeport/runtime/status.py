@@ -12,11 +12,17 @@ import time
 from typing import TypedDict
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
+from homeport.audit.service import bot_health
+from homeport.audit.store import count_audited
 from homeport.config.deployment import Deployment
+from homeport.config.types import AUDIT_SERVICE_PREFIX
+from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
 from homeport.runtime.processes import pid_alive
 from homeport.runtime.state import RunLock, ServiceState, read_held, read_state
+from homeport.store.database import open_store
 from homeport.synapse.admin_api import DestinationQuery
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S
@@ -41,6 +47,15 @@ class FederationSummary(TypedDict):
     undelivered: list[UndeliveredStatus]
 
 
+class AuditStatus(TypedDict):
+    user_id: str
+    service: str  # its name in `services`, for `homeport stop/start`
+    state: str
+    running: bool
+    registered: bool  # it answered and has registered with Synapse
+    audited_rooms: int | None  # None when the store cannot be read
+
+
 class HomeserverStatus(TypedDict):
     server_name: str
     base_url: str
@@ -53,6 +68,7 @@ class HomeserverStatus(TypedDict):
     synapse_version: str | None
     federation: FederationSummary | None
     log_file: str
+    audit: AuditStatus | None
 
 
 class ServiceStatus(TypedDict):
@@ -115,6 +131,45 @@ def _service_status(entry: ServiceState | None, held: bool, running_up: bool) ->
     )
 
 
+def _audited_counts(deployment: Deployment) -> dict[str, int]:
+    """Rooms each audit bot records now, from the store (empty when it cannot be read)."""
+    if not any(hs.audit_bot for hs in deployment.homeservers.values()):
+        return {}
+    try:
+        engine = open_store(deployment)
+    except HomeportError:
+        return {}
+    try:
+        return {
+            name: count_audited(engine, name)
+            for name, hs in deployment.homeservers.items()
+            if hs.audit_bot is not None
+        }
+    except SQLAlchemyError:
+        return {}
+    finally:
+        engine.dispose()
+
+
+async def _audit_status(
+    deployment: Deployment, name: str, services: dict[str, ServiceStatus], counts: dict[str, int]
+) -> AuditStatus | None:
+    hs = deployment.homeservers[name]
+    if hs.audit_bot is None or hs.audit_user_id is None:
+        return None
+    service_name = AUDIT_SERVICE_PREFIX + name
+    service = services.get(service_name) or _service_status(None, False, False)
+    health = await bot_health(hs.audit_bot.port) if service["running"] else None
+    return AuditStatus(
+        user_id=hs.audit_user_id,
+        service=service_name,
+        state=service["state"],
+        running=service["running"],
+        registered=bool(health and health.get("status") == "ok"),
+        audited_rooms=counts.get(name),
+    )
+
+
 async def gather_status(deployment: Deployment) -> Status:
     layout = DeploymentLayout(deployment.data_dir)
     supervisor_pid = RunLock(layout).holder() if layout.data_dir.exists() else None
@@ -126,6 +181,7 @@ async def gather_status(deployment: Deployment) -> Status:
         for name, entry in entries.items()
     }
     ssl_context = client_ssl_context(deployment) if layout.ca_certificate.exists() else None
+    counts = await asyncio.to_thread(_audited_counts, deployment)
 
     async def one(name: str) -> HomeserverStatus:
         hs = deployment.homeservers[name]
@@ -148,6 +204,7 @@ async def gather_status(deployment: Deployment) -> Status:
             synapse_version=version,
             federation=federation,
             log_file=str(layout.homeserver(name).log_file),
+            audit=await _audit_status(deployment, name, services, counts),
         )
 
     names = list(deployment.homeservers)

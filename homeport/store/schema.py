@@ -18,10 +18,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # The newest migration: the schema these tables describe (a test holds them equal).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = MetaData()
 
@@ -65,4 +66,60 @@ admin_actions = Table(
     Column("target", String(255), nullable=False),
     Column("outcome", String(64), nullable=False),
     Index("admin_actions_by_target", "homeserver", "target", "ts"),
+)
+
+# The audit bots' records: append-only. `seq` is the order Synapse delivered
+# them in; an event ID is recorded once per homeserver, however often
+# Synapse re-sends the transaction that carried it.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("homeserver", String(64), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("room_id", String(255), nullable=False),
+    Column("sender", String(255), nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("state_key", Text, nullable=True),
+    Column("content", Text, nullable=False),  # JSON, as Synapse sent it
+    Column("body", Text, nullable=True),  # the text people search: a message's body
+    Column("relates_to", String(255), nullable=True),  # the event an edit or reaction is about
+    Column("redacts", String(255), nullable=True),
+    Column("encrypted", Boolean, nullable=False),
+    Column("origin_server_ts", BigInteger, nullable=False),
+    Column("received_ts", BigInteger, nullable=False),
+    UniqueConstraint("homeserver", "event_id", name="audit_events_once"),
+    Index("audit_events_by_room", "homeserver", "room_id", "seq"),
+    Index("audit_events_by_time", "homeserver", "origin_server_ts"),
+    Index("audit_events_by_sender", "homeserver", "sender"),
+)
+
+# The plaintext of encrypted events, once the bot had the keys (append-only too).
+audit_decrypted = Table(
+    "audit_decrypted",
+    metadata,
+    Column("homeserver", String(64), primary_key=True),
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(255), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("body", Text, nullable=True),
+    Column("relates_to", String(255), nullable=True),
+    Column("decrypted_ts", BigInteger, nullable=False),
+)
+
+# When each room started and stopped being recorded, by whom (from the bot's
+# own membership events, so it agrees with what members saw).
+audit_room_changes = Table(
+    "audit_room_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("homeserver", String(64), nullable=False),
+    Column("room_id", String(255), nullable=False),
+    Column("change", String(16), nullable=False),  # "added" or "removed"
+    Column("by", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    UniqueConstraint("homeserver", "event_id", name="audit_room_changes_once"),
+    Index("audit_room_changes_by_room", "homeserver", "room_id", "id"),
 )

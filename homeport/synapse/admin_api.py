@@ -16,7 +16,9 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from homeport.synapse.api import RegisteredUser, SynapseApiError, SynapseClient
+from homeport.synapse.audit_rules import ADD_PATH, REMOVE_PATH
 from homeport.synapse.models import (
+    AuditMembership,
     Destination,
     DestinationPage,
     DestinationRoomsPage,
@@ -221,6 +223,17 @@ class SynapseAdmin:
         await self.client.request(
             "DELETE", f"/_synapse/admin/v2/rooms/{_quoted(room_id)}", json={"purge": True}
         )
+
+    # The audit bot (the Homeport module) -------------------------------------
+
+    async def audit_add(self, room: str, by: str) -> AuditMembership:
+        """Add the audit bot to a room (ID or alias) created on this server; `by` is recorded."""
+        body = await self.client.request("POST", ADD_PATH, json={"room": room, "by": by})
+        return AuditMembership.from_api(body)
+
+    async def audit_remove(self, room: str, by: str) -> AuditMembership:
+        body = await self.client.request("POST", REMOVE_PATH, json={"room": room, "by": by})
+        return AuditMembership.from_api(body)
 
     # Federation ----------------------------------------------------------------
 

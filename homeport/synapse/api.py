@@ -20,6 +20,7 @@ class SynapseApiError(HomeportError):
     def __init__(self, status: int, errcode: str, message: str) -> None:
         self.status = status
         self.errcode = errcode
+        self.message = message
         super().__init__(f"{errcode or status}: {message}")
 
 

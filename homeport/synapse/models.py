@@ -178,3 +178,20 @@ class RoomPage:
             total=int(body.get("total_rooms", 0)),
             next_batch=_int_or_none(body.get("next_batch")),
         )
+
+
+@dataclass(frozen=True)
+class AuditMembership:
+    """What the Homeport module did when asked to add or remove the audit bot."""
+
+    room_id: str
+    already: bool  # it was already in (added) or already out (removed)
+    inviter: str | None = None  # whose name the invite went out in, when one was needed
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> AuditMembership:
+        return cls(
+            room_id=str(body["room_id"]),
+            already=bool(body.get("already")),
+            inviter=_str_or_none(body.get("inviter")),
+        )

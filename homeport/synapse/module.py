@@ -13,6 +13,9 @@ non-federated (Synapse copies `m.federate` into the new room); upgrading a
 federated room (created elsewhere, or before the policy) from such a server
 is refused, since the new room would be created here, federated.
 
+With an audit bot, it enforces the bot's rules (`audit_rules`): only in
+rooms created here, added and removed by server admins only.
+
 It also serves the admin website's Federation tab in one request per page,
 server admins only. Synapse's admin API counts the rooms of one destination
 per request; the module answers
@@ -46,6 +49,7 @@ import logging
 from typing import Any
 
 from homeport.synapse import queries
+from homeport.synapse.audit_rules import AuditRules
 from homeport.synapse.queries import NEXT_ATTEMPT, UNDELIVERED_SINCE
 
 logger = logging.getLogger(__name__)
@@ -186,6 +190,8 @@ def _destinations_resource(api: Any, paginate: Any) -> Any:
 class HomeportModule:
     def __init__(self, config: dict[str, Any], api: Any) -> None:
         self._rooms_federate = config.get("rooms_federation", "creator_choice") != "never"
+        audit = config.get("audit")
+        self._audit = AuditRules(audit, api) if audit else None
         api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
         if not self._rooms_federate:
             api.register_spam_checker_callbacks(user_may_create_room=self.user_may_create_room)
@@ -210,6 +216,8 @@ class HomeportModule:
         self, requester: Any, request: dict[str, Any], _is_requester_admin: bool
     ) -> None:
         # Server admins are no exception: `_is_requester_admin` is deliberately unused.
+        if self._audit is not None:
+            await self._audit.on_create_room(request)
         if self._rooms_federate:
             return
         creation_content = request.setdefault("creation_content", {})

@@ -234,14 +234,25 @@ def render_homeserver(
     passthrough = dict(hs.synapse)
     # The administrator's own modules run after ours; ours is never dropped.
     config["modules"] = [homeport_module(hs), *passthrough.pop("modules", [])]
+    # Likewise the administrator's application services (bridges) besides the audit bot.
+    registrations = [str(layout.audit(name).registration)] if hs.audit_bot else []
+    registrations += passthrough.pop("app_service_config_files", [])
+    if registrations:
+        config["app_service_config_files"] = registrations
     return deep_merge(config, passthrough)
 
 
 def homeport_module(hs: Homeserver) -> dict[str, Any]:
-    return {
-        "module": "homeport.synapse.module.HomeportModule",
-        "config": {"rooms_federation": hs.policy.rooms.federation},
-    }
+    config: dict[str, Any] = {"rooms_federation": hs.policy.rooms.federation}
+    bot = hs.audit_bot
+    if bot is not None:
+        config["audit"] = {
+            "user_id": hs.audit_user_id,
+            "displayname": bot.displayname,
+            "auto_join": bot.auto_join,
+            "include_direct_messages": bot.include_direct_messages,
+        }
+    return {"module": "homeport.synapse.module.HomeportModule", "config": config}
 
 
 def render_log_config(layout: HomeserverLayout) -> dict[str, Any]:

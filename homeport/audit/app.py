@@ -1,0 +1,179 @@
+"""The audit bot's HTTP side: Synapse's application service API, /health and /metrics.
+
+A transaction is answered 200 only after its events are committed to the
+store. Any failure answers 500, and Synapse keeps the transaction and sends
+it again (its recoverer backs off 2 s, 4 s, ... up to 512 s; the bot's ping
+at start makes it retry at once). Events already stored are skipped by their
+unique event ID, so a transaction sent twice records nothing twice.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from homeport.audit import store
+from homeport.audit.records import EventRecord, RoomChange, record_of, room_change
+
+logger = logging.getLogger("homeport.audit")
+
+MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.transactions = Counter(
+            "homeport_audit_transactions",
+            "Transactions from Synapse, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.events = Counter("homeport_audit_events_recorded", "Events newly recorded", registry=r)
+        self.duplicates = Counter(
+            "homeport_audit_events_already_recorded",
+            "Events Synapse sent again that were already recorded",
+            registry=r,
+        )
+        self.lag = Histogram(
+            "homeport_audit_commit_lag_seconds",
+            "From an event's origin_server_ts until it was committed to the store",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.ready = Gauge("homeport_audit_ready", "1 once registered with Synapse", registry=r)
+
+
+@dataclass
+class BotState:
+    """What the app shares with the bot's start-up and background tasks."""
+
+    homeserver: str
+    bot_user_id: str
+    hs_token: str
+    engine: Engine
+    metrics: Metrics = field(default_factory=Metrics)
+    ready: bool = False
+    problem: str = "starting"
+    on_recorded: list[Callable[[list[EventRecord]], Awaitable[None]]] = field(default_factory=list)
+
+
+def _authorised(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else ""
+    given = given or request.query_params.get("access_token", "")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def _error(status: int, errcode: str, message: str) -> JSONResponse:
+    return JSONResponse({"errcode": errcode, "error": message}, status_code=status)
+
+
+def create_app(state: BotState) -> Starlette:
+    def unauthorised(request: Request) -> Response | None:
+        if _authorised(request, state.hs_token):
+            return None
+        return _error(403, "M_FORBIDDEN", "Bad hs_token")
+
+    def split(events: list[Any], now_ms: int) -> tuple[list[EventRecord], list[RoomChange]]:
+        records = [r for r in (record_of(e, now_ms) for e in events if isinstance(e, dict)) if r]
+        changes = [
+            c
+            for c in (room_change(e, state.bot_user_id) for e in events if isinstance(e, dict))
+            if c
+        ]
+        return records, changes
+
+    async def transaction(request: Request) -> Response:
+        refused = unauthorised(request)
+        if refused is not None:
+            return refused
+        raw = await request.body()
+        if len(raw) > MAX_TRANSACTION_BYTES:
+            return _error(413, "M_TOO_LARGE", "transaction too large")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _error(400, "M_NOT_JSON", "not JSON")
+        events = body.get("events", []) if isinstance(body, dict) else []
+        records, changes = split(events if isinstance(events, list) else [], _now_ms())
+        try:
+            new = await anyio.to_thread.run_sync(
+                store.record, state.engine, state.homeserver, records, changes
+            )
+        except Exception:
+            # Not acknowledged: Synapse keeps the transaction and sends it again.
+            logger.exception("could not store transaction %s", request.path_params["txn_id"])
+            state.metrics.transactions.labels("failed").inc()
+            return _error(500, "M_UNKNOWN", "not stored; send it again")
+        committed = _now_ms()
+        state.metrics.transactions.labels("stored").inc()
+        state.metrics.events.inc(new)
+        state.metrics.duplicates.inc(len(records) - new)
+        for record in records:
+            state.metrics.lag.observe(max(0, committed - record.origin_server_ts) / 1000)
+        for listener in state.on_recorded:
+            await listener(records)
+        return JSONResponse({})
+
+    async def user_query(request: Request) -> Response:
+        refused = unauthorised(request)
+        if refused is not None:
+            return refused
+        if request.path_params["user_id"] == state.bot_user_id:
+            return JSONResponse({})
+        return _error(404, "M_NOT_FOUND", "not a user of this application service")
+
+    async def room_query(request: Request) -> Response:
+        refused = unauthorised(request)
+        return refused or _error(404, "M_NOT_FOUND", "this application service has no aliases")
+
+    async def ping(request: Request) -> Response:
+        return unauthorised(request) or JSONResponse({})
+
+    async def health(_request: Request) -> Response:
+        if state.ready:
+            return JSONResponse({"status": "ok", "user_id": state.bot_user_id})
+        return JSONResponse({"status": state.problem}, status_code=503)
+
+    async def metrics(_request: Request) -> Response:
+        return Response(
+            generate_latest(state.metrics.registry), media_type="text/plain; version=0.0.4"
+        )
+
+    prefixes = ("/_matrix/app/v1", "")  # the spec's paths, and the legacy unprefixed ones
+    routes = [
+        route
+        for prefix in prefixes
+        for route in (
+            Route(prefix + "/transactions/{txn_id}", transaction, methods=["PUT"]),
+            Route(prefix + "/users/{user_id}", user_query, methods=["GET"]),
+            Route(prefix + "/rooms/{alias}", room_query, methods=["GET"]),
+        )
+    ]
+    routes += [
+        Route("/_matrix/app/v1/ping", ping, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,135 @@
+"""The audit bot's process: serve Synapse's transactions, register with it, decrypt, export.
+
+`up` starts it after its homeserver, on a loopback socket `up` bound first
+(`homeport audit run --fd N`). It serves at once, so that Synapse can deliver
+what waited while it was down, and then registers its user, sets the display
+name that tells members they are recorded, and pings Synapse through the
+application service ping API, which also makes Synapse retry at once the
+transactions the bot missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+import httpx
+import uvicorn
+
+from homeport.audit.app import BotState, create_app
+from homeport.audit.registration import REGISTRATION_ID
+from homeport.config.deployment import Deployment
+from homeport.layout import DeploymentLayout
+from homeport.logs import log_to_file
+from homeport.store.database import open_store
+from homeport.trust import client_ssl_context
+
+logger = logging.getLogger("homeport.audit")
+
+RETRY_S = 1.0
+
+
+class SynapseRefused(Exception):
+    """Synapse answered, and not as the bot needs."""
+
+
+def _check(response: httpx.Response, *also_fine: str) -> None:
+    if response.status_code == 200:
+        return
+    try:
+        errcode = response.json().get("errcode", "")
+    except ValueError:
+        errcode = ""
+    if errcode in also_fine:
+        return
+    raise SynapseRefused(f"{response.request.url.path}: {response.status_code} {errcode}")
+
+
+async def register(http: httpx.AsyncClient, localpart: str, user_id: str, displayname: str) -> None:
+    """The bot's account (created once), its display name, and Synapse's ping."""
+    response = await http.post(
+        "/_matrix/client/v3/register",
+        json={"type": "m.login.application_service", "username": localpart},
+        params={"inhibit_login": "true"},
+    )
+    _check(response, "M_USER_IN_USE")
+    user = quote(user_id, safe="")
+    response = await http.get(f"/_matrix/client/v3/profile/{user}/displayname")
+    if response.status_code != 200 or response.json().get("displayname") != displayname:
+        response = await http.put(
+            f"/_matrix/client/v3/profile/{user}/displayname", json={"displayname": displayname}
+        )
+        _check(response)
+    response = await http.post(f"/_matrix/client/v1/appservice/{REGISTRATION_ID}/ping", json={})
+    _check(response)
+
+
+async def keep_trying(state: BotState, step: Callable[[], Awaitable[None]]) -> None:
+    """Repeat `step` until it succeeds: Synapse may be restarting or held stopped."""
+    while True:
+        try:
+            await step()
+        except (httpx.HTTPError, OSError, SynapseRefused) as error:
+            state.problem = f"waiting for its homeserver: {error}"
+            state.metrics.ready.set(0)
+            await asyncio.sleep(RETRY_S)
+            continue
+        state.ready, state.problem = True, "ok"
+        state.metrics.ready.set(1)
+        logger.info("registered with Synapse", extra={"user_id": state.bot_user_id})
+        return
+
+
+async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None:
+    hs = deployment.homeservers[name]
+    bot = hs.audit_bot
+    assert bot is not None
+    assert hs.audit_user_id is not None
+    layout = DeploymentLayout(deployment.data_dir)
+    files = layout.audit(name)
+    log_to_file(files.log_file)
+    engine = open_store(deployment)
+    state = BotState(
+        homeserver=name,
+        bot_user_id=hs.audit_user_id,
+        hs_token=files.hs_token.read_text().strip(),
+        engine=engine,
+    )
+    as_token = files.as_token.read_text().strip()
+    config = uvicorn.Config(
+        create_app(state),
+        host="127.0.0.1",
+        port=bot.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        limit_concurrency=64,
+    )
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
+    # The as_token alone acts as the registration's `sender_localpart`: the bot.
+    async with httpx.AsyncClient(
+        base_url=hs.base_url,
+        verify=client_ssl_context(deployment),
+        headers={"Authorization": f"Bearer {as_token}"},
+        timeout=30,
+    ) as http:
+        starting = asyncio.create_task(
+            keep_trying(
+                state,
+                lambda: register(http, bot.localpart, state.bot_user_id, bot.displayname),
+            )
+        )
+        try:
+            await uvicorn.Server(config).serve(sockets=sockets)
+        finally:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            engine.dispose()

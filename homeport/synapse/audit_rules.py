@@ -1,0 +1,363 @@
+"""The audit bot's rules, enforced inside Synapse by the Homeport module.
+
+- The bot is only ever in rooms created on this homeserver: an invite of it
+  into a room created elsewhere is refused (server admins included), its own
+  join of such a room too, and every invite from another server. A room's
+  home is the server of its `m.room.create` sender, never the room ID.
+- Only server admins add it: an invite of the bot by anyone else is refused
+  (except with `auto_join: local_rooms`, where every local room is audited).
+- Only server admins remove it: a kick or ban of the bot by anyone else is
+  refused. (Synapse asks modules about local events only: a member on
+  another server can still kick it from a federated room; the bot records
+  that removal and the Audit page shows who did it.)
+- Adding: `POST /_homeport/v1/audit/add {"room", "by"}` (server admins only)
+  invites the bot in the name of the local member with the most power (as
+  Synapse's own `make_room_admin` does, nobody else can invite into a
+  private room) with a reason that names who switched recording on, then
+  joins it. Its join carries `org.homeport.audit` in the member event: the
+  mark every member can see, beside the bot's display name.
+- Following: an invite that passed these rules is accepted at once, an
+  upgraded audited room is audited in its successor, and `auto_join:
+  local_rooms` audits new local rooms (DMs if configured) and, at start, the
+  local rooms that existed before, except those an admin removed it from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ADD_PATH = "/_homeport/v1/audit/add"
+REMOVE_PATH = "/_homeport/v1/audit/remove"
+MARK = "org.homeport.audit"  # key of the bot's member event content
+NOT_LOCAL = "HOMEPORT_NOT_LOCAL_ROOM"
+NO_INVITER = "HOMEPORT_NO_INVITER"
+BACKFILL_DELAY_MS = 5_000
+
+
+def domain_of(user_id: str) -> str:
+    return user_id.split(":", 1)[1]
+
+
+def not_local_message(bot: str, home: str | None) -> str:
+    if home is None:
+        return (
+            f"The audit bot {bot} can only be added to rooms created on its own homeserver, "
+            "and this server does not know which server created this room."
+        )
+    return (
+        f"The audit bot {bot} can only be added to rooms created on its own homeserver; "
+        f"this room was created on {home}."
+    )
+
+
+def _power(state: dict[tuple[str, str], Any], user_id: str) -> float:
+    """A member's power level, creators unlimited where the room version says so."""
+    create = state[("m.room.create", "")]
+    creators = {create.sender, *create.content.get("additional_creators", [])}
+    version = getattr(create, "room_version", None)
+    if getattr(version, "msc4289_creator_power_enabled", False) and user_id in creators:
+        return float("inf")
+    levels = state.get(("m.room.power_levels", ""))
+    if levels is None:
+        return 100.0 if user_id == create.sender else 0.0
+    users = levels.content.get("users", {})
+    return float(users.get(user_id, levels.content.get("users_default", 0)))
+
+
+def best_inviter(state: dict[tuple[str, str], Any], is_mine: Any, bot: str) -> str | None:
+    """The joined local member with the most power, if that power suffices to invite."""
+    levels = state.get(("m.room.power_levels", ""))
+    needed = float(levels.content.get("invite", 0)) if levels is not None else 0.0
+    members = [
+        key[1]
+        for key, event in state.items()
+        if key[0] == "m.room.member"
+        and key[1] != bot
+        and event.content.get("membership") == "join"
+        and is_mine(key[1])
+    ]
+    ranked = sorted(members, key=lambda user: (-_power(state, user), user))
+    if ranked and _power(state, ranked[0]) >= needed:
+        return ranked[0]
+    return None
+
+
+def _local_rooms_txn(txn: Any, server_name: str, bot: str, include_dms: bool) -> list[str]:
+    """Rooms created here that the bot never was in (DMs left out unless asked for)."""
+    txn.execute(
+        "SELECT c.room_id, e.sender FROM current_state_events AS c "
+        "JOIN events AS e USING (event_id) WHERE c.type = 'm.room.create' AND c.state_key = ''"
+    )
+    local = [room for room, sender in txn.fetchall() if domain_of(sender) == server_name]
+    txn.execute("SELECT room_id FROM local_current_membership WHERE user_id = ?", (bot,))
+    known = {row[0] for row in txn.fetchall()}
+    direct: set[str] = set()
+    if not include_dms:
+        txn.execute("SELECT content FROM account_data WHERE account_data_type = 'm.direct'")
+        for (content,) in txn.fetchall():
+            try:
+                mapping = json.loads(content)
+            except ValueError:
+                continue
+            for rooms in mapping.values() if isinstance(mapping, dict) else ():
+                direct.update(r for r in rooms if isinstance(r, str))
+    return [room for room in local if room not in known and room not in direct]
+
+
+class AuditRules:
+    """Registered by `HomeportModule` when the homeserver has an audit bot."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        self._api = api
+        self.bot: str = config["user_id"]
+        self._displayname: str = config["displayname"]
+        self._auto_join = config.get("auto_join", "none") == "local_rooms"
+        self._include_dms = bool(config.get("include_direct_messages", False))
+        self._adding: set[str] = set()  # rooms whose invite this module is sending
+        api.register_third_party_rules_callbacks(
+            check_event_allowed=self.check_event_allowed, on_new_event=self.on_new_event
+        )
+        api.register_spam_checker_callbacks(
+            user_may_join_room=self.user_may_join_room,
+            federated_user_may_invite=self.federated_user_may_invite,
+        )
+        api.register_web_resource(ADD_PATH, _membership_resource(api, self.add))
+        api.register_web_resource(REMOVE_PATH, _membership_resource(api, self.remove))
+        if self._auto_join:
+            api.delayed_background_call(BACKFILL_DELAY_MS, self.backfill, desc="homeport_audit")
+
+    # Where a room was created.
+
+    async def room_home(self, room_id: str) -> str | None:
+        state = await self._api.get_room_state(room_id, [("m.room.create", "")])
+        create = state.get(("m.room.create", ""))
+        return None if create is None else domain_of(create.sender)
+
+    def _refuse(self, message: str, errcode: str = "M_FORBIDDEN", **fields: Any) -> Exception:
+        from synapse.api.errors import SynapseError
+
+        return SynapseError(403, message, errcode, additional_fields=fields or None)
+
+    # Rules on events.
+
+    async def check_event_allowed(
+        self, event: Any, state_events: dict[tuple[str, str], Any]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        if event.type != "m.room.member" or event.state_key != self.bot:
+            return True, None
+        membership = event.content.get("membership")
+        create = state_events.get(("m.room.create", ""))
+        home = domain_of(create.sender) if create is not None else None
+        if membership in ("invite", "join"):
+            if home != self._api.server_name:
+                raise self._refuse(
+                    not_local_message(self.bot, home), NOT_LOCAL, creator_server=home
+                )
+            if membership == "invite" and not await self._may_add(event.sender, event.room_id):
+                raise self._refuse(
+                    f"Only server administrators add the audit bot {self.bot} to a room "
+                    "(homeport audit add, the admin website, or an invite from an admin)."
+                )
+        elif (
+            membership in ("leave", "ban")
+            and event.sender != self.bot
+            and not await self._api.is_user_admin(event.sender)
+        ):
+            raise self._refuse(
+                f"Only server administrators can remove the audit bot {self.bot} "
+                "from a room it records."
+            )
+        return True, None
+
+    async def _may_add(self, inviter: str, room_id: str) -> bool:
+        if room_id in self._adding or self._auto_join:
+            return True
+        return bool(await self._api.is_user_admin(inviter))
+
+    async def user_may_join_room(self, user: str, room_id: str, is_invited: bool) -> Any:
+        from synapse.api.errors import Codes
+        from synapse.module_api import NOT_SPAM
+
+        if user != self.bot:
+            return NOT_SPAM
+        home = await self.room_home(room_id)
+        if home == self._api.server_name:
+            return NOT_SPAM
+        return Codes.FORBIDDEN, {"error": not_local_message(self.bot, home)}
+
+    async def federated_user_may_invite(self, event: Any) -> Any:
+        from synapse.api.errors import Codes
+        from synapse.module_api import NOT_SPAM
+
+        if event.state_key != self.bot:
+            return NOT_SPAM
+        stripped = event.unsigned.get("invite_room_state", [])
+        creators = [s.get("sender") for s in stripped if s.get("type") == "m.room.create"]
+        home = domain_of(creators[0]) if creators and isinstance(creators[0], str) else None
+        logger.info("homeport: refused %s's invite of the audit bot", event.sender)
+        return Codes.FORBIDDEN, {"error": not_local_message(self.bot, home)}
+
+    # Following invites, upgrades and new rooms.
+
+    async def on_new_event(self, event: Any, _state: Any) -> None:
+        if not self._api.is_mine(event.sender):
+            return
+        if (
+            event.type == "m.room.member"
+            and event.state_key == self.bot
+            and event.content.get("membership") == "invite"
+            and event.room_id not in self._adding
+        ):
+            self._in_background(self._accept, event.room_id, event.sender)
+        elif event.type == "m.room.tombstone" and event.content.get("replacement_room"):
+            if await self._bot_membership(event.room_id) == "join":
+                by = f"{event.sender} (upgrade of {event.room_id})"
+                self._in_background(self._follow, event.content["replacement_room"], by)
+        elif event.type == "m.room.create" and self._auto_join and "predecessor" in event.content:
+            self._in_background(self._follow, event.room_id, "auto_join: local_rooms (upgrade)")
+
+    def _in_background(self, func: Any, *args: Any) -> None:
+        self._api.run_as_background_process("homeport_audit", func, *args)
+
+    async def _accept(self, room_id: str, inviter: str) -> None:
+        by = "auto_join: local_rooms" if self._auto_join else inviter
+        try:
+            if await self._bot_membership(room_id) == "invite":
+                await self._join(room_id, by)
+        except Exception as error:  # logged: a background task has nobody to tell
+            logger.warning("homeport: the audit bot could not join %s: %s", room_id, error)
+
+    async def _follow(self, room_id: str, by: str) -> None:
+        try:
+            await self.add(room_id, by)
+        except Exception as error:
+            logger.warning("homeport: the audit bot could not follow into %s: %s", room_id, error)
+
+    async def backfill(self) -> None:
+        """With `auto_join: local_rooms`: every local room the bot was never in."""
+        rooms = await self._api.run_db_interaction(
+            "homeport_audit_local_rooms",
+            _local_rooms_txn,
+            self._api.server_name,
+            self.bot,
+            self._include_dms,
+        )
+        logger.info("homeport: the audit bot joins %d local rooms (auto_join)", len(rooms))
+        for room_id in rooms:
+            await self._follow(room_id, "auto_join: local_rooms")
+
+    def direct_message_wanted(self, request: dict[str, Any]) -> bool:
+        return self._include_dms or not request.get("is_direct", False)
+
+    async def on_create_room(self, request: dict[str, Any]) -> None:
+        """With `auto_join: local_rooms`, the creator invites the bot with everyone else."""
+        if self._auto_join and self.direct_message_wanted(request):
+            invites = request.setdefault("invite", [])
+            if self.bot not in invites:
+                invites.append(self.bot)
+
+    # Adding and removing.
+
+    async def _bot_membership(self, room_id: str) -> str | None:
+        state = await self._api.get_room_state(room_id, [("m.room.member", self.bot)])
+        event = state.get(("m.room.member", self.bot))
+        return None if event is None else str(event.content.get("membership"))
+
+    async def _join(self, room_id: str, by: str) -> None:
+        await self._api.update_room_membership(
+            self.bot,
+            self.bot,
+            room_id,
+            "join",
+            content={"displayname": self._displayname, MARK: {"recording": True, "added_by": by}},
+        )
+
+    async def add(self, room_id: str, by: str) -> dict[str, Any]:
+        """Invite (unless the room is public) and join the bot; refuse rooms created elsewhere."""
+        from synapse.api.errors import NotFoundError
+
+        state = await self._api.get_room_state(room_id)
+        create = state.get(("m.room.create", ""))
+        if create is None:
+            raise NotFoundError(f"This homeserver is not in room {room_id}.")
+        home = domain_of(create.sender)
+        if home != self._api.server_name:
+            raise self._refuse(not_local_message(self.bot, home), NOT_LOCAL, creator_server=home)
+        result: dict[str, Any] = {"room_id": room_id, "creator_server": home, "inviter": None}
+        membership = await self._bot_membership(room_id)
+        if membership == "join":
+            return {**result, "already": True}
+        rule = state.get(("m.room.join_rules", ""))
+        public = rule is not None and rule.content.get("join_rule") == "public"
+        if membership != "invite" and (membership == "ban" or not public):
+            inviter = best_inviter(state, self._api.is_mine, self.bot)
+            if inviter is None:
+                raise self._refuse(
+                    "No member of this homeserver in the room has the power to invite the "
+                    "audit bot; a room admin of this server must be a member.",
+                    NO_INVITER,
+                )
+            reason = f"Audit recording switched on by {by}"
+            self._adding.add(room_id)
+            try:
+                if membership == "ban":
+                    await self._api.update_room_membership(
+                        inviter, self.bot, room_id, "unban", content={"reason": reason}
+                    )
+                await self._api.update_room_membership(
+                    inviter, self.bot, room_id, "invite", content={"reason": reason}
+                )
+            finally:
+                self._adding.discard(room_id)
+            result["inviter"] = inviter
+        await self._join(room_id, by)
+        logger.info("homeport: the audit bot now records %s (by %s)", room_id, by)
+        return {**result, "already": False}
+
+    async def remove(self, room_id: str, by: str) -> dict[str, Any]:
+        if await self._bot_membership(room_id) != "join":
+            return {"room_id": room_id, "already": True}
+        await self._api.update_room_membership(
+            self.bot,
+            self.bot,
+            room_id,
+            "leave",
+            content={
+                "reason": f"Audit recording switched off by {by}",
+                MARK: {"recording": False, "removed_by": by},
+            },
+        )
+        logger.info("homeport: the audit bot stopped recording %s (by %s)", room_id, by)
+        return {"room_id": room_id, "already": False}
+
+
+def _membership_resource(api: Any, action: Any) -> Any:
+    from synapse.api.errors import SynapseError
+    from synapse.http.servlet import parse_json_object_from_request
+    from synapse.module_api import DirectServeJsonResource
+
+    class AuditMembership(DirectServeJsonResource):
+        """`POST {"room": ID or alias, "by": who}`: server admins only."""
+
+        async def _async_render_POST(self, request: Any) -> tuple[int, dict[str, Any]]:
+            requester = await api.get_user_by_req(request)
+            if not await api.is_user_admin(requester.user.to_string()):
+                raise SynapseError(403, "You are not a server admin", "M_FORBIDDEN")
+            body = parse_json_object_from_request(request)
+            room, by = body.get("room"), body.get("by")
+            if not isinstance(room, str) or not room or not isinstance(by, str):
+                raise SynapseError(400, "give `room` (ID or alias) and `by`", "M_BAD_JSON")
+            room_id = room
+            if room.startswith("#"):
+                room_id, _ = await api.lookup_room_alias(room)
+            elif not room.startswith("!"):
+                raise SynapseError(
+                    400, f"{room!r} is neither a room ID nor an alias", "M_INVALID_PARAM"
+                )
+            return 200, await action(room_id, by[:255])
+
+    return AuditMembership()
