@@ -21,6 +21,7 @@ import httpx
 import uvicorn
 
 from homeport.audit.app import BotState, create_app
+from homeport.audit.crypto import Decryptor
 from homeport.audit.registration import REGISTRATION_ID
 from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
@@ -120,16 +121,36 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
         headers={"Authorization": f"Bearer {as_token}"},
         timeout=30,
     ) as http:
-        starting = asyncio.create_task(
-            keep_trying(
-                state,
-                lambda: register(http, bot.localpart, state.bot_user_id, bot.displayname),
-            )
+        decryptor = Decryptor(
+            name,
+            engine,
+            hs.base_url,
+            state.bot_user_id,
+            files.crypto_dir,
+            files.device_file,
+            client_ssl_context(deployment),
         )
+        state.on_recorded.append(decryptor.on_recorded)
+
+        async def start_up() -> None:
+            await keep_trying(
+                state, lambda: register(http, bot.localpart, state.bot_user_id, bot.displayname)
+            )
+            await keep_trying(state, lambda: decryptor.start(http, bot.localpart))
+            while True:
+                try:
+                    await decryptor.catch_up(after=0)
+                    await decryptor.run()
+                except Exception:  # the recording goes on; decryption resumes
+                    logger.exception("the encryption device failed; starting it again")
+                    await asyncio.sleep(5)
+
+        background = asyncio.create_task(start_up())
         try:
             await uvicorn.Server(config).serve(sockets=sockets)
         finally:
-            starting.cancel()
+            background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await starting
+                await background
+            await decryptor.close()
             engine.dispose()

@@ -78,29 +78,35 @@ def record_decrypted(engine: Engine, homeserver: str, found: Sequence[Decrypted]
         )
 
 
-def undecrypted(engine: Engine, homeserver: str, limit: int = 200) -> list[dict[str, Any]]:
-    """Encrypted events without plaintext yet, oldest first, as Matrix events."""
+def undecrypted(
+    engine: Engine, homeserver: str, after: int = 0, limit: int = 200
+) -> list[tuple[int, dict[str, Any]]]:
+    """Encrypted events without plaintext yet, after `seq`, oldest first: (seq, event)."""
     e, d = audit_events, audit_decrypted
     query = (
-        select(e.c.event_id, e.c.room_id, e.c.sender, e.c.content, e.c.origin_server_ts)
+        select(e.c.seq, e.c.event_id, e.c.room_id, e.c.sender, e.c.content, e.c.origin_server_ts)
         .select_from(
             e.outerjoin(d, and_(d.c.homeserver == e.c.homeserver, d.c.event_id == e.c.event_id))
         )
-        .where(e.c.homeserver == homeserver, e.c.encrypted, d.c.event_id.is_(None))
+        .where(e.c.homeserver == homeserver, e.c.encrypted, e.c.seq > after)
+        .where(d.c.event_id.is_(None))
         .order_by(e.c.seq)
         .limit(limit)
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     return [
-        {
-            "event_id": row.event_id,
-            "room_id": row.room_id,
-            "sender": row.sender,
-            "type": "m.room.encrypted",
-            "content": json.loads(row.content),
-            "origin_server_ts": row.origin_server_ts,
-        }
+        (
+            row.seq,
+            {
+                "event_id": row.event_id,
+                "room_id": row.room_id,
+                "sender": row.sender,
+                "type": "m.room.encrypted",
+                "content": json.loads(row.content),
+                "origin_server_ts": row.origin_server_ts,
+            },
+        )
         for row in rows
     ]
 

@@ -46,13 +46,16 @@ def _change(config_path: Path, server: str, room: str, add: bool) -> None:
         done = asyncio.run(change(deployment, server, room, _by(), engine, add))
     finally:
         engine.dispose()
-    verb = "records" if add else "no longer records"
     if done.already:
-        console.print(f"The audit bot already {verb} {done.room_id}.", highlight=False)
-    else:
-        console.print(f"The audit bot now {verb} {done.room_id}.", highlight=False)
+        state = "already records" if add else "was not recording"
+        message = f"The audit bot {state} {done.room_id}."
+    elif add:
+        message = f"The audit bot now records {done.room_id}."
         if done.inviter:
-            console.print(f"  invited in the name of {done.inviter}", highlight=False)
+            message += f"\n  (invited in the name of {done.inviter}, the member with most power)"
+    else:
+        message = f"The audit bot stopped recording {done.room_id}."
+    console.print(message, highlight=False, soft_wrap=True)
     if not done.confirmed:
         raise HomeportError(
             f"Synapse made the change, but the audit bot has not recorded it yet; is "

@@ -1,0 +1,212 @@
+"""The audit bot on the starter as `homeport init` writes it (Homeport's own rate limits)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from urllib.parse import quote
+
+import pytest
+
+from homeport.audit.records import MARK
+from homeport.audit.store import Recorded
+from homeport.synapse.audit_rules import NOT_LOCAL
+from homeport.trust import client_ssl_context
+from tests.audit_helpers import (
+    bodies,
+    client_for,
+    create_room,
+    export_lines,
+    membership,
+    recorded,
+    send,
+    text,
+    wait_recorded_async,
+)
+from tests.harness import RunningDeployment, homeport, status_json
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def context(shipped: RunningDeployment) -> ssl.SSLContext:
+    return client_ssl_context(shipped.deployment)
+
+
+def cli(running: RunningDeployment, *args: str, check: bool = True) -> str:
+    result = homeport(*args, "-c", str(running.config_path), check=check)
+    return result.stdout + result.stderr
+
+
+async def test_a_local_room_is_recorded_in_order_with_edits_and_redactions(
+    shipped: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    alice, client = await client_for(shipped, "internal", context)
+    bot = shipped.deployment.homeservers["internal"].audit_user_id
+    async with client:
+        room = await create_room(client, name="Board", preset="private_chat")
+        await text(client, room, "said before recording")
+        added = await asyncio.to_thread(cli, shipped, "audit", "add", "internal", room)
+        assert f"now records {room}" in added
+
+        # Members see it: the bot's display name and the mark in its member event.
+        member = await client.request(
+            "GET", f"/_matrix/client/v3/rooms/{quote(room)}/state/m.room.member/{bot}"
+        )
+        assert member["displayname"] == "Audit bot (recording)"
+        assert member[MARK]["recording"] is True
+        assert "homeport audit" in member[MARK]["added_by"]
+
+        first = await text(client, room, "first")
+        second = await text(client, room, "second")
+        await send(
+            client,
+            room,
+            {
+                "msgtype": "m.text",
+                "body": "* first, edited",
+                "m.new_content": {"msgtype": "m.text", "body": "first, edited"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": first},
+            },
+        )
+        await send(
+            client,
+            room,
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": first, "key": "👍"}},
+            kind="m.reaction",
+        )
+        await client.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room)}/redact/{quote(second)}/r1",
+            json={"reason": "oops"},
+        )
+        await text(client, room, "last")
+
+    events = await wait_recorded_async(shipped, "internal", room, lambda e: "last" in bodies(e))
+    assert bodies(events) == ["first", "second", "first, edited", "last"]
+    assert "said before recording" not in bodies(events)
+    by_type = {e.type: e for e in events}
+    assert by_type["m.reaction"].relates_to == first
+    assert by_type["m.room.redaction"].redacts == second
+    assert [e.sender for e in events if e.type == "m.room.message"] == [alice] * 4
+    assert all(e.received_ts >= e.origin_server_ts - 5_000 for e in events)
+    assert len({e.event_id for e in events}) == len(events)
+
+    exported = export_lines(cli(shipped, "audit", "export", "internal", "--room", room))
+    assert [e["event_id"] for e in exported] == [e.event_id for e in events]
+    assert exported[-1]["body"] == "last"
+    as_csv = cli(shipped, "audit", "export", "internal", "--room", room, "--format", "csv")
+    assert as_csv.splitlines()[0].startswith("seq,time,event_id")
+    assert len(as_csv.splitlines()) == len(events) + 1
+
+    listed = cli(shipped, "audit", "list", "internal", "--json")
+    rooms = {r["room_id"]: r for r in json.loads(listed)}
+    assert rooms[room]["events"] == len(events)
+    assert "homeport audit" in rooms[room]["added_by"]
+    audit = status_json(shipped.config_path)["homeservers"]["internal"]["audit"]
+    assert audit["user_id"] == bot
+    assert audit["registered"] is True
+    assert audit["audited_rooms"] >= 1
+
+    removed = await asyncio.to_thread(cli, shipped, "audit", "remove", "internal", room)
+    assert f"stopped recording {room}" in removed
+    assert room not in cli(shipped, "audit", "list", "internal", "--json")
+
+
+async def test_a_room_created_elsewhere_is_refused_by_every_path(
+    shipped: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    deployment = shipped.deployment
+    external = deployment.homeservers["external"].server_name
+    bot = deployment.homeservers["internal"].audit_user_id
+    assert bot is not None
+    _, bob = await client_for(shipped, "external", context)
+    _, alice = await client_for(shipped, "internal", context)
+    _, root = await client_for(shipped, "internal", context, admin=True)
+    async with bob, alice, root:
+        room = await create_room(bob, preset="public_chat")
+        for member in (alice, root):
+            await member.request(
+                "POST",
+                f"/_matrix/client/v3/join/{quote(room)}",
+                params={"server_name": external},
+                json={},
+            )
+
+        refused = await asyncio.to_thread(
+            homeport,
+            "audit",
+            "add",
+            "-c",
+            str(shipped.config_path),
+            "internal",
+            room,
+            check=False,
+        )
+        assert refused.returncode == 1
+        assert f"created on {external}" in refused.stderr
+        assert "nothing changed" in refused.stderr
+        assert room not in cli(shipped, "audit", "list", "internal", "--json")
+
+        # Straight through the client API, as Element would: a user, a server admin.
+        for inviter in (alice, root):
+            error = await membership(inviter, room, "invite", bot)
+            assert error is not None
+            assert (error.status, error.errcode) == (403, NOT_LOCAL)
+            assert external in error.message
+        # From the other server: refused by internal when the invite arrives.
+        error = await membership(bob, room, "invite", bot)
+        assert error is not None
+        assert (error.status, error.errcode) == (403, "M_FORBIDDEN")
+        assert "created on" in error.message
+
+        members = await alice.request(
+            "GET", f"/_matrix/client/v3/rooms/{quote(room)}/joined_members"
+        )
+        assert bot not in members["joined"]
+    assert recorded(shipped, "internal", room) == []
+
+
+async def test_only_a_server_admin_removes_the_bot_and_the_removal_is_recorded(
+    shipped: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    bot = shipped.deployment.homeservers["internal"].audit_user_id
+    assert bot is not None
+    root_id, root = await client_for(shipped, "internal", context, admin=True)
+    alice_id, alice = await client_for(shipped, "internal", context)
+    async with root, alice:
+        # Alice is a room admin (power 100), not a server admin.
+        room = await create_room(
+            root,
+            preset="private_chat",
+            invite=[alice_id],
+            power_level_content_override={"users": {alice_id: 100}},
+        )
+        await alice.request("POST", f"/_matrix/client/v3/join/{quote(room)}", json={})
+        await asyncio.to_thread(cli, shipped, "audit", "add", "internal", room)
+
+        for action in ("kick", "ban"):
+            error = await membership(alice, room, action, bot)
+            assert error is not None
+            assert (error.status, error.errcode) == (403, "M_FORBIDDEN")
+            assert "Only server administrators can remove the audit bot" in error.message
+        # Nor can a non-admin invite it back into a room it is not in.
+        assert await membership(root, room, "kick", bot) is None
+
+        error = await membership(alice, room, "invite", bot)
+        assert error is not None
+        assert (error.status, error.errcode) == (403, "M_FORBIDDEN")
+        assert "Only server administrators add the audit bot" in error.message
+        # A server admin's invite from a client is followed: the bot joins by itself.
+        assert await membership(root, room, "invite", bot) is None
+
+    def joined_again(events: list[Recorded]) -> bool:
+        joins = [e for e in events if e.type == "m.room.member" and e.state_key == bot]
+        return len(joins) >= 3 and joins[-1].content.get("membership") == "join"
+
+    events = await wait_recorded_async(shipped, "internal", room, joined_again)
+    kick = next(e for e in events if e.state_key == bot and e.content.get("membership") == "leave")
+    assert kick.sender == root_id
+    listed = json.loads(cli(shipped, "audit", "list", "internal", "--json"))
+    assert {r["room_id"]: r["added_by"] for r in listed}[room] == root_id
