@@ -10,11 +10,18 @@ from click.testing import CliRunner
 
 from homeport.cli import main
 from homeport.config.admin import AdminWebsite
+from homeport.config.audit import AuditBot, AuditExport
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver, TlsFiles
 from homeport.config.policy import Policy, RoomPolicy, UserDirectory
 from homeport.config.store import StoreSettings
-from homeport.runtime.status import FederationSummary, HomeserverStatus, ServiceStatus, Status
+from homeport.runtime.status import (
+    AuditStatus,
+    FederationSummary,
+    HomeserverStatus,
+    ServiceStatus,
+    Status,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -32,7 +39,10 @@ def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("model", [Deployment, Homeserver, TlsFiles, AdminWebsite, StoreSettings])
+@pytest.mark.parametrize(
+    "model",
+    [Deployment, Homeserver, TlsFiles, AdminWebsite, StoreSettings, AuditBot, AuditExport],
+)
 def test_every_setting_is_documented(model: type) -> None:
     text = (DOCS / "configuration.md").read_text()
     missing = [f for f in model.model_fields if f"`{f}`" not in text]
@@ -61,6 +71,7 @@ def test_every_status_key_is_documented() -> None:
     keys += [f"`homeservers.<name>.{k}`" for k in HomeserverStatus.__annotations__]
     keys += [f"`services.<name>.{k}`" for k in ServiceStatus.__annotations__]
     keys += [f"`{k}`" for k in FederationSummary.__annotations__]
+    keys += [f"`{k}`" for k in AuditStatus.__annotations__]
     missing = [k for k in keys if k not in text]
     assert not missing, f"undocumented in docs/status-json.md: {missing}"
 

@@ -22,8 +22,10 @@ import uvicorn
 
 from homeport.audit.app import BotState, create_app
 from homeport.audit.crypto import Decryptor
+from homeport.audit.export import ContinuousExport
 from homeport.audit.registration import REGISTRATION_ID
 from homeport.config.deployment import Deployment
+from homeport.config.types import size_bytes
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.store.database import open_store
@@ -59,10 +61,13 @@ async def register(http: httpx.AsyncClient, localpart: str, user_id: str, displa
     )
     _check(response, "M_USER_IN_USE")
     user = quote(user_id, safe="")
+    as_bot = {"user_id": user_id}  # the application service acts as its bot
     response = await http.get(f"/_matrix/client/v3/profile/{user}/displayname")
     if response.status_code != 200 or response.json().get("displayname") != displayname:
         response = await http.put(
-            f"/_matrix/client/v3/profile/{user}/displayname", json={"displayname": displayname}
+            f"/_matrix/client/v3/profile/{user}/displayname",
+            json={"displayname": displayname},
+            params=as_bot,
         )
         _check(response)
     response = await http.post(f"/_matrix/client/v1/appservice/{REGISTRATION_ID}/ping", json={})
@@ -114,7 +119,6 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
     )
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
-    # The as_token alone acts as the registration's `sender_localpart`: the bot.
     async with httpx.AsyncClient(
         base_url=hs.base_url,
         verify=client_ssl_context(deployment),
@@ -131,6 +135,22 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
             client_ssl_context(deployment),
         )
         state.on_recorded.append(decryptor.on_recorded)
+        if bot.export is not None:
+            exporter = ContinuousExport(
+                engine,
+                name,
+                bot.export.directory,  # made absolute by the loader
+                size_bytes(bot.export.max_file_size),
+                files.export_cursor,
+            )
+            lock = asyncio.Lock()
+
+            async def export_new(_records: object) -> None:
+                async with lock:
+                    await asyncio.to_thread(exporter.write_new)
+
+            state.on_recorded.append(export_new)
+            await export_new(None)
 
         async def start_up() -> None:
             await keep_trying(

@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from homeport.audit.store import Recorded
@@ -92,3 +93,61 @@ def write_csv(events: Iterable[Recorded], out: TextIO) -> int:
         )
         count += 1
     return count
+
+
+class ContinuousExport:
+    """Appends every newly recorded event to JSON-lines files: one per day, and a new one
+    when a file reaches `max_bytes`. A cursor file says how far it got, so a restart
+    neither skips nor repeats (a crash between a write and the cursor may repeat the
+    last lines: readers dedupe by `event_id`)."""
+
+    def __init__(
+        self, engine: Any, homeserver: str, directory: Path, max_bytes: int, cursor: Path
+    ) -> None:
+        self._engine = engine
+        self._homeserver = homeserver
+        self._directory = directory
+        self._max_bytes = max_bytes
+        self._cursor = cursor
+
+    def _after(self) -> int:
+        try:
+            return int(self._cursor.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _file(self, day: str) -> Path:
+        """Today's file with room left, numbered past the full ones."""
+        n = 0
+        while True:
+            suffix = f".{n}" if n else ""
+            path = self._directory / f"audit-{self._homeserver}-{day}{suffix}.jsonl"
+            if not path.exists() or path.stat().st_size < self._max_bytes:
+                return path
+            n += 1
+
+    def write_new(self) -> int:
+        from homeport.audit import store
+        from homeport.files import ensure_dir, write_atomic
+
+        ensure_dir(self._directory)
+        after, written = self._after(), 0
+        handle: TextIO | None = None
+        path: Path | None = None
+        try:
+            for event in store.stream(self._engine, self._homeserver, store.Filters(), after):
+                wanted = self._file(datetime.now(UTC).strftime("%Y-%m-%d"))
+                if wanted != path:
+                    if handle is not None:
+                        handle.close()
+                    path, handle = wanted, wanted.open("a", encoding="utf-8")
+                assert handle is not None
+                handle.write(json.dumps(as_json(event), ensure_ascii=False) + "\n")
+                handle.flush()
+                after, written = event.seq, written + 1
+        finally:
+            if handle is not None:
+                handle.close()
+        if written:
+            write_atomic(self._cursor, str(after).encode(), mode=0o600)
+        return written

@@ -11,6 +11,11 @@ REGISTRATION_ID = "homeport-audit"
 BOT_ADDRESS = "127.0.0.1"  # Synapse reaches the bot on loopback only
 
 
+def sender_localpart(bot_localpart: str) -> str:
+    """The application service's own user, distinct from the bot it acts as."""
+    return f"_homeport_{bot_localpart}"
+
+
 def bot_url(hs: Homeserver) -> str:
     bot = hs.audit_bot
     assert bot is not None, "only a homeserver with an audit bot has a registration"
@@ -32,7 +37,9 @@ def render_registration(hs: Homeserver, as_token: str, hs_token: str) -> dict[st
         "url": bot_url(hs),
         "as_token": as_token,
         "hs_token": hs_token,
-        "sender_localpart": bot.localpart,
+        # Not the bot itself: Synapse refuses /sync to an application service's
+        # own sender user, and the bot syncs as a device to receive room keys.
+        "sender_localpart": sender_localpart(bot.localpart),
         "namespaces": {
             "users": [
                 {

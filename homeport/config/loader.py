@@ -148,7 +148,16 @@ def _resolve_paths(model: Deployment, base_dir: Path) -> Deployment:
             update={
                 "tls": None
                 if hs.tls is None
-                else TlsFiles(certificate=absolute(hs.tls.certificate), key=absolute(hs.tls.key))
+                else TlsFiles(certificate=absolute(hs.tls.certificate), key=absolute(hs.tls.key)),
+                "audit": hs.audit
+                if hs.audit is None or hs.audit.export is None
+                else hs.audit.model_copy(
+                    update={
+                        "export": hs.audit.export.model_copy(
+                            update={"directory": absolute(hs.audit.export.directory)}
+                        )
+                    }
+                ),
             }
         )
         for name, hs in model.homeservers.items()

@@ -1,0 +1,243 @@
+"""The audit bot loses nothing: killed mid-stream, its homeserver restarted, encrypted rooms.
+
+A deployment of its own: these tests kill and restart processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    LoginResponse,
+    RoomCreateResponse,
+    RoomSendResponse,
+)
+
+from homeport.synapse.api import SynapseClient
+from homeport.trust import client_ssl_context
+from tests.audit_helpers import bodies, client_for, create_room, text, wait_recorded_async
+from tests.harness import (
+    RunningDeployment,
+    access_token,
+    edit_yaml,
+    homeport,
+    init_deployment,
+    running_deployment,
+    status_json,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
+    config = init_deployment(tmp_path_factory.mktemp("audit"))
+
+    def continuous_export(data: Any) -> None:
+        data["homeservers"]["internal"]["audit"]["export"] = {
+            "directory": "exported",
+            "max_file_size": "64K",
+        }
+
+    edit_yaml(config, continuous_export)
+    with running_deployment(config) as running:
+        yield running
+
+
+def exported_ids(running: RunningDeployment) -> list[str]:
+    lines = []
+    for path in sorted((running.config_path.parent / "exported").glob("audit-internal-*.jsonl")):
+        lines += [json.loads(line)["event_id"] for line in path.read_text().splitlines()]
+    return lines
+
+
+@pytest.fixture(scope="module")
+def context(running: RunningDeployment) -> ssl.SSLContext:
+    return client_ssl_context(running.deployment)
+
+
+def bot_service(running: RunningDeployment) -> dict[str, object]:
+    service: dict[str, object] = status_json(running.config_path)["services"]["audit-internal"]
+    return service
+
+
+def wait_bot_back(running: RunningDeployment, old_pid: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        service = bot_service(running)
+        if service["pid"] not in (None, old_pid) and service["state"] == "ready":
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the audit bot did not come back: {bot_service(running)}")
+
+
+async def test_a_bot_killed_while_500_messages_are_sent_records_each_once(
+    running: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    _, alice = await client_for(running, "internal", context)
+    async with alice:
+        room = await create_room(alice, preset="private_chat")
+        homeport("audit", "add", "-c", str(running.config_path), "internal", room)
+        pid = bot_service(running)["pid"]
+        assert isinstance(pid, int)
+        sent = []
+        for n in range(500):
+            sent.append(await text(alice, room, f"message {n}"))
+            if n == 150:
+                os.kill(pid, signal.SIGKILL)
+    await asyncio.to_thread(wait_bot_back, running, pid)
+    assert bot_service(running)["restarts"] >= 1
+
+    def complete(events: list) -> bool:  # type: ignore[type-arg]
+        return len(bodies(events)) >= 500
+
+    events = await wait_recorded_async(running, "internal", room, complete, timeout=180)
+    messages = [e for e in events if e.type == "m.room.message"]
+    assert sorted(e.event_id for e in messages) == sorted(sent)  # each once, none lost
+    # Recording order is arrival order: after a crash Synapse's recoverer may deliver
+    # an older transaction after newer ones; the senders' order is origin_server_ts.
+    by_time = sorted(messages, key=lambda e: (e.origin_server_ts, e.seq))
+    assert [e.event_id for e in by_time] == sent
+    # The continuous export has them too, in files of at most about 64 KiB.
+    deadline = time.monotonic() + 30
+    while not set(sent) <= set(exported_ids(running)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    assert set(sent) <= set(exported_ids(running))
+    files = list((running.config_path.parent / "exported").glob("audit-internal-*.jsonl"))
+    assert len(files) > 1
+    assert all(f.stat().st_size < 64 * 1024 + 4096 for f in files)
+
+
+async def test_nothing_is_lost_when_the_homeserver_stops_during_sending(
+    running: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    deployment = running.deployment
+    base_url = deployment.homeservers["internal"].base_url
+    user_id, password = await running.new_user("internal")
+
+    async def alice() -> SynapseClient:
+        token = (await access_token(deployment, "internal", user_id, password))[0]
+        return SynapseClient(base_url, context, token)
+
+    async with await alice() as client:
+        room = await create_room(client, preset="private_chat")
+        homeport("audit", "add", "-c", str(running.config_path), "internal", room)
+        sent = [await text(client, room, f"before stop {n}") for n in range(100)]
+    # Stopped at once: whatever Synapse had not delivered yet waits in its database.
+    homeport("stop", "-c", str(running.config_path), "internal")
+    homeport("start", "-c", str(running.config_path), "internal", timeout=180)
+    async with await alice() as client:
+        sent.append(await text(client, room, "after start"))
+
+    def complete(events: list) -> bool:  # type: ignore[type-arg]
+        return "after start" in bodies(events)
+
+    events = await wait_recorded_async(running, "internal", room, complete, timeout=180)
+    messages = [e.event_id for e in events if e.type == "m.room.message"]
+    assert sorted(messages) == sorted(sent)
+
+
+async def _encrypting_client(
+    running: RunningDeployment, context: ssl.SSLContext, store: Path
+) -> AsyncClient:
+    user_id, password = await running.new_user("internal")
+    store.mkdir()
+    client = AsyncClient(
+        running.deployment.homeservers["internal"].base_url,
+        user_id,
+        store_path=str(store),
+        config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True),
+        ssl=context,
+    )
+    login = await client.login(password, device_name="e2ee test")
+    assert isinstance(login, LoginResponse), login
+    return client
+
+
+async def _send_encrypted(client: AsyncClient, room: str, body: str) -> str:
+    await client.sync(timeout=0, full_state=True)
+    if client.should_query_keys:
+        await client.keys_query()
+    sent = await client.room_send(
+        room,
+        "m.room.message",
+        {"msgtype": "m.text", "body": body},
+        ignore_unverified_devices=True,
+    )
+    assert isinstance(sent, RoomSendResponse), sent
+    return sent.event_id
+
+
+async def test_an_encrypted_room_is_recorded_in_plaintext_across_a_restart(
+    running: RunningDeployment, context: ssl.SSLContext, tmp_path: Path
+) -> None:
+    client = await _encrypting_client(running, context, tmp_path / "alice")
+    try:
+        await client.sync(timeout=0)
+        created = await client.room_create(
+            name="Secret",
+            initial_state=[
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ],
+        )
+        assert isinstance(created, RoomCreateResponse), created
+        room = created.room_id
+        await asyncio.to_thread(
+            homeport, "audit", "add", "-c", str(running.config_path), "internal", room
+        )
+        first = await _send_encrypted(client, room, "the secret plan")
+
+        def decrypted(event_id: str):  # type: ignore[no-untyped-def]
+            def done(events: list) -> bool:  # type: ignore[type-arg]
+                return any(e.event_id == event_id and e.decrypted for e in events)
+
+            return done
+
+        events = await wait_recorded_async(running, "internal", room, decrypted(first))
+        event = next(e for e in events if e.event_id == first)
+        assert event.encrypted
+        assert event.type == "m.room.encrypted"
+        assert "the secret plan" not in str(event.content)  # ciphertext as sent
+        assert event.decrypted == {
+            "type": "m.room.message",
+            "content": {"msgtype": "m.text", "body": "the secret plan"},
+        }
+
+        # A restart is the same device with the same keys; a new session decrypts too.
+        pid = bot_service(running)["pid"]
+        homeport("stop", "-c", str(running.config_path), "audit-internal")
+        homeport("start", "-c", str(running.config_path), "audit-internal")
+        second = await _send_encrypted(client, room, "the second plan")
+        events = await wait_recorded_async(running, "internal", room, decrypted(second))
+        assert bot_service(running)["pid"] != pid
+        texts = [e.decrypted["content"]["body"] for e in events if e.decrypted]
+        assert texts == ["the secret plan", "the second plan"]
+        exported = homeport(
+            "audit",
+            "export",
+            "-c",
+            str(running.config_path),
+            "internal",
+            "--room",
+            room,
+            "--format",
+            "csv",
+        ).stdout
+        assert "the second plan" in exported
+    finally:
+        await client.close()
