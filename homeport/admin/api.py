@@ -12,6 +12,7 @@ from typing import Protocol
 
 from homeport.synapse.admin_api import DestinationListing, DestinationQuery
 from homeport.synapse.models import (
+    AuditMembership,
     Destination,
     DestinationRoomsPage,
     Room,
@@ -46,6 +47,10 @@ class HomeserverAdmin(Protocol):
     async def rooms(self, start: int = 0, limit: int = 50, search: str = "") -> RoomPage: ...
 
     async def reset_connection(self, destination: str) -> bool: ...
+
+    async def audit_add(self, room: str, by: str) -> AuditMembership: ...
+
+    async def audit_remove(self, room: str, by: str) -> AuditMembership: ...
 
 
 class Homeservers(Protocol):

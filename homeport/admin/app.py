@@ -45,7 +45,7 @@ from homeport.admin.throttle import (
     USER_REFILL_SECONDS,
     Throttle,
 )
-from homeport.admin.views import auth, federation, policy, rooms, system
+from homeport.admin.views import audit, auth, federation, policy, rooms, system
 from homeport.clock import Clock, SystemClock
 from homeport.config.deployment import Deployment
 from homeport.synapse.api import SynapseApiError
@@ -128,6 +128,10 @@ def create_app(
             Route("/federation/{destination}", federation.destination, name="destination"),
             Route("/rooms", rooms.rooms, name="rooms"),
             Route("/policy", policy.policy, name="policy"),
+            Route("/audit", audit.audit, name="audit"),
+            Route("/audit/add", audit.add, methods=["POST"], name="audit_add"),
+            Route("/audit/remove", audit.remove, methods=["POST"], name="audit_remove"),
+            Route("/audit/event/{event_id:path}", audit.event, name="audit_event"),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[

@@ -464,3 +464,88 @@ async def test_odd_csrf_tokens_and_cross_site_links(site: Site, page: Page) -> N
     assert 'http-equiv="refresh"' in arriving.text
     await page.goto(f"{site.url}/federation")
     await expect(page).to_have_url(re.compile(r"/federation$"))
+
+
+async def test_record_a_room_from_the_rooms_page_and_search_the_audit_page(
+    site: Site, page: Page
+) -> None:
+    deployment = site.running.deployment
+    internal = deployment.homeservers["internal"]
+    context = client_ssl_context(deployment)
+    alice = await _token(deployment, "internal", *site.alice)
+    name = f"Board {secrets.token_hex(3)}"
+    created = await _call(
+        context,
+        "POST",
+        f"{internal.base_url}/_matrix/client/v3/createRoom",
+        alice,
+        json={"preset": "private_chat", "name": name},
+    )
+    room_id = str(created["room_id"])
+
+    async def say(body: str) -> None:
+        await _call(
+            context,
+            "PUT",
+            f"{internal.base_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/"
+            f"m.room.message/{secrets.token_hex(4)}",
+            alice,
+            json={"msgtype": "m.text", "body": body},
+        )
+
+    await log_in(page, site.url, "internal", *site.admin)
+    await expect(page).to_have_url(re.compile(r"/federation$"))
+    # Without the session's CSRF token, nothing is added.
+    refused = await page.request.post(
+        f"{site.url}/audit/add", form={"room": room_id}, max_redirects=0
+    )
+    assert refused.status == 403
+
+    await page.goto(f"{site.url}/rooms?q={quote(name)}")
+    row = page.get_by_role("row").filter(has_text=name)
+    await row.get_by_role("button", name="Record").click()
+    await expect(page).to_have_url(re.compile(r"/audit\?done=added"))
+    await expect(page.get_by_role("status")).to_contain_text("Recording started")
+    recorded = page.locator("#audited").get_by_role("row").filter(has_text=room_id)
+    await expect(recorded).to_contain_text("@root:")  # added by the logged-in admin
+
+    # A room created on external cannot be recorded: the Rooms page says so.
+    await page.goto(f"{site.url}/rooms")
+    await expect(page.get_by_role("row").filter(has_text=site.room_id)).to_contain_text(
+        "created elsewhere"
+    )
+    await page.goto(f"{site.url}/audit")
+    await page.get_by_label("Record a room").fill(site.room_id)
+    await page.get_by_role("button", name="Add the audit bot").click()
+    await expect(page.get_by_role("alert")).to_contain_text(
+        f"created on {deployment.homeservers['external'].server_name}"
+    )
+
+    await say(f"audited words {MARKUP}")
+    await page.goto(f"{site.url}/audit")
+    deadline = time.monotonic() + 30
+    while True:
+        await page.get_by_label("Text").fill("audited words")
+        await page.get_by_role("button", name="Search").click()
+        results = page.locator("table.events")
+        if await results.get_by_text(f"audited words {MARKUP}").count() or (
+            time.monotonic() > deadline
+        ):
+            break
+        await asyncio.sleep(0.5)
+    await expect(results).to_contain_text(f"audited words {MARKUP}")  # as text, not markup
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        await page.screenshot(path=DOCS_IMAGES / "audit.png", full_page=True)
+    await results.get_by_role("link").first.click()
+    await expect(page.get_by_role("heading", name="Recorded event")).to_be_visible()
+    await expect(page.locator("dl.facts")).to_contain_text(room_id)
+
+    # Stop recording from the Audit page; the room leaves the list.
+    await page.goto(f"{site.url}/audit")
+    await (
+        page.get_by_role("row")
+        .filter(has_text=room_id)
+        .get_by_role("button", name="Stop recording")
+        .click()
+    )
+    await expect(page.get_by_role("status")).to_contain_text("Recording stopped")

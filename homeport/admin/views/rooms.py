@@ -1,6 +1,9 @@
-"""The Rooms tab: the rooms a homeserver knows, where each was created, who is in it."""
+"""The Rooms tab: the rooms a homeserver knows, where each was created, who is in it,
+and whether its audit bot records it (with the button to start or stop)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -8,6 +11,7 @@ from starlette.responses import Response
 from homeport.admin.rows import room_row
 from homeport.admin.site import current_login, site_of
 from homeport.admin.views.federation import offset
+from homeport.audit.store import audited_rooms
 
 PAGE_SIZE = 50
 
@@ -29,9 +33,16 @@ async def rooms(request: Request) -> Response:
         if (row.federated or not federated_only)
         and (row.creator_server != own or not elsewhere_only)
     ]
+    bot = site.deployment.homeservers[name].audit_bot is not None and site.store is not None
+    audited: set[str] = set()
+    if bot and site.store is not None:
+        found = await asyncio.to_thread(audited_rooms, site.store, name)
+        audited = {room.room_id for room in found}
     return site.templates.render(
         request,
         "rooms.html",
+        bot=bot,
+        audited=audited,
         rooms=rows,
         total=page.total,
         start=start,

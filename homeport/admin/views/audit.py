@@ -1,0 +1,144 @@
+"""The Audit page: audited rooms, adding and removing, searching what the bot recorded.
+
+Adding and removing go through the Homeport module as the logged-in admin
+(Synapse checks that they are a server admin), so a room created elsewhere
+is refused here exactly as from the command line. Records come from
+Homeport's store, searched and paged there (newest first, by `seq`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from homeport.admin.actions import Action, record_action
+from homeport.admin.site import Site, current_login, site_of
+from homeport.audit import store
+from homeport.audit.export import iso, parse_time
+from homeport.synapse.api import SynapseApiError
+from homeport.synapse.audit_rules import NO_INVITER, NOT_LOCAL
+
+PAGE_SIZE = 50
+MAX_FIELD = 255
+
+
+def _field(request: Request, key: str) -> str:
+    return request.query_params.get(key, "").strip()[:MAX_FIELD]
+
+
+def _no_bot(site: Site, request: Request, name: str) -> Response | None:
+    if site.deployment.homeservers[name].audit_bot is None:
+        return site.templates.error(
+            request, 404, f"{name} has no audit bot: add `audit:` to it in homeport.yaml."
+        )
+    if site.store is None:
+        return site.templates.error(request, 503, "The website runs without Homeport's store.")
+    return None
+
+
+async def audit(request: Request) -> Response:
+    site = site_of(request)
+    name, _login = current_login(request)
+    refused = _no_bot(site, request, name)
+    if refused is not None:
+        return refused
+    assert site.store is not None
+    filters_text = {k: _field(request, k) for k in ("room", "sender", "text", "since", "until")}
+    problem = ""
+    try:
+        filters = store.Filters(
+            room_id=filters_text["room"] or None,
+            sender=filters_text["sender"] or None,
+            text=filters_text["text"] or None,
+            since_ms=parse_time(filters_text["since"]) if filters_text["since"] else None,
+            until_ms=parse_time(filters_text["until"]) if filters_text["until"] else None,
+        )
+    except ValueError as error:
+        problem, filters = str(error), store.Filters()
+    before_text = request.query_params.get("before", "")
+    before = int(before_text) if before_text.isdigit() else None
+    rooms, changes, events = await asyncio.gather(
+        asyncio.to_thread(store.audited_rooms, site.store, name),
+        asyncio.to_thread(store.room_changes, site.store, name),
+        asyncio.to_thread(store.search, site.store, name, filters, before, PAGE_SIZE),
+    )
+    older = None
+    if len(events) == PAGE_SIZE:
+        older = "/audit?" + urlencode({**filters_text, "before": events[-1].seq})
+    return site.templates.render(
+        request,
+        "audit.html",
+        bot=site.deployment.homeservers[name].audit_user_id,
+        rooms=rooms,
+        changes=changes[:20],
+        events=events,
+        filters=filters_text,
+        problem=problem,
+        older=older,
+        searched=any(filters_text.values()) or before is not None,
+        iso=iso,
+        notice=request.query_params.get("done", ""),
+    )
+
+
+async def event(request: Request) -> Response:
+    site = site_of(request)
+    name, _login = current_login(request)
+    refused = _no_bot(site, request, name)
+    if refused is not None:
+        return refused
+    assert site.store is not None
+    event_id = request.path_params["event_id"][:MAX_FIELD]
+    found = await asyncio.to_thread(store.event, site.store, name, event_id)
+    if found is None:
+        return site.templates.error(request, 404, "No such recorded event.")
+    return site.templates.render(
+        request,
+        "audit_event.html",
+        event=found,
+        iso=iso,
+        pretty=json.dumps(found.as_json(), indent=2, ensure_ascii=False),
+    )
+
+
+async def _change(request: Request, add: bool) -> Response:
+    site = site_of(request)
+    name, login = current_login(request)
+    refused = _no_bot(site, request, name)
+    if refused is not None:
+        return refused
+    assert site.store is not None
+    form = await request.form()
+    room = str(form.get("room", "")).strip()[:MAX_FIELD]
+    if not room.startswith(("!", "#")):
+        return site.templates.error(request, 400, "Give a room ID (!...) or an alias (#...).")
+    admin = site.api.admin(name, login.access_token)
+    try:
+        done = await (admin.audit_add if add else admin.audit_remove)(room, login.user_id)
+    except SynapseApiError as error:
+        if error.errcode not in (NOT_LOCAL, NO_INVITER) and error.status != 404:
+            raise
+        outcome = "refused"
+        message = f"Refused, nothing changed: {error.message}"
+    else:
+        room, outcome, message = done.room_id, "done", ""
+    action = Action(
+        site.now_ms(), name, login.user_id, "audit_add" if add else "audit_remove", room, outcome
+    )
+    await asyncio.to_thread(record_action, site.store, action)
+    if message:
+        return site.templates.error(request, 400, message)
+    verb = "added" if add else "removed"
+    return RedirectResponse(f"/audit?done={verb}:{quote(room, safe='')}", status_code=303)
+
+
+async def add(request: Request) -> Response:
+    return await _change(request, add=True)
+
+
+async def remove(request: Request) -> Response:
+    return await _change(request, add=False)
