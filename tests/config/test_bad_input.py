@@ -174,6 +174,45 @@ CASES = [
         "homeservers.admin",
         "one of Homeport's own services",
     ),
+    Case(
+        "homeserver-named-like-an-audit-bot",
+        GOOD.replace("  external:", "  audit-x:"),
+        6,
+        "homeservers.audit-x",
+        "audit-<homeserver>",
+    ),
+    Case(
+        "audit-port-clash",
+        _replace("    port: {p0}", "    port: {p0}\n    audit: {{port: {p1}}}"),
+        9,
+        "homeservers.external.port",
+        "is already used by the audit bot of 'internal'",
+    ),
+    Case(
+        "audit-without-port",
+        _replace("    port: {p0}", "    port: {p0}\n    audit: {{auto_join: none}}"),
+        6,
+        "homeservers.internal.audit.port",
+        "required key 'port' is missing",
+    ),
+    Case(
+        "audit-auto-join-typo",
+        _replace("    port: {p0}", "    port: {p0}\n    audit: {{port: {p2}, auto_join: all}}"),
+        6,
+        "homeservers.internal.audit.auto_join",
+        "'none' or 'local_rooms'",
+    ),
+    Case(
+        "audit-export-size",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    audit:\n      port: {p2}\n      export: {{directory: x, "
+            "max_file_size: 100MB}}",
+        ),
+        8,
+        "homeservers.internal.audit.export.max_file_size",
+        "not a size",
+    ),
     Case("yaml-syntax", _replace("    port: {p0}", "    port: [{p0}"), 6, "", "YAML syntax error"),
     Case(
         "duplicate-key",

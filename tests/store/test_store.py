@@ -14,6 +14,8 @@ from sqlalchemy import Engine, inspect, text
 
 from homeport.admin import actions
 from homeport.admin.actions import Action, last_action, record_action
+from homeport.audit import store as audit
+from homeport.audit.records import MARK, record_of, room_change
 from homeport.cli import main
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
@@ -160,3 +162,89 @@ def test_an_unreachable_store_is_a_clear_error_without_the_password(tmp_path: Pa
     assert result.exit_code == 1
     assert "cannot migrate Homeport's store at postgresql+psycopg2://homeport:***@" in result.output
     assert "s3cret" not in result.output
+
+
+def _event(n: int, room: str = "!r:hs", **extra: object) -> dict[str, object]:
+    return {
+        "event_id": f"$e{n}",
+        "room_id": room,
+        "sender": "@alice:hs" if n % 2 else "@bob:hs",
+        "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": f"message {n} 100%_sure"},
+        "origin_server_ts": 1_800_000_000_000 + n,
+        **extra,
+    }
+
+
+def test_audit_records_are_kept_once_in_order_and_searched(engine: Engine) -> None:
+    migrate(engine)
+    bot = "@audit:hs"
+    joined = {
+        "event_id": "$join",
+        "room_id": "!r:hs",
+        "sender": bot,
+        "type": "m.room.member",
+        "state_key": bot,
+        "content": {"membership": "join", MARK: {"recording": True, "added_by": "@root:hs"}},
+        "origin_server_ts": 1_800_000_000_000,
+    }
+    events = [joined, *(_event(n) for n in range(1, 6))]
+    records = [r for r in (record_of(e, 1) for e in events) if r]
+    changes = [c for c in (room_change(e, bot) for e in events) if c]
+    assert audit.record(engine, "internal", records[:3], changes) == 3
+    # Synapse sends a transaction again (the bot died before answering): nothing twice.
+    assert audit.record(engine, "internal", records, changes) == 3
+    assert audit.record(engine, "external", records[:1]) == 1  # each homeserver its own
+
+    streamed = list(audit.stream(engine, "internal", audit.Filters()))
+    assert [e.event_id for e in streamed] == [e["event_id"] for e in events]
+    assert [e.seq for e in streamed] == sorted(e.seq for e in streamed)
+    rooms = audit.audited_rooms(engine, "internal")
+    assert [(r.room_id, r.added_by, r.events) for r in rooms] == [("!r:hs", "@root:hs", 6)]
+    assert audit.count_audited(engine, "internal") == 1
+
+    # Search: text (LIKE wildcards are literal), sender, time; newest first, paged.
+    found = audit.search(engine, "internal", audit.Filters(text="3 100%_SURE"), None)
+    assert [e.event_id for e in found] == ["$e3"]
+    assert audit.search(engine, "internal", audit.Filters(text="100x_sure"), None) == []
+    by_bob = audit.search(engine, "internal", audit.Filters(sender="@bob:hs"), None)
+    assert [e.event_id for e in by_bob] == ["$e4", "$e2"]
+    window = audit.Filters(since_ms=1_800_000_000_002, until_ms=1_800_000_000_004)
+    assert [e.event_id for e in audit.search(engine, "internal", window, None)] == ["$e3", "$e2"]
+    page = audit.search(engine, "internal", audit.Filters(), None, limit=2)
+    older = audit.search(engine, "internal", audit.Filters(), page[-1].seq, limit=2)
+    assert [e.event_id for e in page + older] == ["$e5", "$e4", "$e3", "$e2"]
+
+    # Removing: the bot's leave, by whoever removed it.
+    left = {
+        **joined,
+        "event_id": "$leave",
+        "sender": "@root:hs",
+        "content": {"membership": "leave"},
+    }
+    change = room_change(left, bot)
+    assert change is not None
+    audit.record(engine, "internal", [r for r in [record_of(left, 2)] if r], [change])
+    assert audit.audited_rooms(engine, "internal") == []
+    assert [(c.change, c.by) for c in audit.room_changes(engine, "internal")] == [
+        ("removed", "@root:hs"),
+        ("added", "@root:hs"),
+    ]
+
+
+def test_encrypted_records_get_their_plaintext_once(engine: Engine) -> None:
+    migrate(engine)
+    secret = _event(7, type="m.room.encrypted", content={"algorithm": "m.megolm.v1.aes-sha2"})
+    record = record_of(secret, 1)
+    assert record is not None
+    assert record.encrypted
+    audit.record(engine, "internal", [record])
+    waiting = audit.undecrypted(engine, "internal")
+    assert [e["event_id"] for _, e in waiting] == ["$e7"]
+    plain = audit.Decrypted(
+        "$e7", "m.room.message", '{"body": "hidden words"}', "hidden words", None, 5
+    )
+    assert audit.record_decrypted(engine, "internal", [plain, plain]) == 1
+    assert audit.undecrypted(engine, "internal") == []
+    [found] = audit.search(engine, "internal", audit.Filters(text="hidden"), None)
+    assert found.decrypted == {"type": "m.room.message", "content": {"body": "hidden words"}}

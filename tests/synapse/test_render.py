@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from homeport.audit.registration import render_registration
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment_text
 from homeport.config.starter import starter_text
@@ -262,3 +264,40 @@ def test_starter_renders_like_the_golden_files() -> None:
 )
 def test_deep_merge(base: dict[str, Any], override: dict[str, Any], merged: dict[str, Any]) -> None:
     assert deep_merge(base, override) == merged
+
+
+def test_the_audit_bot_is_registered_as_an_exclusive_application_service() -> None:
+    model = two(
+        "    audit: {port: 9100, localpart: recorder, displayname: Recorder (recording)}\n"
+        "    synapse:\n      app_service_config_files: [/etc/bridges/irc.yaml]\n"
+    )
+    layout = DeploymentLayout(model.data_dir)
+    hs = model.homeservers["internal"]
+    registration = render_registration(hs, "as-secret", "hs-secret")
+    assert registration["url"] == "http://127.0.0.1:9100"
+    assert registration["rate_limited"] is False
+    [namespace] = registration["namespaces"]["users"]
+    assert namespace["exclusive"] is True
+    pattern = re.compile(namespace["regex"])
+    assert pattern.fullmatch("@recorder:localhost:8448")
+    assert not pattern.fullmatch("@recorderx:localhost:8448")
+    assert not pattern.fullmatch("@recorder:localhost:84489")
+    # The application service's own user is not the bot: Synapse refuses it /sync.
+    assert registration["sender_localpart"] != "recorder"
+    config = render_homeserver(model, "internal", layout)
+    assert config["app_service_config_files"] == [
+        str(layout.audit("internal").registration),
+        "/etc/bridges/irc.yaml",  # the administrator's own bridges stay
+    ]
+    [module, *_] = config["modules"]
+    assert module["config"]["audit"] == {
+        "user_id": "@recorder:localhost:8448",
+        "displayname": "Recorder (recording)",
+        "auto_join": "none",
+        "include_direct_messages": False,
+    }
+    # No bot, no registration; a disabled bot likewise.
+    assert "app_service_config_files" not in render_homeserver(model, "external", layout)
+    off = two("    audit: {port: 9100, enabled: false}\n")
+    assert "app_service_config_files" not in render_homeserver(off, "internal", layout)
+    assert "audit" not in render_homeserver(off, "internal", layout)["modules"][0]["config"]
