@@ -95,17 +95,34 @@ def _local_rooms_txn(txn: Any, server_name: str, bot: str, include_dms: bool) ->
     local = [room for room, sender in txn.fetchall() if domain_of(sender) == server_name]
     txn.execute("SELECT room_id FROM local_current_membership WHERE user_id = ?", (bot,))
     known = {row[0] for row in txn.fetchall()}
-    direct: set[str] = set()
-    if not include_dms:
-        txn.execute("SELECT content FROM account_data WHERE account_data_type = 'm.direct'")
-        for (content,) in txn.fetchall():
-            try:
-                mapping = json.loads(content)
-            except ValueError:
-                continue
-            for rooms in mapping.values() if isinstance(mapping, dict) else ():
-                direct.update(r for r in rooms if isinstance(r, str))
+    direct = set() if include_dms else _direct_rooms_txn(txn)
     return [room for room in local if room not in known and room not in direct]
+
+
+def _direct_rooms_txn(txn: Any) -> set[str]:
+    """Direct-message rooms: invited to with `is_direct` (what createRoom does for a DM),
+    or listed in a local user's `m.direct` (what Element keeps)."""
+    direct: set[str] = set()
+    txn.execute(
+        "SELECT e.room_id, j.json FROM events AS e JOIN event_json AS j USING (event_id) "
+        "WHERE e.type = 'm.room.member' AND j.json LIKE '%is_direct%'"
+    )
+    for room_id, raw in txn.fetchall():
+        try:
+            if json.loads(raw).get("content", {}).get("is_direct") is True:
+                direct.add(room_id)
+        except (ValueError, AttributeError):
+            continue
+    txn.execute("SELECT content FROM account_data WHERE account_data_type = 'm.direct'")
+    for (content,) in txn.fetchall():
+        try:
+            mapping = json.loads(content)
+        except ValueError:
+            continue
+        for rooms in mapping.values() if isinstance(mapping, dict) else ():
+            if isinstance(rooms, list):
+                direct.update(r for r in rooms if isinstance(r, str))
+    return direct
 
 
 class AuditRules:

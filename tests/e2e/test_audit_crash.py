@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from nio import (
@@ -24,7 +25,7 @@ from nio import (
     RoomSendResponse,
 )
 
-from homeport.synapse.api import SynapseClient
+from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.trust import client_ssl_context
 from tests.audit_helpers import bodies, client_for, create_room, text, wait_recorded_async
 from tests.harness import (
@@ -241,3 +242,72 @@ async def test_an_encrypted_room_is_recorded_in_plaintext_across_a_restart(
         assert "the second plan" in exported
     finally:
         await client.close()
+
+
+async def test_auto_join_audits_every_local_room_old_and_new_but_not_direct_messages(
+    running: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    deployment = running.deployment
+    bot = deployment.homeservers["internal"].audit_user_id
+    assert bot is not None
+    alice_id, alice = await client_for(running, "internal", context)
+    friend_id, friend = await client_for(running, "internal", context)
+    async with alice, friend:
+        old_room = await create_room(alice, preset="private_chat")
+        old_dm = await create_room(
+            alice, preset="trusted_private_chat", is_direct=True, invite=[friend_id]
+        )
+        # What Element does for a direct chat: the room goes into m.direct.
+        await alice.request(
+            "PUT",
+            f"/_matrix/client/v3/user/{quote(alice_id)}/account_data/m.direct",
+            json={friend_id: [old_dm]},
+        )
+        # A server admin endpoint: an ordinary user is refused.
+        with pytest.raises(SynapseApiError) as refused:
+            await alice.request(
+                "POST", "/_homeport/v1/audit/add", json={"room": old_room, "by": alice_id}
+            )
+        assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+
+        def local_rooms(data: Any) -> None:
+            data["homeservers"]["internal"]["audit"]["auto_join"] = "local_rooms"
+
+        edit_yaml(running.config_path, local_rooms)
+        await asyncio.to_thread(
+            homeport, "restart", "-c", str(running.config_path), "internal", timeout=180
+        )
+        new_room = await create_room(alice, preset="private_chat")
+        new_dm = await create_room(
+            alice, preset="trusted_private_chat", is_direct=True, invite=[friend_id]
+        )
+        await text(alice, new_room, "in a new room")
+        for room in (old_room, new_room):
+            await wait_recorded_async(
+                running,
+                "internal",
+                room,
+                lambda events: any(
+                    e.state_key == bot and e.content.get("membership") == "join" for e in events
+                ),
+            )
+        # An upgrade of an audited room is audited in its successor.
+        upgraded = await alice.request(
+            "POST",
+            f"/_matrix/client/v3/rooms/{quote(new_room)}/upgrade",
+            json={"new_version": "12"},
+        )
+        successor = upgraded["replacement_room"]
+        await wait_recorded_async(
+            running,
+            "internal",
+            successor,
+            lambda events: any(e.state_key == bot for e in events),
+        )
+    listed = json.loads(
+        homeport("audit", "list", "-c", str(running.config_path), "internal", "--json").stdout
+    )
+    audited = {r["room_id"] for r in listed}
+    assert {old_room, new_room, successor} <= audited
+    assert old_dm not in audited
+    assert new_dm not in audited
