@@ -56,8 +56,11 @@ def _refusal(error: SynapseApiError, room: str) -> HomeportError:
     return HomeportError(f"{room}: Synapse refused ({error.status} {error.errcode}: {error})")
 
 
-async def _confirmed(engine: Engine, name: str, room_id: str, added: bool) -> bool:
-    deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+async def confirmed(
+    engine: Engine, name: str, room_id: str, added: bool, timeout: float = CONFIRM_TIMEOUT_S
+) -> bool:
+    """Whether the bot recorded the change within `timeout`: "added" then means "recording"."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rooms = await asyncio.to_thread(store.audited_rooms, engine, name)
         if any(r.room_id == room_id for r in rooms) == added:
@@ -82,5 +85,5 @@ async def change(
             done = await (admin.audit_add if add else admin.audit_remove)(room, by)
     except SynapseApiError as error:
         raise _refusal(error, room) from error
-    confirmed = await _confirmed(engine, name, done.room_id, add)
-    return AuditChange(done.room_id, done.already, done.inviter, confirmed)
+    recorded = await confirmed(engine, name, done.room_id, add)
+    return AuditChange(done.room_id, done.already, done.inviter, recorded)

@@ -19,10 +19,12 @@ from homeport.admin.actions import Action, record_action
 from homeport.admin.site import Site, current_login, site_of
 from homeport.audit import store
 from homeport.audit.export import iso, parse_time
+from homeport.audit.manage import confirmed
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.audit_rules import NO_INVITER, NOT_LOCAL
 
 PAGE_SIZE = 50
+CONFIRM_S = 10.0
 MAX_FIELD = 255
 
 
@@ -125,14 +127,18 @@ async def _change(request: Request, add: bool) -> Response:
         outcome = "refused"
         message = f"Refused, nothing changed: {error.message}"
     else:
-        room, outcome, message = done.room_id, "done", ""
+        room, message = done.room_id, ""
+        # The bot records the change from Synapse's transaction: wait for it, so that the
+        # page shows the room (or its absence), or say that the bot is behind.
+        recorded = await confirmed(site.store, name, room, add, timeout=CONFIRM_S)
+        outcome = "done" if recorded else "done, not yet recorded by the bot"
     action = Action(
         site.now_ms(), name, login.user_id, "audit_add" if add else "audit_remove", room, outcome
     )
     await asyncio.to_thread(record_action, site.store, action)
     if message:
         return site.templates.error(request, 400, message)
-    verb = "added" if add else "removed"
+    verb = ("added" if add else "removed") if outcome == "done" else "pending"
     return RedirectResponse(f"/audit?done={verb}:{quote(room, safe='')}", status_code=303)
 
 
