@@ -104,9 +104,13 @@ def create_app(state: BotState) -> Starlette:
         refused = unauthorised(request)
         if refused is not None:
             return refused
-        raw = await request.body()
-        if len(raw) > MAX_TRANSACTION_BYTES:
-            return _error(413, "M_TOO_LARGE", "transaction too large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_TRANSACTION_BYTES:  # never held whole in memory
+                return _error(413, "M_TOO_LARGE", "transaction too large")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
             body = json.loads(raw)
         except ValueError:

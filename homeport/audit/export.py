@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +96,13 @@ def write_csv(events: Iterable[Recorded], out: TextIO) -> int:
     return count
 
 
+def _append_private(path: Path) -> TextIO:
+    """Open for appending; a new file is mode 0600 from its first byte (it holds what
+    people said)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
 class ContinuousExport:
     """Appends every newly recorded event to JSON-lines files: one per day, and a new one
     when a file reaches `max_bytes`. A cursor file says how far it got, so a restart
@@ -140,7 +148,7 @@ class ContinuousExport:
                 if wanted != path:
                     if handle is not None:
                         handle.close()
-                    path, handle = wanted, wanted.open("a", encoding="utf-8")
+                    path, handle = wanted, _append_private(wanted)
                 assert handle is not None
                 handle.write(json.dumps(as_json(event), ensure_ascii=False) + "\n")
                 handle.flush()

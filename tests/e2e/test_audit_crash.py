@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import ssl
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,7 @@ async def test_a_bot_killed_while_500_messages_are_sent_records_each_once(
     files = list((running.config_path.parent / "exported").glob("audit-internal-*.jsonl"))
     assert len(files) > 1
     assert all(f.stat().st_size < 64 * 1024 + 4096 for f in files)
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}  # what people said
 
 
 async def test_nothing_is_lost_when_the_homeserver_stops_during_sending(

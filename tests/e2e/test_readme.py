@@ -53,3 +53,7 @@ def test_readme_walkthrough_exchanges_messages(shipped: RunningDeployment, tmp_p
         assert f"@alice:{internal.server_name} : Hello from internal" in view
         assert f"@bob:{external.server_name} : Hello from external" in view
     assert "0 mismatches" in out
+    # The audit bot recorded the board's minutes, and refused the lobby.
+    assert "Minutes of the board" in out.split("The audit bot now records")[1]
+    assert "refused: the lobby was created on external" in out
+    assert f"created on {external.server_name}" in result.stderr
