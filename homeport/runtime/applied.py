@@ -18,7 +18,7 @@ from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import dump_yaml
 from homeport.synapse.render import render_homeserver
 
-IDENTITY_KEYS = ("server_name", "listeners", "database", "public_baseurl")
+IDENTITY_KEYS = ("server_name", "listeners", "database", "public_baseurl", "audit bot")
 
 
 class Applied(TypedDict):
@@ -28,11 +28,14 @@ class Applied(TypedDict):
     digest: str
 
 
-def applied_record(config: dict[str, Any]) -> Applied:
-    return {
-        "identity": {key: config.get(key) for key in IDENTITY_KEYS},
-        "digest": hashlib.sha256(dump_yaml(config)).hexdigest(),
-    }
+def applied_record(deployment: Deployment, name: str, layout: DeploymentLayout) -> Applied:
+    config = render_homeserver(deployment, name, layout)
+    identity = {key: config.get(key) for key in IDENTITY_KEYS}
+    # The bot is a service of `up` on a port `up` bound: turning it on or off, or
+    # moving it, needs a new `up` too.
+    bot = deployment.homeservers[name].audit_bot
+    identity["audit bot"] = None if bot is None else {"port": bot.port, "user": bot.localpart}
+    return {"identity": identity, "digest": hashlib.sha256(dump_yaml(config)).hexdigest()}
 
 
 def read_applied(layout: DeploymentLayout) -> dict[str, Applied]:
@@ -48,7 +51,7 @@ def record_applied(deployment: Deployment, names: list[str]) -> None:
     layout = DeploymentLayout(deployment.data_dir)
     applied = read_applied(layout)
     for name in names:
-        applied[name] = applied_record(render_homeserver(deployment, name, layout))
+        applied[name] = applied_record(deployment, name, layout)
     # Mode 0600: a PostgreSQL URL in it may carry a password.
     write_private(layout.applied_file, json.dumps(applied, indent=2).encode())
 
@@ -64,7 +67,7 @@ def identity_changes(deployment: Deployment) -> dict[str, list[str]]:
     applied = read_applied(layout)
     changes: dict[str, list[str]] = {}
     for name in deployment.homeservers:
-        wanted = applied_record(render_homeserver(deployment, name, layout))["identity"]
+        wanted = applied_record(deployment, name, layout)["identity"]
         if name not in applied:
             changes[name] = ["the homeserver is not part of the running deployment"]
             continue
@@ -84,5 +87,5 @@ def unapplied(deployment: Deployment) -> list[str]:
         for name in deployment.homeservers
         if name in applied
         and applied[name]["digest"]
-        != applied_record(render_homeserver(deployment, name, layout))["digest"]
+        != applied_record(deployment, name, layout)["digest"]
     ]

@@ -37,6 +37,7 @@ from tests.harness import (
     access_token,
     create_user,
     edit_yaml,
+    free_port_run,
     homeport,
     init_deployment,
     run_sync,
@@ -768,6 +769,8 @@ def test_restart_refuses_a_new_port_and_verify_warns_about_unapplied_edits(
                 "public_baseurl",
             ),
             ("address", {"address": "127.0.0.2"}, "listeners"),
+            # The audit bot is a service of `up`, on a port `up` bound.
+            ("audit bot", {"audit": {"port": free_port_run(1)}}, "audit bot"),
         ]
         for what, change, named in edits:
             config.write_text(original)
