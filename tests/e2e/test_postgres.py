@@ -20,6 +20,7 @@ import pytest
 from homeport.store.migrate import head_revision
 from homeport.trust import client_ssl_context
 from tests.admin.website import log_in
+from tests.audit_helpers import client_for, create_room, text, wait_recorded_async
 from tests.harness import (
     RunningDeployment,
     access_token,
@@ -78,6 +79,7 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
         connection.close()
         assert status_json(config)["services"]["admin"]["state"] == "ready"
         await _website_on_postgresql(running)
+        await _audit_on_postgresql(running, config, store_database)
         await _undelivered_on_postgresql(running, config, room_id, bob)
         # Verify's probes and `restart`, with external's state in PostgreSQL.
         verified = homeport("verify", "-c", str(config), "--json", check=False, timeout=240)
@@ -93,6 +95,25 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
         if running.process is not None:
             running.stop()
         running.kill_leftovers()
+
+
+async def _audit_on_postgresql(
+    running: RunningDeployment, config: Path, store_database: str
+) -> None:
+    """External's audit bot (its Synapse and Homeport's store both on PostgreSQL)."""
+    context = client_ssl_context(running.deployment)
+    _, bob = await client_for(running, "external", context)
+    async with bob:
+        room = await create_room(bob, preset="private_chat")
+        homeport("audit", "add", "-c", str(config), "external", room)
+        said = await text(bob, room, "recorded in PostgreSQL")
+    await wait_recorded_async(running, "external", room, lambda e: said in {x.event_id for x in e})
+    exported = homeport("audit", "export", "-c", str(config), "external", "--room", room).stdout
+    assert "recorded in PostgreSQL" in exported
+    with psycopg2.connect(store_database) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT body FROM audit_events WHERE event_id = %s", (said,))
+        assert cursor.fetchone() == ("recorded in PostgreSQL",)
+    connection.close()
 
 
 async def _undelivered_on_postgresql(
