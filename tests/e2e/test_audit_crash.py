@@ -221,15 +221,20 @@ async def test_an_encrypted_room_is_recorded_in_plaintext_across_a_restart(
             "content": {"msgtype": "m.text", "body": "the secret plan"},
         }
 
-        # A restart is the same device with the same keys; a new session decrypts too.
+        # Sent while the bot is down, under a new room key: the event is recorded when
+        # Synapse delivers it, its key arrives by the device's sync, and the plaintext
+        # completes the record. A restart is the same device with the same keys.
         pid = bot_service(running)["pid"]
         homeport("stop", "-c", str(running.config_path), "audit-internal")
-        homeport("start", "-c", str(running.config_path), "audit-internal")
+        client.olm.outbound_group_sessions.pop(room, None)  # what rotation does
         second = await _send_encrypted(client, room, "the second plan")
-        events = await wait_recorded_async(running, "internal", room, decrypted(second))
+        homeport("start", "-c", str(running.config_path), "audit-internal")
+        await wait_recorded_async(running, "internal", room, decrypted(second))
         assert bot_service(running)["pid"] != pid
+        third = await _send_encrypted(client, room, "the third plan")  # the same session
+        events = await wait_recorded_async(running, "internal", room, decrypted(third))
         texts = [e.decrypted["content"]["body"] for e in events if e.decrypted]
-        assert texts == ["the secret plan", "the second plan"]
+        assert texts == ["the secret plan", "the second plan", "the third plan"]
         exported = homeport(
             "audit",
             "export",
