@@ -155,6 +155,19 @@ def _status_table(status: Status) -> Table:
     table.caption = f"CA certificate: {status['ca_cert']}"
     if status["admin_url"]:
         table.caption += f"\nAdmin website: {status['admin_url']}"
+    for hs in status["homeservers"].values():
+        audit = hs["audit"]
+        if audit is not None:
+            rooms = audit["audited_rooms"]
+            recording = "?" if rooms is None else str(rooms)
+            state = (
+                " (not running)"
+                if not audit["running"]
+                else ""
+                if audit["registered"]
+                else " (not registered with Synapse yet)"
+            )
+            table.caption += f"\n{audit['user_id']} records {recording} rooms{state}"
     return table
 
 

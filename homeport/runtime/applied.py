@@ -86,6 +86,5 @@ def unapplied(deployment: Deployment) -> list[str]:
         name
         for name in deployment.homeservers
         if name in applied
-        and applied[name]["digest"]
-        != applied_record(deployment, name, layout)["digest"]
+        and applied[name]["digest"] != applied_record(deployment, name, layout)["digest"]
     ]
