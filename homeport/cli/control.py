@@ -159,7 +159,7 @@ def _status_table(status: Status) -> Table:
         audit = hs["audit"]
         if audit is not None:
             rooms = audit["audited_rooms"]
-            recording = "?" if rooms is None else str(rooms)
+            recording = "? rooms" if rooms is None else f"{rooms} room{'' if rooms == 1 else 's'}"
             state = (
                 " (not running)"
                 if not audit["running"]
@@ -167,7 +167,7 @@ def _status_table(status: Status) -> Table:
                 if audit["registered"]
                 else " (not registered with Synapse yet)"
             )
-            table.caption += f"\n{audit['user_id']} records {recording} rooms{state}"
+            table.caption += f"\n{audit['user_id']} records {recording}{state}"
     return table
 
 
