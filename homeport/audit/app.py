@@ -9,6 +9,7 @@ unique event ID, so a transaction sent twice records nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -71,7 +72,11 @@ class BotState:
     metrics: Metrics = field(default_factory=Metrics)
     ready: bool = False
     problem: str = "starting"
-    on_recorded: list[Callable[[list[EventRecord]], Awaitable[None]]] = field(default_factory=list)
+    # Work that follows a commit (decryption, the continuous export): run by
+    # `follow` after the transaction is acknowledged, so a failure there never
+    # makes Synapse resend, and never holds up recording.
+    followers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _authorised(request: Request, token: str) -> bool:
@@ -132,8 +137,8 @@ def create_app(state: BotState) -> Starlette:
         state.metrics.duplicates.inc(len(records) - new)
         for record in records:
             state.metrics.lag.observe(max(0, committed - record.origin_server_ts) / 1000)
-        for listener in state.on_recorded:
-            await listener(records)
+        if new:
+            state.changed.set()
         return JSONResponse({})
 
     async def user_query(request: Request) -> Response:
@@ -177,6 +182,18 @@ def create_app(state: BotState) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes)
+
+
+async def follow(state: BotState) -> None:
+    """Run the followers each time new records were committed (each failure logged)."""
+    while True:
+        await state.changed.wait()
+        state.changed.clear()
+        for follower in state.followers:
+            try:
+                await follower()
+            except Exception:
+                logger.exception("after-commit work failed; it runs again with the next records")
 
 
 def _now_ms() -> int:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 import uvicorn
 
-from homeport.audit.app import BotState, create_app
+from homeport.audit.app import BotState, create_app, follow
 from homeport.audit.crypto import Decryptor
 from homeport.audit.export import ContinuousExport
 from homeport.audit.registration import REGISTRATION_ID
@@ -84,6 +84,12 @@ async def keep_trying(state: BotState, step: Callable[[], Awaitable[None]]) -> N
             state.metrics.ready.set(0)
             await asyncio.sleep(RETRY_S)
             continue
+        except Exception as error:  # a step that cannot work yet must not end the bot silently
+            logger.exception("start-up step failed; trying again")
+            state.problem = f"start-up failed: {type(error).__name__}"
+            state.metrics.ready.set(0)
+            await asyncio.sleep(RETRY_S)
+            continue
         state.ready, state.problem = True, "ok"
         state.metrics.ready.set(1)
         logger.info("registered with Synapse", extra={"user_id": state.bot_user_id})
@@ -133,8 +139,9 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
             files.crypto_dir,
             files.device_file,
             client_ssl_context(deployment),
+            on_decrypted=state.changed.set,  # the continuous export follows decryptions too
         )
-        state.on_recorded.append(decryptor.on_recorded)
+        state.followers.append(decryptor.new_records)
         if bot.export is not None:
             exporter = ContinuousExport(
                 engine,
@@ -143,14 +150,12 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
                 size_bytes(bot.export.max_file_size),
                 files.export_cursor,
             )
-            lock = asyncio.Lock()
 
-            async def export_new(_records: object) -> None:
-                async with lock:
-                    await asyncio.to_thread(exporter.write_new)
+            async def export_new() -> None:
+                await asyncio.to_thread(exporter.write_new)
 
-            state.on_recorded.append(export_new)
-            await export_new(None)
+            state.followers.append(export_new)
+        state.changed.set()  # whatever was recorded while the bot was down
 
         async def start_up() -> None:
             await keep_trying(
@@ -159,18 +164,19 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
             await keep_trying(state, lambda: decryptor.start(http, bot.localpart))
             while True:
                 try:
-                    await decryptor.catch_up(after=0)
+                    await decryptor.new_records()  # recorded before the device was ready
                     await decryptor.run()
                 except Exception:  # the recording goes on; decryption resumes
                     logger.exception("the encryption device failed; starting it again")
                     await asyncio.sleep(5)
 
-        background = asyncio.create_task(start_up())
+        background = [asyncio.create_task(start_up()), asyncio.create_task(follow(state))]
         try:
             await uvicorn.Server(config).serve(sockets=sockets)
         finally:
-            background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await background
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await decryptor.close()
             engine.dispose()

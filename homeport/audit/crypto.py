@@ -18,15 +18,24 @@ import logging
 import secrets
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from nio import AsyncClient, AsyncClientConfig, EncryptionError, MegolmEvent, SyncResponse
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    EncryptionError,
+    ForwardedRoomKeyEvent,
+    MegolmEvent,
+    RoomKeyEvent,
+    SyncResponse,
+)
 from sqlalchemy import Engine
 
 from homeport.audit import store
-from homeport.audit.records import EventRecord, relates_to, searchable_body
+from homeport.audit.records import relates_to, searchable_body
 from homeport.files import ensure_dir, read_or_create_private
 
 logger = logging.getLogger("homeport.audit")
@@ -93,8 +102,10 @@ class Decryptor:
         crypto_dir: Path,
         device_file: Path,
         ssl_context: ssl.SSLContext,
+        on_decrypted: Callable[[], object] = lambda: None,
     ) -> None:
         self._homeserver = homeserver
+        self._on_decrypted = on_decrypted
         self._engine = engine
         self._base_url = base_url
         self._user_id = user_id
@@ -103,6 +114,7 @@ class Decryptor:
         self._ssl = ssl_context
         self._client: AsyncClient | None = None
         self._lock = asyncio.Lock()
+        self._tried = 0  # events up to this `seq` were tried when they were recorded
         self.decrypted = 0
 
     async def start(self, http: httpx.AsyncClient, localpart: str) -> None:
@@ -139,19 +151,26 @@ class Decryptor:
                 await client.keys_upload()
             if client.should_query_keys:
                 await client.keys_query()
-            if response.to_device_events:
-                await self.catch_up(after=0)
+            sessions = {
+                e.session_id
+                for e in response.to_device_events
+                if isinstance(e, RoomKeyEvent | ForwardedRoomKeyEvent)
+            }
+            if sessions:
+                await self.catch_up(after=0, sessions=sessions)
 
-    async def on_recorded(self, records: list[EventRecord]) -> None:
-        encrypted = [r for r in records if r.encrypted]
-        if encrypted and self._client is not None:
-            await self.catch_up(after=0)
+    async def new_records(self) -> None:
+        """After a transaction: try the events recorded since the last try, once each."""
+        if self._client is not None:
+            self._tried = await self.catch_up(after=self._tried)
 
-    async def catch_up(self, after: int) -> None:
-        """Try every recorded event that still lacks its plaintext (a page at a time)."""
+    async def catch_up(self, after: int, sessions: set[str] | None = None) -> int:
+        """Try the recorded events that lack their plaintext, after `seq` (a page at a
+        time), only those of `sessions` when given (room keys just arrived); returns the
+        last `seq` looked at."""
         client = self._client
         if client is None:
-            return
+            return after
         async with self._lock:
             while True:
                 page = await asyncio.to_thread(
@@ -159,21 +178,25 @@ class Decryptor:
                 )
                 found = []
                 for _seq, event in page:
+                    if sessions is not None and event["content"].get("session_id") not in sessions:
+                        continue
                     try:
                         megolm = MegolmEvent.from_dict(event)
                         if not isinstance(megolm, MegolmEvent):
                             continue
                         found.append(_decrypted_row(client.decrypt_event(megolm)))
                     except (EncryptionError, KeyError, ValueError):
-                        continue  # no key yet: tried again when keys arrive
+                        continue  # no key yet: tried again when its key arrives
                 if found:
                     await asyncio.to_thread(
                         store.record_decrypted, self._engine, self._homeserver, found
                     )
                     self.decrypted += len(found)
-                if len(page) < 200:
-                    return
-                after = page[-1][0]
+                    self._on_decrypted()
+                if page:
+                    after = page[-1][0]
+                if len(page) < store.UNDECRYPTED_PAGE:
+                    return after
 
     async def close(self) -> None:
         if self._client is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 from collections.abc import Iterable
@@ -68,13 +69,22 @@ def write_jsonl(events: Iterable[Recorded], out: TextIO) -> int:
     return count
 
 
+def _cell(value: object) -> object:
+    """A spreadsheet runs a cell that starts with = + - @ (or a tab or CR) as a formula:
+    such text gets a leading apostrophe, as OWASP advises."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def write_csv(events: Iterable[Recorded], out: TextIO) -> int:
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for e in events:
         writer.writerow(
-            (
+            _cell(v)
+            for v in (
                 e.seq,
                 iso(e.origin_server_ts),
                 e.event_id,
@@ -103,11 +113,19 @@ def _append_private(path: Path) -> TextIO:
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
+BATCH = 1000  # events read and written at a time
+
+
 class ContinuousExport:
     """Appends every newly recorded event to JSON-lines files: one per day, and a new one
-    when a file reaches `max_bytes`. A cursor file says how far it got, so a restart
-    neither skips nor repeats (a crash between a write and the cursor may repeat the
-    last lines: readers dedupe by `event_id`)."""
+    when a file reaches `max_bytes`.
+
+    Encrypted events whose plaintext comes later are followed by a line
+    `{"kind": "decrypted", "event_id", "type", "content", "decrypted_ts"}`. A
+    cursor file (the last `seq`, and the last plaintext's time) says how far
+    it got, so a restart neither skips nor repeats; a crash between a write and
+    the cursor may repeat the last lines: readers dedupe by `event_id` (and kind).
+    """
 
     def __init__(
         self, engine: Any, homeserver: str, directory: Path, max_bytes: int, cursor: Path
@@ -118,11 +136,13 @@ class ContinuousExport:
         self._max_bytes = max_bytes
         self._cursor = cursor
 
-    def _after(self) -> int:
+    def _position(self) -> tuple[int, int, list[str]]:
+        """(last seq, last plaintext time, plaintexts written at that time)."""
         try:
-            return int(self._cursor.read_text().strip() or 0)
-        except (FileNotFoundError, ValueError):
-            return 0
+            data = json.loads(self._cursor.read_text())
+            return int(data["seq"]), int(data["decrypted_ts"]), list(data["decrypted_ids"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return 0, 0, []
 
     def _file(self, day: str) -> Path:
         """Today's file with room left, numbered past the full ones."""
@@ -136,26 +156,69 @@ class ContinuousExport:
 
     def write_new(self) -> int:
         from homeport.audit import store
-        from homeport.files import ensure_dir, write_atomic
+        from homeport.files import ensure_dir
 
         ensure_dir(self._directory)
-        after, written = self._after(), 0
+        after, since_ts, at_since = self._position()
+        lines: list[dict[str, Any]] = []
+        written = 0
+        events = list(
+            itertools.islice(
+                store.stream(self._engine, self._homeserver, store.Filters(), after), BATCH
+            )
+        )
+        while events:
+            self._write(as_json(event) for event in events)
+            after, written = events[-1].seq, written + len(events)
+            self._save(after, since_ts, at_since)
+            events = list(
+                itertools.islice(
+                    store.stream(self._engine, self._homeserver, store.Filters(), after), BATCH
+                )
+            )
+        for found in store.decrypted_since(self._engine, self._homeserver, since_ts):
+            if found.decrypted_ts == since_ts and found.event_id in at_since:
+                continue
+            lines.append(
+                {
+                    "kind": "decrypted",
+                    "event_id": found.event_id,
+                    "type": found.type,
+                    "content": json.loads(found.content),
+                    "decrypted_ts": found.decrypted_ts,
+                }
+            )
+            if found.decrypted_ts != since_ts:
+                since_ts, at_since = found.decrypted_ts, []
+            at_since.append(found.event_id)
+        self._write(lines)
+        written += len(lines)
+        if lines:
+            self._save(after, since_ts, at_since)
+        return written
+
+    def _save(self, after: int, since_ts: int, at_since: list[str]) -> None:
+        from homeport.files import write_atomic
+
+        position = {"seq": after, "decrypted_ts": since_ts, "decrypted_ids": at_since}
+        write_atomic(self._cursor, json.dumps(position).encode(), mode=0o600)
+
+    def _write(self, lines: Iterable[dict[str, Any]]) -> None:
+        """Append, starting a new file once the current one reaches the size limit."""
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
         handle: TextIO | None = None
-        path: Path | None = None
+        size = 0
         try:
-            for event in store.stream(self._engine, self._homeserver, store.Filters(), after):
-                wanted = self._file(datetime.now(UTC).strftime("%Y-%m-%d"))
-                if wanted != path:
+            for line in lines:
+                if handle is None or size >= self._max_bytes:
                     if handle is not None:
                         handle.close()
-                    path, handle = wanted, _append_private(wanted)
-                assert handle is not None
-                handle.write(json.dumps(as_json(event), ensure_ascii=False) + "\n")
-                handle.flush()
-                after, written = event.seq, written + 1
+                    path = self._file(day)
+                    handle = _append_private(path)
+                    size = path.stat().st_size
+                text = json.dumps(line, ensure_ascii=False) + "\n"
+                handle.write(text)
+                size += len(text.encode())
         finally:
             if handle is not None:
                 handle.close()
-        if written:
-            write_atomic(self._cursor, str(after).encode(), mode=0o600)
-        return written

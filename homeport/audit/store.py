@@ -9,11 +9,12 @@ however many events there are.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, func, or_, select
+from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.sql import ColumnElement
 
 from homeport.audit.records import EventRecord, RoomChange
@@ -22,22 +23,56 @@ from homeport.store.schema import audit_decrypted, audit_events, audit_room_chan
 PAGE = 1000
 
 
-def _insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert the rows whose unique key is new; the others are already recorded."""
-    if not rows:
-        return 0
+def _insert_statement(connection: Connection, table: Table) -> Any:
+    """INSERT that skips a row whose unique key is already there (recorded before)."""
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        statement: Any = pg_insert(table).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        statement = sqlite_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _insert_new(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    fallback: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> int:
+    """Insert the rows whose unique key is new; the others are already recorded.
+
+    Each row under a savepoint: a row the database refuses (a value it cannot
+    hold) is stored as `fallback(row)` instead, so one odd event can never
+    hold up every event after it (Synapse resends a refused transaction for ever).
+    """
+    statement = _insert_statement(connection, table)
     inserted = 0
     for row in rows:  # one by one: rowcount tells which were new
-        inserted += connection.execute(statement, row).rowcount
+        try:
+            with connection.begin_nested():
+                inserted += connection.execute(statement, row).rowcount
+        except (DataError, StatementError):
+            if fallback is None:
+                raise
+            with connection.begin_nested():
+                inserted += connection.execute(statement, fallback(row)).rowcount
     return inserted
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """An event row reduced to what any database holds: its JSON in ASCII, no derived text."""
+    content = json.dumps(json.loads(row["content"]), ensure_ascii=True, sort_keys=True)
+    return {
+        **row,
+        "content": content,
+        "body": None,
+        "relates_to": None,
+        "redacts": None,
+        "state_key": None
+        if row["state_key"] is None
+        else row["state_key"].encode("ascii", "backslashreplace").decode(),
+    }
 
 
 def record(
@@ -49,7 +84,10 @@ def record(
     """Store a transaction's events and room changes at once; returns how many were new."""
     with engine.begin() as connection:
         new = _insert_new(
-            connection, audit_events, [{"homeserver": homeserver, **asdict(e)} for e in events]
+            connection,
+            audit_events,
+            [{"homeserver": homeserver, **asdict(e)} for e in events],
+            fallback=_plain,
         )
         _insert_new(
             connection,
@@ -78,8 +116,11 @@ def record_decrypted(engine: Engine, homeserver: str, found: Sequence[Decrypted]
         )
 
 
+UNDECRYPTED_PAGE = 200
+
+
 def undecrypted(
-    engine: Engine, homeserver: str, after: int = 0, limit: int = 200
+    engine: Engine, homeserver: str, after: int = 0, limit: int = UNDECRYPTED_PAGE
 ) -> list[tuple[int, dict[str, Any]]]:
     """Encrypted events without plaintext yet, after `seq`, oldest first: (seq, event)."""
     e, d = audit_events, audit_decrypted
@@ -108,6 +149,24 @@ def undecrypted(
             },
         )
         for row in rows
+    ]
+
+
+def decrypted_since(
+    engine: Engine, homeserver: str, since_ts: int, limit: int = 1000
+) -> list[Decrypted]:
+    """Plaintexts found at or after `since_ts`, in the order they were found."""
+    d = audit_decrypted
+    query = (
+        select(d)
+        .where(d.c.homeserver == homeserver, d.c.decrypted_ts >= since_ts)
+        .order_by(d.c.decrypted_ts, d.c.event_id)
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        Decrypted(r.event_id, r.type, r.content, r.body, r.relates_to, r.decrypted_ts) for r in rows
     ]
 
 

@@ -70,10 +70,11 @@ def create_store_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         assert url.database is not None
         ensure_dir(Path(url.database).parent)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: an error's message never carries what people said (audit records).
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, hide_parameters=True)
 
 
 def recorded_revision(connection: Connection) -> str | None:

@@ -95,8 +95,18 @@ def _local_rooms_txn(txn: Any, server_name: str, bot: str, include_dms: bool) ->
     local = [room for room, sender in txn.fetchall() if domain_of(sender) == server_name]
     txn.execute("SELECT room_id FROM local_current_membership WHERE user_id = ?", (bot,))
     known = {row[0] for row in txn.fetchall()}
-    direct = set() if include_dms else _direct_rooms_txn(txn)
+    direct = set() if include_dms else _direct_rooms_txn(txn) & _small_rooms_txn(txn)
     return [room for room in local if room not in known and room not in direct]
+
+
+def _small_rooms_txn(txn: Any) -> set[str]:
+    """Rooms of two members at most (joined or invited): only those can be DMs. Marking a
+    group room as direct (anyone can) does not keep the bot out of it."""
+    txn.execute(
+        "SELECT room_id FROM current_state_events WHERE type = 'm.room.member' "
+        "AND membership IN ('join', 'invite') GROUP BY room_id HAVING COUNT(*) <= 2"
+    )
+    return {row[0] for row in txn.fetchall()}
 
 
 def _direct_rooms_txn(txn: Any) -> set[str]:
@@ -182,6 +192,7 @@ class AuditRules:
         elif (
             membership in ("leave", "ban")
             and event.sender != self.bot
+            and event.room_id not in self._adding  # this module's unban, before its invite
             and not await self._api.is_user_admin(event.sender)
         ):
             raise self._refuse(
@@ -230,12 +241,16 @@ class AuditRules:
             and event.room_id not in self._adding
         ):
             self._in_background(self._accept, event.room_id, event.sender)
-        elif event.type == "m.room.tombstone" and event.content.get("replacement_room"):
-            if await self._bot_membership(event.room_id) == "join":
-                by = f"{event.sender} (upgrade of {event.room_id})"
-                self._in_background(self._follow, event.content["replacement_room"], by)
-        elif event.type == "m.room.create" and self._auto_join and "predecessor" in event.content:
-            self._in_background(self._follow, event.room_id, "auto_join: local_rooms (upgrade)")
+        elif (
+            # An upgrade is a room creation: the successor of a recorded room is
+            # recorded too. The tombstone comes once the successor exists and its
+            # creator is in it (an upgrade skips `on_create_room`).
+            event.type == "m.room.tombstone"
+            and event.content.get("replacement_room")
+            and await self._bot_membership(event.room_id) == "join"
+        ):
+            by = f"{event.sender} (upgrade of {event.room_id})"
+            self._in_background(self._follow, event.content["replacement_room"], by)
 
     def _in_background(self, func: Any, *args: Any) -> None:
         self._api.run_as_background_process("homeport_audit", func, *args)
@@ -268,7 +283,11 @@ class AuditRules:
             await self._follow(room_id, "auto_join: local_rooms")
 
     def direct_message_wanted(self, request: dict[str, Any]) -> bool:
-        return self._include_dms or not request.get("is_direct", False)
+        """A DM is created `is_direct` with one other person; anything bigger is a group
+        room, recorded whatever flag the client sets."""
+        invited = len(request.get("invite", [])) + len(request.get("invite_3pid", []))
+        direct = request.get("is_direct", False) is True and invited <= 1
+        return self._include_dms or not direct
 
     async def on_create_room(self, request: dict[str, Any]) -> None:
         """With `auto_join: local_rooms`, the creator invites the bot with everyone else."""

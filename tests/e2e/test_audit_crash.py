@@ -247,6 +247,17 @@ async def test_an_encrypted_room_is_recorded_in_plaintext_across_a_restart(
             "csv",
         ).stdout
         assert "the second plan" in exported
+        # The continuous export has the plaintext too: in the event's line when it was
+        # known by then, else in a `decrypted` line that follows.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            folder = running.config_path.parent / "exported"
+            written = "".join(f.read_text() for f in folder.glob("audit-internal-*.jsonl"))
+            if "the second plan" in written and "the third plan" in written:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError("the continuous export lacks the plaintexts")
     finally:
         await client.close()
 

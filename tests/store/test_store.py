@@ -248,3 +248,24 @@ def test_encrypted_records_get_their_plaintext_once(engine: Engine) -> None:
     assert audit.undecrypted(engine, "internal") == []
     [found] = audit.search(engine, "internal", audit.Filters(text="hidden"), None)
     assert found.decrypted == {"type": "m.room.message", "content": {"body": "hidden words"}}
+
+
+def test_an_event_the_database_could_not_hold_as_sent_is_still_recorded(engine: Engine) -> None:
+    """A NUL in a body (PostgreSQL text refuses it), an over-long relation ID from a client:
+    recorded anyway, so that the events after them are not held up."""
+    migrate(engine)
+    nul = chr(0)
+    events = [
+        _event(1, content={"msgtype": "m.text", "body": f"nul {nul} here"}),
+        _event(2, content={"body": "long", "m.relates_to": {"event_id": "$" + "x" * 300}}),
+        _event(3, type="m.room.topic", state_key=f"a{nul}b", content={"topic": f"t{nul}"}),
+        _event(4),
+    ]
+    records = [r for r in (record_of(e, 1) for e in events) if r]
+    assert audit.record(engine, "internal", records) == 4
+    stored = {e.event_id: e for e in audit.stream(engine, "internal", audit.Filters())}
+    assert stored["$e1"].body == "nul \ufffd here"
+    assert stored["$e1"].content["body"] == f"nul {nul} here"  # the content as sent
+    assert stored["$e2"].relates_to is None
+    assert stored["$e3"].state_key == "a\ufffdb"
+    assert stored["$e4"].body == "message 4 100%_sure"

@@ -62,7 +62,7 @@ async def audit(request: Request) -> Response:
     except ValueError as error:
         problem, filters = str(error), store.Filters()
     before_text = request.query_params.get("before", "")
-    before = int(before_text) if before_text.isdigit() else None
+    before = int(before_text) if before_text.isascii() and before_text.isdigit() else None
     rooms, changes, events = await asyncio.gather(
         asyncio.to_thread(store.audited_rooms, site.store, name),
         asyncio.to_thread(store.room_changes, site.store, name),
