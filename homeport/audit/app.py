@@ -77,6 +77,8 @@ class BotState:
     # makes Synapse resend, and never holds up recording.
     followers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # An event's content as sent, for one that arrives already redacted.
+    original: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
 
 
 def _authorised(request: Request, token: str) -> bool:
@@ -105,6 +107,29 @@ def create_app(state: BotState) -> Starlette:
         ]
         return records, changes
 
+    async def unredacted(events: list[Any]) -> list[Any]:
+        """Events that reach the bot redacted are recorded as they were sent, while Synapse
+        still has that: a transaction Synapse sends again is read anew from its database,
+        so an event redacted meanwhile comes redacted (the bot failed to store it, or
+        Synapse restarted with the transaction pending)."""
+        restored = []
+        for event in events:
+            unsigned = event.get("unsigned") if isinstance(event, dict) else None
+            if (
+                state.original is not None
+                and isinstance(unsigned, dict)
+                and "redacted_because" in unsigned
+            ):
+                try:
+                    content = await state.original(str(event.get("event_id")))
+                except Exception:  # recorded as it came: better than not at all
+                    logger.exception("could not read a redacted event's original")
+                    content = None
+                if content is not None:
+                    event = {**event, "content": content}
+            restored.append(event)
+        return restored
+
     async def transaction(request: Request) -> Response:
         refused = unauthorised(request)
         if refused is not None:
@@ -121,7 +146,8 @@ def create_app(state: BotState) -> Starlette:
         except ValueError:
             return _error(400, "M_NOT_JSON", "not JSON")
         events = body.get("events", []) if isinstance(body, dict) else []
-        records, changes = split(events if isinstance(events, list) else [], _now_ms())
+        events = await unredacted(events if isinstance(events, list) else [])
+        records, changes = split(events, _now_ms())
         try:
             new = await anyio.to_thread.run_sync(
                 store.record, state.engine, state.homeserver, records, changes

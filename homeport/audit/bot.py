@@ -15,6 +15,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -29,6 +30,7 @@ from homeport.config.types import size_bytes
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.store.database import open_store
+from homeport.synapse.audit_rules import ORIGINAL_PATH
 from homeport.trust import client_ssl_context
 
 logger = logging.getLogger("homeport.audit")
@@ -142,6 +144,18 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
             on_decrypted=state.changed.set,  # the continuous export follows decryptions too
         )
         state.followers.append(decryptor.new_records)
+
+        async def original(event_id: str) -> dict[str, Any] | None:
+            response = await http.get(
+                ORIGINAL_PATH, params={"event_id": event_id, "user_id": state.bot_user_id}
+            )
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            content = response.json().get("content")
+            return content if isinstance(content, dict) else None
+
+        state.original = original
         if bot.export is not None:
             exporter = ContinuousExport(
                 engine,

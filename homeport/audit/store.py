@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, func, or_, select
-from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.sql import ColumnElement
 
 from homeport.audit.records import EventRecord, RoomChange
@@ -52,8 +52,12 @@ def _insert_new(
         try:
             with connection.begin_nested():
                 inserted += connection.execute(statement, row).rowcount
-        except (DataError, StatementError):
-            if fallback is None:
+        except (DataError, StatementError) as error:
+            # A value the database refuses (DataError; psycopg2 refusing a NUL is wrapped
+            # as a plain StatementError). Anything else (a locked or lost database) is
+            # not the row's fault: it propagates, and Synapse sends the transaction again.
+            refused_value = isinstance(error, DataError) or not isinstance(error, DBAPIError)
+            if fallback is None or not refused_value:
                 raise
             with connection.begin_nested():
                 inserted += connection.execute(statement, fallback(row)).rowcount

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 ADD_PATH = "/_homeport/v1/audit/add"
 REMOVE_PATH = "/_homeport/v1/audit/remove"
+ORIGINAL_PATH = "/_homeport/v1/audit/original"
 MARK = "org.homeport.audit"  # key of the bot's member event content
 NOT_LOCAL = "HOMEPORT_NOT_LOCAL_ROOM"
 NO_INVITER = "HOMEPORT_NO_INVITER"
@@ -154,6 +155,7 @@ class AuditRules:
         )
         api.register_web_resource(ADD_PATH, _membership_resource(api, self.add))
         api.register_web_resource(REMOVE_PATH, _membership_resource(api, self.remove))
+        api.register_web_resource(ORIGINAL_PATH, _original_resource(api, self.bot))
         if self._auto_join:
             api.delayed_background_call(BACKFILL_DELAY_MS, self.backfill, desc="homeport_audit")
 
@@ -397,3 +399,49 @@ def _membership_resource(api: Any, action: Any) -> Any:
             return 200, await action(room_id, by[:255])
 
     return AuditMembership()
+
+
+def _original_txn(txn: Any, event_id: str, bot: str) -> dict[str, Any] | None:
+    """The event's content as stored before any redaction, if the bot is in its room."""
+    txn.execute(
+        "SELECT e.room_id, j.json FROM events AS e JOIN event_json AS j USING (event_id) "
+        "WHERE e.event_id = ?",
+        (event_id,),
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    txn.execute(
+        "SELECT membership FROM local_current_membership WHERE user_id = ? AND room_id = ?",
+        (bot, row[0]),
+    )
+    membership = txn.fetchone()
+    if membership is None or membership[0] != "join":
+        return None
+    content = json.loads(row[1]).get("content")
+    return content if isinstance(content, dict) else None
+
+
+def _original_resource(api: Any, bot: str) -> Any:
+    """`GET ?event_id=`: for the audit bot alone, an event of a room it records as it was
+    sent, when it reaches the bot already redacted (delivered late: the bot was down, and
+    someone redacted it meanwhile). Synapse keeps it for `redaction_retention_period`
+    (7 days by default)."""
+    from synapse.api.errors import NotFoundError, SynapseError
+    from synapse.http.servlet import parse_string
+    from synapse.module_api import DirectServeJsonResource
+
+    class Original(DirectServeJsonResource):
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
+            requester = await api.get_user_by_req(request)
+            if requester.user.to_string() != bot:
+                raise SynapseError(403, "Only the audit bot reads this", "M_FORBIDDEN")
+            event_id = parse_string(request, "event_id", required=True)
+            content = await api.run_db_interaction(
+                "homeport_audit_original", _original_txn, event_id, bot
+            )
+            if content is None:
+                raise NotFoundError("No such event in a room the audit bot records")
+            return 200, {"content": content}
+
+    return Original()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from typing import Any
 
 import pytest
 
+from homeport.audit.export import write_csv
 from homeport.audit.records import MARK, record_of, room_change
+from homeport.audit.store import Recorded
 
 BOT = "@audit:hs"
 BASE = {"event_id": "$e", "room_id": "!r", "sender": "@a:hs", "origin_server_ts": 5}
@@ -113,3 +118,42 @@ def test_the_bot_s_membership_is_a_room_change(
     got = (found.change, found.by) if found else (None, None)
     assert got == (change, by)
     assert room_change({**event, "state_key": "@someone:hs"}, BOT) is None
+
+
+def test_a_new_display_name_is_not_a_new_start_of_recording() -> None:
+    event = {
+        **BASE,
+        "type": "m.room.member",
+        "state_key": BOT,
+        "sender": BOT,
+        "content": {"membership": "join", "displayname": "Recorder"},
+        "unsigned": {"prev_content": {"membership": "join"}},
+    }
+    assert room_change(event, BOT) is None
+
+
+def test_csv_cells_never_become_spreadsheet_formulas() -> None:
+    event = record_of(
+        {**BASE, "type": "m.room.message", "content": {"body": '=HYPERLINK("http://evil")'}}, 1
+    )
+    assert event is not None
+    recorded = Recorded(
+        1,
+        event.event_id,
+        event.room_id,
+        "@a:hs",
+        event.type,
+        None,
+        json.loads(event.content),
+        event.body,
+        None,
+        None,
+        False,
+        None,
+        5,
+        9,
+    )
+    out = io.StringIO()
+    write_csv([recorded], out)
+    [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert row["body"] == '\'=HYPERLINK("http://evil")'

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import ssl
 import stat
 import time
@@ -329,3 +330,42 @@ async def test_auto_join_audits_every_local_room_old_and_new_but_not_direct_mess
     assert {old_room, new_room, successor} <= audited
     assert old_dm not in audited
     assert new_dm not in audited
+
+
+async def test_a_message_redacted_before_the_bot_stored_it_is_recorded_as_sent(
+    running: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    """The store is locked (a backup, a slow disk): the bot cannot commit and answers 500,
+    so Synapse sends the transaction again later, reading it anew from its database,
+    where the message has been redacted meanwhile. The bot records it as it was sent."""
+    _, alice = await client_for(running, "internal", context)
+    async with alice:
+        room = await create_room(alice, preset="private_chat")
+        homeport("audit", "add", "-c", str(running.config_path), "internal", room)
+        lock = sqlite3.connect(running.layout.store_database, timeout=5, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            said = await text(alice, room, "words someone regrets")
+            await alice.request(
+                "PUT",
+                f"/_matrix/client/v3/rooms/{quote(room)}/redact/{quote(said)}/r1",
+                json={"reason": "regret"},
+            )
+            await asyncio.sleep(33)  # past the bot's 30 s wait for the store: it answers 500
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+
+    def redaction_recorded(events: list) -> bool:  # type: ignore[type-arg]
+        return any(e.redacts == said for e in events)
+
+    events = await wait_recorded_async(running, "internal", room, redaction_recorded)
+    original = next(e for e in events if e.event_id == said)
+    assert original.body == "words someone regrets"
+    assert original.content["body"] == "words someone regrets"
+    failed = [
+        line
+        for line in running.layout.audit("internal").log_file.read_text().splitlines()
+        if "could not store transaction" in line
+    ]
+    assert failed, "the store was never locked: the test proved nothing"
