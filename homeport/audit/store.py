@@ -220,10 +220,12 @@ def count_audited(engine: Engine, homeserver: str) -> int:
         return int(connection.execute(query).scalar_one())
 
 
-def room_changes(engine: Engine, homeserver: str, room_id: str | None = None) -> list[RoomChange]:
+def room_changes(
+    engine: Engine, homeserver: str, room_id: str | None = None, limit: int = 500
+) -> list[RoomChange]:
     """When recording started and stopped, by whom; newest first."""
     c = audit_room_changes
-    query = select(c).where(c.c.homeserver == homeserver).order_by(c.c.id.desc()).limit(500)
+    query = select(c).where(c.c.homeserver == homeserver).order_by(c.c.id.desc()).limit(limit)
     if room_id is not None:
         query = query.where(c.c.room_id == room_id)
     with engine.connect() as connection:

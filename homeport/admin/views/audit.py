@@ -25,6 +25,7 @@ from homeport.synapse.audit_rules import NO_INVITER, NOT_LOCAL
 
 PAGE_SIZE = 50
 CONFIRM_S = 10.0
+RECENT_CHANGES = 20  # the Audit page lists the newest; the store keeps all
 MAX_FIELD = 255
 
 
@@ -65,7 +66,7 @@ async def audit(request: Request) -> Response:
     before = int(before_text) if before_text.isascii() and before_text.isdigit() else None
     rooms, changes, events = await asyncio.gather(
         asyncio.to_thread(store.audited_rooms, site.store, name),
-        asyncio.to_thread(store.room_changes, site.store, name),
+        asyncio.to_thread(store.room_changes, site.store, name, None, RECENT_CHANGES),
         asyncio.to_thread(store.search, site.store, name, filters, before, PAGE_SIZE),
     )
     older = None
@@ -76,7 +77,7 @@ async def audit(request: Request) -> Response:
         "audit.html",
         bot=site.deployment.homeservers[name].audit_user_id,
         rooms=rooms,
-        changes=changes[:20],
+        changes=changes,
         events=events,
         filters=filters_text,
         problem=problem,
