@@ -8,6 +8,7 @@ from pathlib import Path
 
 from homeport.config.deployment import Deployment
 from homeport.config.federation import RETRY_KEYS
+from homeport.config.groupsync import SpaceMapping
 from homeport.config.homeserver import RESERVED_SYNAPSE_KEYS, Homeserver
 from homeport.config.lines import KeyPath, LineMap, problem_at
 from homeport.config.types import check_server_name
@@ -124,6 +125,47 @@ def _found(model: Deployment) -> Iterator[Found]:
                 f"port {model.admin.port} is already used by {_who(clash)}",
                 "give the admin website a port of its own",
             )
+    yield from _group_sync_problems(model)
+
+
+def _group_sync_problems(model: Deployment) -> Iterator[Found]:
+    sync = model.group_sync
+    if sync is None:
+        return
+    if sync.homeserver not in model.homeservers:
+        yield (
+            ("group_sync", "homeserver"),
+            f"{sync.homeserver!r} is not a homeserver of this file",
+            f"use one of: {', '.join(model.homeservers)}",
+        )
+    seen: dict[str, str] = {}
+
+    def claim(alias: str, what: str) -> str | None:
+        owner = seen.get(alias)
+        seen.setdefault(alias, what)
+        return owner
+
+    def walk(spaces: list[SpaceMapping], path: KeyPath) -> Iterator[Found]:
+        for index, space in enumerate(spaces):
+            here = (*path, index)
+            owner = claim(space.alias, f"space {space.alias!r}")
+            if owner is not None:
+                yield (
+                    (*here, "alias"),
+                    f"alias {space.alias!r} is already used by {owner}",
+                    "give every space and room its own alias",
+                )
+            for room_index, room in enumerate(space.rooms):
+                owner = claim(room, f"a room of space {space.alias!r}")
+                if owner is not None and owner != f"a room of space {space.alias!r}":
+                    yield (
+                        (*here, "rooms", room_index),
+                        f"alias {room!r} is already used by {owner}",
+                        "a room belongs to one space; give it its own alias",
+                    )
+            yield from walk(space.subspaces, (*here, "subspaces"))
+
+    yield from walk(sync.spaces, ("group_sync", "spaces"))
 
 
 def cross_section_problems(model: Deployment, source: Path, lines: LineMap) -> list[ConfigProblem]:

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from homeport.config.admin import AdminWebsite
 from homeport.config.base import StrictModel
+from homeport.config.groupsync import GroupSync
 from homeport.config.homeserver import Homeserver, HomeserverName
 from homeport.config.store import StoreSettings
 
@@ -40,4 +41,9 @@ class Deployment(StrictModel):
     store: StoreSettings = Field(
         default_factory=StoreSettings,
         description="Homeport's own database: SQLite in the data folder, or PostgreSQL.",
+    )
+    group_sync: GroupSync | None = Field(
+        default=None,
+        description="Directory groups that drive space membership on one homeserver; "
+        "left out: no group sync.",
     )

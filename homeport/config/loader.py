@@ -162,8 +162,24 @@ def _resolve_paths(model: Deployment, base_dir: Path) -> Deployment:
         )
         for name, hs in model.homeservers.items()
     }
+    sync = model.group_sync
+    if sync is not None:
+        ldap = sync.ldap
+        sync = sync.model_copy(
+            update={
+                "ldap": ldap.model_copy(
+                    update={
+                        "ca_file": None if ldap.ca_file is None else absolute(ldap.ca_file),
+                        "bind_password_file": None
+                        if ldap.bind_password_file is None
+                        else absolute(ldap.bind_password_file),
+                    }
+                )
+            }
+        )
     return model.model_copy(
         update={
+            "group_sync": sync,
             "data_dir": absolute(model.data_dir),
             "trusted_ca_files": [absolute(p) for p in model.trusted_ca_files],
             "homeservers": homeservers,

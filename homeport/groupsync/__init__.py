@@ -1,0 +1,1 @@
+"""Group sync: directory groups (LDAP, Active Directory) drive space membership."""
