@@ -148,6 +148,16 @@ class DeploymentLayout:
         return self.data_dir / "logs" / "admin.log"
 
     @property
+    def groupsync_log(self) -> Path:
+        """The group sync service's structured log."""
+        return self.data_dir / "logs" / "groupsync.log"
+
+    @property
+    def groupsync_console(self) -> Path:
+        """What the group sync process printed (a crash's traceback)."""
+        return self.data_dir / "logs" / "groupsync.console.log"
+
+    @property
     def verify_lock(self) -> Path:
         """Held by a running `homeport verify`: one at a time, so leftovers can be swept."""
         return self.data_dir / "verify.lock"

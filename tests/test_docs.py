@@ -12,6 +12,7 @@ from homeport.cli import main
 from homeport.config.admin import AdminWebsite
 from homeport.config.audit import AuditBot, AuditExport
 from homeport.config.deployment import Deployment
+from homeport.config.groupsync import GroupSync, LdapAttributes, LdapSettings, SpaceMapping
 from homeport.config.homeserver import Homeserver, TlsFiles
 from homeport.config.policy import Policy, RoomPolicy, UserDirectory
 from homeport.config.store import StoreSettings
@@ -41,7 +42,19 @@ def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
 
 @pytest.mark.parametrize(
     "model",
-    [Deployment, Homeserver, TlsFiles, AdminWebsite, StoreSettings, AuditBot, AuditExport],
+    [
+        Deployment,
+        Homeserver,
+        TlsFiles,
+        AdminWebsite,
+        StoreSettings,
+        AuditBot,
+        AuditExport,
+        GroupSync,
+        LdapSettings,
+        LdapAttributes,
+        SpaceMapping,
+    ],
 )
 def test_every_setting_is_documented(model: type) -> None:
     text = (DOCS / "configuration.md").read_text()

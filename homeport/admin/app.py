@@ -45,7 +45,7 @@ from homeport.admin.throttle import (
     USER_REFILL_SECONDS,
     Throttle,
 )
-from homeport.admin.views import audit, auth, federation, policy, rooms, system
+from homeport.admin.views import audit, auth, federation, groupsync, policy, rooms, system
 from homeport.clock import Clock, SystemClock
 from homeport.config.deployment import Deployment
 from homeport.synapse.api import SynapseApiError
@@ -132,6 +132,7 @@ def create_app(
             Route("/audit/add", audit.add, methods=["POST"], name="audit_add"),
             Route("/audit/remove", audit.remove, methods=["POST"], name="audit_remove"),
             Route("/audit/event/{event_id:path}", audit.event, name="audit_event"),
+            Route("/groupsync", groupsync.groupsync, name="groupsync"),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[

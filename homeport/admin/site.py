@@ -64,6 +64,7 @@ class Templates:
             request=request,
             session=session,
             homeservers=self._deployment.homeservers,
+            deployment_has_groupsync=self._deployment.group_sync is not None,
             current=session.current if session else None,
             csrf_token=session.csrf_token if session else request.scope.get(PRELOGIN_SCOPE_KEY, ""),
             **context,

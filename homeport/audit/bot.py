@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import uvicorn
 
 from homeport.audit.app import BotState, create_app, follow
 from homeport.audit.crypto import Decryptor
@@ -29,6 +27,7 @@ from homeport.config.deployment import Deployment
 from homeport.config.types import size_bytes
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
+from homeport.runtime.loopback import loopback_server
 from homeport.store.database import open_store
 from homeport.synapse.audit_rules import ORIGINAL_PATH
 from homeport.trust import client_ssl_context
@@ -114,19 +113,7 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
         engine=engine,
     )
     as_token = files.as_token.read_text().strip()
-    config = uvicorn.Config(
-        create_app(state),
-        host="127.0.0.1",
-        port=bot.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-        limit_concurrency=64,
-    )
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
+    server, sockets = loopback_server(create_app(state), bot.port, listen_fd, 64)
     async with httpx.AsyncClient(
         base_url=hs.base_url,
         verify=client_ssl_context(deployment),
@@ -186,7 +173,7 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
 
         background = [asyncio.create_task(start_up()), asyncio.create_task(follow(state))]
         try:
-            await uvicorn.Server(config).serve(sockets=sockets)
+            await server.serve(sockets=sockets)
         finally:
             for task in background:
                 task.cancel()

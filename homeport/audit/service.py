@@ -12,9 +12,9 @@ import httpx
 from homeport.audit.registration import BOT_ADDRESS
 from homeport.config.homeserver import Homeserver
 from homeport.config.types import AUDIT_SERVICE_PREFIX
-from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
 from homeport.runtime import processes
+from homeport.runtime.loopback import bind_loopback
 from homeport.runtime.service import RestartPolicy
 
 # A bot killed in the middle of a transaction loses nothing (Synapse sends it
@@ -24,22 +24,6 @@ RESTART = RestartPolicy(backoff=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0))
 
 def service_name(homeserver: str) -> str:
     return AUDIT_SERVICE_PREFIX + homeserver
-
-
-def bind_loopback(port: int, who: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((BOT_ADDRESS, port))
-    except OSError as error:
-        sock.close()
-        raise HomeportError(
-            f"{who} cannot listen on {BOT_ADDRESS}:{port}: {error.strerror}; free that port "
-            "or change its `audit.port`"
-        ) from error
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
 
 
 async def bot_health(port: int) -> dict[str, object] | None:
@@ -75,7 +59,9 @@ class AuditBotService:
         return f"http://{BOT_ADDRESS}:{self._port}"
 
     def prepare(self) -> None:
-        self._socket = bind_loopback(self._port, f"the audit bot of {self._homeserver!r}")
+        self._socket = bind_loopback(
+            self._port, f"the audit bot of {self._homeserver!r}", "audit.port"
+        )
 
     async def spawn(self) -> asyncio.subprocess.Process:
         assert self._socket is not None, "prepare() binds the socket first"

@@ -29,6 +29,7 @@ COMMANDS = {
     "verify": "homeport.cli.policy:verify_command",
     "user": "homeport.cli.users:user",
     "audit": "homeport.cli.audit:audit",
+    "groupsync": "homeport.cli.groupsync:groupsync",
     "admin": "homeport.cli.admin:admin_command",
     "store": "homeport.cli.store:store",
 }

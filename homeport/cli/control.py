@@ -18,7 +18,7 @@ from homeport.cli._shared import (
 )
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
-from homeport.config.types import AUDIT_SERVICE_PREFIX, RESERVED_SERVICE_NAMES
+from homeport.config.types import ADMIN_SERVICE, AUDIT_SERVICE_PREFIX, GROUPSYNC_SERVICE
 from homeport.layout import DeploymentLayout
 from homeport.runtime.control import Control
 from homeport.runtime.restart import restart_homeserver
@@ -28,13 +28,14 @@ from homeport.synapse.backoff import spoken
 
 def _services(deployment: Deployment) -> tuple[str, ...]:
     """Homeport's own services this file runs, which stop and start take by name too."""
-    website = RESERVED_SERVICE_NAMES if deployment.admin is not None else ()
+    website = (ADMIN_SERVICE,) if deployment.admin is not None else ()
+    groupsync = (GROUPSYNC_SERVICE,) if deployment.group_sync is not None else ()
     bots = tuple(
         AUDIT_SERVICE_PREFIX + name
         for name, hs in deployment.homeservers.items()
         if hs.audit_bot is not None
     )
-    return website + bots
+    return website + groupsync + bots
 
 
 def _log_of(layout: DeploymentLayout, deployment: Deployment, name: str) -> Path:
@@ -42,6 +43,8 @@ def _log_of(layout: DeploymentLayout, deployment: Deployment, name: str) -> Path
         return layout.homeserver(name).log_file
     if name.startswith(AUDIT_SERVICE_PREFIX):
         return layout.audit(name.removeprefix(AUDIT_SERVICE_PREFIX)).log_file
+    if name == GROUPSYNC_SERVICE:
+        return layout.groupsync_log
     return layout.admin_log
 
 

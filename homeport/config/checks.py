@@ -125,6 +125,14 @@ def _found(model: Deployment) -> Iterator[Found]:
                 f"port {model.admin.port} is already used by {_who(clash)}",
                 "give the admin website a port of its own",
             )
+    if model.group_sync is not None:
+        clash = listeners.claim("127.0.0.1", model.group_sync.port, "the group sync service")
+        if clash is not None:
+            yield (
+                ("group_sync", "port"),
+                f"port {model.group_sync.port} is already used by {_who(clash)}",
+                "give group sync a port of its own",
+            )
     yield from _group_sync_problems(model)
 
 

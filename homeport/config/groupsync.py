@@ -128,8 +128,11 @@ class LdapSettings(StrictModel):
 
     @model_validator(mode="after")
     def _password_with_dn(self) -> LdapSettings:
-        if self.bind_password_file is not None and self.bind_dn is None:
-            raise ValueError("`bind_password_file` needs `bind_dn`: say who binds with it")
+        if (self.bind_password_file is None) != (self.bind_dn is None):
+            raise ValueError(
+                "`bind_dn` and `bind_password_file` go together: set both to bind as someone, "
+                "or neither for an anonymous bind"
+            )
         return self
 
     @property
@@ -185,6 +188,12 @@ class GroupSync(StrictModel):
     """Directory groups that drive space membership on one homeserver."""
 
     homeserver: str = Field(description="Whose users and spaces (a homeserver of this file).")
+    port: int = Field(
+        ge=1,
+        le=65535,
+        description="Loopback port of the group sync service's /health and /metrics "
+        "(HTTP on 127.0.0.1 only).",
+    )
     interval: Duration = Field(
         default="60s",
         description="Period of the full reconcile; directory changes are picked up in "

@@ -15,7 +15,9 @@ _DNS_NAME = re.compile(rf"^(?=.{{1,255}}$){_LABEL}(?:\.{_LABEL})*$")
 _HOMESERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # Names of Homeport's own services: `homeport stop NAME` and the `services`
 # map of `homeport status` share one namespace with the homeservers.
-RESERVED_SERVICE_NAMES = ("admin",)
+ADMIN_SERVICE = "admin"
+GROUPSYNC_SERVICE = "groupsync"
+RESERVED_SERVICE_NAMES = (ADMIN_SERVICE, GROUPSYNC_SERVICE)
 # Each homeserver's audit bot runs as the service `audit-<homeserver>`.
 AUDIT_SERVICE_PREFIX = "audit-"
 

@@ -127,6 +127,27 @@ def preflight(
             why = _port_problem("127.0.0.1", hs.audit_bot.port) if hs.audit_bot else None
             if why:
                 problem((*base, "audit", "port"), why, "stop that program or choose another port")
+    sync = deployment.group_sync
+    if sync is not None:
+        ldap = ("group_sync", "ldap")
+        secret = sync.ldap.bind_password_file
+        if secret is not None and not secret.is_file():
+            problem(
+                (*ldap, "bind_password_file"),
+                f"no such file: {secret}",
+                "write the directory's bind password into it (one line, chmod 600)",
+            )
+        elif secret is not None and secret.stat().st_mode & 0o077:
+            problem(
+                (*ldap, "bind_password_file"),
+                f"{secret} can be read by other users of this machine",
+                f"chmod 600 {secret}",
+            )
+        if sync.ldap.ca_file is not None and not sync.ldap.ca_file.is_file():
+            problem((*ldap, "ca_file"), f"no such file: {sync.ldap.ca_file}")
+        why = _port_problem("127.0.0.1", sync.port) if check_ports else None
+        if why:
+            problem(("group_sync", "port"), why, "stop that program or choose another port")
     return problems
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from homeport.admin.service import AdminWebsiteService
 from homeport.audit.service import AuditBotService
 from homeport.config.deployment import Deployment
+from homeport.groupsync.service import GroupSyncService
 from homeport.layout import DeploymentLayout
 from homeport.runtime.service import Service
 from homeport.synapse.process import SynapseService
@@ -58,9 +59,15 @@ def audit_bots(deployment: Deployment, context: Context) -> list[Service]:
     ]
 
 
+def group_sync(deployment: Deployment, context: Context) -> list[Service]:
+    if deployment.group_sync is None:
+        return []
+    return [GroupSyncService(deployment.group_sync, context.config_path, context.layout)]
+
+
 Registration = Callable[[Deployment, Context], list[Service]]
 
-REGISTRATIONS: tuple[Registration, ...] = (homeservers, audit_bots, admin_website)
+REGISTRATIONS: tuple[Registration, ...] = (homeservers, audit_bots, group_sync, admin_website)
 
 
 def services(deployment: Deployment, context: Context) -> list[Service]:

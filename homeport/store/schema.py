@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # The newest migration: the schema these tables describe (a test holds them equal).
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 metadata = MetaData()
 
@@ -122,4 +122,52 @@ audit_room_changes = Table(
     Column("ts", BigInteger, nullable=False),
     UniqueConstraint("homeserver", "event_id", name="audit_room_changes_once"),
     Index("audit_room_changes_by_room", "homeserver", "room_id", "id"),
+)
+
+# Group sync: one row per run (a full reconcile, a directory change, a manual run).
+groupsync_runs = Table(
+    "groupsync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("homeserver", String(64), nullable=False),
+    Column("trigger", String(32), nullable=False),  # "full", "change", "manual", "forced"
+    Column("started_ts", BigInteger, nullable=False),
+    Column("finished_ts", BigInteger, nullable=True),
+    Column("outcome", String(32), nullable=False),  # "running", "ok", "guarded", "failed", ...
+    Column("planned", Integer, nullable=False),
+    Column("applied", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("detail", Text, nullable=False),  # why a run stopped or was guarded
+    Index("groupsync_runs_by_time", "homeserver", "id"),
+)
+
+# Every action group sync took: what, where, why, and what came of it.
+groupsync_actions = Table(
+    "groupsync_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("groupsync_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("homeserver", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("room", String(255), nullable=True),  # the alias, as the mapping names it
+    Column("room_id", String(255), nullable=True),
+    Column("user_id", String(255), nullable=True),
+    Column("value", Text, nullable=True),
+    Column("why", Text, nullable=False),
+    Column("result", String(16), nullable=False),  # "ok", "failed", "held" (guarded)
+    Column("error", Text, nullable=False),
+    Index("groupsync_actions_by_time", "homeserver", "id"),
+)
+
+# Whom group sync added to which room, and the power level it gave: only these
+# people are ever removed by it, and only these levels taken back.
+groupsync_members = Table(
+    "groupsync_members",
+    metadata,
+    Column("homeserver", String(64), primary_key=True),
+    Column("room_id", String(255), primary_key=True),
+    Column("user_id", String(255), primary_key=True),
+    Column("power_level", Integer, nullable=True),
+    Column("added_ts", BigInteger, nullable=False),
 )

@@ -17,10 +17,11 @@ from homeport.errors import HomeportError
 class SynapseApiError(HomeportError):
     """Synapse answered with an error; `errcode` is Matrix's machine-readable code."""
 
-    def __init__(self, status: int, errcode: str, message: str) -> None:
+    def __init__(self, status: int, errcode: str, message: str, retry_after_ms: int = 0) -> None:
         self.status = status
         self.errcode = errcode
         self.message = message
+        self.retry_after_ms = retry_after_ms  # how long M_LIMIT_EXCEEDED asks us to wait
         super().__init__(f"{errcode or status}: {message}")
 
 
@@ -82,10 +83,12 @@ class SynapseClient:
         if response.is_error:
             if not isinstance(body, dict):
                 body = {}
+            retry = body.get("retry_after_ms")
             raise SynapseApiError(
                 response.status_code,
                 str(body.get("errcode", "")),
                 str(body.get("error", response.reason_phrase)),
+                retry if isinstance(retry, int) else 0,
             )
         return body
 

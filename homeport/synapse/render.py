@@ -233,7 +233,11 @@ def render_homeserver(
     config.update(synapse_policy_settings(deployment, name))
     passthrough = dict(hs.synapse)
     # The administrator's own modules run after ours; ours is never dropped.
-    config["modules"] = [homeport_module(hs), *passthrough.pop("modules", [])]
+    config["modules"] = [
+        homeport_module(hs),
+        *ldap_login_module(deployment, name),
+        *passthrough.pop("modules", []),
+    ]
     # Likewise the administrator's application services (bridges) besides the audit bot.
     registrations = [str(layout.audit(name).registration)] if hs.audit_bot else []
     registrations += passthrough.pop("app_service_config_files", [])
@@ -253,6 +257,42 @@ def homeport_module(hs: Homeserver) -> dict[str, Any]:
             "include_direct_messages": bot.include_direct_messages,
         }
     return {"module": "homeport.synapse.module.HomeportModule", "config": config}
+
+
+AD_ENABLED_ONLY = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
+
+
+def ldap_login_module(deployment: Deployment, name: str) -> list[dict[str, Any]]:
+    """Synapse's LDAP auth provider, from group sync's own `ldap:` settings: the people
+    group sync provisions log in with their directory password (verification on)."""
+    sync = deployment.group_sync
+    if sync is None or not sync.login or sync.homeserver != name:
+        return []
+    ldap = sync.ldap
+    people = ldap.people_filter
+    if ldap.active_directory:
+        people = f"(&{people}{AD_ENABLED_ONLY})"
+    config: dict[str, Any] = {
+        "enabled": True,
+        "uri": list(ldap.uri),
+        "start_tls": ldap.start_tls,
+        "base": ldap.user_base,
+        "attributes": {
+            "uid": ldap.localpart_attribute,
+            "name": ldap.attributes.displayname,
+            "mail": ldap.attributes.email,
+        },
+        "filter": people,
+        "active_directory": ldap.active_directory,
+    }
+    if ldap.ca_file is not None:
+        config["tls_options"] = {"validate": 2, "ca_certs_file": str(ldap.ca_file)}  # CERT_REQUIRED
+    else:
+        config["validate_cert"] = True
+    if ldap.bind_dn is not None and ldap.bind_password_file is not None:
+        config["bind_dn"] = ldap.bind_dn
+        config["bind_password_file"] = str(ldap.bind_password_file)
+    return [{"module": "ldap_auth_provider.LdapAuthProviderModule", "config": config}]
 
 
 def render_log_config(layout: HomeserverLayout) -> dict[str, Any]:

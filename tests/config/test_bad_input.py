@@ -26,6 +26,19 @@ homeservers:
 """
 
 
+GROUP_SYNC = (
+    GOOD
+    + """\
+group_sync:
+  homeserver: internal
+  port: {p2}
+  ldap: {{uri: 'ldap://127.0.0.1:389', user_base: ou=p, group_base: ou=g}}
+  spaces:
+    - {{name: Staff, alias: staff, ldap_cn: staff}}
+"""
+)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -212,6 +225,55 @@ CASES = [
         8,
         "homeservers.internal.audit.export.max_file_size",
         "not a size",
+    ),
+    Case(
+        "groupsync-unknown-homeserver",
+        GROUP_SYNC.replace("homeserver: internal", "homeserver: intranet"),
+        10,
+        "group_sync.homeserver",
+        "'intranet' is not a homeserver of this file",
+    ),
+    Case(
+        "groupsync-space-without-group",
+        GROUP_SYNC.replace(", ldap_cn: staff", ""),
+        14,
+        "group_sync.spaces[0]",
+        "needs exactly one of `ldap_cn` and `ldap_dn`",
+    ),
+    Case(
+        "groupsync-ldap-uri",
+        GROUP_SYNC.replace("ldap://127.0.0.1:389", "http://127.0.0.1"),
+        12,
+        "group_sync.ldap.uri[0]",
+        "is not an LDAP server address",
+    ),
+    Case(
+        "groupsync-never-remove-regex",
+        GROUP_SYNC.replace("  spaces:", "  never_remove: ['@(audit']\n  spaces:"),
+        13,
+        "group_sync.never_remove[0]",
+        "is not a regular expression",
+    ),
+    Case(
+        "groupsync-alias-twice",
+        GROUP_SYNC + "    - {{name: Staff 2, alias: staff, ldap_cn: staff2}}\n",
+        15,
+        "group_sync.spaces[1].alias",
+        "alias 'staff' is already used by space 'staff'",
+    ),
+    Case(
+        "groupsync-bind-dn-without-password",
+        GROUP_SYNC.replace("user_base:", "bind_dn: cn=admin, user_base:"),
+        12,
+        "group_sync.ldap",
+        "`bind_dn` and `bind_password_file` go together",
+    ),
+    Case(
+        "groupsync-port-clash",
+        GROUP_SYNC.replace("  port: {p2}", "  port: {p0}"),
+        11,
+        "group_sync.port",
+        "is already used by homeserver 'internal'",
     ),
     Case("yaml-syntax", _replace("    port: {p0}", "    port: [{p0}"), 6, "", "YAML syntax error"),
     Case(

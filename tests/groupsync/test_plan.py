@@ -103,6 +103,7 @@ def test_case(path: Path) -> None:
     sync = GroupSync.model_validate(
         {
             "homeserver": "internal",
+            "port": 8999,
             "ldap": {"uri": "ldap://127.0.0.1", "user_base": "ou=people", "group_base": "ou=g"},
             "spaces": case["mapping"],
             **(case.get("settings") or {}),

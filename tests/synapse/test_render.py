@@ -301,3 +301,56 @@ def test_the_audit_bot_is_registered_as_an_exclusive_application_service() -> No
     off = two("    audit: {port: 9100, enabled: false}\n")
     assert "app_service_config_files" not in render_homeserver(off, "internal", layout)
     assert "audit" not in render_homeserver(off, "internal", layout)["modules"][0]["config"]
+
+
+GROUP_SYNC = """
+group_sync:
+  homeserver: internal
+  port: 8460
+  ldap:
+    uri: [ldaps://dc1.example.org, ldaps://dc2.example.org]
+    ca_file: ad-ca.pem
+    bind_dn: CN=matrix,OU=Services,DC=example,DC=org
+    bind_password_file: ad.secret
+    user_base: OU=People,DC=example,DC=org
+    group_base: OU=Groups,DC=example,DC=org
+    active_directory: true
+  spaces:
+    - {name: Staff, alias: staff, ldap_cn: staff}
+"""
+
+
+def test_group_sync_people_log_in_through_synapses_ldap_provider() -> None:
+    """Only the group sync homeserver gets the provider, from the same ldap settings: AD's
+    sAMAccountName, disabled accounts refused, the CA file verified, the password by file."""
+    model = deployment(
+        "homeservers:\n  internal: {server_name: 'localhost:8448', port: 8448}\n"
+        "  external: {server_name: 'localhost:8449', port: 8449}\n" + GROUP_SYNC
+    )
+    layout = DeploymentLayout(model.data_dir)
+    modules = render_homeserver(model, "internal", layout)["modules"]
+    assert [m["module"] for m in modules] == [
+        "homeport.synapse.module.HomeportModule",
+        "ldap_auth_provider.LdapAuthProviderModule",
+    ]
+    assert modules[1]["config"] == {
+        "enabled": True,
+        "uri": ["ldaps://dc1.example.org", "ldaps://dc2.example.org"],
+        "start_tls": False,
+        "base": "OU=People,DC=example,DC=org",
+        "attributes": {"uid": "sAMAccountName", "name": "cn", "mail": "mail"},
+        "filter": "(&(&(objectCategory=person)(objectClass=user))"
+        "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
+        "active_directory": True,
+        "tls_options": {"validate": 2, "ca_certs_file": "/srv/homeport/ad-ca.pem"},
+        "bind_dn": "CN=matrix,OU=Services,DC=example,DC=org",
+        "bind_password_file": "/srv/homeport/ad.secret",
+    }
+    external = render_homeserver(model, "external", layout)["modules"]
+    assert [m["module"] for m in external] == ["homeport.synapse.module.HomeportModule"]
+    without_login = deployment(
+        "homeservers:\n  internal: {server_name: 'localhost:8448', port: 8448}\n"
+        + GROUP_SYNC.replace("  spaces:", "  login: false\n  spaces:")
+    )
+    modules = render_homeserver(without_login, "internal", layout)["modules"]
+    assert [m["module"] for m in modules] == ["homeport.synapse.module.HomeportModule"]

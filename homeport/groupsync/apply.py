@@ -1,0 +1,167 @@
+"""Carry out a plan against Synapse: phase by phase, concurrently within a phase.
+
+A failed action is recorded with Synapse's answer and the rest go on; every
+outcome is written to the history as it happens. Applying the same plan
+twice changes nothing the second time: the planner only plans differences,
+and each action here tolerates finding its work already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from homeport.groupsync.history import GroupSyncHistory
+from homeport.groupsync.plan import PHASES, Action
+from homeport.synapse.api import SynapseApiError
+from homeport.synapse.spaces_api import SpacesApi
+
+CONCURRENT_WRITES = 8
+
+
+@dataclass
+class Outcome:
+    applied: int = 0
+    failed: list[tuple[Action, str]] = field(default_factory=list)
+    held: int = 0
+
+
+class RoomNotReady(Exception):
+    """An action needs a room whose creation failed earlier in the run."""
+
+
+class Executor:
+    def __init__(
+        self,
+        api: SpacesApi,
+        history: GroupSyncHistory,
+        run_id: int,
+        room_ids: dict[str, str],
+        on_done: Callable[[Action, bool], None] | None = None,
+    ) -> None:
+        self._api = api
+        self._history = history
+        self._run_id = run_id
+        self.room_ids = dict(room_ids)  # alias -> room ID, growing as rooms are created
+        self._on_done = on_done
+        self._limit = asyncio.Semaphore(CONCURRENT_WRITES)
+        self.outcome = Outcome()
+
+    def _room(self, alias: str | None) -> str:
+        if alias is None or alias not in self.room_ids:
+            raise RoomNotReady(f"room #{alias} does not exist (its creation failed)")
+        return self.room_ids[alias]
+
+    def _done(self, action: Action, error: str | None) -> None:
+        room_id = self.room_ids.get(action.room) if action.room else None
+        if action.kind == "link_child" and isinstance(action.value, str):
+            room_id = self.room_ids.get(action.value)
+        self._history.record(
+            self._run_id, action, room_id, "ok" if error is None else "failed", error or ""
+        )
+        if error is None:
+            self.outcome.applied += 1
+        else:
+            self.outcome.failed.append((action, error))
+        if self._on_done is not None:
+            self._on_done(action, error is None)
+
+    async def _create(self, action: Action) -> None:
+        assert action.room is not None
+        try:
+            room_id = await self._api.create(
+                action.room, str(action.value), action.kind == "create_space"
+            )
+        except SynapseApiError as error:
+            if error.errcode != "M_ROOM_IN_USE":
+                raise
+            # Created meanwhile (another run, a person): the alias is the identity.
+            found = await self._api.resolve(action.room)
+            if found is None:
+                raise
+            room_id = found
+        self.room_ids[action.room] = room_id
+
+    async def _link(self, action: Action) -> None:
+        parent = self._room(action.room)
+        child = self._room(str(action.value))
+        via = {"via": [self._api.server_name]}
+        await self._api.put_state(parent, "m.space.child", child, {**via, "suggested": True})
+        await self._api.put_state(child, "m.space.parent", parent, {**via, "canonical": True})
+
+    async def _one(self, action: Action) -> None:
+        if action.kind in ("create_space", "create_room"):
+            await self._create(action)
+        elif action.kind == "link_child":
+            await self._link(action)
+        elif action.kind == "provision_user":
+            assert action.user is not None
+            value = None if action.value is None else str(action.value)
+            await self._api.provision(action.user, value)
+        elif action.kind == "set_displayname":
+            assert action.user is not None
+            await self._api.set_displayname(action.user, str(action.value))
+        elif action.kind == "join":
+            assert action.user is not None
+            await self._api.join(self._room(action.room), action.user)
+        elif action.kind == "kick":
+            assert action.user is not None
+            reason = f"Group sync: {action.why}" if action.why else "Group sync"
+            await self._api.kick(self._room(action.room), action.user, reason)
+        else:
+            raise AssertionError(f"unknown action {action.kind}")
+
+    async def _power(self, alias: str, actions: list[Action]) -> None:
+        """All of a room's level changes in one power-levels event."""
+        room_id = self._room(alias)
+        content = dict(await self._api.get_state(room_id, "m.room.power_levels"))
+        users = dict(content.get("users") or {})
+        for action in actions:
+            assert action.user is not None
+            if action.value is None:
+                users.pop(action.user, None)
+            else:
+                users[action.user] = action.value
+        content["users"] = users
+        await self._api.put_state(room_id, "m.room.power_levels", "", content)
+
+    async def _guarded(self, work: Callable[[], Awaitable[None]], actions: list[Action]) -> None:
+        async with self._limit:
+            try:
+                await work()
+            except (SynapseApiError, RoomNotReady, httpx.HTTPError) as error:
+                message = str(error) or type(error).__name__
+                for action in actions:
+                    self._done(action, message)
+                return
+        for action in actions:
+            self._done(action, None)
+
+    async def apply(self, actions: Sequence[Action], held: Sequence[Action] = ()) -> Outcome:
+        for action in held:
+            self._history.record(self._run_id, action, self.room_ids.get(action.room or ""), "held")
+            self.outcome.held += 1
+        for kinds in PHASES:
+            batch = [a for a in actions if a.kind in kinds]
+            if not batch:
+                continue
+            if kinds == ("set_power",):
+                by_room: dict[str, list[Action]] = {}
+                for action in batch:
+                    assert action.room is not None
+                    by_room.setdefault(action.room, []).append(action)
+                tasks = [
+                    self._guarded(functools.partial(self._power, alias, group), group)
+                    for alias, group in by_room.items()
+                ]
+            else:
+                tasks = [
+                    self._guarded(functools.partial(self._one, action), [action])
+                    for action in batch
+                ]
+            await asyncio.gather(*tasks)
+        return self.outcome

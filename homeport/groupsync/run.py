@@ -1,0 +1,137 @@
+"""One reconcile: read the directory, read Synapse, plan, apply, record.
+
+Shared by `homeport groupsync run` and the watching service. The directory is
+read whole before anything is planned: if it cannot be (down, bind refused,
+partial results), nothing is applied and the run is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from homeport.config.deployment import Deployment
+from homeport.config.groupsync import GroupSync
+from homeport.errors import HomeportError
+from homeport.groupsync.apply import Executor
+from homeport.groupsync.desired import DesiredState, desired_state
+from homeport.groupsync.directory import Directory
+from homeport.groupsync.history import GroupSyncHistory
+from homeport.groupsync.ldap_reader import DirectoryUnavailable, read_directory
+from homeport.groupsync.matrix_state import read_matrix_state
+from homeport.groupsync.plan import Action, Plan, Rules, plan
+from homeport.synapse.service_account import SERVICE_LOCALPART, service_client
+from homeport.synapse.spaces_api import SpacesApi
+
+
+class GroupSyncError(HomeportError):
+    """A run that could not be made safely; nothing was removed."""
+
+
+@dataclass
+class RunReport:
+    plan: Plan
+    desired: DesiredState
+    run_id: int | None = None
+    outcome: str = "ok"  # ok, guarded, failed (some actions), dry-run
+    applied: int = 0
+    failed: list[tuple[Action, str]] = field(default_factory=list)
+    held: int = 0
+    detail: str = ""
+
+
+def settings_of(deployment: Deployment) -> GroupSync:
+    if deployment.group_sync is None:
+        raise HomeportError(
+            "this file has no `group_sync:` section; add one (docs/groupsync.md shows how)"
+        )
+    return deployment.group_sync
+
+
+def protected_patterns(deployment: Deployment, sync: GroupSync) -> tuple[str, ...]:
+    """Never removed: the file's patterns, Homeport's own accounts, every audit bot."""
+    server = re.escape(deployment.homeservers[sync.homeserver].server_name)
+    own = [
+        rf"@{SERVICE_LOCALPART}(-[0-9a-f]{{6}})?:{server}",
+        rf"@_homeport_.*:{server}",
+        *(
+            re.escape(hs.audit_user_id)
+            for hs in deployment.homeservers.values()
+            if hs.audit_user_id
+        ),
+    ]
+    return (*sync.never_remove, *own)
+
+
+def group_names(sync: GroupSync) -> list[str]:
+    names: list[str] = []
+    for space in sync.all_spaces():
+        names.append(space.ldap_dn or space.ldap_cn or "")
+        names += list(space.power_levels)
+    return names
+
+
+async def read(sync: GroupSync) -> Directory:
+    """The whole directory, read in a thread (python-ldap blocks)."""
+    in_chain = group_names(sync) if sync.ldap.active_directory else []
+    return await asyncio.to_thread(read_directory, sync.ldap, in_chain)
+
+
+async def reconcile(
+    deployment: Deployment,
+    engine: Engine,
+    *,
+    trigger: str = "manual",
+    dry_run: bool = False,
+    force: bool = False,
+    directory: Directory | None = None,
+    only: Collection[str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_done: Callable[[Action, bool], None] | None = None,
+) -> RunReport:
+    sync = settings_of(deployment)
+    history = GroupSyncHistory(engine, sync.homeserver)
+    if directory is None:
+        try:
+            directory = await read(sync)
+        except DirectoryUnavailable as error:
+            if not dry_run:
+                history.record_failed_run(trigger, "directory unavailable", str(error))
+            raise GroupSyncError(f"nothing was changed: {error}") from error
+    server_name = deployment.homeservers[sync.homeserver].server_name
+    desired = desired_state(sync, directory, server_name)
+    aliases = list(desired.rooms) if only is None else [a for a in desired.rooms if a in only]
+    async with service_client(deployment, sync.homeserver, ssl_context) as admin:
+        api = SpacesApi(admin.client, server_name)
+        service_user = await admin.client.whoami()
+        wanted_users = {u for alias in aliases for u in desired.rooms[alias].members}
+        matrix, room_ids = await read_matrix_state(api, aliases, wanted_users)
+        rules = Rules(service_user, protected_patterns(deployment, sync), sync.max_removal_share)
+        result = plan(desired, matrix, history.managed(), rules, aliases)
+        if on_plan is not None:
+            on_plan(result)
+        report = RunReport(result, desired)
+        if dry_run:
+            report.outcome = "dry-run"
+            return report
+        run_id = history.start_run("forced" if force else trigger, len(result.actions))
+        report.run_id = run_id
+        applicable = result.applicable(force)
+        held = [a for a in result.actions if a not in applicable]
+        executor = Executor(api, history, run_id, room_ids, on_done)
+        outcome = await executor.apply(applicable, held)
+    report.applied, report.failed, report.held = outcome.applied, outcome.failed, outcome.held
+    if held:
+        report.outcome = "guarded"
+        report.detail = "; ".join(g.describe(sync.max_removal_share) for g in result.guards)
+    elif outcome.failed:
+        report.outcome = "failed"
+        report.detail = f"{len(outcome.failed)} action(s) failed"
+    history.finish_run(run_id, report.outcome, report.detail)
+    return report

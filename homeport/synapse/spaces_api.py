@@ -1,0 +1,181 @@
+"""The Synapse paths group sync uses: rooms and spaces it owns, their members, users.
+
+Called with the token of Homeport's service account, a server admin that
+creates and administers the mapped spaces. Synapse has no admin kick, so
+kicks and state go through the client API as that account; joins use the
+admin join API (the service account is in the room, so Synapse lets it
+join people who were never invited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from homeport.synapse.api import SynapseApiError, SynapseClient
+
+V3 = "/_matrix/client/v3"
+ADMIN_V1 = "/_synapse/admin/v1"
+ADMIN_V2 = "/_synapse/admin/v2"
+USERS_PAGE = 1000
+RATE_LIMIT_TRIES = 5
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    type: str
+    state_key: str
+    sender: str
+    content: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UserRow:
+    user_id: str
+    displayname: str | None
+    deactivated: bool
+
+
+async def rate_limited(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call, waiting out Synapse's `M_LIMIT_EXCEEDED` as long as `retry_after_ms` says."""
+    for attempt in range(RATE_LIMIT_TRIES):
+        try:
+            return await call(*args, **kwargs)
+        except SynapseApiError as error:
+            if error.status != 429 or attempt == RATE_LIMIT_TRIES - 1:
+                raise
+            await asyncio.sleep(min(max(error.retry_after_ms, 100), 30_000) / 1000)
+    raise AssertionError("unreachable")
+
+
+class SpacesApi:
+    def __init__(self, client: SynapseClient, server_name: str) -> None:
+        self.client = client
+        self.server_name = server_name
+
+    def alias(self, localpart: str) -> str:
+        return f"#{localpart}:{self.server_name}"
+
+    async def resolve(self, localpart: str) -> str | None:
+        """The room an alias of this server points to; None if none does."""
+        try:
+            body = await self.client.request(
+                "GET", f"{V3}/directory/room/{_q(self.alias(localpart))}"
+            )
+        except SynapseApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return str(body["room_id"])
+
+    async def state(self, room_id: str) -> list[StateEvent] | None:
+        """A room's current state (admin API); None if Synapse does not know the room."""
+        try:
+            body = await self.client.request("GET", f"{ADMIN_V1}/rooms/{_q(room_id)}/state")
+        except SynapseApiError as error:
+            if error.status in (400, 404):
+                return None
+            raise
+        return [
+            StateEvent(
+                str(event.get("type", "")),
+                str(event.get("state_key", "")),
+                str(event.get("sender", "")),
+                event.get("content") or {},
+            )
+            for event in body.get("state", [])
+        ]
+
+    async def users(self) -> list[UserRow]:
+        """Every local user, deactivated ones too, a thousand per request."""
+        found: list[UserRow] = []
+        start: str | None = "0"
+        while start is not None:
+            body = await self.client.request(
+                "GET",
+                f"{ADMIN_V2}/users",
+                params={"from": start, "limit": USERS_PAGE, "guests": "false"},
+            )
+            found += [
+                UserRow(
+                    str(user["name"]),
+                    user.get("displayname"),
+                    bool(user.get("deactivated")),
+                )
+                for user in body.get("users", [])
+            ]
+            token = body.get("next_token")
+            start = None if token is None else str(token)
+        return found
+
+    async def create(self, localpart: str, name: str, space: bool) -> str:
+        """A private, invite-only room or space owned by the service account."""
+        body: dict[str, Any] = {
+            "name": name,
+            "room_alias_name": localpart,
+            "preset": "private_chat",
+            "visibility": "private",
+            "initial_state": [
+                {
+                    "type": "m.room.history_visibility",
+                    "state_key": "",
+                    "content": {"history_visibility": "shared"},
+                }
+            ],
+        }
+        if space:
+            body["creation_content"] = {"type": "m.space"}
+        answer = await rate_limited(self.client.request, "POST", f"{V3}/createRoom", json=body)
+        return str(answer["room_id"])
+
+    async def put_state(
+        self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> None:
+        await rate_limited(
+            self.client.request,
+            "PUT",
+            f"{V3}/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}",
+            json=content,
+        )
+
+    async def get_state(self, room_id: str, event_type: str, state_key: str = "") -> Any:
+        return await self.client.request(
+            "GET", f"{V3}/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}"
+        )
+
+    async def provision(self, user_id: str, displayname: str | None) -> None:
+        """A user without a local password: they log in with their directory password."""
+        body: dict[str, Any] = {"admin": False}
+        if displayname:
+            body["displayname"] = displayname
+        await rate_limited(self.client.request, "PUT", f"{ADMIN_V2}/users/{_q(user_id)}", json=body)
+
+    async def set_displayname(self, user_id: str, displayname: str) -> None:
+        await rate_limited(
+            self.client.request,
+            "PUT",
+            f"{ADMIN_V2}/users/{_q(user_id)}",
+            json={"displayname": displayname},
+        )
+
+    async def join(self, room_id: str, user_id: str) -> None:
+        await rate_limited(
+            self.client.request,
+            "POST",
+            f"{ADMIN_V1}/join/{_q(room_id)}",
+            json={"user_id": user_id},
+        )
+
+    async def kick(self, room_id: str, user_id: str, reason: str) -> None:
+        await rate_limited(
+            self.client.request,
+            "POST",
+            f"{V3}/rooms/{_q(room_id)}/kick",
+            json={"user_id": user_id, "reason": reason},
+        )
