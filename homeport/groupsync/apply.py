@@ -10,24 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 
-from homeport.groupsync.history import GroupSyncHistory
+from homeport.groupsync.history import GroupSyncHistory, Outcome
 from homeport.groupsync.plan import PHASES, Action
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.spaces_api import SpacesApi
 
 CONCURRENT_WRITES = 8
+# Outcomes reach the store in batches, off the event loop: at most this many, or
+# this old. A run cut short loses at most that much of its history; what it
+# forgets having added, it never removes (the safe side).
+SAVE_EVERY = 200
+SAVE_SECONDS = 1.0
 
 
 @dataclass
-class Outcome:
+class Totals:
     applied: int = 0
     failed: list[tuple[Action, str]] = field(default_factory=list)
     held: int = 0
+
+
+def across_rooms(actions: list[Action]) -> list[Action]:
+    """One room's turn after another's: Synapse handles a room's joins one at a time,
+    so concurrent work must spread over rooms to run concurrently at all."""
+    by_room: dict[str | None, list[Action]] = {}
+    for action in actions:
+        by_room.setdefault(action.room, []).append(action)
+    queues = list(by_room.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
 class RoomNotReady(Exception):
@@ -49,7 +65,9 @@ class Executor:
         self.room_ids = dict(room_ids)  # alias -> room ID, growing as rooms are created
         self._on_done = on_done
         self._limit = asyncio.Semaphore(CONCURRENT_WRITES)
-        self.outcome = Outcome()
+        self.outcome = Totals()
+        self._unsaved: list[Outcome] = []
+        self._saved_at = time.monotonic()
 
     def _room(self, alias: str | None) -> str:
         if alias is None or alias not in self.room_ids:
@@ -60,9 +78,8 @@ class Executor:
         room_id = self.room_ids.get(action.room) if action.room else None
         if action.kind == "link_child" and isinstance(action.value, str):
             room_id = self.room_ids.get(action.value)
-        self._history.record(
-            self._run_id, action, room_id, "ok" if error is None else "failed", error or ""
-        )
+        result = "ok" if error is None else "failed"
+        self._unsaved.append(Outcome(action, room_id, result, error or ""))
         if error is None:
             self.outcome.applied += 1
         else:
@@ -130,20 +147,23 @@ class Executor:
         await self._api.put_state(room_id, "m.room.power_levels", "", content)
 
     async def _guarded(self, work: Callable[[], Awaitable[None]], actions: list[Action]) -> None:
+        error: str | None = None
         async with self._limit:
             try:
                 await work()
-            except (SynapseApiError, RoomNotReady, httpx.HTTPError) as error:
-                message = str(error) or type(error).__name__
-                for action in actions:
-                    self._done(action, message)
-                return
+            except (SynapseApiError, RoomNotReady, httpx.HTTPError) as failure:
+                error = str(failure) or type(failure).__name__
         for action in actions:
-            self._done(action, None)
+            self._done(action, error)
+        await self._save_now_and_then()
 
-    async def apply(self, actions: Sequence[Action], held: Sequence[Action] = ()) -> Outcome:
+    async def _save_now_and_then(self) -> None:
+        if len(self._unsaved) >= SAVE_EVERY or time.monotonic() - self._saved_at > SAVE_SECONDS:
+            await self._save()
+
+    async def apply(self, actions: Sequence[Action], held: Sequence[Action] = ()) -> Totals:
         for action in held:
-            self._history.record(self._run_id, action, self.room_ids.get(action.room or ""), "held")
+            self._unsaved.append(Outcome(action, self.room_ids.get(action.room or ""), "held"))
             self.outcome.held += 1
         for kinds in PHASES:
             batch = [a for a in actions if a.kind in kinds]
@@ -161,7 +181,16 @@ class Executor:
             else:
                 tasks = [
                     self._guarded(functools.partial(self._one, action), [action])
-                    for action in batch
+                    for action in across_rooms(batch)
                 ]
             await asyncio.gather(*tasks)
+            await self._save()
+        await self._save()
         return self.outcome
+
+    async def _save(self) -> None:
+        """Write what came of the actions so far, off the event loop, in one transaction."""
+        outcomes, self._unsaved = self._unsaved, []
+        self._saved_at = time.monotonic()
+        if outcomes:
+            await asyncio.to_thread(self._history.record_many, self._run_id, outcomes)

@@ -11,10 +11,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from homeport.groupsync.plan import Action, History, Managed
 from homeport.store.schema import groupsync_actions, groupsync_members, groupsync_runs
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came of one action, as the history keeps it."""
+
+    action: Action
+    room_id: str | None
+    result: str  # "ok", "failed", "held"
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,49 +166,62 @@ class GroupSyncHistory:
         result: str,
         error: str = "",
     ) -> None:
-        """One action's outcome; a successful join, kick or power change also updates
-        whom group sync manages, in the same transaction."""
+        self.record_many(run_id, [Outcome(action, room_id, result, error)])
+
+    def record_many(self, run_id: int, outcomes: list[Outcome]) -> None:
+        """Actions' outcomes, in one transaction; a successful join, kick or power change
+        also updates whom group sync manages."""
         ts = now_ms()
         with self._engine.begin() as connection:
-            connection.execute(
-                insert(groupsync_actions).values(
-                    run_id=run_id,
-                    ts=ts,
-                    homeserver=self._homeserver,
-                    kind=action.kind,
-                    room=action.room,
-                    room_id=room_id,
-                    user_id=action.user,
-                    value=None if action.value is None else str(action.value),
-                    why=action.why,
-                    result=result,
-                    error=error[:2000],
+            if outcomes:
+                connection.execute(
+                    insert(groupsync_actions),
+                    [
+                        {
+                            "run_id": run_id,
+                            "ts": ts,
+                            "homeserver": self._homeserver,
+                            "kind": o.action.kind,
+                            "room": o.action.room,
+                            "room_id": o.room_id,
+                            "user_id": o.action.user,
+                            "value": None if o.action.value is None else str(o.action.value),
+                            "why": o.action.why,
+                            "result": o.result,
+                            "error": o.error[:2000],
+                        }
+                        for o in outcomes
+                    ],
                 )
-            )
-            if result != "ok" or room_id is None or action.user is None:
-                return
-            key = (
-                (groupsync_members.c.homeserver == self._homeserver)
-                & (groupsync_members.c.room_id == room_id)
-                & (groupsync_members.c.user_id == action.user)
-            )
-            if action.kind == "kick":
-                connection.execute(delete(groupsync_members).where(key))
-            elif action.kind == "join":
-                exists = connection.execute(select(groupsync_members.c.user_id).where(key)).first()
-                if exists is None:
-                    connection.execute(
-                        insert(groupsync_members).values(
-                            homeserver=self._homeserver,
-                            room_id=room_id,
-                            user_id=action.user,
-                            power_level=None,
-                            added_ts=ts,
-                        )
+            for outcome in outcomes:
+                self._manage(connection, outcome, ts)
+
+    def _manage(self, connection: Connection, outcome: Outcome, ts: int) -> None:
+        action, room_id = outcome.action, outcome.room_id
+        if outcome.result != "ok" or room_id is None or action.user is None:
+            return
+        key = (
+            (groupsync_members.c.homeserver == self._homeserver)
+            & (groupsync_members.c.room_id == room_id)
+            & (groupsync_members.c.user_id == action.user)
+        )
+        if action.kind == "kick":
+            connection.execute(delete(groupsync_members).where(key))
+        elif action.kind == "join":
+            exists = connection.execute(select(groupsync_members.c.user_id).where(key)).first()
+            if exists is None:
+                connection.execute(
+                    insert(groupsync_members).values(
+                        homeserver=self._homeserver,
+                        room_id=room_id,
+                        user_id=action.user,
+                        power_level=None,
+                        added_ts=ts,
                     )
-            elif action.kind == "set_power":
-                level = action.value if isinstance(action.value, int) else None
-                connection.execute(update(groupsync_members).where(key).values(power_level=level))
+                )
+        elif action.kind == "set_power":
+            level = action.value if isinstance(action.value, int) else None
+            connection.execute(update(groupsync_members).where(key).values(power_level=level))
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         query = (

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Group sync: initial sync, a no-change reconcile, and directory-to-space latency.
+
+Fills a real slapd with USERS people in GROUPS groups (each person in one
+group), maps each group to a space on internal (the starter deployment as
+`homeport init` writes it), and reports, in the same run:
+
+  Synapse's admin-join rate   joins per second of Synapse's own admin join API
+                              (the API group sync uses), same concurrency (8),
+                              500 provisioned users spread over as many rooms
+                              as there are groups: the baseline
+  initial sync                the whole first `groupsync run` (directory read,
+                              spaces created, people provisioned and joined),
+                              and its join phase in joins per second, with the
+                              ratio to the baseline (target >= 0.9)
+  no-change reconcile         a full reconcile of every person and space when
+                              nothing changed: seconds (target < 2 s), and the
+                              actions it applied (target 0: no write to Synapse)
+  change -> membership        with the `groupsync` service running (syncrepl),
+                              from an `ldapmodify`-style change until the person
+                              is joined: p50, p95 (target p95 < 5 s)
+
+    .venv/bin/python bench/groupsync.py --users 5000 --groups 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import ldap
+import ldap.modlist
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from homeport.config.loader import load_deployment  # noqa: E402
+from homeport.groupsync.plan import Action  # noqa: E402
+from homeport.groupsync.run import reconcile  # noqa: E402
+from homeport.layout import DeploymentLayout  # noqa: E402
+from homeport.runtime.state import set_held  # noqa: E402
+from homeport.store.database import open_store  # noqa: E402
+from homeport.synapse.service_account import service_client  # noqa: E402
+from tests.harness import (  # noqa: E402
+    RunningDeployment,
+    edit_yaml,
+    free_port_run,
+    homeport,
+    init_deployment,
+)
+from tests.ldap_server import GROUPS, PEOPLE, Slapd  # noqa: E402
+
+CONCURRENCY = 8
+BASELINE_JOINS = 500
+CHANGES = 20
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def fill(server: Slapd, users: int, groups: int) -> None:
+    conn = server.connection()
+    try:
+        for i in range(users):
+            uid = f"p{i:05d}"
+            entry = {
+                "objectClass": [b"inetOrgPerson"],
+                "uid": [uid.encode()],
+                "cn": [f"Person {i}".encode()],
+                "sn": [b"Person"],
+            }
+            conn.add_s(f"uid={uid},{PEOPLE}", ldap.modlist.addModlist(entry))
+        for g in range(groups):
+            members = [f"uid=p{i:05d},{PEOPLE}".encode() for i in range(g, users, groups)]
+            entry = {"objectClass": [b"groupOfNames"], "cn": [f"g{g:03d}".encode()]}
+            entry["member"] = members
+            conn.add_s(f"cn=g{g:03d},{GROUPS}", ldap.modlist.addModlist(entry))
+    finally:
+        conn.unbind_s()
+
+
+async def baseline_joins(running: RunningDeployment, room_count: int) -> float:
+    """Synapse's admin join API alone, as group sync calls it: joins per second."""
+    deployment = running.deployment
+    async with service_client(deployment, "internal") as admin:
+        client = admin.client
+        server = deployment.homeservers["internal"].server_name
+        rooms = []
+        for r in range(room_count):
+            body = await client.request(
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                json={"name": f"baseline {r}", "preset": "private_chat"},
+            )
+            rooms.append(body["room_id"])
+        users = [f"@base{i:04d}:{server}" for i in range(BASELINE_JOINS)]
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def provision(user: str) -> None:
+            async with limit:
+                await client.request(
+                    "PUT", f"/_synapse/admin/v2/users/{quote(user)}", json={"admin": False}
+                )
+
+        await asyncio.gather(*(provision(u) for u in users))
+
+        async def join(room: str, user: str) -> None:
+            async with limit:
+                await client.request(
+                    "POST", f"/_synapse/admin/v1/join/{quote(room)}", json={"user_id": user}
+                )
+
+        started = time.monotonic()
+        await asyncio.gather(*(join(rooms[i % room_count], user) for i, user in enumerate(users)))
+        return len(users) / (time.monotonic() - started)
+
+
+async def initial_sync(running: RunningDeployment) -> dict[str, Any]:
+    deployment = running.deployment
+    engine = open_store(deployment)
+    joins: list[float] = []
+
+    def done(action: Action, ok: bool) -> None:
+        if action.kind == "join" and ok:
+            joins.append(time.monotonic())
+
+    try:
+        started = time.monotonic()
+        report = await reconcile(deployment, engine, on_done=done)
+        elapsed = time.monotonic() - started
+    finally:
+        engine.dispose()
+    assert report.outcome == "ok", (report.outcome, report.failed[:3])
+    return {
+        "seconds": elapsed,
+        "actions": len(report.plan.actions),
+        "joins": len(joins),
+        "join_rate": len(joins) / (joins[-1] - joins[0]),
+    }
+
+
+async def quiet_reconcile(running: RunningDeployment) -> tuple[float, int, int]:
+    deployment = running.deployment
+    engine = open_store(deployment)
+    try:
+        started = time.monotonic()
+        report = await reconcile(deployment, engine, trigger="full")
+        return time.monotonic() - started, len(report.plan.actions), report.applied
+    finally:
+        engine.dispose()
+
+
+async def member_of(running: RunningDeployment, alias: str, user: str) -> bool:
+    deployment = running.deployment
+    server = deployment.homeservers["internal"].server_name
+    async with service_client(deployment, "internal") as admin:
+        found = await admin.client.request(
+            "GET", f"/_matrix/client/v3/directory/room/{quote(f'#{alias}:{server}')}"
+        )
+        body = await admin.client.request(
+            "GET", f"/_synapse/admin/v1/rooms/{quote(found['room_id'])}/members"
+        )
+    return user in body["members"]
+
+
+def change_latencies(
+    running: RunningDeployment, server: Slapd, users: int, groups: int
+) -> list[float]:
+    homeport("start", "-c", str(running.config_path), "groupsync")
+    deadline = time.monotonic() + 300
+    while True:  # the service's own first full reconcile, before we time anything
+        status = json.loads(
+            homeport("groupsync", "status", "-c", str(running.config_path), "--json").stdout
+        )
+        if status["service"] and status["service"]["last_full_ts"]:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    name = running.deployment.homeservers["internal"].server_name
+    latencies = []
+    for n in range(CHANGES):
+        uid = f"p{n:05d}"  # in group n % groups; now also in the next one
+        target = (n + 1) % groups
+        started = time.monotonic()
+        server.add_member(f"g{target:03d}", f"uid={uid},{PEOPLE}")
+        while not asyncio.run(member_of(running, f"g{target:03d}", f"@{uid}:{name}")):
+            assert time.monotonic() - started < 60, f"{uid} never joined g{target:03d}"
+            time.sleep(0.05)
+        latencies.append(time.monotonic() - started)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--groups", type=int, default=100)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="homeport-bench-groupsync-"))
+    with Slapd(work / "slapd", size_limit=args.users * 2) as server:
+        started = time.monotonic()
+        fill(server, args.users, args.groups)
+        print(
+            f"directory: {args.users} people in {args.groups} groups "
+            f"({time.monotonic() - started:.1f} s to fill)"
+        )
+        config = init_deployment(work / "deployment", relax=False)
+        secret = server.password_file(work / "ldap.secret")
+
+        def add(data: Any) -> None:
+            data["group_sync"] = {
+                "homeserver": "internal",
+                "port": free_port_run(1),
+                "interval": "1h",
+                "ldap": {
+                    "uri": server.uri,
+                    "bind_dn": server.bind_dn,
+                    "bind_password_file": str(secret),
+                    "user_base": PEOPLE,
+                    "group_base": GROUPS,
+                },
+                "spaces": [
+                    {"name": f"Group {g}", "alias": f"g{g:03d}", "ldap_cn": f"g{g:03d}"}
+                    for g in range(args.groups)
+                ],
+            }
+
+        edit_yaml(config, add)
+        layout = DeploymentLayout(load_deployment(config)[0].data_dir)
+        layout.run_dir.mkdir(parents=True, exist_ok=True)
+        set_held(layout, "groupsync", True)
+        running = RunningDeployment(config)
+        running.start()
+        try:
+            baseline = asyncio.run(baseline_joins(running, args.groups))
+            print(f"Synapse admin-join rate (baseline): {baseline:.1f} joins/s")
+            first = asyncio.run(initial_sync(running))
+            print(
+                f"initial sync: {first['actions']} actions in {first['seconds']:.1f} s; "
+                f"join phase {first['join_rate']:.1f} joins/s "
+                f"(ratio {first['join_rate'] / baseline:.2f}, target >= 0.9)"
+            )
+            quiet = [asyncio.run(quiet_reconcile(running)) for _ in range(3)]
+            seconds = statistics.median(q[0] for q in quiet)
+            print(
+                f"no-change reconcile of {args.users} people in {args.groups} spaces: "
+                f"{seconds:.2f} s (median of 3; target < 2 s), actions planned "
+                f"{max(q[1] for q in quiet)}, applied {max(q[2] for q in quiet)} (target 0)"
+            )
+            latencies = change_latencies(running, server, args.users, args.groups)
+            print(
+                f"change -> membership with watch ({len(latencies)} changes): "
+                f"p50 {percentile(latencies, 0.5):.2f} s, p95 {percentile(latencies, 0.95):.2f} s "
+                "(target p95 < 5 s)"
+            )
+        finally:
+            running.stop()
+            running.kill_leftovers()
+
+
+if __name__ == "__main__":
+    main()
