@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import textwrap
 import time
+import zlib
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,7 +38,11 @@ SCHEMAS = ("core", "cosine", "nis", "inetorgperson")
 
 
 def _config_ldif(
-    root: Path, size_limit: int, paged_total: str, tls: tuple[Path, Path, Path] | None
+    root: Path,
+    size_limit: int,
+    paged_total: str,
+    tls: tuple[Path, Path, Path] | None,
+    syncprov: bool,
 ) -> str:
     schemas = "\n".join(f"include: file:///etc/ldap/schema/{name}.ldif" for name in SCHEMAS)
     tls_lines = ""
@@ -48,6 +53,14 @@ def _config_ldif(
             f"olcTLSCertificateFile: {cert}\n"
             f"olcTLSCertificateKeyFile: {key}\n"
         )
+    overlay = textwrap.dedent(
+        """
+        dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
+        objectClass: olcOverlayConfig
+        objectClass: olcSyncProvConfig
+        olcOverlay: {0}syncprov
+        """
+    )
     return (
         textwrap.dedent(
             f"""\
@@ -101,18 +114,19 @@ def _config_ldif(
             olcSizeLimit: size.soft={size_limit} size.hard={size_limit} size.prtotal={paged_total}
             olcAccess: {{0}}to attrs=userPassword by self write by anonymous auth by * none
             olcAccess: {{1}}to * by * read
-
-            dn: olcOverlay={{0}}syncprov,olcDatabase={{1}}mdb,cn=config
-            objectClass: olcOverlayConfig
-            objectClass: olcSyncProvConfig
-            olcOverlay: {{0}}syncprov
             """
         )
+        + (overlay if syncprov else "")
     )
 
 
 class Slapd:
-    """slapd in the foreground of a child process; `stop()`/`start()` keep port and data."""
+    """slapd in the foreground of a child process; `stop()`/`start()` keep port and data.
+
+    Use it as a context manager: the base entries (the suffix, ou=people,
+    ou=groups and the reader group sync binds as) exist inside, and slapd is
+    gone after, whatever happened.
+    """
 
     def __init__(
         self,
@@ -120,11 +134,14 @@ class Slapd:
         size_limit: int = 500,
         tls: bool = False,
         paged_total: int | None = None,
+        syncprov: bool = True,
     ) -> None:
-        """`paged_total`: a cap even on paged searches (partial results), else none."""
+        """`paged_total`: a cap even on paged searches (partial results), else none;
+        `syncprov=False`: a directory that does not offer syncrepl."""
         self.root = root
         self.size_limit = size_limit
         self.paged_total = "unlimited" if paged_total is None else str(paged_total)
+        self.syncprov = syncprov
         self.port = free_port_run(2)
         self.tls_port = self.port + 1
         self.tls = tls
@@ -156,7 +173,9 @@ class Slapd:
             self.ca_file = self.root / "pki" / "ca.crt"
             tls_files = (self.ca_file, cert, key)
         ldif = self.root / "config.ldif"
-        ldif.write_text(_config_ldif(self.root, self.size_limit, self.paged_total, tls_files))
+        ldif.write_text(
+            _config_ldif(self.root, self.size_limit, self.paged_total, tls_files, self.syncprov)
+        )
         subprocess.run(
             [SLAPADD, "-n0", "-F", str(self.root / "config"), "-l", str(ldif)],
             check=True,
@@ -167,23 +186,29 @@ class Slapd:
         urls = self.uri + "/"
         if self.tls:
             urls += " " + self.ldaps_uri + "/"
-        log = (self.root / "slapd.log").open("ab")
-        self._process = subprocess.Popen(
-            [SLAPD, "-h", urls, "-F", str(self.root / "config"), "-d", "0"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 15
+        with (self.root / "slapd.log").open("ab") as log:
+            self._process = subprocess.Popen(
+                [SLAPD, "-h", urls, "-F", str(self.root / "config"), "-d", "0"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 10
         while True:
             try:
                 self.connection().unbind_s()
                 return
             except ldap.SERVER_DOWN:
                 if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
                     raise AssertionError(
                         f"slapd did not start: {(self.root / 'slapd.log').read_text()[-2000:]}"
                     ) from None
                 time.sleep(0.1)
+
+    @property
+    def pid(self) -> int | None:
+        """slapd's process id while it runs."""
+        return None if self._process is None else self._process.pid
 
     def stop(self) -> None:
         if self._process is not None:
@@ -198,6 +223,14 @@ class Slapd:
     def __enter__(self) -> Slapd:
         self._configure()
         self.start()
+        try:
+            self._add_base_entries()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _add_base_entries(self) -> None:
         self.add(
             SUFFIX,
             {"objectClass": ["dcObject", "organization"], "dc": ["example"], "o": ["Example"]},
@@ -212,7 +245,6 @@ class Slapd:
                 "userPassword": [READER_PASSWORD],
             },
         )
-        return self
 
     def __exit__(
         self,
@@ -267,7 +299,7 @@ class Slapd:
             "cn": [name],
             "sn": [name.split()[-1]],
             "mail": [f"{uid}@example.org"],
-            "uidNumber": [str(10000 + abs(hash(uid)) % 50000)],
+            "uidNumber": [str(10000 + zlib.crc32(uid.encode()) % 50000)],
             "gidNumber": ["10000"],
             "homeDirectory": [f"/home/{uid}"],
         }
@@ -285,7 +317,7 @@ class Slapd:
         elif kind == "groupOfUniqueNames":
             attrs["uniqueMember"] = members or [""]
         elif kind == "posixGroup":
-            attrs["gidNumber"] = [str(20000 + abs(hash(cn)) % 50000)]
+            attrs["gidNumber"] = [str(20000 + zlib.crc32(cn.encode()) % 50000)]
             if members:
                 attrs["memberUid"] = members
         else:
@@ -317,7 +349,10 @@ class Slapd:
         os.chmod(path, 0o600)
         return path
 
-    def settings(self, secret: Path, **overrides: Any) -> LdapSettings:
+    def settings(self, secret: Path | None = None, **overrides: Any) -> LdapSettings:
+        """Group sync's `ldap:` settings for this server, bound as the reader."""
+        if secret is None:
+            secret = self.password_file(self.root / "reader.secret")
         values: dict[str, Any] = {
             "uri": self.uri,
             "bind_dn": READER_DN,

@@ -102,6 +102,20 @@ homeservers:
       port: {external_audit_port}
       auto_join: none
     synapse: {{}}
+
+# Group sync: LDAP or Active Directory groups drive the membership of spaces
+# on internal; people join and leave as their groups change (docs/groupsync.md).
+# group_sync:
+#   homeserver: internal
+#   port: 8455                        # loopback: /health and /metrics
+#   ldap:
+#     uri: ldaps://ldap.example.org
+#     bind_dn: cn=matrix,ou=services,dc=example,dc=org
+#     bind_password_file: ldap.secret # chmod 600
+#     user_base: ou=people,dc=example,dc=org
+#     group_base: ou=groups,dc=example,dc=org
+#   spaces:
+#     - {{name: Staff, alias: staff, ldap_cn: staff, rooms: [general]}}
 """
 
 

@@ -9,9 +9,12 @@ DirectoryUnavailable: group sync never plans from a partial directory.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import ldap
 import ldap.filter
@@ -26,10 +29,22 @@ GROUP_FILTER = (
     "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)"
     "(objectClass=posixGroup)(objectClass=group))"
 )
+GROUP_ATTRIBUTES = ["cn", "member", "uniqueMember", "memberUid"]
 AD_DISABLED_BIT = 2
 AD_IN_CHAIN = "1.2.840.113556.1.4.1941"
 AD_ENABLED_ONLY = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
 _RANGE = re.compile(r"^(?P<name>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.IGNORECASE)
+# Errors that say "this server did not answer": the next URI is tried.
+_UNREACHABLE = (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY)
+# Results that say "you got part of the entries".
+_CUT_SHORT = (
+    ldap.SIZELIMIT_EXCEEDED,
+    ldap.TIMELIMIT_EXCEEDED,
+    ldap.ADMINLIMIT_EXCEEDED,
+    ldap.TIMEOUT,
+)
+
+Attributes = dict[str, list[bytes]]
 
 
 class DirectoryUnavailable(HomeportError):
@@ -70,21 +85,63 @@ def parse_range(attribute: str) -> tuple[str, int, int | None] | None:
     return match["name"], int(match["low"]), None if high == "*" else int(high)
 
 
-def _text(values: list[bytes]) -> list[str]:
-    return [v.decode("utf-8", errors="replace") for v in values]
-
-
-def _first(attrs: dict[str, list[bytes]], name: str) -> str | None:
+def merge_ranges(dn: str, attrs: Attributes, fetch: Callable[[str], Attributes]) -> Attributes:
+    """AD hands out big multi-valued attributes a range at a time: ask `fetch` (a read
+    of `dn` for one attribute) for the next ranges until one ends in `*`, and file
+    every value under the plain name. A range that does not follow is an error."""
+    out: Attributes = {}
     for key, values in attrs.items():
-        if key.lower() == name.lower() and values:
-            return values[0].decode("utf-8", errors="replace")
+        parsed = parse_range(key)
+        if parsed is None:
+            out.setdefault(key, []).extend(values)
+            continue
+        name, _low, high = parsed
+        collected = list(values)
+        while high is not None:
+            step = _next_range(name, high, fetch(f"{name};range={high + 1}-*"))
+            if step is None:
+                raise DirectoryUnavailable(
+                    f"the directory stopped handing out {name} of {dn} after value {high}: "
+                    "the group probably changed while it was read; the next run reads it again"
+                )
+            collected += step[0]
+            high = step[1]
+        out.setdefault(name, []).extend(collected)
+    return out
+
+
+def _next_range(name: str, high: int, found: Attributes) -> tuple[list[bytes], int | None] | None:
+    """The values and the new upper end of the range right after `high`, if it came."""
+    for key, values in found.items():
+        parsed = parse_range(key)
+        if parsed and parsed[0].lower() == name.lower() and parsed[1] == high + 1:
+            return values, parsed[2]
     return None
 
 
-def _values(attrs: dict[str, list[bytes]], name: str) -> list[str]:
+def _first(attrs: Attributes, name: str) -> str | None:
+    values = _values(attrs, name)
+    return values[0] if values else None
+
+
+def _values(attrs: Attributes, name: str) -> list[str]:
+    """Every value of `name` as text (attribute names are case-insensitive)."""
     return [
-        v for key, values in attrs.items() if key.lower() == name.lower() for v in _text(values)
+        value.decode("utf-8", errors="replace")
+        for key, values in attrs.items()
+        if key.lower() == name.lower()
+        for value in values
     ]
+
+
+def describe(error: ldap.LDAPError) -> str:
+    """What the server or libldap said, without the noise; never holds a password."""
+    info = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+    text = str(info.get("desc", type(error).__name__))
+    detail = str(info.get("info") or "")
+    if detail and detail != "(unknown error code)":
+        text += f" ({detail})"
+    return text
 
 
 # Connecting -----------------------------------------------------------------------
@@ -92,70 +149,129 @@ def _values(attrs: dict[str, list[bytes]], name: str) -> list[str]:
 
 def _password(settings: LdapSettings) -> str:
     path = settings.bind_password_file
-    assert path is not None
+    if path is None:
+        return ""
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as error:
         raise DirectoryUnavailable(
-            f"cannot read group_sync.ldap.bind_password_file {path}: {error.strerror}"
+            f"cannot read group_sync.ldap.bind_password_file {path}: {error.strerror}; "
+            "create it with the bind password on one line (mode 0600)"
         ) from error
 
 
-def _describe(error: ldap.LDAPError) -> str:
-    info = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-    text = str(info.get("desc", type(error).__name__))
-    if info.get("info"):
-        text += f" ({info['info']})"
+def _set_options(conn: Any, settings: LdapSettings) -> None:
+    """Per-connection options; NEWCTX last, so the TLS context takes the ones before it."""
+    seconds = duration_ms(settings.timeout) / 1000
+    conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
+    conn.set_option(ldap.OPT_REFERRALS, 0)
+    conn.set_option(ldap.OPT_NETWORK_TIMEOUT, seconds)
+    conn.set_option(ldap.OPT_TIMEOUT, seconds)
+    conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
+    if settings.ca_file is not None:
+        conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(settings.ca_file))
+    conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+
+
+def _close(conn: Any) -> None:
+    with contextlib.suppress(ldap.LDAPError):
+        conn.unbind_s()
+
+
+def _port_open(uri: str, seconds: float) -> bool:
+    parts = urlsplit(uri)
+    port = parts.port or (636 if parts.scheme == "ldaps" else 389)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=seconds):
+            return True
+    except OSError:
+        return False
+
+
+def _unreachable(uri: str, settings: LdapSettings, error: ldap.LDAPError) -> str:
+    """Why `uri` did not answer; a port that answers means TLS failed (libldap won't say)."""
+    text = describe(error)
+    tls = uri.startswith("ldaps://") or settings.start_tls
+    if tls and _port_open(uri, min(duration_ms(settings.timeout) / 1000, 3.0)):
+        host = urlsplit(uri).hostname
+        trust = f"ca_file {settings.ca_file} holds" if settings.ca_file else "the system's CAs hold"
+        text += (
+            f"; the server answers but the TLS handshake failed: check that {trust} the CA "
+            f"that signed its certificate, and that the certificate names {host}"
+        )
     return text
+
+
+def _bind(conn: Any, settings: LdapSettings, uri: str, password: str) -> None:
+    if settings.start_tls and uri.startswith("ldap://"):
+        conn.start_tls_s()
+    if settings.bind_dn is None:
+        conn.simple_bind_s("", "")
+    else:
+        conn.simple_bind_s(settings.bind_dn, password)
 
 
 def connect(settings: LdapSettings, factory: Callable[[str], Any] = ldap.initialize) -> Any:
     """A bound connection to the first server that answers, tried in `uri` order.
 
-    `factory` makes the connection object for a URI (the watcher's syncrepl
-    consumer is one)."""
-    seconds = duration_ms(settings.timeout) / 1000
+    Only a server that does not answer is skipped: a refused bind would be
+    refused by the next one too, so it raises at once. `factory` makes the
+    connection object for a URI (the watcher's syncrepl consumer is one)."""
+    password = _password(settings)
     tried: list[str] = []
     for uri in settings.uri:
         conn = factory(uri)
-        conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
-        conn.set_option(ldap.OPT_REFERRALS, 0)
-        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, seconds)
-        conn.set_option(ldap.OPT_TIMEOUT, seconds)
-        conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
-        if settings.ca_file is not None:
-            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(settings.ca_file))
-        conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+        _set_options(conn, settings)
         try:
-            if settings.start_tls and uri.startswith("ldap://"):
-                conn.start_tls_s()
-            if settings.bind_dn is not None:
-                conn.simple_bind_s(settings.bind_dn, _password(settings))
-            else:
-                conn.simple_bind_s("", "")
+            _bind(conn, settings, uri, password)
         except ldap.INVALID_CREDENTIALS as error:
-            conn.unbind_s()
+            _close(conn)
             raise DirectoryUnavailable(
                 f"{uri} refused the bind as {settings.bind_dn!r}: wrong DN or password; check "
-                "group_sync.ldap.bind_dn and the file bind_password_file"
+                "group_sync.ldap.bind_dn and the password in the file bind_password_file "
+                f"({settings.bind_password_file})"
             ) from error
-        except (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT, ldap.UNAVAILABLE) as error:
-            conn.unbind_s()
-            tried.append(f"{uri}: {_describe(error)}")
+        except _UNREACHABLE as error:
+            _close(conn)
+            tried.append(f"{uri}: {_unreachable(uri, settings, error)}")
             continue
         except ldap.LDAPError as error:
-            conn.unbind_s()
-            raise DirectoryUnavailable(f"{uri}: {_describe(error)}") from error
+            _close(conn)
+            who = "anonymous bind" if settings.bind_dn is None else f"bind as {settings.bind_dn!r}"
+            raise DirectoryUnavailable(f"{uri} refused the {who}: {describe(error)}") from error
         return conn
-    raise DirectoryUnavailable("no directory server answered: " + "; ".join(tried))
+    raise DirectoryUnavailable(
+        "no directory server answered; tried in order: "
+        + "; ".join(tried)
+        + ". Check group_sync.ldap.uri, and that the directory runs and is reachable from here"
+    )
 
 
 # Searching ------------------------------------------------------------------------
 
 
+def _search_failed(base: str, error: ldap.LDAPError, page_size: int) -> DirectoryUnavailable:
+    if isinstance(error, ldap.NO_SUCH_OBJECT):
+        return DirectoryUnavailable(
+            f"{base} does not exist in the directory ({describe(error)}): check "
+            "group_sync.ldap.user_base and group_base"
+        )
+    if isinstance(error, _CUT_SHORT):
+        return DirectoryUnavailable(
+            f"the search under {base} was cut short ({describe(error)}), so the directory is "
+            f"not read at all rather than in part: let the bind DN read pages of {page_size} "
+            "entries to the end (the server's limits), or raise group_sync.ldap.timeout"
+        )
+    if isinstance(error, _UNREACHABLE):
+        return DirectoryUnavailable(
+            f"the directory stopped answering during the search under {base}: {describe(error)}"
+        )
+    return DirectoryUnavailable(f"the search under {base} failed: {describe(error)}")
+
+
 def paged_search(
     conn: Any, base: str, filterstr: str, attributes: list[str], page_size: int
-) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
+) -> Iterator[tuple[str, Attributes]]:
     """Every entry, a page at a time; a search cut short raises DirectoryUnavailable."""
     control = SimplePagedResultsControl(True, size=page_size, cookie="")
     while True:
@@ -164,16 +280,10 @@ def paged_search(
                 base, ldap.SCOPE_SUBTREE, filterstr, attributes, serverctrls=[control]
             )
             _type, data, _msgid, controls = conn.result3(msgid)
-        except ldap.NO_SUCH_OBJECT as error:
-            raise DirectoryUnavailable(
-                f"{base} does not exist in the directory: {_describe(error)}"
-            ) from error
         except ldap.LDAPError as error:
-            raise DirectoryUnavailable(
-                f"the search under {base} failed: {_describe(error)}"
-            ) from error
+            raise _search_failed(base, error, page_size) from error
         for dn, attrs in data:
-            if dn is not None:  # referrals come without a DN
+            if dn is not None:  # a continuation reference (AD's DNS zones): not an entry
                 yield dn, attrs
         cookie = next(
             (c.cookie for c in controls if c.controlType == SimplePagedResultsControl.controlType),
@@ -184,42 +294,27 @@ def paged_search(
         control.cookie = cookie
 
 
-def _complete_ranges(conn: Any, dn: str, attrs: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
-    """AD returns big multi-valued attributes a range at a time: fetch the rest."""
-    out: dict[str, list[bytes]] = {}
-    for key, values in attrs.items():
-        parsed = parse_range(key)
-        if parsed is None:
-            out.setdefault(key, []).extend(values)
-            continue
-        name, _low, high = parsed
-        collected = list(values)
-        while high is not None:
-            wanted = f"{name};range={high + 1}-*"
-            try:
-                found = conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", [wanted])
-            except ldap.LDAPError as error:
-                raise DirectoryUnavailable(
-                    f"reading {name} of {dn} failed: {_describe(error)}"
-                ) from error
-            more = found[0][1] if found else {}
-            step = next(((k, v) for k, v in more.items() if parse_range(k)), None)
-            if step is None:
-                break
-            collected += step[1]
-            again = parse_range(step[0])
-            assert again is not None
-            high = again[2]
-        out.setdefault(name, []).extend(collected)
-    return out
+def _fetch_attribute(conn: Any, dn: str) -> Callable[[str], Attributes]:
+    """A read of one attribute of `dn`, for `merge_ranges`."""
+
+    def fetch(attribute: str) -> Attributes:
+        try:
+            found = conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", [attribute])
+        except ldap.LDAPError as error:
+            raise DirectoryUnavailable(
+                f"reading {attribute} of {dn} failed: {describe(error)}"
+            ) from error
+        return dict(found[0][1]) if found and found[0][0] is not None else {}
+
+    return fetch
 
 
-def _person(settings: LdapSettings, dn: str, attrs: dict[str, list[bytes]]) -> Person | None:
+def _person(settings: LdapSettings, dn: str, attrs: Attributes) -> Person | None:
     localpart = _first(attrs, settings.localpart_attribute)
     if not localpart:
         return None
     control = _first(attrs, "userAccountControl")
-    if control and control.isdigit() and int(control) & AD_DISABLED_BIT:
+    if control and control.lstrip("-").isdigit() and int(control) & AD_DISABLED_BIT:
         return None  # a disabled AD account, even under a custom filter
     return Person(
         dn,
@@ -230,7 +325,7 @@ def _person(settings: LdapSettings, dn: str, attrs: dict[str, list[bytes]]) -> P
     )
 
 
-def _group(dn: str, attrs: dict[str, list[bytes]]) -> Group:
+def _group(dn: str, attrs: Attributes) -> Group:
     members = _values(attrs, "member") + [
         strip_unique_member(v) for v in _values(attrs, "uniqueMember")
     ]
@@ -242,63 +337,59 @@ def _group(dn: str, attrs: dict[str, list[bytes]]) -> Group:
     )
 
 
+def _read_people(conn: Any, settings: LdapSettings) -> list[Person]:
+    attributes = [
+        settings.localpart_attribute,
+        settings.attributes.displayname,
+        settings.attributes.email,
+        "uid",
+    ]
+    if settings.active_directory:
+        attributes.append("userAccountControl")
+    found = paged_search(
+        conn, settings.user_base, people_filter(settings), attributes, settings.page_size
+    )
+    return [person for dn, attrs in found if (person := _person(settings, dn, attrs))]
+
+
+def _read_groups(conn: Any, settings: LdapSettings) -> list[Group]:
+    found = paged_search(
+        conn, settings.group_base, GROUP_FILTER, GROUP_ATTRIBUTES, settings.page_size
+    )
+    return [_group(dn, merge_ranges(dn, attrs, _fetch_attribute(conn, dn))) for dn, attrs in found]
+
+
 def read_directory(settings: LdapSettings, in_chain: Collection[str] = ()) -> Directory:
-    """Every person and group; on AD, the groups named in `in_chain` resolved by the server."""
+    """Every person and group; on AD, the groups named in `in_chain` (cn or DN)
+    resolved by the server. Synchronous: run it in a thread from async code."""
     conn = connect(settings)
     try:
-        person_attributes = [
-            settings.localpart_attribute,
-            settings.attributes.displayname,
-            settings.attributes.email,
-            "uid",
-        ]
-        if settings.active_directory:
-            person_attributes.append("userAccountControl")
-        people = [
-            person
-            for dn, attrs in paged_search(
-                conn,
-                settings.user_base,
-                people_filter(settings),
-                person_attributes,
-                settings.page_size,
-            )
-            if (person := _person(settings, dn, attrs)) is not None
-        ]
-        groups = [
-            _group(dn, _complete_ranges(conn, dn, attrs))
-            for dn, attrs in paged_search(
-                conn,
-                settings.group_base,
-                GROUP_FILTER,
-                ["cn", "member", "uniqueMember", "memberUid"],
-                settings.page_size,
-            )
-        ]
+        people = _read_people(conn, settings)
+        groups = _read_groups(conn, settings)
         if settings.active_directory and in_chain:
             groups = _resolve_in_chain(conn, settings, groups, in_chain)
         return Directory(tuple(people), tuple(groups))
     finally:
-        conn.unbind_s()
+        _close(conn)
 
 
 def _resolve_in_chain(
     conn: Any, settings: LdapSettings, groups: list[Group], names: Collection[str]
 ) -> list[Group]:
-    wanted = {n.lower() for n in names if "=" not in n} | {normal_dn(n) for n in names if "=" in n}
+    """The named groups with `resolved` set to every person in them, at any depth."""
+    wanted = {n.strip().lower() for n in names if "=" not in n}
+    wanted |= {normal_dn(n) for n in names if "=" in n}
     out = []
     for group in groups:
         if group.cn.lower() in wanted or normal_dn(group.dn) in wanted:
-            dns = frozenset(
-                dn
-                for dn, _attrs in paged_search(
-                    conn,
-                    settings.user_base,
-                    in_chain_filter(settings, group.dn),
-                    ["1.1"],
-                    settings.page_size,
-                )
+            found = paged_search(
+                conn,
+                settings.user_base,
+                in_chain_filter(settings, group.dn),
+                ["1.1"],
+                settings.page_size,
             )
-            group = Group(group.dn, group.cn, group.members, group.member_uids, dns)
+            resolved = frozenset(dn for dn, _attrs in found)
+            group = Group(group.dn, group.cn, group.members, group.member_uids, resolved)
         out.append(group)
     return out

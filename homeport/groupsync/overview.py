@@ -6,6 +6,7 @@ service's own view (its /health) for the next reconcile and the directory.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -94,14 +95,20 @@ async def overview(deployment: Deployment, engine: Engine, limit: int = 20) -> O
     sync = deployment.group_sync
     assert sync is not None
     history = GroupSyncHistory(engine, sync.homeserver)
-    answer = await health(sync.port)
+
+    def stored() -> tuple[list[RunRecord], list[ActionRecord], list[ActionRecord]]:
+        return history.runs(limit), history.actions(limit), history.actions(limit, True)
+
+    (runs, recent, errors), answer = await asyncio.gather(
+        asyncio.to_thread(stored), health(sync.port)
+    )
     return Overview(
         homeserver=sync.homeserver,
         server_name=deployment.homeservers[sync.homeserver].server_name,
         interval=sync.interval,
         mappings=mapping_rows(sync.spaces),
-        runs=history.runs(limit),
-        recent=history.actions(limit),
-        errors=history.actions(limit, failed_only=True),
+        runs=runs,
+        recent=recent,
+        errors=errors,
         service=None if answer is None else answer[1],
     )

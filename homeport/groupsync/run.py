@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+import httpx
 from sqlalchemy import Engine
 
 from homeport.config.deployment import Deployment
@@ -106,14 +107,50 @@ async def reconcile(
             raise GroupSyncError(f"nothing was changed: {error}") from error
     server_name = deployment.homeservers[sync.homeserver].server_name
     desired = desired_state(sync, directory, server_name)
+    try:
+        return await _reconcile(
+            deployment,
+            sync,
+            history,
+            desired,
+            only,
+            trigger,
+            dry_run,
+            force,
+            ssl_context,
+            on_plan,
+            on_done,
+        )
+    except httpx.HTTPError as error:
+        raise GroupSyncError(
+            f"homeserver {sync.homeserver!r} did not answer ({error or type(error).__name__}); "
+            "is `homeport up` running? The next run goes on from what Synapse holds"
+        ) from error
+
+
+async def _reconcile(
+    deployment: Deployment,
+    sync: GroupSync,
+    history: GroupSyncHistory,
+    desired: DesiredState,
+    only: Collection[str] | None,
+    trigger: str,
+    dry_run: bool,
+    force: bool,
+    ssl_context: ssl.SSLContext | None,
+    on_plan: Callable[[Plan], None] | None,
+    on_done: Callable[[Action, bool], None] | None,
+) -> RunReport:
+    server_name = deployment.homeservers[sync.homeserver].server_name
     aliases = list(desired.rooms) if only is None else [a for a in desired.rooms if a in only]
     async with service_client(deployment, sync.homeserver, ssl_context) as admin:
         api = SpacesApi(admin.client, server_name)
         service_user = await admin.client.whoami()
         wanted_users = {u for alias in aliases for u in desired.rooms[alias].members}
         matrix, room_ids = await read_matrix_state(api, aliases, wanted_users)
+        managed = await asyncio.to_thread(history.managed)
         rules = Rules(service_user, protected_patterns(deployment, sync), sync.max_removal_share)
-        result = plan(desired, matrix, history.managed(), rules, aliases)
+        result = plan(desired, matrix, managed, rules, aliases)
         if on_plan is not None:
             on_plan(result)
         report = RunReport(result, desired)
@@ -125,7 +162,11 @@ async def reconcile(
         applicable = result.applicable(force)
         held = [a for a in result.actions if a not in applicable]
         executor = Executor(api, history, run_id, room_ids, on_done)
-        outcome = await executor.apply(applicable, held)
+        try:
+            outcome = await executor.apply(applicable, held)
+        except BaseException as error:
+            history.finish_run(run_id, "failed", f"stopped: {error or type(error).__name__}")
+            raise
     report.applied, report.failed, report.held = outcome.applied, outcome.failed, outcome.held
     if held:
         report.outcome = "guarded"

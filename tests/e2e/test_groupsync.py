@@ -8,19 +8,23 @@ and change the directory under it.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from homeport.layout import DeploymentLayout
 from homeport.runtime.state import set_held
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context
+from tests.browser import chromium, log_in
 from tests.harness import (
     RunningDeployment,
     edit_yaml,
@@ -36,6 +40,7 @@ pytestmark = pytest.mark.e2e
 
 PEOPLE = "ou=people,dc=example,dc=org"
 GROUPS = "ou=groups,dc=example,dc=org"
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 EVERYONE = 30  # a group mapped by its DN
 SALES = [f"sales{i}" for i in range(1, 6)]
 
@@ -335,3 +340,34 @@ def test_status_and_metrics(running: RunningDeployment) -> None:
     assert 'homeport_groupsync_runs_total{outcome="ok",trigger="change"}' in metrics
     overall = json.loads(cli(running, "status", "--json").stdout)
     assert overall["services"]["groupsync"]["state"] == "ready"
+
+
+async def test_the_group_sync_page_in_a_browser(running: RunningDeployment) -> None:
+    deployment = running.deployment
+    assert deployment.admin is not None
+    password = secrets.token_urlsafe(12)
+    for server in ("internal", "external"):
+        cli(running, "user", "create", server, "root", "--admin", "--password", password)
+    url = f"https://{deployment.admin.host}:{deployment.admin.port}"
+    async with chromium(
+        running.layout.admin_tls_certificate, running.layout.ca_certificate
+    ) as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await log_in(page, url, "internal", "root", password)
+        await page.get_by_role("link", name="Group sync").click()
+        await expect(page.get_by_role("heading", name="Group sync")).to_be_visible()
+        await expect(page.locator("#mappings")).to_contain_text("#staff:")
+        await expect(page.locator("#mappings")).to_contain_text("cn=engineering")
+        await expect(page.locator("#service")).to_contain_text("answers")
+        changes = page.locator("#changes")
+        await expect(changes).to_contain_text(uid(running, "erin"))
+        kicked = changes.locator("tr").filter(has_text=uid(running, "bob")).filter(has_text="kick")
+        await expect(kicked.first).to_be_visible()
+        await page.screenshot(path=DOCS_IMAGES / "groupsync.png", full_page=True)
+        # Another homeserver's admins are told where group sync lives.
+        other = await browser.new_page()
+        await log_in(other, url, "external", "root", password)
+        answer = await other.goto(f"{url}/groupsync")
+        assert answer is not None
+        assert answer.status == 404
+        await expect(other.locator("main")).to_contain_text("manages the spaces of internal")

@@ -1,34 +1,38 @@
-"""The directory reader and the change watch against a real slapd."""
+"""The directory reader against a real slapd, and its pure helpers."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import ldap
+import psutil
 import pytest
 
 from homeport.config.groupsync import LdapSettings
-from homeport.groupsync.changes import DirectoryWatch
+from homeport.groupsync.directory import Directory
 from homeport.groupsync.ldap_reader import (
     DirectoryUnavailable,
     in_chain_filter,
+    merge_ranges,
     parse_range,
     people_filter,
     read_directory,
     strip_unique_member,
 )
 from tests.harness import free_port_run
-from tests.ldap_server import GROUPS, PEOPLE, Slapd
+from tests.ldap_server import GROUPS, PEOPLE, SUFFIX, Slapd
 
-SIZE_LIMIT = 20
-BIG = 45
+SIZE_LIMIT = 50
+BIG = 120
 
 
 def dn(uid: str) -> str:
     return f"uid={uid},{PEOPLE}"
+
+
+def group_dn(cn: str) -> str:
+    return f"cn={cn},{GROUPS}"
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +40,22 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     with Slapd(tmp_path_factory.mktemp("slapd"), size_limit=SIZE_LIMIT, tls=True) as server:
         for uid in ("alice", "bob", "carol", "dave"):
             server.add_person(uid)
+        server.add_person("zoe", "Zoë Ångström")
         for i in range(BIG):
-            server.add_person(f"big{i:02d}")
+            server.add_person(f"big{i:03d}")
+        # A person entry without the localpart attribute: not a person to group sync.
+        server.add(
+            f"cn=No Uid,{PEOPLE}",
+            {"objectClass": ["inetOrgPerson"], "cn": ["No Uid"], "sn": ["Uid"]},
+        )
         server.add_group("names", [dn("alice")])
-        server.add_group("unique", [dn("bob") + "#'0101'B"], kind="groupOfUniqueNames")
-        server.add_group("posix", ["carol"], kind="posixGroup")
+        server.add_group("unique", [dn("bob") + "#'0101'B", dn("zoe")], kind="groupOfUniqueNames")
+        server.add_group("posix", ["carol", "Zoe"], kind="posixGroup")
         # A cycle: outer holds inner, inner holds outer.
         server.add_group("inner", [dn("dave")])
-        server.add_group("outer", [dn("alice"), f"cn=inner,{GROUPS}"])
-        server.add_member("inner", f"cn=outer,{GROUPS}")
-        server.add_group("big", [dn(f"big{i:02d}") for i in range(BIG)])
+        server.add_group("outer", [dn("alice"), group_dn("inner")])
+        server.add_member("inner", group_dn("outer"))
+        server.add_group("big", [dn(f"big{i:03d}") for i in range(BIG)])
         yield server
 
 
@@ -55,37 +65,72 @@ def settings(slapd: Slapd, tmp_path_factory: pytest.TempPathFactory) -> LdapSett
     return slapd.settings(secret, page_size=7)
 
 
-def people(settings: LdapSettings, cn: str) -> set[str]:
-    directory = read_directory(settings)
+def people(settings_or_directory: LdapSettings | Directory, cn: str) -> set[str]:
+    directory = (
+        settings_or_directory
+        if isinstance(settings_or_directory, Directory)
+        else read_directory(settings_or_directory)
+    )
     [group] = directory.find_group(cn)
     return {p.localpart for p in directory.people_in(group)}
 
 
 def test_every_kind_of_group_resolves(settings: LdapSettings) -> None:
-    assert people(settings, "names") == {"alice"}
-    assert people(settings, "unique") == {"bob"}
-    assert people(settings, "posix") == {"carol"}
-    assert people(settings, "outer") == {"alice", "dave"}  # nested, through a cycle
-    assert people(settings, "inner") == {"alice", "dave"}
+    directory = read_directory(settings, in_chain=["outer"])  # in-chain is for AD only
+    assert people(directory, "names") == {"alice"}
+    assert people(directory, "unique") == {"bob", "zoe"}  # the #'0101'B suffix is dropped
+    assert people(directory, "posix") == {"carol", "zoe"}  # memberUid, case-insensitive
+    assert people(directory, "outer") == {"alice", "dave"}  # nested, through a cycle
+    assert people(directory, "inner") == {"alice", "dave"}
+    assert all(group.resolved is None for group in directory.groups)
+
+
+def test_people_carry_their_attributes(settings: LdapSettings) -> None:
+    directory = read_directory(settings)
+    by_localpart = {p.localpart: p for p in directory.people}
+    assert len(directory.people) == 5 + BIG  # the entry without a uid is not a person
+    zoe = by_localpart["zoe"]
+    assert (zoe.dn, zoe.displayname, zoe.email, zoe.uid) == (
+        dn("zoe"),
+        "Zoë Ångström",
+        "zoe@example.org",
+        "zoe",
+    )
 
 
 def test_a_group_past_the_size_limit_is_read_whole(slapd: Slapd, settings: LdapSettings) -> None:
     conn = ldap.initialize(slapd.uri)
     conn.simple_bind_s(slapd.bind_dn, slapd.password)
-    with pytest.raises(ldap.SIZELIMIT_EXCEEDED):  # the limit is real for a plain search
-        conn.search_s(PEOPLE, ldap.SCOPE_SUBTREE, "(objectClass=inetOrgPerson)")
-    conn.unbind_s()
-    assert people(settings, "big") == {f"big{i:02d}" for i in range(BIG)}
+    try:
+        with pytest.raises(ldap.SIZELIMIT_EXCEEDED):  # the limit is real for a plain search
+            conn.search_s(PEOPLE, ldap.SCOPE_SUBTREE, "(objectClass=inetOrgPerson)")
+    finally:
+        conn.unbind_s()
+    assert people(settings, "big") == {f"big{i:03d}" for i in range(BIG)}
 
 
 def test_a_search_cut_short_is_an_error_not_a_smaller_directory(tmp_path: Path) -> None:
     # A server that caps even paged searches returns part of the people: refused whole.
     with Slapd(tmp_path, size_limit=5, paged_total=8) as capped:
+        pid = capped.pid
         for i in range(12):
             capped.add_person(f"p{i:02d}")
-        settings = capped.settings(capped.password_file(tmp_path / "secret"), page_size=3)
-        with pytest.raises(DirectoryUnavailable, match=r"search under ou=people.* failed"):
+        settings = capped.settings(page_size=3)
+        with pytest.raises(DirectoryUnavailable, match=r"search under ou=people.* cut short"):
             read_directory(settings)
+    assert pid is not None
+    assert not psutil.pid_exists(pid)  # no slapd left behind
+
+
+def test_an_anonymous_bind_reads_too(settings: LdapSettings) -> None:
+    anonymous = settings.model_copy(update={"bind_dn": None, "bind_password_file": None})
+    assert people(anonymous, "outer") == {"alice", "dave"}
+
+
+def test_a_missing_base_is_named(settings: LdapSettings) -> None:
+    wrong = settings.model_copy(update={"user_base": f"ou=nobody,{SUFFIX}"})
+    with pytest.raises(DirectoryUnavailable, match=r"ou=nobody.* does not exist.*user_base"):
+        read_directory(wrong)
 
 
 def test_failover_to_the_next_server(settings: LdapSettings, slapd: Slapd) -> None:
@@ -94,11 +139,19 @@ def test_failover_to_the_next_server(settings: LdapSettings, slapd: Slapd) -> No
     assert people(both, "names") == {"alice"}
 
 
-def test_a_wrong_password_names_the_bind(settings: LdapSettings, tmp_path: Path) -> None:
+def test_a_wrong_password_names_the_bind(
+    settings: LdapSettings, slapd: Slapd, tmp_path: Path
+) -> None:
     wrong = tmp_path / "wrong.secret"
     wrong.write_text("nope\n")
-    with pytest.raises(DirectoryUnavailable, match="refused the bind"):
-        read_directory(settings.model_copy(update={"bind_password_file": wrong}))
+    # The bind is refused by the second server: no failover hides it.
+    both = settings.model_copy(
+        update={"bind_password_file": wrong, "uri": [slapd.uri, slapd.ldaps_uri]}
+    )
+    with pytest.raises(DirectoryUnavailable, match="refused the bind") as error:
+        read_directory(both)
+    assert "bind_password_file" in str(error.value)
+    assert str(wrong) in str(error.value)
 
 
 def test_no_server_answering_names_each_one(settings: LdapSettings) -> None:
@@ -108,6 +161,16 @@ def test_no_server_answering_names_each_one(settings: LdapSettings) -> None:
     assert all(uri in str(error.value) for uri in dead)
 
 
+def test_a_stopped_server_is_unavailable(slapd: Slapd, settings: LdapSettings) -> None:
+    slapd.stop()
+    try:
+        with pytest.raises(DirectoryUnavailable, match="no directory server answered"):
+            read_directory(settings)
+    finally:
+        slapd.start()
+    assert people(settings, "names") == {"alice"}
+
+
 def test_ldaps_and_start_tls_verify_the_certificate(slapd: Slapd, settings: LdapSettings) -> None:
     assert slapd.ca_file is not None
     secure = settings.model_copy(update={"uri": [slapd.ldaps_uri], "ca_file": slapd.ca_file})
@@ -115,10 +178,18 @@ def test_ldaps_and_start_tls_verify_the_certificate(slapd: Slapd, settings: Ldap
     start_tls = settings.model_copy(update={"start_tls": True, "ca_file": slapd.ca_file})
     assert people(start_tls, "names") == {"alice"}
     # Without the CA, the certificate is not trusted: no connection, no directory.
-    with pytest.raises(DirectoryUnavailable):
-        read_directory(secure.model_copy(update={"ca_file": None}))
-    with pytest.raises(DirectoryUnavailable):
-        read_directory(start_tls.model_copy(update={"ca_file": None}))
+    for untrusted in (secure, start_tls):
+        with pytest.raises(DirectoryUnavailable, match="TLS handshake failed"):
+            read_directory(untrusted.model_copy(update={"ca_file": None}))
+    # With the CA but another name than the certificate's: refused too.
+    other_name = secure.model_copy(
+        update={"uri": [slapd.ldaps_uri.replace("127.0.0.1", "localhost")]}
+    )
+    with pytest.raises(DirectoryUnavailable, match="certificate names localhost"):
+        read_directory(other_name)
+
+
+# Pure helpers ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -126,7 +197,9 @@ def test_ldaps_and_start_tls_verify_the_certificate(slapd: Slapd, settings: Ldap
     [
         ("uid=a,dc=x", "uid=a,dc=x"),
         ("uid=a,dc=x#'0101'B", "uid=a,dc=x"),
+        ("uid=a,dc=x#''B", "uid=a,dc=x"),
         ("cn=a\\#b,dc=x", "cn=a\\#b,dc=x"),
+        ("cn=a#b,dc=x", "cn=a#b,dc=x"),
     ],
 )
 def test_unique_member(value: str, expected: str) -> None:
@@ -137,6 +210,7 @@ def test_unique_member(value: str, expected: str) -> None:
     ("attribute", "expected"),
     [
         ("member", None),
+        ("member;binary", None),
         ("member;range=0-1499", ("member", 0, 1499)),
         ("member;range=1500-*", ("member", 1500, None)),
         ("Member;Range=3000-4499", ("Member", 3000, 4499)),
@@ -146,98 +220,78 @@ def test_ranged_attributes(attribute: str, expected: object) -> None:
     assert parse_range(attribute) == expected
 
 
-AD = {"uri": "ldaps://dc.example.org", "user_base": "OU=People", "group_base": "OU=Groups"}
+RANGES = {
+    "member;range=2-*": {"member;range=2-3": [b"c", b"d"]},
+    "member;range=4-*": {"member;range=4-*": [b"e"]},
+}
 
 
 @pytest.mark.parametrize(
-    ("values", "people", "chain"),
+    ("attrs", "expected"),
+    [
+        ({"cn": [b"g"], "member": [b"a"]}, {"cn": [b"g"], "member": [b"a"]}),
+        ({"member;range=0-*": [b"a"]}, {"member": [b"a"]}),
+        (
+            {"cn": [b"g"], "member;range=0-1": [b"a", b"b"]},
+            {"cn": [b"g"], "member": [b"a", b"b", b"c", b"d", b"e"]},
+        ),
+    ],
+)
+def test_ranges_are_read_to_the_end(
+    attrs: dict[str, list[bytes]], expected: dict[str, list[bytes]]
+) -> None:
+    asked: list[str] = []
+
+    def fetch(attribute: str) -> dict[str, list[bytes]]:
+        asked.append(attribute)
+        return RANGES[attribute]
+
+    assert merge_ranges("cn=g", attrs, fetch) == expected
+    assert asked == (list(RANGES) if "member;range=0-1" in attrs else [])
+
+
+def test_a_range_that_does_not_follow_is_an_error() -> None:
+    with pytest.raises(DirectoryUnavailable, match="stopped handing out member of cn=g"):
+        merge_ranges("cn=g", {"member;range=0-1": [b"a"]}, lambda _attribute: {})
+
+
+AD = {"uri": "ldaps://dc.example.org", "user_base": "OU=People", "group_base": "OU=Groups"}
+CHAIN = "(memberOf:1.2.840.113556.1.4.1941:=CN=Staff \\28all\\29\\2a,OU=Groups)"
+
+
+@pytest.mark.parametrize(
+    ("values", "people", "localpart"),
     [
         (
             {**AD, "active_directory": True},
             "(&(&(objectCategory=person)(objectClass=user))"
             "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
-            "(memberOf:1.2.840.113556.1.4.1941:=CN=Staff \\28all\\29,OU=Groups)",
+            "sAMAccountName",
         ),
         (
             {**AD, "active_directory": True, "user_filter": "(objectClass=user)"},
             "(&(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
-            "(memberOf:1.2.840.113556.1.4.1941:=CN=Staff \\28all\\29,OU=Groups)",
+            "sAMAccountName",
         ),
-        (AD, "(objectClass=inetOrgPerson)", None),
+        (
+            {**AD, "active_directory": True, "user_filter": "objectClass=user"},
+            "(&(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
+            "sAMAccountName",
+        ),
+        (
+            {**AD, "active_directory": True, "attributes": {"localpart": "userPrincipalName"}},
+            "(&(&(objectCategory=person)(objectClass=user))"
+            "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
+            "userPrincipalName",
+        ),
+        (AD, "(objectClass=inetOrgPerson)", "uid"),
+        ({**AD, "user_filter": "(uid=*)"}, "(uid=*)", "uid"),
     ],
 )
-def test_active_directory_filters(
-    values: dict[str, object], people: str, chain: str | None
+def test_people_and_in_chain_filters(
+    values: dict[str, object], people: str, localpart: str
 ) -> None:
     settings = LdapSettings.model_validate(values)
     assert people_filter(settings) == people
-    if chain is not None:
-        assert in_chain_filter(settings, "CN=Staff (all),OU=Groups") == f"(&{people}{chain})"
-        assert settings.localpart_attribute == "sAMAccountName"
-
-
-class Seen:
-    """What a DirectoryWatch reported, waited on from the test."""
-
-    def __init__(self) -> None:
-        self.changes: list[frozenset[str]] = []
-        self.errors: list[str] = []
-        self._arrived = threading.Event()
-
-    def changed(self, dns: frozenset[str]) -> None:
-        self.changes.append(dns)
-        self._arrived.set()
-
-    def wait_for(self, check: Callable[[frozenset[str]], bool]) -> None:
-        deadline = time.monotonic() + 20
-        while not any(check(dns) for dns in self.changes):
-            assert time.monotonic() < deadline, (self.changes, self.errors)
-            self._arrived.wait(0.5)
-            self._arrived.clear()
-
-
-def _watch(server: Slapd, settings: LdapSettings, mode: str) -> None:
-    seen = Seen()
-    watch = DirectoryWatch(settings, seen.changed, seen.errors.append)
-    watch.start()
-    try:
-        deadline = time.monotonic() + 20
-        while watch.mode != mode:
-            assert time.monotonic() < deadline, (watch.mode, seen.errors)
-            time.sleep(0.1)
-        assert seen.changes == []  # the initial refresh is not a change
-        server.add_member("names", dn("bob"))
-        seen.wait_for(lambda dns: f"cn=names,{GROUPS}" in dns)
-        server.add_person("erin")
-        seen.wait_for(lambda dns: dn("erin") in dns)
-        if mode == "syncrepl":  # a poll on modifyTimestamp cannot see a deletion
-            seen.changes.clear()
-            server.delete(dn("erin"))
-            seen.wait_for(lambda dns: dn("erin") in dns)
-        server.stop()
-        time.sleep(3)  # longer than a poll's period: the outage is noticed
-        server.start()
-        seen.wait_for(lambda dns: dns == frozenset())  # reconnected: re-read everything
-        assert seen.errors
-    finally:
-        started = time.monotonic()
-        watch.stop()
-        assert time.monotonic() - started < 10
-    assert watch._thread is not None
-    assert not watch._thread.is_alive()
-
-
-def test_syncrepl_reports_changes_and_comes_back_after_an_outage(tmp_path: Path) -> None:
-    with Slapd(tmp_path) as server:
-        for uid in ("alice", "bob"):
-            server.add_person(uid)
-        server.add_group("names", [dn("alice")])
-        _watch(server, server.settings(server.password_file(tmp_path / "secret")), "syncrepl")
-
-
-def test_a_size_limit_on_the_reader_falls_back_to_polling(
-    slapd: Slapd, settings: LdapSettings
-) -> None:
-    _watch(slapd, settings, "poll")
-    slapd.delete(dn("erin"))
-    slapd.remove_member("names", dn("bob"))
+    assert settings.localpart_attribute == localpart
+    assert in_chain_filter(settings, "CN=Staff (all)*,OU=Groups") == f"(&{people}{CHAIN})"
