@@ -2,7 +2,10 @@
 
 cn=config is generated and loaded with slapadd; the database has the syncprov
 overlay (syncrepl) and a size limit like Active Directory's MaxPageSize: a
-plain search past it fails, a paged search reads everything.
+plain search past it fails, a paged search reads everything. That takes
+`size.prtotal=unlimited`: without it, slapd caps the total of a paged search
+at the hard limit too. Limits never apply to the rootdn, so searches that
+must meet them bind as an ordinary reader.
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ ADMIN_PASSWORD = "slapd-test-secret"
 READER_DN = f"cn=reader,{SUFFIX}"
 READER_PASSWORD = "reader-test-secret"
 SCHEMAS = ("core", "cosine", "nis", "inetorgperson")
+# The provider side of syncrepl (RFC 4533): what DirectoryWatch follows.
+SYNCPROV = """
+dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcSyncProvConfig
+olcOverlay: {0}syncprov
+"""
 
 
 def _config_ldif(
@@ -53,14 +63,6 @@ def _config_ldif(
             f"olcTLSCertificateFile: {cert}\n"
             f"olcTLSCertificateKeyFile: {key}\n"
         )
-    overlay = textwrap.dedent(
-        """
-        dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
-        objectClass: olcOverlayConfig
-        objectClass: olcSyncProvConfig
-        olcOverlay: {0}syncprov
-        """
-    )
     return (
         textwrap.dedent(
             f"""\
@@ -116,7 +118,7 @@ def _config_ldif(
             olcAccess: {{1}}to * by * read
             """
         )
-        + (overlay if syncprov else "")
+        + (SYNCPROV if syncprov else "")
     )
 
 

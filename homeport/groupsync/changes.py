@@ -33,6 +33,7 @@ import ldap.ldapobject
 from ldap.syncrepl import SyncreplConsumer
 
 from homeport.config.groupsync import LdapSettings
+from homeport.groupsync.directory import normal_dn
 from homeport.groupsync.ldap_reader import DirectoryUnavailable, connect, describe, paged_search
 
 logger = logging.getLogger("homeport.groupsync")
@@ -120,7 +121,7 @@ def _drain(consumer: _Consumer, wait: float) -> None:
 
 def watched_bases(settings: LdapSettings) -> list[str]:
     """One subtree when one base holds the other, else both."""
-    people, groups = settings.user_base.lower(), settings.group_base.lower()
+    people, groups = normal_dn(settings.user_base), normal_dn(settings.group_base)
     if people == groups or people.endswith("," + groups):
         return [settings.group_base]
     if groups.endswith("," + people):

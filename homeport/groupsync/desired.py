@@ -37,6 +37,7 @@ class DesiredRoom:
     power: dict[str, int]  # user ID -> level, for members of power-level groups
     complete: bool = True  # False: a group was missing, so nobody may be removed here
     problems: tuple[str, ...] = ()
+    power_why: dict[str, str] = field(default_factory=dict)  # user ID -> the group giving it
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def _space_rooms(
     complete = found is not None
     members = dict(found or {})
     power: dict[str, int] = {}
+    power_why: dict[str, str] = {}
     for group, level in space.power_levels.items():
         holders = resolver.people(group, f"power levels of space {space.alias!r}")
         if holders is None:
@@ -101,7 +103,9 @@ def _space_rooms(
             continue
         for user_id, why in holders.items():
             members.setdefault(user_id, why)
-            power[user_id] = max(level, power.get(user_id, level))
+            if level >= power.get(user_id, level):
+                power[user_id] = level
+                power_why[user_id] = f"{why} gives {level}"
     out[space.alias] = placeholder = DesiredRoom(space.alias, space.name, True, parent, {}, {})
     for sub in space.subspaces:
         child = _space_rooms(sub, space.alias, resolver, out)
@@ -109,7 +113,9 @@ def _space_rooms(
         for user_id in child.members:
             members.setdefault(user_id, f"subspace {sub.alias}")
     problems = tuple(resolver.problems[start:])
-    room = DesiredRoom(space.alias, space.name, True, parent, members, power, complete, problems)
+    room = DesiredRoom(
+        space.alias, space.name, True, parent, members, power, complete, problems, power_why
+    )
     assert out[space.alias] is placeholder
     out[space.alias] = room
     for alias in space.rooms:
@@ -122,6 +128,7 @@ def _space_rooms(
             dict(power),
             complete,
             problems,
+            power_why,
         )
     return room
 

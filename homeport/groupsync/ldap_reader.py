@@ -37,12 +37,9 @@ _RANGE = re.compile(r"^(?P<name>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re
 # Errors that say "this server did not answer": the next URI is tried.
 _UNREACHABLE = (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY)
 # Results that say "you got part of the entries".
-_CUT_SHORT = (
-    ldap.SIZELIMIT_EXCEEDED,
-    ldap.TIMELIMIT_EXCEEDED,
-    ldap.ADMINLIMIT_EXCEEDED,
-    ldap.TIMEOUT,
-)
+_TOO_MANY = (ldap.SIZELIMIT_EXCEEDED, ldap.ADMINLIMIT_EXCEEDED)
+_TOO_LONG = (ldap.TIMELIMIT_EXCEEDED, ldap.TIMEOUT)
+_PARTIAL = "nothing is read rather than a part"
 
 Attributes = dict[str, list[bytes]]
 
@@ -250,17 +247,23 @@ def connect(settings: LdapSettings, factory: Callable[[str], Any] = ldap.initial
 # Searching ------------------------------------------------------------------------
 
 
-def _search_failed(base: str, error: ldap.LDAPError, page_size: int) -> DirectoryUnavailable:
+def _search_failed(base: str, error: ldap.LDAPError) -> DirectoryUnavailable:
     if isinstance(error, ldap.NO_SUCH_OBJECT):
         return DirectoryUnavailable(
             f"{base} does not exist in the directory ({describe(error)}): check "
             "group_sync.ldap.user_base and group_base"
         )
-    if isinstance(error, _CUT_SHORT):
+    if isinstance(error, _TOO_MANY):
         return DirectoryUnavailable(
-            f"the search under {base} was cut short ({describe(error)}), so the directory is "
-            f"not read at all rather than in part: let the bind DN read pages of {page_size} "
-            "entries to the end (the server's limits), or raise group_sync.ldap.timeout"
+            f"the directory cut the search under {base} short ({describe(error)}), even "
+            f"though it was read in pages; {_PARTIAL}. Let the bind DN page through every "
+            "entry (OpenLDAP: size.prtotal=unlimited in its limits)"
+        )
+    if isinstance(error, _TOO_LONG):
+        return DirectoryUnavailable(
+            f"the search under {base} took too long and was cut short ({describe(error)}); "
+            f"{_PARTIAL}. Raise group_sync.ldap.timeout, or the server's time limit for the "
+            "bind DN"
         )
     if isinstance(error, _UNREACHABLE):
         return DirectoryUnavailable(
@@ -281,7 +284,7 @@ def paged_search(
             )
             _type, data, _msgid, controls = conn.result3(msgid)
         except ldap.LDAPError as error:
-            raise _search_failed(base, error, page_size) from error
+            raise _search_failed(base, error) from error
         for dn, attrs in data:
             if dn is not None:  # a continuation reference (AD's DNS zones): not an entry
                 yield dn, attrs
@@ -309,7 +312,7 @@ def _fetch_attribute(conn: Any, dn: str) -> Callable[[str], Attributes]:
     return fetch
 
 
-def _person(settings: LdapSettings, dn: str, attrs: Attributes) -> Person | None:
+def person_of(settings: LdapSettings, dn: str, attrs: Attributes) -> Person | None:
     localpart = _first(attrs, settings.localpart_attribute)
     if not localpart:
         return None
@@ -325,7 +328,7 @@ def _person(settings: LdapSettings, dn: str, attrs: Attributes) -> Person | None
     )
 
 
-def _group(dn: str, attrs: Attributes) -> Group:
+def group_of(dn: str, attrs: Attributes) -> Group:
     members = _values(attrs, "member") + [
         strip_unique_member(v) for v in _values(attrs, "uniqueMember")
     ]
@@ -349,14 +352,16 @@ def _read_people(conn: Any, settings: LdapSettings) -> list[Person]:
     found = paged_search(
         conn, settings.user_base, people_filter(settings), attributes, settings.page_size
     )
-    return [person for dn, attrs in found if (person := _person(settings, dn, attrs))]
+    return [person for dn, attrs in found if (person := person_of(settings, dn, attrs))]
 
 
 def _read_groups(conn: Any, settings: LdapSettings) -> list[Group]:
     found = paged_search(
         conn, settings.group_base, GROUP_FILTER, GROUP_ATTRIBUTES, settings.page_size
     )
-    return [_group(dn, merge_ranges(dn, attrs, _fetch_attribute(conn, dn))) for dn, attrs in found]
+    return [
+        group_of(dn, merge_ranges(dn, attrs, _fetch_attribute(conn, dn))) for dn, attrs in found
+    ]
 
 
 def read_directory(settings: LdapSettings, in_chain: Collection[str] = ()) -> Directory:

@@ -97,7 +97,7 @@ async def overview(deployment: Deployment, engine: Engine, limit: int = 20) -> O
     history = GroupSyncHistory(engine, sync.homeserver)
 
     def stored() -> tuple[list[RunRecord], list[ActionRecord], list[ActionRecord]]:
-        return history.runs(limit), history.actions(limit), history.actions(limit, True)
+        return history.runs(limit), history.actions(limit), history.actions(limit, failed_only=True)
 
     (runs, recent, errors), answer = await asyncio.gather(
         asyncio.to_thread(stored), health(sync.port)

@@ -213,9 +213,8 @@ class _Planner:
             if user_id not in room.members:
                 continue
             if levels.get(user_id, default) != level:
-                self.actions.append(
-                    Action("set_power", room.alias, user_id, level, why=room.members[user_id])
-                )
+                why = room.power_why.get(user_id, room.members[user_id])
+                self.actions.append(Action("set_power", room.alias, user_id, level, why=why))
         for user_id, done in sorted(managed.items()):
             if done.power_level is None or user_id in room.power:
                 continue

@@ -363,6 +363,9 @@ async def test_the_group_sync_page_in_a_browser(running: RunningDeployment) -> N
         await expect(changes).to_contain_text(uid(running, "erin"))
         kicked = changes.locator("tr").filter(has_text=uid(running, "bob")).filter(has_text="kick")
         await expect(kicked.first).to_be_visible()
+        power = changes.locator("tr").filter(has_text="set power").first
+        await expect(power).to_contain_text("group admins gives 100")
+        await expect(page.locator("#errors")).to_have_count(0)  # nothing failed
         await page.screenshot(path=DOCS_IMAGES / "groupsync.png", full_page=True)
         # Another homeserver's admins are told where group sync lives.
         other = await browser.new_page()

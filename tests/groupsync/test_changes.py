@@ -184,7 +184,7 @@ def test_a_size_limit_on_the_reader_falls_back_to_polling(tmp_path: Path) -> Non
     [
         ("ou=people,dc=x", "ou=groups,dc=x", ["ou=people,dc=x", "ou=groups,dc=x"]),
         ("dc=x", "ou=groups,dc=x", ["dc=x"]),
-        ("ou=people,dc=x", "DC=X", ["DC=X"]),
+        ("ou=people, dc=x", "DC=X", ["DC=X"]),
         ("dc=x", "dc=x", ["dc=x"]),
         ("ou=people,dc=xy", "dc=y", ["ou=people,dc=xy", "dc=y"]),
     ],

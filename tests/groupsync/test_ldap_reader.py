@@ -13,10 +13,12 @@ from homeport.config.groupsync import LdapSettings
 from homeport.groupsync.directory import Directory
 from homeport.groupsync.ldap_reader import (
     DirectoryUnavailable,
+    group_of,
     in_chain_filter,
     merge_ranges,
     parse_range,
     people_filter,
+    person_of,
     read_directory,
     strip_unique_member,
 )
@@ -116,7 +118,9 @@ def test_a_search_cut_short_is_an_error_not_a_smaller_directory(tmp_path: Path) 
         for i in range(12):
             capped.add_person(f"p{i:02d}")
         settings = capped.settings(page_size=3)
-        with pytest.raises(DirectoryUnavailable, match=r"search under ou=people.* cut short"):
+        with pytest.raises(
+            DirectoryUnavailable, match=r"search under ou=people.* short.*size.prtotal"
+        ):
             read_directory(settings)
     assert pid is not None
     assert not psutil.pid_exists(pid)  # no slapd left behind
@@ -295,3 +299,36 @@ def test_people_and_in_chain_filters(
     assert people_filter(settings) == people
     assert settings.localpart_attribute == localpart
     assert in_chain_filter(settings, "CN=Staff (all)*,OU=Groups") == f"(&{people}{CHAIN})"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "expected"),
+    [
+        (  # an enabled AD account: sAMAccountName, lower-cased
+            {"sAMAccountName": [b"JDoe"], "cn": [b"John Doe"], "userAccountControl": [b"512"]},
+            ("jdoe", "John Doe"),
+        ),
+        ({"sAMAccountName": [b"old"], "userAccountControl": [b"514"]}, None),  # disabled
+        ({"cn": [b"No Name"], "userAccountControl": [b"512"]}, None),  # no user name
+    ],
+)
+def test_active_directory_people(
+    attrs: dict[str, list[bytes]], expected: tuple[str, str] | None
+) -> None:
+    settings = LdapSettings.model_validate({**AD, "active_directory": True})
+    found = person_of(settings, "CN=x,OU=People", attrs)
+    assert (None if found is None else (found.localpart, found.displayname)) == expected
+
+
+def test_a_group_of_every_kind_keeps_its_members() -> None:
+    group = group_of(
+        "cn=g,ou=groups",
+        {
+            "cn": [b"g"],
+            "member": [b"uid=a,ou=people"],
+            "uniqueMember": [b"uid=b,ou=people#'01'B"],
+            "memberUid": [b"c"],
+        },
+    )
+    assert group.members == frozenset({"uid=a,ou=people", "uid=b,ou=people"})
+    assert group.member_uids == frozenset({"c"})

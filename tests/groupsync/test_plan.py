@@ -126,6 +126,8 @@ def test_case(path: Path) -> None:
     )
     for text in expect.get("notes", []):
         assert any(text in note for note in result.notes), (text, result.notes)
+    for line, why in (expect.get("why") or {}).items():
+        assert [a.why for a in result.actions if compact(a) == line] == [why], line
     if "no_notes" in expect:
         assert result.notes == ()
 
