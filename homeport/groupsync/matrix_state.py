@@ -11,9 +11,12 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from homeport.groupsync.plan import MatrixState, Member, RoomState, UserState
-from homeport.synapse.spaces_api import SpacesApi, StateEvent
+from homeport.synapse.spaces_api import SpacesApi, StateEvent, UserRow
 
 CONCURRENT_READS = 8
+# Up to this many users are asked for one by one (a change touches a few);
+# more, and the whole list is cheaper (a thousand users per request).
+ONE_BY_ONE = 50
 _MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
 
@@ -57,12 +60,16 @@ async def read_matrix_state(
             events = await api.state(room_id)
         return alias, None if events is None else room_state(room_id, events)
 
+    async def each(user_id: str) -> UserRow | None:
+        async with limit:
+            return await api.user(user_id)
+
     found = await asyncio.gather(*(one(alias) for alias in aliases))
     rooms = {alias: state for alias, state in found if state is not None}
     wanted = set(users)
-    existing = {
-        row.user_id: UserState(row.displayname, row.deactivated)
-        for row in await api.users()
-        if row.user_id in wanted
-    }
+    if len(wanted) <= ONE_BY_ONE:
+        rows = [row for row in await asyncio.gather(*map(each, wanted)) if row is not None]
+    else:
+        rows = [row for row in await api.users() if row.user_id in wanted]
+    existing = {row.user_id: UserState(row.displayname, row.deactivated) for row in rows}
     return MatrixState(rooms, existing), {alias: s.room_id for alias, s in rooms.items()}

@@ -92,6 +92,16 @@ class SpacesApi:
             for event in body.get("state", [])
         ]
 
+    async def user(self, user_id: str) -> UserRow | None:
+        """One local user; None if Synapse has no such account."""
+        try:
+            body = await self.client.request("GET", f"{ADMIN_V2}/users/{_q(user_id)}")
+        except SynapseApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return UserRow(user_id, body.get("displayname"), bool(body.get("deactivated")))
+
     async def users(self) -> list[UserRow]:
         """Every local user, deactivated ones too, a thousand per request."""
         found: list[UserRow] = []

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.e2e
 PEOPLE = "ou=people,dc=example,dc=org"
 GROUPS = "ou=groups,dc=example,dc=org"
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-EVERYONE = 30  # a group mapped by its DN
+EVERYONE = 60  # a group mapped by its DN; with it, a full run lists users (over 50)
 SALES = [f"sales{i}" for i in range(1, 6)]
 
 
