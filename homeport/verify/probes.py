@@ -196,10 +196,13 @@ class PairProbe:
             )
             return bool(state.get("join_rule") == "invite")
 
-        if not await _eventually(closed_on_viewer, settle):
+        # These two always happen, only late on a busy server: waiting longer costs
+        # nothing when they are quick, and a directory still behind would report
+        # the target as found through the room that is no longer public.
+        if not await _eventually(closed_on_viewer, CATCH_UP_SECONDS):
             return "the room did not turn invite-only on the viewer's server"
         await self._join_room(marker, beacon, target_owns)
-        if not await _eventually(lambda: finds(colleague, marker.user_id), settle):
+        if not await _eventually(lambda: finds(colleague, marker.user_id), CATCH_UP_SECONDS):
             return "the viewer's user directory did not catch up"
         return "the target user shares only a private room with a colleague"
 
@@ -211,7 +214,8 @@ class ControlFailedError(Exception):
     """A probe's own control did not work: its observation would prove nothing."""
 
 
-SETTLE_SECONDS = 5.0
+SETTLE_SECONDS = 5.0  # how long a user the policy hides is looked for
+CATCH_UP_SECONDS = 30.0  # how long for what must happen (a join rule, a directory update)
 
 
 async def _eventually(condition: Callable[[], Awaitable[bool]], timeout: float) -> bool:

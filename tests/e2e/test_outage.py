@@ -29,6 +29,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from homeport.admin.delivery import REFRESH_S
 from homeport.config.federation import FederationRetries
 from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S, RetryPromise, promise
 from homeport.trust import client_ssl_context
@@ -236,10 +237,18 @@ async def _outage_recovering_on_its_own(scene: Scene) -> None:
         assert federation["not_delivering"] == 1
         assert federation["undelivered"][0]["destination"] == external
         assert federation["undelivered"][0]["waiting_seconds"] >= NOT_DELIVERING_AFTER_S
-        async with httpx.AsyncClient(verify=client_ssl_context(running.deployment)) as http:
-            metrics = (await http.get(f"{url}/metrics")).text
-        assert 'homeport_federation_not_delivering_destinations{homeserver="internal"} 1.0' in (
-            metrics
+        gauge = 'homeport_federation_not_delivering_destinations{homeserver="internal"} 1.0'
+
+        async def metric_says_not_delivering() -> bool:
+            async with httpx.AsyncClient(verify=client_ssl_context(running.deployment)) as http:
+                return gauge in (await http.get(f"{url}/metrics")).text
+
+        # The gauges come from a snapshot taken every REFRESH_S, not from each page.
+        await _until(
+            "the metric counts external as not delivering",
+            time.monotonic() + REFRESH_S + MARGIN_S,
+            metric_says_not_delivering,
+            every=1.0,
         )
 
         destination_url = f"{url}/federation/{quote(external, safe='')}"

@@ -1,11 +1,18 @@
-"""Pure pieces at the edges of group sync: Synapse's state read, the executor's order."""
+"""Pieces at the edges of group sync: Synapse's state read, the executor's order, and
+waiting out Synapse's rate limits (the service account is exempt from them, so no live
+Synapse answers 429 to it; the retry rule is tested on its own)."""
 
 from __future__ import annotations
+
+import time
+
+import pytest
 
 from homeport.groupsync.apply import across_rooms
 from homeport.groupsync.matrix_state import room_state
 from homeport.groupsync.plan import Action, Member
-from homeport.synapse.spaces_api import StateEvent
+from homeport.synapse.api import SynapseApiError
+from homeport.synapse.spaces_api import RATE_LIMIT_TRIES, StateEvent, rate_limited
 
 
 def test_room_state_reads_members_power_and_children() -> None:
@@ -49,3 +56,39 @@ def test_concurrent_work_spreads_over_rooms() -> None:
         ("b", "@2:hs"),
     ]
     assert across_rooms([]) == []
+
+
+async def test_rate_limited_calls_wait_as_long_as_synapse_asks() -> None:
+    answers: list[SynapseApiError | str] = [
+        SynapseApiError(429, "M_LIMIT_EXCEEDED", "Too Many Requests", retry_after_ms=300),
+        "done",
+    ]
+    calls: list[float] = []
+
+    async def call() -> str:
+        calls.append(time.monotonic())
+        answer = answers.pop(0)
+        if isinstance(answer, SynapseApiError):
+            raise answer
+        return answer
+
+    assert await rate_limited(call) == "done"
+    assert calls[1] - calls[0] >= 0.3
+
+
+async def test_other_errors_and_endless_limits_are_not_retried_forever() -> None:
+    async def forbidden() -> None:
+        raise SynapseApiError(403, "M_FORBIDDEN", "no")
+
+    with pytest.raises(SynapseApiError, match="M_FORBIDDEN"):
+        await rate_limited(forbidden)
+    tries = 0
+
+    async def always_limited() -> None:
+        nonlocal tries
+        tries += 1
+        raise SynapseApiError(429, "M_LIMIT_EXCEEDED", "slow down", retry_after_ms=1)
+
+    with pytest.raises(SynapseApiError, match="M_LIMIT_EXCEEDED"):
+        await rate_limited(always_limited)
+    assert tries == RATE_LIMIT_TRIES
