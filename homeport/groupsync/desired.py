@@ -8,7 +8,6 @@ its level, the highest level winning.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from homeport.config.groupsync import GroupSync, SpaceMapping
@@ -159,8 +158,3 @@ def changed_users(before: DesiredState | None, after: DesiredState) -> set[str]:
     if before is None:
         return set(after.users)
     return {uid for uid, user in after.users.items() if before.users.get(uid) != user}
-
-
-def aliases_of(state: DesiredState, only: Iterable[str]) -> dict[str, DesiredRoom]:
-    wanted = set(only)
-    return {alias: room for alias, room in state.rooms.items() if alias in wanted}

@@ -233,10 +233,8 @@ class GroupSyncHistory:
         with self._engine.connect() as connection:
             return [_run(row) for row in connection.execute(query)]
 
-    def last_run(self, outcomes: tuple[str, ...] | None = None) -> RunRecord | None:
+    def last_run(self) -> RunRecord | None:
         query = select(groupsync_runs).where(groupsync_runs.c.homeserver == self._homeserver)
-        if outcomes is not None:
-            query = query.where(groupsync_runs.c.outcome.in_(outcomes))
         query = query.order_by(groupsync_runs.c.id.desc()).limit(1)
         with self._engine.connect() as connection:
             row = connection.execute(query).first()
