@@ -26,7 +26,12 @@ from homeport.synapse.models import (
     RoomPage,
     Undelivered,
 )
-from homeport.synapse.module import DELIVERY_PATH, DESTINATIONS_PATH, ROOM_COUNTS_PATH
+from homeport.synapse.module import (
+    BACKGROUND_UPDATES_PATH,
+    DELIVERY_PATH,
+    DESTINATIONS_PATH,
+    ROOM_COUNTS_PATH,
+)
 
 V1 = "/_synapse/admin/v1"
 DESTINATIONS = f"{V1}/federation/destinations"
@@ -272,6 +277,11 @@ class SynapseAdmin:
         body = await self.client.request("GET", DELIVERY_PATH)
         rows = [Undelivered.from_api(str(r["destination"]), r) for r in body["undelivered"]]
         return rows, int(body.get("total", len(rows)))
+
+    async def pending_background_updates(self) -> list[str]:
+        """The background updates Synapse has still to run, next first."""
+        body = await self.client.request("GET", BACKGROUND_UPDATES_PATH)
+        return [str(name) for name in body["pending"]]
 
     async def destination(self, destination: str) -> Destination | None:
         body = await self._get_or_none(f"{DESTINATIONS}/{_quoted(destination)}")

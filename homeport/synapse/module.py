@@ -27,7 +27,11 @@ per request; the module answers
 - `GET /_homeport/v1/destination_room_counts?destination=...`: the room
   counts and delivery state alone, where the page comes from elsewhere;
 - `GET /_homeport/v1/delivery`: every destination that events are waiting
-  for, oldest first (for `homeport status` and the website's metrics).
+  for, oldest first (for `homeport status` and the website's metrics);
+- `GET /_homeport/v1/background_updates`: the background updates Synapse has
+  still to run. A new homeserver runs about sixty in its first minute, one of
+  which rebuilds the user directory from scratch and drops what live updates
+  wrote meanwhile; `homeport verify` waits for them.
 
 Delivery state comes from Synapse's own catch-up bookkeeping: a room in
 `destination_rooms` whose `stream_ordering` is past the destination's
@@ -58,6 +62,7 @@ logger = logging.getLogger(__name__)
 ROOM_COUNTS_PATH = "/_homeport/v1/destination_room_counts"
 DESTINATIONS_PATH = "/_homeport/v1/destinations"
 DELIVERY_PATH = "/_homeport/v1/delivery"
+BACKGROUND_UPDATES_PATH = "/_homeport/v1/background_updates"
 MAX_DESTINATIONS = 200
 UPGRADE_REFUSED = (
     "This server creates only non-federated rooms (rooms.federation: never), and "
@@ -80,6 +85,22 @@ def _delivery_resource(api: Any) -> Any:
             return 200, {"undelivered": queries.oldest_first(waiting), "total": len(waiting)}
 
     return Delivery()
+
+
+def _background_updates_resource(api: Any) -> Any:
+    from synapse.module_api import DirectServeJsonResource
+
+    class BackgroundUpdates(DirectServeJsonResource):
+        """What Synapse has still to run in the background, next first."""
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
+            await _require_admin(api, request)
+            pending = await api.run_db_interaction(
+                "homeport_background_updates", queries.pending_background_updates
+            )
+            return 200, {"pending": pending}
+
+    return BackgroundUpdates()
 
 
 def _room_counts_resource(api: Any) -> Any:
@@ -198,6 +219,7 @@ class HomeportModule:
         api.register_web_resource(ROOM_COUNTS_PATH, _room_counts_resource(api))
         paginate = getattr(getattr(api, "_store", None), "get_destinations_paginate", None)
         api.register_web_resource(DELIVERY_PATH, _delivery_resource(api))
+        api.register_web_resource(BACKGROUND_UPDATES_PATH, _background_updates_resource(api))
         if paginate is not None:
             api.register_web_resource(DESTINATIONS_PATH, _destinations_resource(api, paginate))
         else:

@@ -4,7 +4,7 @@ Functions of a database cursor (Synapse's `LoggingTransaction`, or any DB-API
 cursor with `?` placeholders), with no Synapse import, so tests can run them
 on a database of their own. Only columns Synapse has kept stable for years are
 read: `destinations`, `destination_rooms` (Synapse's catch-up bookkeeping,
-since 1.20) and `events`.
+since 1.20), `events` and `background_updates`.
 """
 
 from __future__ import annotations
@@ -158,3 +158,13 @@ def paginate_own_order(
     )
     rows = {str(row[0]): tuple(row) for row in txn.fetchall()}
     return [rows[name] for name in names if name in rows], total
+
+
+def pending_background_updates(txn: Any) -> list[str]:
+    """The background updates Synapse has still to run, in the order it runs them.
+
+    Synapse's admin API names only the one running now, and none while it sleeps
+    between two; its own table lists what is left.
+    """
+    txn.execute("SELECT update_name FROM background_updates ORDER BY ordering, update_name")
+    return [str(row[0]) for row in txn.fetchall()]

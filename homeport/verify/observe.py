@@ -119,14 +119,13 @@ async def user_search(probe: PairProbe) -> Observation:
 async def space_hierarchy(probe: PairProbe) -> Observation:
     target = probe.target
     client = probe.viewer.browser.client
+    space = target.spaces[probe.viewer.name]
     try:
-        await probe.join(client, target.space)
+        await probe.join(client, space)
     except SynapseApiError as error:
         return Observation(HIDDEN, await _join_refusal(probe, error))
     try:
-        body = await client.request(
-            "GET", f"/_matrix/client/v1/rooms/{quote(target.space)}/hierarchy"
-        )
+        body = await client.request("GET", f"/_matrix/client/v1/rooms/{quote(space)}/hierarchy")
     except SynapseApiError as error:
         return Observation(HIDDEN, _refusal(error))
     rooms = {room.get("room_id"): room for room in body.get("rooms", [])}

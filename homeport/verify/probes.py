@@ -1,13 +1,18 @@
 """Short-lived probe users and rooms for `homeport verify`, created and removed through APIs.
 
 On every homeserver the run creates, with one random token in every name:
-- `host`, who owns a published public room, a public space holding it, and a
-  public room that should be non-federated;
+- `host`, who owns a published public room, a public space holding it for
+  each other homeserver, and a public room that should be non-federated;
 - `target`, the user others look at: a display name, one named device with keys;
 - `searcher`, `colleague` and `browser`, who look at the other homeservers:
   the searcher shares no room with anyone, the colleague shares a private room
   with each remote target, the browser joins remote spaces.
 Everything is removed afterwards: rooms purged, users deactivated and erased.
+
+Each viewer joins a space of its own: a space that another viewer's users have
+joined holds their events, and a server that may not federate with theirs
+cannot check those (it cannot fetch their keys); Synapse's partial join then
+never completes, and browsing the space waits for it.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class ServerProbe:
     by_role: dict[str, ProbeUser] = field(default_factory=dict)
     public_room: str = ""
     published: bool = False
-    space: str = ""
+    spaces: dict[str, str] = field(default_factory=dict)  # by the viewing homeserver
     closed_room: str = ""
     rooms: list[str] = field(default_factory=list)
     joined: set[str] = field(default_factory=set)  # other servers' rooms our users joined
@@ -327,21 +332,24 @@ async def set_up_server(deployment: Deployment, probe: ServerProbe) -> None:
             "creation_content": federate,
         },
     )
-    probe.space = await _create_room(
-        probe,
-        {
-            "preset": "public_chat",
-            "name": f"Homeport probe space {token}",
-            "creation_content": {"type": "m.space", **federate},
-            "initial_state": [
-                {
-                    "type": "m.space.child",
-                    "state_key": probe.public_room,
-                    "content": {"via": [hs.server_name]},
-                }
-            ],
-        },
-    )
+    for viewer in deployment.homeservers:
+        if viewer == probe.name:
+            continue
+        probe.spaces[viewer] = await _create_room(
+            probe,
+            {
+                "preset": "public_chat",
+                "name": f"Homeport probe space {token} for {viewer}",
+                "creation_content": {"type": "m.space", **federate},
+                "initial_state": [
+                    {
+                        "type": "m.space.child",
+                        "state_key": probe.public_room,
+                        "content": {"via": [hs.server_name]},
+                    }
+                ],
+            },
+        )
     probe.closed_room = await _create_room(
         probe,
         {

@@ -43,6 +43,9 @@ from homeport.verify.probes import (
 from homeport.verify.report import Check, Report
 
 PHASES: tuple[Phase, ...] = ("look", "share", "join")
+# A new homeserver's background updates take about a minute (one per second);
+# a big database's migrations may take far longer, and verify says so.
+BACKGROUND_UPDATES_TIMEOUT = 300.0
 
 
 def _pair_probe(deployment: Deployment, viewer: ServerProbe, target: ServerProbe) -> PairProbe:
@@ -123,6 +126,7 @@ async def verify(
             ServerProbe(name, hs.server_name, token, await admin(name))
             for name, hs in deployment.homeservers.items()
         ]
+        await wait_for_background_updates(probes, progress)
         progress("removing what an interrupted verify left")
         await asyncio.gather(*(sweep_leftovers(probe.admin) for probe in probes))
         checks = await _probe_all(deployment, probes, progress)
@@ -130,6 +134,38 @@ async def verify(
     names = list(deployment.homeservers)
     checks.sort(key=lambda c: (names.index(c.viewer), names.index(c.target), order[c.surface]))
     return Report(checks, finished_at=time.time())
+
+
+async def wait_for_background_updates(
+    probes: list[ServerProbe],
+    progress: Callable[[str], None],
+    timeout: float = BACKGROUND_UPDATES_TIMEOUT,
+) -> None:
+    """Wait until no homeserver has background updates left to run.
+
+    In its first minute a new Synapse rebuilds its user directory from scratch
+    while live updates go on, and the rebuild drops what they wrote meanwhile:
+    a user who joins a room then is missing from searches until they join
+    another. Probed in that window, user search would show the rebuild, not
+    the policy.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = await asyncio.gather(
+            *(probe.admin.pending_background_updates() for probe in probes)
+        )
+        busy = {probe.name: names for probe, names in zip(probes, pending, strict=True) if names}
+        if not busy:
+            return
+        summary = ", ".join(f"{name} ({len(names)} left)" for name, names in busy.items())
+        if time.monotonic() > deadline:
+            raise HomeportError(
+                f"Synapse is still running background updates after {timeout:.0f} s: "
+                f"{summary}; what users see changes until they finish (a database "
+                "migration can take long). Run verify again when they are done."
+            )
+        progress(f"waiting for Synapse's background updates: {summary}")
+        await asyncio.sleep(1.0)
 
 
 async def _whole(work: Awaitable[T]) -> T:

@@ -8,6 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
+from homeport.errors import HomeportError
+from homeport.synapse.service_account import service_client
+from homeport.verify.probes import ServerProbe
+from homeport.verify.run import wait_for_background_updates
 from tests.harness import RunningDeployment, access_token
 from tests.matrix import share_a_room
 
@@ -99,3 +103,50 @@ async def test_the_module_s_own_orders_page_like_synapse(
     delivery = await _get(pair_ssl, f"{base}/_homeport/v1/delivery", root, {})
     assert delivery.status_code == 200
     assert delivery.json()["total"] == len(delivery.json()["undelivered"])
+
+
+async def test_background_updates_lists_what_synapse_has_left_and_verify_waits_for_it(
+    pair: RunningDeployment, pair_ssl: ssl.SSLContext
+) -> None:
+    """Synapse's own table, read by the module; verify refuses to probe until it is empty."""
+    deployment = pair.deployment
+    hs = deployment.homeservers["internal"]
+    url = f"{hs.base_url}/_homeport/v1/background_updates"
+    admin_id, admin_password = await pair.new_user("internal", admin=True)
+    user_id, user_password = await pair.new_user("internal")
+    root = (await access_token(deployment, "internal", admin_id, admin_password))[0]
+    alice = (await access_token(deployment, "internal", user_id, user_password))[0]
+    refused = await _get(pair_ssl, url, alice, {})
+    assert (refused.status_code, refused.json()["errcode"]) == (403, "M_FORBIDDEN")
+    anonymous = await _get(pair_ssl, url, None, {})
+    assert (anonymous.status_code, anonymous.json()["errcode"]) == (401, "M_MISSING_TOKEN")
+
+    synapse = f"{hs.base_url}/_synapse/admin/v1/background_updates"
+    headers = {"Authorization": f"Bearer {root}"}
+    async with (
+        httpx.AsyncClient(verify=pair_ssl, timeout=30, headers=headers) as http,
+        service_client(deployment, "internal", pair_ssl) as admin,
+    ):
+        # Paused, a job that Synapse's admin API starts stays in the table.
+        paused = await http.post(f"{synapse}/enabled", json={"enabled": False})
+        assert paused.status_code == 200, paused.text
+        try:
+            started = await http.post(
+                f"{synapse}/start_job", json={"job_name": "populate_stats_process_rooms"}
+            )
+            assert started.status_code == 200, started.text
+            answer = await _get(pair_ssl, url, root, {})
+            assert answer.status_code == 200
+            assert "populate_stats_process_rooms" in answer.json()["pending"]
+            probe = ServerProbe("internal", hs.server_name, "t", admin)
+            steps: list[str] = []
+            with pytest.raises(HomeportError, match=r"internal \(\d+ left\)"):
+                await wait_for_background_updates([probe], steps.append, timeout=1.5)
+            assert steps, "verify says what it waits for"
+            assert "internal" in steps[0], steps
+        finally:
+            resumed = await http.post(f"{synapse}/enabled", json={"enabled": True})
+            assert resumed.status_code == 200, resumed.text
+        # Resumed, Synapse runs it and verify goes on.
+        await wait_for_background_updates([probe], steps.append, timeout=120)
+        assert await admin.pending_background_updates() == []
