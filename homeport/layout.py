@@ -158,6 +158,48 @@ class DeploymentLayout:
         return self.data_dir / "logs" / "groupsync.console.log"
 
     @property
+    def conference_dir(self) -> Path:
+        return self.data_dir / "conference"
+
+    @property
+    def conference_auth_token(self) -> Path:
+        """The bearer token Prosody presents to the conference service (0600)."""
+        return self.conference_dir / "auth_token"
+
+    @property
+    def conference_jitsi_secret(self) -> Path:
+        """Jitsi's `app_secret` when the file names none (generated once, 0600)."""
+        return self.conference_dir / "jitsi_app_secret"
+
+    @property
+    def conference_livekit_secret(self) -> Path:
+        """The LiveKit API secret when the file names none (generated once, 0600)."""
+        return self.conference_dir / "livekit_secret"
+
+    @property
+    def conference_jitsi_well_known(self) -> Path:
+        """`/.well-known/element/jitsi` for the Jitsi domain's web server to serve."""
+        return self.conference_dir / "well-known" / "element" / "jitsi"
+
+    @property
+    def conference_tls_certificate(self) -> Path:
+        return self.conference_dir / "tls" / "server.crt"
+
+    @property
+    def conference_tls_key(self) -> Path:
+        return self.conference_dir / "tls" / "server.key"
+
+    @property
+    def conference_log(self) -> Path:
+        """The conference service's structured log."""
+        return self.data_dir / "logs" / "conference.log"
+
+    @property
+    def conference_console(self) -> Path:
+        """What the conference process printed (a crash's traceback)."""
+        return self.data_dir / "logs" / "conference.console.log"
+
+    @property
     def verify_lock(self) -> Path:
         """Held by a running `homeport verify`: one at a time, so leftovers can be swept."""
         return self.data_dir / "verify.lock"

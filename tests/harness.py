@@ -54,6 +54,9 @@ TEST_SYNAPSE_SETTINGS: dict[str, Any] = {
         "per_issuer": {"per_second": 1000, "burst_count": 1000},
     },
     "rc_registration": {"per_second": 1000, "burst_count": 1000},
+    # A new database's sixty background updates in seconds, not a minute: verify
+    # waits for them (the user directory is rebuilt among them).
+    "background_updates": {"sleep_duration_ms": 50},
 }
 # Mark a destination as failing after a second, not half a minute of
 # retries, and retry it a second later (lint warns: fine for tests).
@@ -219,7 +222,7 @@ def running_deployment(config: Path) -> Iterator[RunningDeployment]:
 
 def init_deployment(directory: Path, relax: bool = True) -> Path:
     """`homeport init` into `directory` on free ports; returns the config path."""
-    base = free_port_run(5)  # two homeservers, the website, two audit bots
+    base = free_port_run(6)  # two homeservers, the website, two audit bots, conference
     homeport("init", str(directory), "--port", str(base))
     config = directory / "homeport.yaml"
     if relax:

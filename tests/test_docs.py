@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from homeport.cli import main
 from homeport.config.admin import AdminWebsite
 from homeport.config.audit import AuditBot, AuditExport
+from homeport.config.conference import Conference, Jitsi, LiveKit
 from homeport.config.deployment import Deployment
 from homeport.config.groupsync import GroupSync, LdapAttributes, LdapSettings, SpaceMapping
 from homeport.config.homeserver import Homeserver, TlsFiles
@@ -54,6 +55,9 @@ def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
         LdapSettings,
         LdapAttributes,
         SpaceMapping,
+        Conference,
+        Jitsi,
+        LiveKit,
     ],
 )
 def test_every_setting_is_documented(model: type) -> None:

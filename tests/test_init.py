@@ -14,7 +14,7 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(directory)): p.read_bytes()
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and (p.parent.name in ("keys", "tls", "ca"))
+        if p.is_file() and (p.parent.name in ("keys", "tls", "ca", "conference"))
     }
 
 
@@ -35,8 +35,9 @@ def test_init_writes_the_scenario_and_keeps_everything_on_a_second_run(tmp_path:
     layout = DeploymentLayout(deployment.data_dir)
     secrets_before = _snapshot(layout.data_dir)
     # CA pair; per server 4 keys + TLS pair; the admin website's TLS pair; per audit
-    # bot its two tokens and the registration that carries them (0600 too)
-    assert len(secrets_before) == 2 + 2 * (4 + 2) + 2 + 2 * 3
+    # bot its two tokens and the registration that carries them (0600 too); the
+    # conference service's TLS pair, the token Prosody presents and Jitsi's app secret
+    assert len(secrets_before) == 2 + 2 * (4 + 2) + 2 + 2 * 3 + 2 + 2
     for name, content in secrets_before.items():
         path = layout.data_dir / name
         if not name.endswith(".crt"):

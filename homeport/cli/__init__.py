@@ -31,6 +31,7 @@ COMMANDS = {
     "audit": "homeport.cli.audit:audit",
     "groupsync": "homeport.cli.groupsync:groupsync",
     "admin": "homeport.cli.admin:admin_command",
+    "conference": "homeport.cli.conference:conference_command",
     "store": "homeport.cli.store:store",
 }
 

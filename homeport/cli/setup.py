@@ -22,8 +22,9 @@ from homeport.runtime.prepare import materialize, preflight
     "base_port",
     default=8448,
     show_default=True,
-    type=click.IntRange(1, 65533),
-    help="Port of internal; external gets the next one, the admin website the one after.",
+    type=click.IntRange(1, 65530),
+    help="Port of internal; external, the admin website, the two audit bots and the "
+    "conference service get the next five.",
 )
 @reports_errors
 def init(directory: Path, host: str, base_port: int) -> None:

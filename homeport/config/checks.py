@@ -133,6 +133,23 @@ def _found(model: Deployment) -> Iterator[Found]:
                 f"port {model.group_sync.port} is already used by {_who(clash)}",
                 "give group sync a port of its own",
             )
+    if model.conference is not None:
+        conference = model.conference
+        clash = listeners.claim(conference.address, conference.port, "the conference service")
+        if clash is not None:
+            yield (
+                ("conference", "port"),
+                f"port {conference.port} is already used by {_who(clash)}",
+                "give the conference service a port of its own",
+            )
+        own = {hs.server_name for hs in model.homeservers.values()}
+        for index, server in enumerate(conference.allow_homeservers):
+            if server in own:
+                yield (
+                    ("conference", "allow_homeservers", index),
+                    f"{server!r} is a homeserver of this file, and those are always allowed",
+                    "list only other servers here",
+                )
     yield from _group_sync_problems(model)
 
 

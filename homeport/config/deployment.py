@@ -14,6 +14,7 @@ from pydantic import Field
 
 from homeport.config.admin import AdminWebsite
 from homeport.config.base import StrictModel
+from homeport.config.conference import Conference
 from homeport.config.groupsync import GroupSync
 from homeport.config.homeserver import Homeserver, HomeserverName
 from homeport.config.store import StoreSettings
@@ -46,4 +47,9 @@ class Deployment(StrictModel):
         default=None,
         description="Directory groups that drive space membership on one homeserver; "
         "left out: no group sync.",
+    )
+    conference: Conference | None = Field(
+        default=None,
+        description="The conference verification service for Jitsi and Element Call; "
+        "left out: none.",
     )

@@ -177,8 +177,35 @@ def _resolve_paths(model: Deployment, base_dir: Path) -> Deployment:
                 )
             }
         )
+    conference = model.conference
+    if conference is not None:
+
+        def absolute_or_none(path: Path | None) -> Path | None:
+            return None if path is None else absolute(path)
+
+        conference = conference.model_copy(
+            update={
+                "tls": None
+                if conference.tls is None
+                else TlsFiles(
+                    certificate=absolute(conference.tls.certificate),
+                    key=absolute(conference.tls.key),
+                ),
+                "jitsi": None
+                if conference.jitsi is None
+                else conference.jitsi.model_copy(
+                    update={"app_secret_file": absolute_or_none(conference.jitsi.app_secret_file)}
+                ),
+                "livekit": None
+                if conference.livekit is None
+                else conference.livekit.model_copy(
+                    update={"secret_file": absolute_or_none(conference.livekit.secret_file)}
+                ),
+            }
+        )
     return model.model_copy(
         update={
+            "conference": conference,
             "group_sync": sync,
             "data_dir": absolute(model.data_dir),
             "trusted_ca_files": [absolute(p) for p in model.trusted_ca_files],

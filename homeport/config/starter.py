@@ -32,6 +32,20 @@ admin:
   host: {host}
   session_idle_minutes: 30
 
+# The conference service: Jitsi's Prosody and Element Call ask it whether a
+# user of any homeserver here is who they claim and a member of the room
+# (docs/conference.md). `homeport status --json` shows its URL and the files
+# holding the token Prosody presents and the secrets to give Jitsi and LiveKit.
+conference:
+  port: {conference_port}
+  # allow_homeservers: [partner.example.org]   # vouch for other servers' users too
+  jitsi:
+    domain: meet.example.org          # your Jitsi; give it /.well-known/element/jitsi
+    app_id: homeport                  # Prosody's app_id (the secret is generated once)
+  # livekit:                          # Element Call
+  #   url: wss://livekit.example.org
+  #   key: homeport                   # LiveKit API key (the secret is generated once)
+
 homeservers:
   internal:
     # The Matrix server name: user IDs end in it (@alice:{host}:{internal_port}).
@@ -126,6 +140,7 @@ def starter_text(
     admin_port: int | None = None,
     internal_audit_port: int | None = None,
     external_audit_port: int | None = None,
+    conference_port: int | None = None,
 ) -> str:
     return STARTER_TEMPLATE.format(
         host=host,
@@ -134,6 +149,7 @@ def starter_text(
         admin_port=admin_port if admin_port is not None else external_port + 1,
         internal_audit_port=internal_audit_port or external_port + 2,
         external_audit_port=external_audit_port or external_port + 3,
+        conference_port=conference_port or external_port + 4,
     )
 
 

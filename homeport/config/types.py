@@ -17,7 +17,8 @@ _HOMESERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # map of `homeport status` share one namespace with the homeservers.
 ADMIN_SERVICE = "admin"
 GROUPSYNC_SERVICE = "groupsync"
-RESERVED_SERVICE_NAMES = (ADMIN_SERVICE, GROUPSYNC_SERVICE)
+CONFERENCE_SERVICE = "conference"
+RESERVED_SERVICE_NAMES = (ADMIN_SERVICE, GROUPSYNC_SERVICE, CONFERENCE_SERVICE)
 # Each homeserver's audit bot runs as the service `audit-<homeserver>`.
 AUDIT_SERVICE_PREFIX = "audit-"
 

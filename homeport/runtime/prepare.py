@@ -19,6 +19,7 @@ import yaml
 
 from homeport import pki
 from homeport.audit.registration import render_registration
+from homeport.conference.secrets import ensure_secrets as ensure_conference_secrets
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.lines import KeyPath, LineMap, problem_at
@@ -148,6 +149,39 @@ def preflight(
         why = _port_problem("127.0.0.1", sync.port) if check_ports else None
         if why:
             problem(("group_sync", "port"), why, "stop that program or choose another port")
+    conference = deployment.conference
+    if conference is not None:
+        own: KeyPath = ("conference",)
+        if conference.tls:
+            for key, file in (
+                ("certificate", conference.tls.certificate),
+                ("key", conference.tls.key),
+            ):
+                if not file.is_file():
+                    problem((*own, "tls", key), f"no such file: {file}")
+        named = (
+            (("jitsi", "app_secret_file"), conference.jitsi and conference.jitsi.app_secret_file),
+            (("livekit", "secret_file"), conference.livekit and conference.livekit.secret_file),
+        )
+        for path, secret_file in named:
+            if not secret_file:
+                continue
+            if not secret_file.is_file():
+                problem(
+                    (*own, *path),
+                    f"no such file: {secret_file}",
+                    "write the secret into it (one line, chmod 600), or leave the key out "
+                    "and Homeport generates one",
+                )
+            elif secret_file.stat().st_mode & 0o077:
+                problem(
+                    (*own, *path),
+                    f"{secret_file} can be read by other users of this machine",
+                    f"chmod 600 {secret_file}",
+                )
+        why = _port_problem(conference.address, conference.port) if check_ports else None
+        if why:
+            problem((*own, "port"), why, "stop that program or choose another port")
     return problems
 
 
@@ -175,6 +209,14 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
         pki.ensure_leaf(
             ca, deployment.admin.host, layout.admin_tls_certificate, layout.admin_tls_key
         )
+    conference = deployment.conference
+    if conference is not None and only is None:
+        ensure_conference_secrets(conference, layout)
+        if conference.tls is None:
+            ensure_dir(layout.conference_tls_certificate.parent)
+            pki.ensure_leaf(
+                ca, conference.host, layout.conference_tls_certificate, layout.conference_tls_key
+            )
     for name, hs in deployment.homeservers.items():
         if only is not None and name != only:
             continue
@@ -212,6 +254,8 @@ def local_ca_hosts(deployment: Deployment) -> list[str]:
     ]
     if deployment.admin is not None:
         hosts.append(deployment.admin.host)
+    if deployment.conference is not None and deployment.conference.tls is None:
+        hosts.append(deployment.conference.host)
     return list(dict.fromkeys(hosts)) or ["localhost"]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from homeport.admin.service import AdminWebsiteService
 from homeport.audit.service import AuditBotService
+from homeport.conference.service import ConferenceService
 from homeport.config.deployment import Deployment
 from homeport.groupsync.service import GroupSyncService
 from homeport.layout import DeploymentLayout
@@ -65,9 +66,29 @@ def group_sync(deployment: Deployment, context: Context) -> list[Service]:
     return [GroupSyncService(deployment.group_sync, context.config_path, context.layout)]
 
 
+def conference(deployment: Deployment, context: Context) -> list[Service]:
+    if deployment.conference is None:
+        return []
+    return [
+        ConferenceService(
+            deployment.conference,
+            context.config_path,
+            context.layout,
+            context.ssl_context,
+            after=tuple(deployment.homeservers),
+        )
+    ]
+
+
 Registration = Callable[[Deployment, Context], list[Service]]
 
-REGISTRATIONS: tuple[Registration, ...] = (homeservers, audit_bots, group_sync, admin_website)
+REGISTRATIONS: tuple[Registration, ...] = (
+    homeservers,
+    audit_bots,
+    group_sync,
+    conference,
+    admin_website,
+)
 
 
 def services(deployment: Deployment, context: Context) -> list[Service]:

@@ -1,8 +1,9 @@
 """What the supervisor needs of a service: start, readiness, stop, logs, restart policy.
 
 Synapse (`homeport.synapse.process`) and the admin website
-(`homeport.admin.service`) are services; each later capability that runs
-code of its own is one more, registered in `homeport.runtime.registry`.
+(`homeport.admin.service`, an `homeport.runtime.https_child`) are services;
+each later capability that runs code of its own is one more, registered in
+`homeport.runtime.registry`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from pathlib import Path
 from typing import TypedDict
 
 import httpx
@@ -16,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from homeport.audit.service import bot_health
 from homeport.audit.store import count_audited
+from homeport.conference.secrets import jitsi_secret_file, livekit_secret_file
 from homeport.config.deployment import Deployment
 from homeport.config.types import AUDIT_SERVICE_PREFIX
 from homeport.errors import HomeportError
@@ -81,6 +83,14 @@ class ServiceStatus(TypedDict):
     url: str | None
 
 
+class ConferenceStatus(TypedDict):
+    url: str
+    auth_token_file: str  # the bearer token Prosody presents (`uvs_auth_token`)
+    jitsi_app_secret_file: str | None
+    livekit_secret_file: str | None
+    jitsi_well_known_file: str | None  # `/.well-known/element/jitsi` for the Jitsi domain
+
+
 class Status(TypedDict):
     running: bool
     supervisor_pid: int | None
@@ -88,6 +98,26 @@ class Status(TypedDict):
     services: dict[str, ServiceStatus]
     ca_cert: str
     admin_url: str | None
+    conference: ConferenceStatus | None
+
+
+def _conference_status(deployment: Deployment, layout: DeploymentLayout) -> ConferenceStatus | None:
+    conference = deployment.conference
+    if conference is None:
+        return None
+
+    def named(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    return ConferenceStatus(
+        url=conference.url,
+        auth_token_file=str(layout.conference_auth_token),
+        jitsi_app_secret_file=named(jitsi_secret_file(conference, layout)),
+        livekit_secret_file=named(livekit_secret_file(conference, layout)),
+        jitsi_well_known_file=named(
+            layout.conference_jitsi_well_known if conference.jitsi else None
+        ),
+    )
 
 
 async def _federation_summary(
@@ -216,4 +246,5 @@ async def gather_status(deployment: Deployment) -> Status:
         services=services,
         ca_cert=str(layout.ca_certificate),
         admin_url=deployment.admin.url if deployment.admin else None,
+        conference=_conference_status(deployment, layout),
     )

@@ -200,7 +200,7 @@ def render_homeserver(
                 "type": "http",
                 "tls": True,
                 "x_forwarded": False,
-                "resources": [{"names": ["client", "federation"], "compress": False}],
+                "resources": [{"names": listener_resources(deployment), "compress": False}],
             }
         ],
         "tls_certificate_path": str(certificate),
@@ -231,6 +231,7 @@ def render_homeserver(
     if allowlist:
         config["ip_range_whitelist"] = allowlist
     config.update(synapse_policy_settings(deployment, name))
+    config.update(conference_settings(deployment))
     passthrough = dict(hs.synapse)
     # The administrator's own modules run after ours; ours is never dropped.
     config["modules"] = [
@@ -244,6 +245,32 @@ def render_homeserver(
     if registrations:
         config["app_service_config_files"] = registrations
     return deep_merge(config, passthrough)
+
+
+def listener_resources(deployment: Deployment) -> list[str]:
+    """Client and federation; `openid` named too where the conference service checks tokens.
+
+    `federation` already serves `openid/userinfo` (Synapse adds `openid` alone
+    only without it); naming it keeps the need visible should a layout split
+    federation off this listener. A closed `federation_domain_whitelist` does
+    not block `openid/userinfo`, and naming it opens nothing more.
+    """
+    names = ["client", "federation"]
+    if deployment.conference is not None:
+        names.append("openid")
+    return names
+
+
+def conference_settings(deployment: Deployment) -> dict[str, Any]:
+    """Element Call finds its LiveKit authoriser in `/.well-known/matrix/client` (MSC4143)."""
+    conference = deployment.conference
+    if conference is None or conference.livekit is None:
+        return {}
+    focus = {"type": "livekit", "livekit_service_url": conference.url}
+    return {
+        "serve_client_wellknown": True,
+        "extra_well_known_client_content": {"org.matrix.msc4143.rtc_foci": [focus]},
+    }
 
 
 def homeport_module(hs: Homeserver) -> dict[str, Any]:

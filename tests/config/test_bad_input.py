@@ -39,6 +39,23 @@ group_sync:
 )
 
 
+CONFERENCE = (
+    GOOD
+    + """\
+conference:
+  port: {p2}
+  jitsi: {{domain: meet.example.org, app_id: homeport}}
+  livekit: {{url: 'wss://livekit.example.org', key: homeport}}
+"""
+)
+
+
+def _secret_readable_by_others(directory: Path, _port: int) -> None:
+    secret = directory / "jitsi.secret"
+    secret.write_text("shh\n")
+    secret.chmod(0o644)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -274,6 +291,51 @@ CASES = [
         11,
         "group_sync.port",
         "is already used by homeserver 'internal'",
+    ),
+    Case(
+        "conference-port-clash",
+        CONFERENCE.replace("  port: {p2}", "  port: {p1}"),
+        10,
+        "conference.port",
+        "is already used by homeserver 'external'",
+    ),
+    Case(
+        "conference-livekit-url",
+        CONFERENCE.replace("wss://livekit.example.org", "livekit.example.org"),
+        12,
+        "conference.livekit.url",
+        "is not a LiveKit address",
+    ),
+    Case(
+        "conference-jitsi-domain",
+        CONFERENCE.replace("domain: meet.example.org", "domain: 'https://meet'"),
+        11,
+        "conference.jitsi.domain",
+        "is not a domain name",
+    ),
+    Case(
+        "conference-allows-its-own",
+        CONFERENCE.replace("  port: {p2}", "  port: {p2}\n  allow_homeservers: [localhost:{p0}]"),
+        11,
+        "conference.allow_homeservers[0]",
+        "is a homeserver of this file, and those are always allowed",
+    ),
+    Case(
+        "conference-missing-secret",
+        CONFERENCE.replace("app_id: homeport}}", "app_id: homeport, app_secret_file: gone}}"),
+        11,
+        "conference.jitsi.app_secret_file",
+        "no such file",
+    ),
+    Case(
+        "conference-secret-readable",
+        CONFERENCE.replace(
+            "app_id: homeport}}", "app_id: homeport, app_secret_file: jitsi.secret}}"
+        ),
+        11,
+        "conference.jitsi.app_secret_file",
+        "can be read by other users",
+        setup=_secret_readable_by_others,
     ),
     Case("yaml-syntax", _replace("    port: {p0}", "    port: [{p0}"), 6, "", "YAML syntax error"),
     Case(

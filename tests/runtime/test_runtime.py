@@ -15,7 +15,9 @@ from homeport.runtime.state import read_held, read_state, set_held
 from homeport.trust import client_ssl_context
 
 
-def test_the_starter_runs_two_homeservers_their_audit_bots_and_the_website(tmp_path: Path) -> None:
+def test_the_starter_runs_two_homeservers_their_audit_bots_conference_and_website(
+    tmp_path: Path,
+) -> None:
     text = starter_text().replace("data_dir: data", f"data_dir: {tmp_path}")
     deployment, _ = load_deployment_text(text, tmp_path / "homeport.yaml")
     layout = materialize(deployment)
@@ -26,10 +28,11 @@ def test_the_starter_runs_two_homeservers_their_audit_bots_and_the_website(tmp_p
         ("external", "homeserver", "https://localhost:8449"),
         ("audit-internal", "audit bot", "http://127.0.0.1:8451"),
         ("audit-external", "audit bot", "http://127.0.0.1:8452"),
+        ("conference", "conference service", "https://localhost:8453"),
         ("admin", "admin website", "https://localhost:8450"),
     ]
     assert [s.after for s in found[2:4]] == [("internal",), ("external",)]
-    without_website = deployment.model_copy(update={"admin": None})
+    without_website = deployment.model_copy(update={"admin": None, "conference": None})
     assert [s.name for s in services(without_website, context)] == [
         "internal",
         "external",

@@ -354,3 +354,31 @@ def test_group_sync_people_log_in_through_synapses_ldap_provider() -> None:
     )
     modules = render_homeserver(without_login, "internal", layout)["modules"]
     assert [m["module"] for m in modules] == ["homeport.synapse.module.HomeportModule"]
+
+
+def test_the_conference_service_adds_openid_and_element_call_s_focus_and_nothing_else() -> None:
+    closed = "    policy: {federation_domain_whitelist: [localhost:8448, localhost:8449]}\n"
+    without = two(closed)
+    conference = "conference: {port: 8453, livekit: {url: 'wss://lk.example.org', key: k}}\n"
+    model = deployment(
+        conference
+        + "homeservers:\n  internal:\n    server_name: localhost:8448\n    port: 8448\n"
+        + closed
+        + "  external:\n    server_name: localhost:8449\n    port: 8449\n"
+    )
+    layout = DeploymentLayout(model.data_dir)
+    before = render_homeserver(without, "internal", layout)
+    after = render_homeserver(model, "internal", layout)
+    assert after["listeners"][0]["resources"][0]["names"] == ["client", "federation", "openid"]
+    assert after["serve_client_wellknown"] is True
+    assert after["extra_well_known_client_content"] == {
+        "org.matrix.msc4143.rtc_foci": [
+            {"type": "livekit", "livekit_service_url": "https://localhost:8453"}
+        ]
+    }
+    # The whitelist stays closed; nothing else changes.
+    assert after["federation_domain_whitelist"] == ["localhost:8448", "localhost:8449"]
+    for key in ("listeners", "serve_client_wellknown", "extra_well_known_client_content"):
+        after.pop(key)
+        before.pop(key, None)
+    assert after == before

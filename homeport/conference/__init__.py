@@ -1,0 +1,1 @@
+"""The conference service: vouches for every homeserver's users to Jitsi and Element Call."""

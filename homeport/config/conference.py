@@ -1,0 +1,103 @@
+"""The `conference:` section: who may join Jitsi conferences and Element Call calls.
+
+One verification service vouches for the users of every homeserver of the
+deployment (and of other servers you add): Jitsi's Prosody asks it, Jitsi
+installations with plain token authentication get signed tokens from it, and
+Element Call gets LiveKit tokens from it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field
+
+from homeport.config.base import StrictModel
+from homeport.config.homeserver import TlsFiles
+from homeport.config.types import Duration, IpAddress, ServerName
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9-]{1,63}\.)*[a-zA-Z0-9-]{1,63}$")
+
+
+def check_domain(value: str) -> str:
+    if not _DOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a domain name: write it as meet.example.org")
+    return value
+
+
+def check_livekit_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss", "http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{value!r} is not a LiveKit address: write wss://HOST[:PORT] (what clients connect to)"
+        )
+    return value
+
+
+class Jitsi(StrictModel):
+    """Signed tokens for a Jitsi installation with plain token authentication."""
+
+    domain: Annotated[str, AfterValidator(check_domain)] = Field(
+        description="The Jitsi domain (`sub` of the tokens; it serves "
+        "`/.well-known/element/jitsi`)."
+    )
+    app_id: str = Field(
+        min_length=1, description="Jitsi's `app_id`: the tokens' issuer and audience."
+    )
+    app_secret_file: Path | None = Field(
+        default=None,
+        description="File holding Jitsi's `app_secret` (mode 0600); left out: Homeport "
+        "generates one in the data folder for you to give Prosody.",
+    )
+    ttl: Duration = Field(default="1h", description="How long a token is valid.")
+
+
+class LiveKit(StrictModel):
+    """LiveKit, the media server of Element Call (MatrixRTC)."""
+
+    url: Annotated[str, AfterValidator(check_livekit_url)] = Field(
+        description="The LiveKit server clients connect to, e.g. wss://livekit.example.org."
+    )
+    key: str = Field(min_length=1, description="LiveKit API key (`keys:` in livekit.yaml).")
+    secret_file: Path | None = Field(
+        default=None,
+        description="File holding the API key's secret (mode 0600); left out: Homeport "
+        "generates one in the data folder for you to give LiveKit.",
+    )
+
+
+class Conference(StrictModel):
+    """The conference verification service that `homeport up` runs over HTTPS."""
+
+    address: IpAddress = Field(
+        default="127.0.0.1", description="IP address the service's HTTPS listener binds to."
+    )
+    port: int = Field(ge=1, le=65535, description="TCP port of the service (HTTPS).")
+    host: str = Field(
+        default="localhost",
+        description="Host name in the service's URL; the local CA issues its certificate "
+        "unless `tls` names your own.",
+    )
+    tls: TlsFiles | None = Field(
+        default=None, description="Your own certificate and key instead of the local CA's."
+    )
+    allow_homeservers: list[ServerName] = Field(
+        default_factory=list,
+        description="Server names whose users are vouched for besides the deployment's own "
+        "homeservers (which always are).",
+    )
+    jitsi: Jitsi | None = Field(
+        default=None, description="Signed Jitsi tokens (`POST /jitsi/token`); left out: none."
+    )
+    livekit: LiveKit | None = Field(
+        default=None,
+        description="Element Call's LiveKit tokens (`POST /get_token`, `POST /sfu/get`); "
+        "left out: none.",
+    )
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
