@@ -124,6 +124,15 @@ def _field(data: dict[str, Any], *path: str) -> str:
     return value
 
 
+def _optional(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"Invalid request: {key} must be a string.")
+    return value
+
+
 def _expires_in(data: dict[str, Any]) -> float | None:
     """The token's remaining life as the caller states it (seconds), if it does."""
     openid = data.get("openid_token")
@@ -219,27 +228,32 @@ def create_app(
 
         return wrap
 
-    async def who(server_name: str, token: str) -> str | None:
-        try:
-            return await matrix.user_of(server_name, token)
-        except Refused as error:
-            logger.info(
-                "token not vouched for", extra={"server": server_name, "reason": str(error)}
-            )
-            return None
+    async def who(server_name: str | None, token: str) -> str | None:
+        """The token's user, or None; without a server name, each of ours is asked.
+
+        Element versions that predate `server_name` in their Jitsi token make
+        Prosody leave `matrix_server_name` out. A token is a random secret its
+        homeserver issued, so the one homeserver that knows it names its user.
+        """
+        for server in [server_name] if server_name else sorted(matrix.own_servers):
+            try:
+                return await matrix.user_of(server, token)
+            except Refused as error:
+                reason = str(error)
+                logger.info("token not vouched for", extra={"server": server, "reason": reason})
+        return None
 
     @endpoint("verify_user", bearer=True, cors=False)
     async def verify_user(request: Request) -> Response:
         data = await _json_body(request)
-        token, server = _field(data, "token"), _field(data, "matrix_server_name")
+        token, server = _field(data, "token"), _optional(data, "matrix_server_name")
         return JSONResponse(verify_user_answer(await who(server, token)))
 
     @endpoint("verify_user_in_room", bearer=True, cors=False)
     async def verify_user_in_room(request: Request) -> Response:
         data = await _json_body(request)
         token, room_id = _field(data, "token"), _field(data, "room_id")
-        server = _field(data, "matrix_server_name")
-        user_id = await who(server, token)
+        user_id = await who(_optional(data, "matrix_server_name"), token)
         facts = None if user_id is None else await matrix.room_facts(room_id, user_id)
         return JSONResponse(verify_user_in_room_answer(user_id, facts))
 

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Conference service: how long Prosody waits for `/verify/user_in_room`.
+
+On the starter deployment as `homeport init` writes it (plus a room on
+external that users of internal join), in the same run:
+
+  baseline    internal's own `GET /_matrix/federation/v1/openid/userinfo`
+              for fresh OpenID tokens, asked directly: p50, p95
+  uncached    `/verify/user_in_room` for an internal user in external's room,
+              each token presented for the first time (the service asks
+              internal for the token, external for the room): p50, p95, and
+              the ratio of p95 to the baseline's (target: p95 < 200 ms and
+              within 3x)
+  cached      the same question again with a token already checked
+              (target: p95 < 20 ms)
+
+Requests go one at a time, paced under the service's per-caller limit
+(20 per second), over one kept-alive connection, as Prosody's would.
+
+    .venv/bin/python bench/conference.py --requests 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from homeport.trust import client_ssl_context  # noqa: E402
+from tests.harness import (  # noqa: E402
+    RunningDeployment,
+    access_token,
+    init_deployment,
+    run_sync,
+    status_json,
+)
+
+PACE_SECONDS = 1 / 15  # below the per-caller limit of 20 requests per second
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def summary(values: list[float]) -> str:
+    return (
+        f"p50 {statistics.median(values) * 1000:.1f} ms, "
+        f"p95 {percentile(values, 0.95) * 1000:.1f} ms"
+    )
+
+
+def timed(call: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=100)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="homeport-bench-conference-"))
+    config = init_deployment(work / "deployment", relax=False)
+    running = RunningDeployment(config)
+    running.start()
+    try:
+        deployment = running.deployment
+        assert deployment.conference is not None
+        internal = deployment.homeservers["internal"]
+        external = deployment.homeservers["external"]
+        conference = status_json(config)["conference"]
+        secret = Path(conference["auth_token_file"]).read_text().strip()
+        auth = {"Authorization": f"Bearer {secret}"}
+        with httpx.Client(verify=client_ssl_context(deployment), timeout=30) as http:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if http.get(f"{conference['url']}/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            alice_id, alice_pw = run_sync(running.new_user("internal"))
+            bob_id, bob_pw = run_sync(running.new_user("external"))
+            alice = run_sync(access_token(deployment, "internal", alice_id, alice_pw))[0]
+            bob = run_sync(access_token(deployment, "external", bob_id, bob_pw))[0]
+            room = http.post(
+                f"{external.base_url}/_matrix/client/v3/createRoom",
+                headers={"Authorization": f"Bearer {bob}"},
+                json={"preset": "public_chat"},
+            ).json()["room_id"]
+            joined = http.post(
+                f"{internal.base_url}/_matrix/client/v3/join/{quote(room)}",
+                params={"server_name": external.server_name},
+                headers={"Authorization": f"Bearer {alice}"},
+                json={},
+            )
+            assert joined.status_code == 200, joined.text
+
+            def fresh_token() -> str:
+                answer = http.post(
+                    f"{internal.base_url}/_matrix/client/v3/user/{quote(alice_id)}"
+                    "/openid/request_token",
+                    headers={"Authorization": f"Bearer {alice}"},
+                    json={},
+                )
+                assert answer.status_code == 200, answer.text
+                return str(answer.json()["access_token"])
+
+            def verify(token: str) -> None:
+                answer = http.post(
+                    f"{conference['url']}/verify/user_in_room",
+                    json={
+                        "token": token,
+                        "matrix_server_name": internal.server_name,
+                        "room_id": room,
+                    },
+                    headers=auth,
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["results"] == {"user": True, "room_membership": True}
+
+            def userinfo(token: str) -> None:
+                answer = http.get(
+                    f"{internal.base_url}/_matrix/federation/v1/openid/userinfo",
+                    params={"access_token": token},
+                )
+                assert answer.status_code == 200, answer.text
+
+            verify(fresh_token())  # the service's admin logins and connections, once
+            baseline, uncached, cached = [], [], []
+            for _ in range(args.requests):
+                token = fresh_token()
+                baseline.append(timed(lambda t=token: userinfo(t))[0])
+            known = fresh_token()
+            verify(known)
+            for _ in range(args.requests):
+                token = fresh_token()
+                uncached.append(timed(lambda t=token: verify(t))[0])
+                time.sleep(PACE_SECONDS)
+                cached.append(timed(lambda: verify(known))[0])
+                time.sleep(PACE_SECONDS)
+        print(f"{args.requests} requests of each kind, one at a time")
+        print(f"baseline: internal's own openid/userinfo: {summary(baseline)}")
+        ratio = percentile(uncached, 0.95) / percentile(baseline, 0.95)
+        print(
+            f"/verify/user_in_room, uncached: {summary(uncached)} "
+            f"(target p95 < 200 ms); p95 / baseline p95 {ratio:.2f} (target <= 3)"
+        )
+        print(f"/verify/user_in_room, cached: {summary(cached)} (target p95 < 20 ms)")
+    finally:
+        running.stop()
+        running.kill_leftovers()
+
+
+if __name__ == "__main__":
+    main()
