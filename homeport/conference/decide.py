@@ -67,6 +67,7 @@ class RoomFacts:
     displayname: str = ""
     avatar_url: str = ""
     creators: tuple[str, ...] = ()  # room version 12: creators outrank every level
+    creator: str = ""  # who sent m.room.create: their homeserver hosts the room
 
     @property
     def joined(self) -> bool:
@@ -89,6 +90,7 @@ def facts_of_state(room_id: str, user_id: str, state: Iterable[Mapping[str, Any]
     power_levels: Mapping[str, Any] = {}
     displayname = avatar = ""
     creators: list[str] = []
+    creator = ""
     for event in state:
         kind, key, content = event.get("type"), event.get("state_key"), event.get("content")
         if not isinstance(content, Mapping):
@@ -101,10 +103,13 @@ def facts_of_state(room_id: str, user_id: str, state: Iterable[Mapping[str, Any]
             power_levels = content
         elif kind == "m.room.create" and key == "":
             sender = event.get("sender")
+            creator = sender if isinstance(sender, str) else ""
             extra = content.get("additional_creators")
             if content.get("room_version") == "12" and isinstance(sender, str):
                 creators = [sender, *(c for c in extra or [] if isinstance(c, str))]
-    return RoomFacts(room_id, membership, power_levels, displayname, avatar, tuple(creators))
+    return RoomFacts(
+        room_id, membership, power_levels, displayname, avatar, tuple(creators), creator
+    )
 
 
 def verify_user_answer(user_id: str | None) -> dict[str, Any]:

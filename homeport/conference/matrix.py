@@ -17,8 +17,6 @@ import logging
 import ssl
 import time
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import quote
 
 import dns.asyncresolver
 import dns.exception
@@ -36,12 +34,16 @@ from homeport.conference.resolve import resolve
 from homeport.config.deployment import Deployment
 from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError
+from homeport.synapse.module import ROOM_MEMBER_PATH
 from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context
 
 logger = logging.getLogger("homeport.conference")
 
 OUTBOUND_TIMEOUT = 10.0
+# A room still being joined (partial state) makes Synapse wait for its full
+# state; another homeserver of ours in the room answers meanwhile.
+ROOM_TIMEOUT = 5.0
 MAX_OUTBOUND = 32  # concurrent checks with homeservers: a flood waits, it does not fan out
 MAX_WELL_KNOWN_BYTES = 64 * 1024
 
@@ -68,6 +70,7 @@ class Matrix:
         self.own_servers = {hs.server_name for hs in deployment.homeservers.values()}
         self.allowed_servers = self.own_servers | set(deployment.conference.allow_homeservers)
         self.cache = TokenCache()
+        self._names_by_server = {hs.server_name: n for n, hs in deployment.homeservers.items()}
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -144,67 +147,79 @@ class Matrix:
     async def room_facts(self, room_id: str, user_id: str) -> RoomFacts | None:
         """What a homeserver of ours in the room says about the user; None if none is in it.
 
-        A homeserver that is down is passed over: another one in the room
-        answers. Only when none could be asked is that the answer.
+        A member's own homeserver is in the room whenever they are, so when it
+        is one of ours it is asked alone (one request, the common case). Else,
+        or when it is not in the room, every homeserver of ours is asked.
         """
-        names = list(self._deployment.homeservers)
-        rooms = await asyncio.gather(
-            *(self._room(name, room_id) for name in names), return_exceptions=True
-        )
-        present, down = [], []
-        for name, room in zip(names, rooms, strict=True):
-            if isinstance(room, Refused):
-                raise room
-            if isinstance(room, BaseException):
-                logger.warning(
-                    "homeserver unavailable", extra={"homeserver": name, "error": repr(room)}
-                )
-                down.append(name)
-            elif room is not None:
-                present.append((name, room))
-        if not present and down:
-            raise Refused(
-                f"no homeserver of this deployment in the room could be asked "
-                f"({', '.join(down)} unavailable)",
-                status=503,
-                errcode="M_UNAVAILABLE",
-            )
-        if not present:
-            return None
-        by_server = {hs.server_name: n for n, hs in self._deployment.homeservers.items()}
-
-        def rank(item: tuple[str, Any]) -> int:
-            creator = item[1].creator or ""
-            return 0 if by_server.get(creator.partition(":")[2]) == item[0] else 1
-
-        for name, _room in sorted(present, key=rank):
-            admin = await self._admin(name)
+        home = self._names_by_server.get(user_id.partition(":")[2])
+        if home is not None:
             try:
-                body = await admin.client.request(
-                    "GET", f"/_synapse/admin/v1/rooms/{quote(room_id, safe='')}/state"
-                )
+                facts = await self._room_member(home, room_id, user_id)
             except (httpx.HTTPError, SynapseApiError) as error:
                 logger.warning(
-                    "homeserver unavailable", extra={"homeserver": name, "error": repr(error)}
+                    "homeserver unavailable", extra={"homeserver": home, "error": repr(error)}
                 )
-                continue
-            return facts_of_state(room_id, user_id, body.get("state", []))
-        raise Refused(
-            "no homeserver of this deployment in the room answered",
-            status=503,
-            errcode="M_UNAVAILABLE",
-        )
+            else:
+                if facts is not None:
+                    return facts
+        return await self._any_room_facts(room_id, user_id)
 
-    async def _room(self, name: str, room_id: str) -> Any:
-        """The room as homeserver `name` knows it, if it has members there."""
+    async def _any_room_facts(self, room_id: str, user_id: str) -> RoomFacts | None:
+        """Every homeserver of ours asked at once; the room's creator's is believed first.
+
+        One that is down or slow is passed over; only when none could be asked
+        is that the answer.
+        """
+        names = list(self._deployment.homeservers)
+        answers = await asyncio.gather(
+            *(self._room_member(name, room_id, user_id) for name in names),
+            return_exceptions=True,
+        )
+        present: list[tuple[str, RoomFacts]] = []
+        down: list[str] = []
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, Refused):
+                raise answer
+            if isinstance(answer, BaseException):
+                logger.warning(
+                    "homeserver unavailable", extra={"homeserver": name, "error": repr(answer)}
+                )
+                down.append(name)
+            elif answer is not None:
+                present.append((name, answer))
+        if not present:
+            if down:
+                raise Refused(
+                    f"no homeserver of this deployment in the room could be asked "
+                    f"({', '.join(down)} unavailable)",
+                    status=503,
+                    errcode="M_UNAVAILABLE",
+                )
+            return None
+
+        def rank(item: tuple[str, RoomFacts]) -> int:
+            creator = item[1].creator.partition(":")[2]
+            return 0 if self._names_by_server.get(creator) == item[0] else 1
+
+        return sorted(present, key=rank)[0][1]
+
+    async def _room_member(self, name: str, room_id: str, user_id: str) -> RoomFacts | None:
+        """Homeserver `name`'s view of the user in the room, if it is in the room."""
         admin = await self._admin(name)
         try:
-            room = await admin.room(room_id)
+            body = await admin.client.request(
+                "GET",
+                ROOM_MEMBER_PATH,
+                params={"room_id": room_id, "user_id": user_id},
+                timeout=ROOM_TIMEOUT,
+            )
         except SynapseApiError as error:
-            if error.status == 400:  # not a room ID at all
-                raise Refused(f"{room_id!r} is not a room ID") from None
+            if error.status == 400:
+                raise Refused(f"{room_id!r} is not a room ID", status=400) from None
             raise
-        return room if room is not None and room.joined_local_members > 0 else None
+        if not body.get("in_room"):
+            return None
+        return facts_of_state(room_id, user_id, body.get("state", []))
 
 
 async def _srv(name: str) -> tuple[str, int] | None:

@@ -362,6 +362,14 @@ def test_status_metrics_and_secrets_on_disk(world: World) -> None:
         assert Path(conference[key]).read_text().strip()
         mode = os.stat(conference[key]).st_mode & 0o777
         assert mode == 0o600, (key, oct(mode))
+    # The module's endpoint behind it answers server admins only.
+    internal = world.running.deployment.homeservers["internal"].base_url
+    forbidden = world.http.get(
+        f"{internal}/_homeport/v1/room_member",
+        params={"room_id": world.internal_room, "user_id": world.alice.user_id},
+        headers={"Authorization": f"Bearer {world.alice.token}"},
+    )
+    assert (forbidden.status_code, forbidden.json()["errcode"]) == (403, "M_FORBIDDEN")
     metrics = world.http.get(f"{world.url}/metrics")
     assert metrics.status_code == 200
     assert 'homeport_conference_requests_total{endpoint="verify_user",outcome="ok"}' in metrics.text
