@@ -13,6 +13,8 @@ external that users of internal join), in the same run:
               within 3x)
   cached      the same question again with a token already checked
               (target: p95 < 20 ms)
+  hop         `GET /health` of the service: what reaching it costs, for
+              the breakdown
 
 Requests go one at a time, paced under the service's per-caller limit
 (20 per second), over one kept-alive connection, as Prosody's would.
@@ -138,10 +140,12 @@ def main() -> None:
                 assert answer.status_code == 200, answer.text
 
             verify(fresh_token())  # the service's admin logins and connections, once
-            baseline, uncached, cached = [], [], []
+            baseline, uncached, cached, hop = [], [], [], []
             for _ in range(args.requests):
                 token = fresh_token()
                 baseline.append(timed(lambda t=token: userinfo(t))[0])
+                hop.append(timed(lambda: http.get(f"{conference['url']}/health"))[0])
+                time.sleep(PACE_SECONDS)
             known = fresh_token()
             verify(known)
             for _ in range(args.requests):
@@ -152,6 +156,7 @@ def main() -> None:
                 time.sleep(PACE_SECONDS)
         print(f"{args.requests} requests of each kind, one at a time")
         print(f"baseline: internal's own openid/userinfo: {summary(baseline)}")
+        print(f"the hop to the service alone (GET /health): {summary(hop)}")
         ratio = percentile(uncached, 0.95) / percentile(baseline, 0.95)
         print(
             f"/verify/user_in_room, uncached: {summary(uncached)} "
