@@ -118,7 +118,7 @@ def _found(model: Deployment) -> Iterator[Found]:
     for name, hs in model.homeservers.items():
         yield from _homeserver_problems(model, name, hs, listeners, names)
     if model.admin is not None:
-        clash = listeners.claim(model.admin.address, model.admin.port, "admin")
+        clash = listeners.claim(model.admin.address, model.admin.port, "the admin website")
         if clash is not None:
             yield (
                 ("admin", "port"),

@@ -300,6 +300,13 @@ CASES = [
         "is already used by homeserver 'external'",
     ),
     Case(
+        "conference-port-of-the-website",
+        CONFERENCE + "admin: {{port: {p2}}}\n",
+        10,
+        "conference.port",
+        "is already used by the admin website",
+    ),
+    Case(
         "conference-livekit-url",
         CONFERENCE.replace("wss://livekit.example.org", "livekit.example.org"),
         12,
