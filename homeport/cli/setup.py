@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -10,8 +11,10 @@ from rich.table import Table
 from homeport.cli._shared import config_option, console, lint_or_refuse, reports_errors
 from homeport.config.loader import load_deployment
 from homeport.config.starter import write_starter
-from homeport.errors import ConfigError
+from homeport.errors import ConfigError, HomeportError
+from homeport.files import ensure_dir, write_atomic
 from homeport.runtime.prepare import materialize, preflight
+from homeport.targets.systemd import render_systemd
 
 
 @click.command()
@@ -52,20 +55,53 @@ def init(directory: Path, host: str, base_port: int) -> None:
 
 @click.command()
 @config_option
+@click.option(
+    "--target",
+    type=click.Choice(["synapse", "systemd"]),
+    default="synapse",
+    show_default=True,
+    help="synapse: every homeserver's config into the data folder; systemd: units "
+    "that run the deployment under systemd, into --out.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the files of a --target other than synapse go.",
+)
 @reports_errors
-def render(config_path: Path) -> None:
+def render(config_path: Path, target: str, out_dir: Path | None) -> None:
     """Render every homeserver's Synapse config into the data folder, for reading.
 
     Secrets and keys are created once and kept; configs are rendered anew.
+    With --target systemd, writes `homeport.service` (one hardened unit that
+    runs `homeport up`) and its sysusers and tmpfiles entries into --out.
     """
     deployment, lines = load_deployment(config_path)
     lint_or_refuse(deployment, lines, config_path)
     problems = preflight(deployment, lines, config_path, check_ports=False)
     if problems:
         raise ConfigError(problems)
+    if target != "synapse":
+        if out_dir is None:
+            raise HomeportError(f"--target {target} writes files: name a folder with --out DIR")
+        rendered = render_systemd(deployment, config_path, Path(sys.executable))
+        write_files(out_dir, rendered)
+        table = Table("file", title=f"Rendered for {target} into {out_dir}")
+        for name in rendered:
+            table.add_row(name)
+        console.print(table)
+        return
     layout = materialize(deployment)
     table = Table("homeserver", "homeserver.yaml", "log config", title="Rendered")
     for name in deployment.homeservers:
         files = layout.homeserver(name)
         table.add_row(name, str(files.config_file), str(files.log_config_file))
     console.print(table)
+
+
+def write_files(out_dir: Path, files: dict[str, str]) -> None:
+    ensure_dir(out_dir)
+    for name, text in files.items():
+        write_atomic(out_dir / name, text.encode())

@@ -1,0 +1,1 @@
+"""Renderers for where the deployment runs: pure functions from the model to files."""

@@ -1,0 +1,128 @@
+"""The deployment under systemd: one hardened unit that runs `homeport up`.
+
+Why one unit, not one per process: `homeport up` is the supervisor that
+knows the model. It lints before anything starts, migrates Homeport's store,
+binds every port first (a taken port stops it cleanly, before any homeserver
+runs), starts homeservers before the services that need them, restarts a
+crashed process with backoff, and after `homeport restart` clears the other
+homeservers' federation backoff; `homeport status`, `stop` and `start` read
+its run state. Units per process would re-implement that ordering in
+systemd and lose the shared state. systemd supervises `up` itself
+(`Restart=on-failure`), confines it, and collects its output in the journal.
+
+Pure: the model (with absolute paths, as the loader makes them) and where
+Python lives, in; file names and contents, out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from homeport.config.deployment import Deployment
+from homeport.config.types import parse_postgres_url
+
+USER = "homeport"
+UNIT = "homeport.service"
+PRIVILEGED_PORTS = 1024
+# Paths that `ProtectHome=yes` hides: a deployment kept there needs read-only.
+HOME_PATHS = (Path("/home"), Path("/root"), Path("/run/user"))
+
+
+def _ports(deployment: Deployment) -> list[int]:
+    ports = [hs.port for hs in deployment.homeservers.values()]
+    ports += [hs.audit_bot.port for hs in deployment.homeservers.values() if hs.audit_bot]
+    if deployment.admin is not None:
+        ports.append(deployment.admin.port)
+    if deployment.conference is not None:
+        ports.append(deployment.conference.port)
+    if deployment.group_sync is not None:
+        ports.append(deployment.group_sync.port)
+    return ports
+
+
+def _writable(deployment: Deployment) -> list[Path]:
+    paths = [deployment.data_dir]
+    for hs in deployment.homeservers.values():
+        if hs.audit is not None and hs.audit.export is not None:
+            paths.append(hs.audit.export.directory)
+    return sorted(set(paths))
+
+
+def _local_postgres(database: str) -> bool:
+    """A homeserver database on this machine: the unit starts after PostgreSQL."""
+    if database == "sqlite":
+        return False
+    host = parse_postgres_url(database).host
+    return host in (None, "", "localhost", "127.0.0.1", "::1") or str(host).startswith("/")
+
+
+def _under_home(path: Path) -> bool:
+    return any(path == home or home in path.parents for home in HOME_PATHS)
+
+
+def render_systemd(deployment: Deployment, config_path: Path, python: Path) -> dict[str, str]:
+    """`homeport.service`, the sysusers and tmpfiles entries for its user and data."""
+    config_path = config_path.resolve()
+    writable = _writable(deployment)
+    needs_low_port = any(port < PRIVILEGED_PORTS for port in _ports(deployment))
+    kept_in_home = any(_under_home(p) for p in [config_path, python, *writable])
+    names = ", ".join(deployment.homeservers)
+    after = ["network-online.target"]
+    databases = [hs.database for hs in deployment.homeservers.values()]
+    if any(_local_postgres(db) for db in [*databases, deployment.store.database]):
+        after.append("postgresql.service")
+    capabilities = "CAP_NET_BIND_SERVICE" if needs_low_port else ""
+    lines = [
+        "# Rendered by Homeport from homeport.yaml: `homeport render --target systemd`.",
+        "[Unit]",
+        f"Description=Homeport: homeservers {names} and their services",
+        f"After={' '.join(after)}",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"User={USER}",
+        f"Group={USER}",
+        f"WorkingDirectory={config_path.parent}",
+        f"ExecStart={python} -m homeport up -c {config_path}",
+        # `up` stops every process it started within its grace periods.
+        "KillMode=mixed",
+        "TimeoutStopSec=150",
+        "Restart=on-failure",
+        "RestartSec=5s",
+        "Environment=COLUMNS=120",
+        "UMask=0077",
+        "LimitNOFILE=65536",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        *(f"ReadWritePaths={path}" for path in writable),
+        f"ProtectHome={'read-only' if kept_in_home else 'yes'}",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "RestrictNamespaces=yes",
+        "RestrictRealtime=yes",
+        "RestrictSUIDSGID=yes",
+        "LockPersonality=yes",
+        "SystemCallArchitectures=native",
+        "SystemCallFilter=@system-service",
+        f"CapabilityBoundingSet={capabilities}",
+        f"AmbientCapabilities={capabilities}",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ]
+    sysusers = f'u {USER} - "Homeport homeservers" {deployment.data_dir}\n'
+    tmpfiles = "".join(f"d {path} 0750 {USER} {USER} -\n" for path in writable)
+    return {
+        UNIT: "\n".join(lines),
+        "homeport.sysusers.conf": sysusers,
+        "homeport.tmpfiles.conf": tmpfiles,
+    }
