@@ -33,6 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Lifespan
 
 from homeport.conference import tokens
 from homeport.conference.decide import (
@@ -156,6 +157,7 @@ def create_app(
     matrix: MatrixReads,
     metrics: Metrics | None = None,
     limits: CallerLimits | None = None,
+    lifespan: Lifespan[Starlette] | None = None,
 ) -> Starlette:
     conference, secrets = settings.conference, settings.secrets
     metrics = metrics or Metrics()
@@ -364,6 +366,7 @@ def create_app(
 
     client_methods = ["POST", "OPTIONS"]
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/verify/user", verify_user, methods=["POST"]),
             Route("/verify/user_in_room", verify_user_in_room, methods=["POST"]),
@@ -373,5 +376,5 @@ def create_app(
             Route("/.well-known/element/jitsi", jitsi_well_known),
             Route("/health", health),
             Route("/metrics", prometheus),
-        ]
+        ],
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator
 
 import uvicorn
+from starlette.applications import Starlette
 
 from homeport.conference.app import Settings, create_app
 from homeport.conference.matrix import Matrix, conference_ssl_context
@@ -34,7 +36,14 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
     layout = DeploymentLayout(deployment.data_dir)
     log_to_file(layout.conference_log, "homeport.conference")
     matrix = Matrix(deployment, conference_ssl_context(deployment))
-    app = create_app(Settings(conference, read_secrets(conference, layout)), matrix)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await matrix.aclose()  # on the loop its connections belong to
+
+    settings = Settings(conference, read_secrets(conference, layout))
+    app = create_app(settings, matrix, lifespan=lifespan)
     certificate, key = tls_files(deployment)
     config = uvicorn.Config(
         app,
@@ -45,7 +54,7 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
-        lifespan="off",
+        lifespan="on",
         timeout_graceful_shutdown=5,
         limit_concurrency=MAX_CONNECTIONS,
     )
@@ -54,7 +63,4 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
     logging.getLogger("homeport.conference").info(
         "serving", extra={"url": conference.url, "jitsi": conference.jitsi is not None}
     )
-    try:
-        uvicorn.Server(config).run(sockets=sockets)
-    finally:
-        asyncio.run(matrix.aclose())
+    uvicorn.Server(config).run(sockets=sockets)
