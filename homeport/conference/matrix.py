@@ -215,7 +215,9 @@ class Matrix:
             )
         except SynapseApiError as error:
             if error.status == 400:
-                raise Refused(f"{room_id!r} is not a room ID", status=400) from None
+                raise Refused(
+                    f"{room_id!r} is not a room ID", status=400, errcode="M_INVALID_PARAM"
+                ) from None
             raise
         if not body.get("in_room"):
             return None

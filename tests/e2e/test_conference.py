@@ -270,6 +270,15 @@ def test_jitsi_tokens_for_members_signed_with_the_app_secret(world: World) -> No
         assert 3500 <= claims["exp"] - time.time() <= 3600
     refused = ask(world.carol)
     assert (refused.status_code, refused.json()["errcode"]) == (403, "M_FORBIDDEN")
+    nonsense = world.post(
+        "/jitsi/token",
+        {
+            "token": world.openid(world.alice),
+            "matrix_server_name": world.alice.server_name,
+            "room_id": "general",
+        },
+    )
+    assert (nonsense.status_code, nonsense.json()["errcode"]) == (400, "M_INVALID_PARAM")
     well_known = world.http.get(f"{world.url}/.well-known/element/jitsi")
     assert well_known.json() == {"auth": "openidtoken-jwt"}
     assert json.loads(Path(status["jitsi_well_known_file"]).read_text()) == well_known.json()
