@@ -187,3 +187,24 @@ def ensure_leaf(ca: CertificateAuthority, host: str, cert_path: Path, key_path: 
     chain = certificate.public_bytes(serialization.Encoding.PEM)
     write_atomic(cert_path, chain)
     return True
+
+
+def certificate_names(pem: bytes) -> list[str]:
+    """The DNS names and IP addresses a (leaf) certificate's SAN lists."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    addresses = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+    return [*san.get_values_for_type(x509.DNSName), *addresses]
+
+
+def name_covers(name: str, host: str) -> bool:
+    """Whether a SAN entry covers `host`: exactly, or a wildcard for one label (RFC 6125)."""
+    host = host.strip("[]").lower()
+    name = name.lower()
+    if name.startswith("*."):
+        first, _, rest = host.partition(".")
+        return bool(first) and rest == name[2:]
+    return name == host

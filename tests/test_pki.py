@@ -156,3 +156,20 @@ def test_a_new_name_or_an_ageing_ca_brings_a_new_ca_and_new_leaves(tmp_path: Pat
     future = pki._now() + pki.CA_LIFETIME - pki.CA_RENEW_BEFORE + dt.timedelta(days=1)
     with mock_now(future):
         assert not pki.ca_fits(paths[0], ["localhost", "admin.example.org"])
+
+
+@pytest.mark.parametrize(
+    ("name", "host", "covers"),
+    [
+        ("hs.example.org", "hs.example.org", True),
+        ("HS.example.org", "hs.example.org", True),
+        ("*.example.org", "hs.example.org", True),
+        ("*.example.org", "example.org", False),
+        ("*.example.org", "a.hs.example.org", False),
+        ("127.0.0.1", "127.0.0.1", True),
+        ("::1", "[::1]", True),
+        ("other.example.org", "hs.example.org", False),
+    ],
+)
+def test_certificate_names_cover_hosts_as_tls_does(name: str, host: str, covers: bool) -> None:
+    assert pki.name_covers(name, host) is covers

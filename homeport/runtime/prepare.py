@@ -121,6 +121,10 @@ def preflight(
             for key, file in (("certificate", hs.tls.certificate), ("key", hs.tls.key)):
                 if not file.is_file():
                     problem((*base, "tls", key), f"no such file: {file}")
+            host = split_server_name(hs.server_name).host
+            why = _certificate_problem(hs.tls.certificate, host)
+            if why:
+                problem((*base, "tls", "certificate"), why, f"use a certificate issued for {host}")
         if check_ports:
             why = _port_problem(hs.address, hs.port)
             if why:
@@ -159,6 +163,13 @@ def preflight(
             ):
                 if not file.is_file():
                     problem((*own, "tls", key), f"no such file: {file}")
+            why = _certificate_problem(conference.tls.certificate, conference.host)
+            if why:
+                problem(
+                    (*own, "tls", "certificate"),
+                    why,
+                    f"use a certificate issued for {conference.host}, or set `host`",
+                )
         named = (
             (("jitsi", "app_secret_file"), conference.jitsi and conference.jitsi.app_secret_file),
             (("livekit", "secret_file"), conference.livekit and conference.livekit.secret_file),
@@ -183,6 +194,23 @@ def preflight(
         if why:
             problem((*own, "port"), why, "stop that program or choose another port")
     return problems
+
+
+def _certificate_problem(path: Path, host: str) -> str | None:
+    """Why the certificate at `path` would fail TLS for `host`, if it would."""
+    if not path.is_file():
+        return None  # said already
+    try:
+        names = pki.certificate_names(path.read_bytes())
+    except ValueError:
+        return f"{path} is not a PEM certificate"
+    if any(pki.name_covers(name, host) for name in names):
+        return None
+    listed = ", ".join(names) or "no names"
+    return (
+        f"the certificate in {path} covers {listed}, not {host}: "
+        "other servers and clients would refuse it"
+    )
 
 
 def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLayout:

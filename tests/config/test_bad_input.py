@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from homeport import pki
 from homeport.cli import main
 from tests.harness import HOMEPORT, free_port_run, synapse_pids
 
@@ -48,6 +49,11 @@ conference:
   livekit: {{url: 'wss://livekit.example.org', key: homeport}}
 """
 )
+
+
+def _certificate_for_another_host(directory: Path, _port: int) -> None:
+    ca, _ = pki.ensure_ca(directory / "ca.crt", directory / "ca.key", "t", ["elsewhere.example"])
+    pki.ensure_leaf(ca, "elsewhere.example", directory / "c.pem", directory / "k.pem")
 
 
 def _secret_readable_by_others(directory: Path, _port: int) -> None:
@@ -513,6 +519,14 @@ CASES = [
         6,
         "homeservers.internal.tls.certificate",
         "no such file",
+    ),
+    Case(
+        "tls-certificate-for-another-host",
+        _replace("    port: {p0}", "    port: {p0}\n    tls: {{certificate: c.pem, key: k.pem}}"),
+        6,
+        "homeservers.internal.tls.certificate",
+        "covers elsewhere.example, not localhost",
+        setup=_certificate_for_another_host,
     ),
     Case(
         "trusted-ca-missing",
