@@ -3,11 +3,12 @@
 Jitsi's token authentication takes an HS256 JWT whose `room` is the
 conference name; Element names the conference of a Matrix room by the
 unpadded base32 of its room ID (RFC 4648, upper case; Prosody's decoder takes
-either case). LiveKit takes an HS256 JWT whose `video` grant names the room;
-Element Call's authoriser (lk-jwt-service) names it by the unpadded base64 of
-SHA-256 over the JSON array `[room_id, slot_id]`, and identifies a member by
-the same hash over `[user_id, device_id, member_id]`; its legacy endpoint
-uses the slot `m.call#ROOM` and the identity `user_id:device_id`.
+either case, as tests/conference/prosody.py shows). LiveKit takes an HS256
+JWT whose `video` grant names the room; Element Call's authoriser
+(lk-jwt-service) names it by the unpadded base64 of SHA-256 over the JSON
+array `[room_id, slot_id]`, and identifies a member by the same hash over
+`[user_id, device_id, member_id]`; its legacy endpoint uses the slot
+`m.call#ROOM` and the identity `user_id:device_id`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,6 @@ LEGACY_SLOT = "m.call#ROOM"
 def jitsi_room_name(room_id: str) -> str:
     """The Jitsi conference of a Matrix room, as Element names it."""
     return base64.b32encode(room_id.encode()).decode().rstrip("=")
-
-
-def room_id_of_jitsi_room(name: str) -> str:
-    """The inverse of `jitsi_room_name`, in either case (Jitsi lower-cases room names)."""
-    padded = name.upper() + "=" * (-len(name) % 8)
-    return base64.b32decode(padded).decode()
 
 
 def _hash_of(values: list[str]) -> str:

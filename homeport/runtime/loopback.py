@@ -8,26 +8,14 @@ import socket
 import uvicorn
 from starlette.types import ASGIApp
 
-from homeport.errors import HomeportError
+from homeport.runtime.https_child import bind_listener
 
 ADDRESS = "127.0.0.1"
 
 
 def bind_loopback(port: int, who: str, key: str) -> socket.socket:
     """Claim the port before anything starts; `key` names the setting to change."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((ADDRESS, port))
-    except OSError as error:
-        sock.close()
-        raise HomeportError(
-            f"{who} cannot listen on {ADDRESS}:{port}: {error.strerror}; free that port "
-            f"or change its `{key}`"
-        ) from error
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+    return bind_listener(ADDRESS, port, who, key)
 
 
 def loopback_server(

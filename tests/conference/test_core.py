@@ -20,6 +20,7 @@ from homeport.conference.decide import (
 )
 from homeport.conference.limits import CallerLimits, TokenCache
 from homeport.conference.resolve import Target, resolve
+from tests.conference.prosody import room_id_of
 
 ROOM = "!abc:internal.example"
 SECRET = b"a secret of at least thirty-two bytes"
@@ -170,8 +171,8 @@ def test_jitsi_room_names_are_element_s_and_decode_in_either_case(room_id: str) 
     name = tokens.jitsi_room_name(room_id)
     assert "=" not in name
     assert name == base64.b32encode(room_id.encode()).decode().rstrip("=")
-    assert tokens.room_id_of_jitsi_room(name) == room_id
-    assert tokens.room_id_of_jitsi_room(name.lower()) == room_id
+    assert room_id_of(name) == room_id
+    assert room_id_of(name.lower()) == room_id
 
 
 def test_element_call_names_match_lk_jwt_service() -> None:
@@ -359,5 +360,8 @@ def test_callers_are_limited_each_on_their_own_and_told_when_to_come_back() -> N
     assert limits.take("10.0.0.1", 0) == pytest.approx(0.5)
     assert limits.take("10.0.0.2", 0) == 0  # another caller is not affected
     assert limits.take("10.0.0.1", 0.5) == 0  # refilled at 2 per second
-    limits.take("10.0.0.3", 0)  # a third caller: the oldest one is forgotten
-    assert limits.take("10.0.0.2", 0) == 0
+    # Tracked: .2, then .1 (used last). A third caller makes it forget .2, the
+    # least recently used, and keep .1, whose bucket is still empty.
+    limits.take("10.0.0.3", 0.5)
+    assert limits.take("10.0.0.1", 0.5) > 0
+    assert [limits.take("10.0.0.2", 0.5) for _ in range(3)] == [0, 0, 0]  # a fresh burst

@@ -7,7 +7,6 @@ module and Element Call do; rooms live on either homeserver.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sqlite3
@@ -24,6 +23,7 @@ import pytest
 
 from homeport.conference import tokens
 from homeport.trust import client_ssl_context
+from tests.conference.prosody import room_id_of
 from tests.harness import (
     RunningDeployment,
     access_token,
@@ -264,7 +264,7 @@ def test_jitsi_tokens_for_members_signed_with_the_app_secret(world: World) -> No
         assert claims["iss"] == "homeport"
         assert claims["sub"] == deployment.conference.jitsi.domain
         assert claims["room"] == tokens.jitsi_room_name(world.internal_room) == body["room"]
-        assert tokens.room_id_of_jitsi_room(claims["room"].lower()) == world.internal_room
+        assert room_id_of(claims["room"].lower()) == world.internal_room
         assert claims["context"]["user"]["id"] == person.user_id
         assert claims["moderator"] is moderator
         assert 3500 <= claims["exp"] - time.time() <= 3600
@@ -423,9 +423,7 @@ def test_prosody_s_module_as_a_client(world: World) -> None:
     in only `results.user and results.room_membership`, as owner when
     `power_levels.user >= (power_levels.room.state_default or 50)`.
     """
-    conference = tokens.jitsi_room_name(world.internal_room).lower()
-    padded = conference.upper() + "=" * (-len(conference) % 8)
-    room_id = base64.b32decode(padded).decode()
+    room_id = room_id_of(tokens.jitsi_room_name(world.internal_room).lower())
     assert room_id == world.internal_room
 
     def module_asks(person: Person) -> tuple[bool, bool]:
