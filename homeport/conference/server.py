@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator
 
-import uvicorn
 from starlette.applications import Starlette
 
 from homeport.conference.app import Settings, create_app
@@ -16,6 +14,7 @@ from homeport.conference.secrets import read_secrets
 from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
+from homeport.runtime.https_child import serve_https
 
 MAX_CONNECTIONS = 512  # beyond it uvicorn answers 503 at once: a flood cannot pile up
 
@@ -44,23 +43,14 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
 
     settings = Settings(conference, read_secrets(conference, layout))
     app = create_app(settings, matrix, lifespan=lifespan)
-    certificate, key = tls_files(deployment)
-    config = uvicorn.Config(
-        app,
-        host=conference.address,
-        port=conference.port,
-        ssl_certfile=certificate,
-        ssl_keyfile=key,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-        limit_concurrency=MAX_CONNECTIONS,
-    )
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
     logging.getLogger("homeport.conference").info(
         "serving", extra={"url": conference.url, "jitsi": conference.jitsi is not None}
     )
-    uvicorn.Server(config).run(sockets=sockets)
+    serve_https(
+        app,
+        conference.address,
+        conference.port,
+        tls_files(deployment),
+        listen_fd,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
