@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from homeport.config.deployment import Deployment  # noqa: E402
+from homeport.config.homeserver import Homeserver  # noqa: E402
 from homeport.config.loader import load_deployment  # noqa: E402
 from homeport.layout import DeploymentLayout  # noqa: E402
 from homeport.runtime.prepare import materialize  # noqa: E402
@@ -183,11 +184,11 @@ def run_bare(config: Path) -> tuple[float, int]:
     return elapsed, peak
 
 
-async def ready(base_url: str, ssl_context: ssl.SSLContext) -> str | None:
+async def ready(hs: Homeserver, ssl_context: ssl.SSLContext) -> str | None:
     """Poll every 50 ms: a poller that backs off would measure its own pauses."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        version = await probe(base_url, ssl_context, timeout=1.0)
+        version = await probe(hs, ssl_context, timeout=1.0)
         if version is not None:
             return version
         await asyncio.sleep(0.05)
@@ -197,7 +198,7 @@ async def ready(base_url: str, ssl_context: ssl.SSLContext) -> str | None:
 async def ready_then_message(deployment: Deployment) -> None:
     ssl_context = client_ssl_context(deployment)
     versions = await asyncio.gather(
-        *(ready(hs.base_url, ssl_context) for hs in deployment.homeservers.values())
+        *(ready(hs, ssl_context) for hs in deployment.homeservers.values())
     )
     if not all(versions):
         raise RuntimeError("a homeserver did not become ready")

@@ -54,6 +54,15 @@ class HomeserverLayout:
         return self.root / "tls" / "server.key"
 
     @property
+    def public_tls_certificate(self) -> Path:
+        """The proxy's certificate for the homeserver's `public_host`, from the local CA."""
+        return self.root / "tls" / "public.crt"
+
+    @property
+    def public_tls_key(self) -> Path:
+        return self.root / "tls" / "public.key"
+
+    @property
     def sqlite_database(self) -> Path:
         return self.root / "homeserver.db"
 

@@ -37,7 +37,9 @@ async def create_user(
     hs = deployment.homeservers[name]
     files = DeploymentLayout(deployment.data_dir).homeserver(name)
     try:
-        async with SynapseClient(hs.base_url, client_ssl_context(deployment)) as client:
+        async with SynapseClient(
+            hs.local_url, client_ssl_context(deployment), tls_name=hs.tls_name
+        ) as client:
             user = await SynapseAdmin(client).register(
                 registration_shared_secret(files), localpart, password, admin
             )

@@ -28,6 +28,7 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
             settings.port,
             tls,
             listen_fd,
+            behind_proxy=deployment.proxy is not None,
         )
     finally:
         asyncio.run(api.aclose())

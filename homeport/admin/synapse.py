@@ -23,13 +23,13 @@ from homeport.synapse.service_account import admin_token
 class LiveHomeservers:
     def __init__(self, deployment: Deployment, ssl_context: ssl.SSLContext) -> None:
         self._clients = {
-            name: SynapseClient(hs.base_url, ssl_context)
+            name: SynapseClient(hs.local_url, ssl_context, tls_name=hs.tls_name)
             for name, hs in deployment.homeservers.items()
         }
         self._layout = DeploymentLayout(deployment.data_dir)
         # Homeport's service account, for what needs no logged-in admin (metrics).
         self._service = {
-            name: SynapseClient(hs.base_url, ssl_context)
+            name: SynapseClient(hs.local_url, ssl_context, tls_name=hs.tls_name)
             for name, hs in deployment.homeservers.items()
         }
         self._service_ready: set[str] = set()

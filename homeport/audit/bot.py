@@ -29,6 +29,7 @@ from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.runtime.loopback import loopback_server
 from homeport.store.database import open_store
+from homeport.synapse.api import tls_named_http
 from homeport.synapse.audit_rules import ORIGINAL_PATH
 from homeport.trust import client_ssl_context
 
@@ -114,16 +115,17 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
     )
     as_token = files.as_token.read_text().strip()
     server, sockets = loopback_server(create_app(state), bot.port, listen_fd, 64)
-    async with httpx.AsyncClient(
-        base_url=hs.base_url,
-        verify=client_ssl_context(deployment),
+    async with tls_named_http(
+        hs.local_url,
+        client_ssl_context(deployment),
+        hs.tls_name,
         headers={"Authorization": f"Bearer {as_token}"},
         timeout=30,
     ) as http:
         decryptor = Decryptor(
             name,
             engine,
-            hs.base_url,
+            (hs.tls_name, hs.local_address, hs.port),
             state.bot_user_id,
             files.crypto_dir,
             files.device_file,

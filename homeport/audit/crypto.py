@@ -16,13 +16,17 @@ import asyncio
 import json
 import logging
 import secrets
+import socket
 import ssl
 import time
 from collections.abc import Callable
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import ClientSession, ClientTimeout, TCPConnector
+from aiohttp.abc import AbstractResolver, ResolveResult
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -90,6 +94,33 @@ def _decrypted_row(event: Any) -> store.Decrypted:
     )
 
 
+class _Pinned(AbstractResolver):
+    """Resolves the homeserver's name to the address its listener is on; nothing else."""
+
+    def __init__(self, name: str, address: str) -> None:
+        self._name, self._address = name, ip_address(address)
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host != self._name:
+            raise OSError(f"the audit bot talks to {self._name} only, not {host}")
+        inet = socket.AF_INET6 if self._address.version == 6 else socket.AF_INET
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(self._address),
+                port=port,
+                family=inet,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
 class Decryptor:
     """Keeps the bot's device in sync and fills in the plaintext of recorded events."""
 
@@ -97,7 +128,7 @@ class Decryptor:
         self,
         homeserver: str,
         engine: Engine,
-        base_url: str,
+        homeserver_url: tuple[str, str, int],
         user_id: str,
         crypto_dir: Path,
         device_file: Path,
@@ -107,7 +138,7 @@ class Decryptor:
         self._homeserver = homeserver
         self._on_decrypted = on_decrypted
         self._engine = engine
-        self._base_url = base_url
+        self._tls_name, self._address, self._port = homeserver_url
         self._user_id = user_id
         self._crypto_dir = crypto_dir
         self._device_file = device_file
@@ -122,12 +153,18 @@ class Decryptor:
         token = await device_login(http, localpart, device)
         ensure_dir(self._crypto_dir)
         client = AsyncClient(
-            self._base_url,
+            f"https://{self._tls_name}:{self._port}",
             self._user_id,
             device_id=device,
             store_path=str(self._crypto_dir),
             config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True),
             ssl=self._ssl,  # nio accepts an SSLContext too
+        )
+        # nio's own session would look the name up in DNS; Synapse's listener
+        # is at its address (see `Homeserver.local_url`), TLS still checks the name.
+        client.client_session = ClientSession(
+            timeout=ClientTimeout(total=client.config.request_timeout),
+            connector=TCPConnector(resolver=_Pinned(self._tls_name, self._address)),
         )
         client.restore_login(self._user_id, device, token)
         if client.should_upload_keys:

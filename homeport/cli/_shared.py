@@ -68,7 +68,7 @@ def check_homeserver(deployment: Deployment, name: str, services: tuple[str, ...
 
 
 def finding_line(finding: Finding, lines: LineMap) -> int | None:
-    return lines.line_of(("homeservers", finding.homeserver, *finding.key))
+    return lines.line_of(finding.path)
 
 
 def print_findings(findings: list[Finding], lines: LineMap, config_path: Path) -> None:
@@ -76,7 +76,7 @@ def print_findings(findings: list[Finding], lines: LineMap, config_path: Path) -
     for finding in findings:
         line = finding_line(finding, lines)
         where = f"{config_path}:{line}" if line is not None else str(config_path)
-        key = dotted(("homeservers", finding.homeserver, *finding.key))
+        key = dotted(finding.path)
         err_console.print(
             f"[{styles[finding.severity]}]{finding.severity}[/] [bold]{finding.id}[/] "
             f"{escape(where)}: {escape(key)}\n  {escape(finding.message)}\n"

@@ -58,7 +58,7 @@ def lint_command(config_path: Path, as_json: bool) -> None:
                 "id": f.id,
                 "severity": f.severity,
                 "homeserver": f.homeserver,
-                "key": dotted(("homeservers", f.homeserver, *f.key)),
+                "key": dotted(f.path),
                 "line": finding_line(f, lines),
                 "message": f.message,
                 "explanation": f.explanation,

@@ -9,12 +9,17 @@ import click
 from rich.table import Table
 
 from homeport.cli._shared import config_option, console, lint_or_refuse, reports_errors
+from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
 from homeport.config.starter import write_starter
 from homeport.errors import ConfigError, HomeportError
 from homeport.files import ensure_dir, write_atomic
+from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import materialize, preflight
+from homeport.targets.nginx import render_nginx
 from homeport.targets.systemd import render_systemd
+
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 @click.command()
@@ -57,11 +62,12 @@ def init(directory: Path, host: str, base_port: int) -> None:
 @config_option
 @click.option(
     "--target",
-    type=click.Choice(["synapse", "systemd"]),
+    type=click.Choice(["synapse", "systemd", "nginx"]),
     default="synapse",
     show_default=True,
     help="synapse: every homeserver's config into the data folder; systemd: units "
-    "that run the deployment under systemd, into --out.",
+    "that run the deployment under systemd, into --out; nginx: the reverse proxy of "
+    "`proxy:` (every host on one port), into --out.",
 )
 @click.option(
     "--out",
@@ -76,7 +82,8 @@ def render(config_path: Path, target: str, out_dir: Path | None) -> None:
 
     Secrets and keys are created once and kept; configs are rendered anew.
     With --target systemd, writes `homeport.service` (one hardened unit that
-    runs `homeport up`) and its sysusers and tmpfiles entries into --out.
+    runs `homeport up`) and its sysusers and tmpfiles entries into --out; with
+    --target nginx, the proxy's `homeport.conf` and what it needs.
     """
     deployment, lines = load_deployment(config_path)
     lint_or_refuse(deployment, lines, config_path)
@@ -86,7 +93,10 @@ def render(config_path: Path, target: str, out_dir: Path | None) -> None:
     if target != "synapse":
         if out_dir is None:
             raise HomeportError(f"--target {target} writes files: name a folder with --out DIR")
-        rendered = render_systemd(deployment, config_path, Path(sys.executable))
+        if target == "nginx":
+            rendered = _render_nginx(deployment, config_path, out_dir)
+        else:
+            rendered = render_systemd(deployment, config_path, Path(sys.executable))
         write_files(out_dir, rendered)
         table = Table("file", title=f"Rendered for {target} into {out_dir}")
         for name in rendered:
@@ -99,6 +109,30 @@ def render(config_path: Path, target: str, out_dir: Path | None) -> None:
         files = layout.homeserver(name)
         table.add_row(name, str(files.config_file), str(files.log_config_file))
     console.print(table)
+
+
+def _render_nginx(deployment: Deployment, config_path: Path, out_dir: Path) -> dict[str, str]:
+    """The proxy's files; the certificates it names are made first, as `up` makes them."""
+    if deployment.proxy is None:
+        raise HomeportError(
+            f"{config_path} has no `proxy:` section: add one (`proxy: {{port: 443}}` serves "
+            "every homeserver on 443), see docs/production.md"
+        )
+    layout = materialize(deployment)
+    return render_nginx(deployment, layout, out_dir.resolve(), upstream_trust(deployment, layout))
+
+
+def upstream_trust(deployment: Deployment, layout: DeploymentLayout) -> str:
+    """What nginx trusts for Homeport's own listeners: the local CA, the extra CAs, and
+    the system's CAs when a listener shows a certificate of your own."""
+    parts = [layout.ca_certificate.read_text()]
+    parts += [path.read_text() for path in deployment.trusted_ca_files]
+    own = any(hs.tls for hs in deployment.homeservers.values()) or (
+        deployment.conference is not None and deployment.conference.tls is not None
+    )
+    if own and SYSTEM_CA_BUNDLE.is_file():
+        parts.append(SYSTEM_CA_BUNDLE.read_text())
+    return "".join(part if part.endswith("\n") else part + "\n" for part in parts)
 
 
 def write_files(out_dir: Path, files: dict[str, str]) -> None:

@@ -150,7 +150,45 @@ def _found(model: Deployment) -> Iterator[Found]:
                     f"{server!r} is a homeserver of this file, and those are always allowed",
                     "list only other servers here",
                 )
+    yield from _proxy_problems(model, listeners)
     yield from _group_sync_problems(model)
+
+
+def _proxy_problems(model: Deployment, listeners: _Listeners) -> Iterator[Found]:
+    """The proxy's port is its own, and each host name it serves is served once."""
+    proxy = model.proxy
+    if proxy is None:
+        return
+    clash = listeners.claim(proxy.address or "0.0.0.0", proxy.port, "the proxy")  # noqa: S104
+    if clash is not None:
+        yield (
+            ("proxy", "port"),
+            f"port {proxy.port} is already used by {_who(clash)}",
+            "behind the proxy, give the homeservers and services private ports "
+            "(e.g. 8008 on 127.0.0.1); only the proxy listens on 443",
+        )
+    served: dict[str, str] = {}
+    hosts: list[tuple[KeyPath, str, str]] = []
+    for name, hs in model.homeservers.items():
+        key: KeyPath = ("homeservers", name, "public_host" if hs.public_host else "server_name")
+        hosts.append((key, hs.served_host, f"homeserver {name!r}"))
+        if hs.served_host != hs.tls_name:
+            hosts.append(
+                (("homeservers", name, "server_name"), hs.tls_name, f"homeserver {name!r}")
+            )
+    if model.admin is not None:
+        hosts.append((("admin", "host"), model.admin.host, "the admin website"))
+    if model.conference is not None:
+        hosts.append((("conference", "host"), model.conference.host, "the conference service"))
+    for key, host, who in hosts:
+        owner = served.setdefault(host, who)
+        if owner != who:
+            yield (
+                key,
+                f"the proxy serves {host} for {owner} already",
+                "behind the proxy every homeserver and service needs a host name of its own "
+                "(set `public_host` or `host`)",
+            )
 
 
 def _group_sync_problems(model: Deployment) -> Iterator[Found]:

@@ -9,14 +9,16 @@ cannot go undocumented.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from homeport.config.admin import AdminWebsite
 from homeport.config.base import StrictModel
 from homeport.config.conference import Conference
 from homeport.config.groupsync import GroupSync
 from homeport.config.homeserver import Homeserver, HomeserverName
+from homeport.config.proxy import Proxy
 from homeport.config.store import StoreSettings
 
 
@@ -53,3 +55,51 @@ class Deployment(StrictModel):
         description="The conference verification service for Jitsi and Element Call; "
         "left out: none.",
     )
+    proxy: Proxy | None = Field(
+        default=None,
+        description="A reverse proxy serving every host on one port (443): "
+        "`homeport render --target nginx`; left out: each listener is public itself.",
+    )
+
+    @property
+    def conference_url(self) -> str | None:
+        """Where clients and Jitsi reach the conference service: through the proxy if any."""
+        if self.conference is None:
+            return None
+        return self._through_proxy(self.conference.host, self.conference.url)
+
+    @property
+    def admin_url(self) -> str | None:
+        """Where administrators open the website: through the proxy if any."""
+        if self.admin is None:
+            return None
+        return self._through_proxy(self.admin.host, self.admin.url)
+
+    def _through_proxy(self, host: str, direct: str) -> str:
+        return direct if self.proxy is None else self.proxy.public_url(host)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _public_urls_behind_proxy(cls, data: Any) -> Any:
+        """Behind a proxy, a homeserver's public URL is the proxy's, on its public host.
+
+        Filled in before validation so that everything reading
+        `public_baseurl` (Synapse's config, clients, status) agrees.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("proxy"), dict):
+            return data
+        port = data["proxy"].get("port", 443)
+        homeservers = data.get("homeservers")
+        if not isinstance(homeservers, dict) or not isinstance(port, int):
+            return data
+        filled = {}
+        for name, hs in homeservers.items():
+            if isinstance(hs, dict) and hs.get("public_baseurl") is None:
+                host = hs.get("public_host") or str(hs.get("server_name", "")).rsplit(":", 1)[0]
+                if host.startswith("[") or not host:
+                    filled[name] = hs
+                    continue
+                url = f"https://{host}" if port == 443 else f"https://{host}:{port}"
+                hs = {**hs, "public_baseurl": url}
+            filled[name] = hs
+        return {**data, "homeservers": filled}

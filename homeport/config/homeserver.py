@@ -16,6 +16,7 @@ from homeport.config.types import (
     IpAddress,
     ServerName,
     check_homeserver_name,
+    connect_address,
     split_server_name,
 )
 
@@ -73,7 +74,14 @@ class Homeserver(StrictModel):
     )
     public_baseurl: str | None = Field(
         default=None,
-        description="URL clients use; defaults to https://<server name host>:<port>/.",
+        description="URL clients use; defaults to https://<server name host>:<port>/, "
+        "or with `proxy:` to https://<public host>/.",
+    )
+    public_host: str | None = Field(
+        default=None,
+        description="With `proxy:`, the host name that serves this homeserver's client and "
+        "federation APIs (e.g. matrix.example.org for server name example.org); left out: "
+        "the server name's host.",
     )
     database: Database = Field(
         default="sqlite",
@@ -107,6 +115,34 @@ class Homeserver(StrictModel):
             return self.public_baseurl.rstrip("/")
         host = split_server_name(self.server_name).host
         return f"https://{host}:{self.port}"
+
+    @property
+    def tls_name(self) -> str:
+        """The host name Synapse's own certificate is checked against."""
+        return split_server_name(self.server_name).host.strip("[]")
+
+    @property
+    def served_host(self) -> str:
+        """The host name the proxy serves this homeserver on."""
+        return self.public_host or self.tls_name
+
+    @property
+    def local_url(self) -> str:
+        """Synapse's own listener, as Homeport's services on this machine reach it.
+
+        Never the public URL: behind a proxy that is the proxy, which refuses
+        the admin API to everyone but `admin_from`, and the public host may
+        not even resolve to this machine. The certificate is still checked,
+        against `tls_name`.
+        """
+        address = self.local_address
+        host = f"[{address}]" if ":" in address else address
+        return f"https://{host}:{self.port}"
+
+    @property
+    def local_address(self) -> str:
+        """The address to connect to: the bound one, or loopback when bound to all."""
+        return connect_address(self.address)
 
     @property
     def audit_bot(self) -> AuditBot | None:

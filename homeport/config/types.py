@@ -112,6 +112,14 @@ def check_ip_address(value: str) -> str:
 IpAddress = Annotated[str, AfterValidator(check_ip_address)]
 
 
+def connect_address(bound: str) -> str:
+    """Where to connect to a listener bound to `bound`: itself, or loopback for "all"."""
+    address = ipaddress.ip_address(bound)
+    if address.is_unspecified:
+        return "127.0.0.1" if address.version == 4 else "::1"
+    return str(address)
+
+
 @dataclass(frozen=True)
 class PostgresUrl:
     """The parts of a `postgresql://` URL that Synapse's psycopg2 config needs."""

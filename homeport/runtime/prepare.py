@@ -121,10 +121,17 @@ def preflight(
             for key, file in (("certificate", hs.tls.certificate), ("key", hs.tls.key)):
                 if not file.is_file():
                     problem((*base, "tls", key), f"no such file: {file}")
-            host = split_server_name(hs.server_name).host
-            why = _certificate_problem(hs.tls.certificate, host)
-            if why:
-                problem((*base, "tls", "certificate"), why, f"use a certificate issued for {host}")
+            hosts = [split_server_name(hs.server_name).host]
+            if deployment.proxy is not None and hs.served_host not in hosts:
+                hosts.append(hs.served_host)  # the proxy serves the APIs on it
+            for host in hosts:
+                why = _certificate_problem(hs.tls.certificate, host)
+                if why:
+                    problem(
+                        (*base, "tls", "certificate"),
+                        why,
+                        f"use a certificate issued for {' and '.join(hosts)}",
+                    )
         if check_ports:
             why = _port_problem(hs.address, hs.port)
             if why:
@@ -255,6 +262,9 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
         if hs.tls is None:
             host = split_server_name(hs.server_name).host
             pki.ensure_leaf(ca, host, files.tls_certificate, files.tls_key)
+            public = _separate_public_host(deployment, hs)
+            if public is not None:
+                pki.ensure_leaf(ca, public, files.public_tls_certificate, files.public_tls_key)
         if hs.audit_bot is not None:
             register_audit_bot(hs, layout.audit(name))
         config = render_homeserver(deployment, name, layout)
@@ -273,13 +283,22 @@ def register_audit_bot(hs: Homeserver, files: AuditLayout) -> None:
     write_private(files.registration, dump_yaml(registration))
 
 
+def _separate_public_host(deployment: Deployment, hs: Homeserver) -> str | None:
+    """The host the proxy serves `hs` on, when it is not the server name's host."""
+    if deployment.proxy is None or hs.served_host == hs.tls_name:
+        return None
+    return hs.served_host
+
+
 def local_ca_hosts(deployment: Deployment) -> list[str]:
     """Every host the local CA issues a certificate for (its NameConstraints)."""
-    hosts = [
-        split_server_name(hs.server_name).host
-        for hs in deployment.homeservers.values()
-        if hs.tls is None
-    ]
+    hosts = []
+    for hs in deployment.homeservers.values():
+        if hs.tls is None:
+            hosts.append(split_server_name(hs.server_name).host)
+            public = _separate_public_host(deployment, hs)
+            if public is not None:
+                hosts.append(public)
     if deployment.admin is not None:
         hosts.append(deployment.admin.host)
     if deployment.conference is not None and deployment.conference.tls is None:

@@ -110,7 +110,7 @@ def _conference_status(deployment: Deployment, layout: DeploymentLayout) -> Conf
         return None if path is None else str(path)
 
     return ConferenceStatus(
-        url=conference.url,
+        url=deployment.conference_url or conference.url,
         auth_token_file=str(layout.conference_auth_token),
         jitsi_app_secret_file=named(jitsi_secret_file(conference, layout)),
         livekit_secret_file=named(livekit_secret_file(conference, layout)),
@@ -218,7 +218,7 @@ async def gather_status(deployment: Deployment) -> Status:
         service = services.get(name) or _service_status(None, name in held, False)
         version = None
         if service["running"] and ssl_context is not None:
-            version = await probe(hs.base_url, ssl_context)
+            version = await probe(hs, ssl_context)
         federation = None
         if version is not None and ssl_context is not None:
             federation = await _federation_summary(deployment, name, ssl_context)
@@ -245,6 +245,6 @@ async def gather_status(deployment: Deployment) -> Status:
         homeservers=dict(zip(names, results, strict=True)),
         services=services,
         ca_cert=str(layout.ca_certificate),
-        admin_url=deployment.admin.url if deployment.admin else None,
+        admin_url=deployment.admin_url,
         conference=_conference_status(deployment, layout),
     )

@@ -32,6 +32,22 @@ class RegisteredUser:
     device_id: str
 
 
+def tls_named_http(
+    base_url: str, ssl_context: ssl.SSLContext, tls_name: str | None = None, **kwargs: Any
+) -> httpx.AsyncClient:
+    """An httpx client whose TLS checks (and names in SNI) `tls_name`, not the URL's host.
+
+    Homeport's services reach Synapse's listener by its address (see
+    `Homeserver.local_url`); the certificate names the server's host.
+    """
+
+    async def name_the_server(request: httpx.Request) -> None:
+        request.extensions["sni_hostname"] = tls_name
+
+    hooks = {"request": [name_the_server]} if tls_name else {}
+    return httpx.AsyncClient(base_url=base_url, verify=ssl_context, event_hooks=hooks, **kwargs)
+
+
 class SynapseClient:
     """One homeserver's HTTP API, over TLS verified against the deployment's CA."""
 
@@ -41,8 +57,9 @@ class SynapseClient:
         ssl_context: ssl.SSLContext,
         access_token: str | None = None,
         timeout: float = 30.0,
+        tls_name: str | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, verify=ssl_context, timeout=timeout)
+        self._http = tls_named_http(base_url, ssl_context, tls_name, timeout=timeout)
         self._token = access_token
         self._owns_http = True
 

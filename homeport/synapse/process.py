@@ -26,23 +26,25 @@ def synapse_command(files: HomeserverLayout) -> list[str]:
     ]
 
 
-async def probe(base_url: str, ssl_context: ssl.SSLContext, timeout: float = 3.0) -> str | None:
-    """The Synapse version if it answers over verified TLS, else None."""
+async def probe(hs: Homeserver, ssl_context: ssl.SSLContext, timeout: float = 3.0) -> str | None:
+    """The Synapse version if its own listener answers over verified TLS, else None."""
     try:
-        async with SynapseClient(base_url, ssl_context, timeout=timeout) as client:
+        async with SynapseClient(
+            hs.local_url, ssl_context, timeout=timeout, tls_name=hs.tls_name
+        ) as client:
             return await client.federation_version()
     except (httpx.HTTPError, SynapseApiError, OSError, KeyError):
         return None
 
 
 async def wait_ready(
-    base_url: str,
+    hs: Homeserver,
     ssl_context: ssl.SSLContext,
     process: asyncio.subprocess.Process | None = None,
     timeout: float = 180.0,
 ) -> str | None:
     """Poll until Synapse answers; None if it exits first or `timeout` passes."""
-    return await processes.poll_until(lambda: probe(base_url, ssl_context), process, timeout)
+    return await processes.poll_until(lambda: probe(hs, ssl_context), process, timeout)
 
 
 class SynapseService:
@@ -76,7 +78,7 @@ class SynapseService:
         )
 
     async def wait_ready(self, process: asyncio.subprocess.Process) -> str | None:
-        return await wait_ready(self.url, self._ssl, process, timeout=3600)
+        return await wait_ready(self._homeserver, self._ssl, process, timeout=3600)
 
     async def terminate(self, process: asyncio.subprocess.Process) -> None:
         await processes.terminate(process)

@@ -96,8 +96,17 @@ def _blocked_by_default(address: str) -> bool:
     return not ip_address(address).is_global
 
 
-def sibling_address(hs: Homeserver) -> str | None:
-    """The one address its siblings reach `hs` at, when Synapse would block that address."""
+def sibling_address(deployment: Deployment, name: str) -> str | None:
+    """The one address its siblings reach homeserver `name` at, when Synapse would block it.
+
+    Behind the proxy that is the proxy's address, whatever the homeserver binds.
+    """
+    hs = deployment.homeservers[name]
+    proxy = deployment.proxy
+    if proxy is not None:
+        if proxy.address is None or ip_address(proxy.address).is_unspecified:
+            return None  # its public names: reached like any other server
+        return proxy.address if _blocked_by_default(proxy.address) else None
     host, listen = split_server_name(hs.server_name).host, hs.address
     bound = ip_address(listen)
     if not bound.is_unspecified:
@@ -130,10 +139,10 @@ def sibling_ip_allowlist(deployment: Deployment, name: str) -> list[str]:
     address is on the list (docs/configuration.md says what it leaves open).
     """
     allowed: list[str] = []
-    for other_name, other in deployment.homeservers.items():
+    for other_name in deployment.homeservers:
         if other_name == name:
             continue
-        address = sibling_address(other)
+        address = sibling_address(deployment, other_name)
         if address is not None and address not in allowed:
             allowed.append(address)
     return allowed
@@ -199,7 +208,9 @@ def render_homeserver(
                 "bind_addresses": [hs.address],
                 "type": "http",
                 "tls": True,
-                "x_forwarded": False,
+                # Behind the proxy, the client's address is in X-Forwarded-For
+                # (rate limits, logs); the listener is private then.
+                "x_forwarded": deployment.proxy is not None,
                 "resources": [{"names": listener_resources(deployment), "compress": False}],
             }
         ],
@@ -266,7 +277,7 @@ def conference_settings(deployment: Deployment) -> dict[str, Any]:
     conference = deployment.conference
     if conference is None or conference.livekit is None:
         return {}
-    focus = {"type": "livekit", "livekit_service_url": conference.url}
+    focus = {"type": "livekit", "livekit_service_url": deployment.conference_url}
     return {
         "serve_client_wellknown": True,
         "extra_well_known_client_content": {"org.matrix.msc4143.rtc_foci": [focus]},

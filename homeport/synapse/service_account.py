@@ -81,6 +81,6 @@ async def service_client(
     """The admin API of homeserver `name` as Homeport's service account; closed on exit."""
     hs = deployment.homeservers[name]
     context = ssl_context or client_ssl_context(deployment)
-    async with SynapseClient(hs.base_url, context) as client:
+    async with SynapseClient(hs.local_url, context, tls_name=hs.tls_name) as client:
         await admin_token(client, DeploymentLayout(deployment.data_dir).homeserver(name))
         yield SynapseAdmin(client)

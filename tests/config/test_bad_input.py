@@ -299,6 +299,27 @@ CASES = [
         "is already used by homeserver 'internal'",
     ),
     Case(
+        "proxy-admin-from",
+        GOOD + "proxy:\n  admin_from: [10.0.0.1/8]\n",
+        10,
+        "proxy.admin_from[0]",
+        "is not an address range",
+    ),
+    Case(
+        "proxy-port-clash",
+        GOOD + "proxy: {{port: {p0}}}\n",
+        9,
+        "proxy.port",
+        "is already used by homeserver 'internal'",
+    ),
+    Case(
+        "proxy-one-host-two-homeservers",
+        GOOD + "proxy: {{port: {p2}}}\n",
+        7,
+        "homeservers.external.server_name",
+        "the proxy serves localhost for homeserver 'internal' already",
+    ),
+    Case(
         "conference-port-clash",
         CONFERENCE.replace("  port: {p2}", "  port: {p1}"),
         10,

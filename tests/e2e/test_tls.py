@@ -39,9 +39,9 @@ async def test_a_server_with_a_certificate_from_another_ca_cannot_federate(
 ) -> None:
     rogue_hs = rogue.deployment.homeservers["rogue"]
     # The rogue server is up and serves valid TLS for those who trust its CA...
-    assert await probe(rogue_hs.base_url, client_ssl_context(rogue.deployment)) is not None
+    assert await probe(rogue_hs, client_ssl_context(rogue.deployment)) is not None
     # ...but not for us: its certificate is not from our CA.
-    assert await probe(rogue_hs.base_url, pair_ssl) is None
+    assert await probe(rogue_hs, pair_ssl) is None
 
     external = pair.deployment.homeservers["external"]
     user_id, password = await pair.new_user("external")
@@ -74,4 +74,4 @@ async def test_our_own_server_is_reached_with_verification_on(
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         async with httpx.AsyncClient(verify=ssl.create_default_context()) as plain:
             await plain.get(f"{internal.base_url}/_matrix/federation/v1/version")
-    assert await probe(internal.base_url, pair_ssl) is not None
+    assert await probe(internal, pair_ssl) is not None

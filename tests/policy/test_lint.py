@@ -37,11 +37,19 @@ def deployment_text(
     return text
 
 
+PROXIED = (
+    "homeservers:\n"
+    "  internal: {server_name: internal.example.org, port: 8008}\n"
+    "  external: {server_name: external.example.org, port: 8009}\n"
+)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
     text: str
-    expected: set[tuple[str, str, str]]  # (id, homeserver, dotted key under it)
+    # (id, homeserver, dotted key under it; from the top for a section's own findings)
+    expected: set[tuple[str, str, str]]
 
 
 CASES = [
@@ -349,6 +357,51 @@ CASES = [
         ),
         set(),
     ),
+    Case(
+        "the proxy lets the whole Internet reach the admin paths",
+        PROXIED + "proxy:\n  admin_from: [127.0.0.1/32, 10.0.0.0/8, 0.0.0.0/0]\n",
+        {("admin-open-through-proxy", "internal", "proxy.admin_from[2]")},
+    ),
+    Case(
+        "siblings behind a proxy on a loopback address are allowed that address",
+        PROXIED + "proxy:\n  address: 127.10.0.1\n",
+        {
+            ("loopback-siblings", "internal", "proxy.address"),
+            ("loopback-siblings", "external", "proxy.address"),
+        },
+    ),
+    Case(
+        "a server name without a port, on another port, and nothing to delegate",
+        "homeservers:\n  solo:\n    server_name: matrix.example.org\n    port: 8008\n"
+        "    public_baseurl: https://matrix.example.org:8008/\n",
+        {("server-name-undelegated", "solo", "server_name")},
+    ),
+    Case(
+        "a server name without a port on 8448 needs no delegation",
+        "homeservers:\n  solo:\n    server_name: matrix.example.org\n    port: 8448\n",
+        set(),
+    ),
+    Case(
+        "behind the proxy, a server name without a port is delegated by it",
+        "homeservers:\n  solo:\n    server_name: matrix.example.org\n    port: 8008\nproxy: {}\n",
+        set(),
+    ),
+    Case(
+        "a port in the server name sends federation around the proxy",
+        "homeservers:\n  solo:\n    server_name: matrix.example.org:8448\n    port: 8008\n"
+        "proxy: {}\n",
+        {("federation-bypasses-proxy", "solo", "server_name")},
+    ),
+    Case(
+        "a whitelisted server on loopback that this file does not run",
+        deployment_text(internal="federation_domain_whitelist: [external, '127.0.0.5:8448']"),
+        {("whitelist-unreachable", "internal", "policy.federation_domain_whitelist[1]")},
+    ),
+    Case(
+        "a whitelisted server on a private address that this file does not run",
+        deployment_text(internal="federation_domain_whitelist: [external, '10.1.2.3:8448']"),
+        {("whitelist-unreachable", "internal", "policy.federation_domain_whitelist[1]")},
+    ),
 ]
 
 
@@ -361,7 +414,7 @@ LAYOUT = {"loopback-siblings", "admin-api-exposed"}
 def found(text: str, layout: bool = False) -> set[tuple[str, str, str]]:
     deployment, _ = load_deployment_text(text, Path("homeport.yaml"))
     return {
-        (f.id, f.homeserver, dotted(f.key))
+        (f.id, f.homeserver, dotted(f.key if f.section is None else f.path))
         for f in lint(deployment)
         if layout or f.id not in LAYOUT
     }

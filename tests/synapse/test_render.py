@@ -382,3 +382,40 @@ def test_the_conference_service_adds_openid_and_element_call_s_focus_and_nothing
         after.pop(key)
         before.pop(key, None)
     assert after == before
+
+
+PROXIED = (
+    "proxy: {address: 127.10.0.1}\n"
+    "conference: {port: 8453, host: meet.example.org, "
+    "livekit: {url: 'wss://lk.example.org', key: k}}\n"
+    "homeservers:\n"
+    "  internal: {server_name: internal.example.org, port: 8448}\n"
+    "  external: {server_name: example.org, public_host: matrix.example.org, port: 8449}\n"
+)
+
+
+def test_behind_the_proxy_synapse_takes_its_urls_and_client_addresses_from_it() -> None:
+    model = deployment(PROXIED)
+    layout = DeploymentLayout(model.data_dir)
+    internal = render_homeserver(model, "internal", layout)
+    external = render_homeserver(model, "external", layout)
+    assert internal["public_baseurl"] == "https://internal.example.org/"
+    assert external["public_baseurl"] == "https://matrix.example.org/"
+    assert internal["listeners"][0]["x_forwarded"] is True
+    assert internal["listeners"][0]["bind_addresses"] == ["127.0.0.1"]
+    # Siblings are reached through the proxy: its address, as it is a loopback one.
+    assert internal["ip_range_whitelist"] == ["127.10.0.1"]
+    focus = internal["extra_well_known_client_content"]["org.matrix.msc4143.rtc_foci"]
+    assert focus == [{"type": "livekit", "livekit_service_url": "https://meet.example.org"}]
+    # Homeport's own services still reach Synapse's listener, checking its name.
+    hs = model.homeservers["external"]
+    assert (hs.local_url, hs.tls_name) == ("https://127.0.0.1:8449", "example.org")
+
+
+def test_a_proxy_on_every_address_opens_nothing_for_siblings() -> None:
+    model = deployment(PROXIED.replace("proxy: {address: 127.10.0.1}", "proxy: {port: 8443}"))
+    layout = DeploymentLayout(model.data_dir)
+    rendered = render_homeserver(model, "internal", layout)
+    assert "ip_range_whitelist" not in rendered
+    assert rendered["public_baseurl"] == "https://internal.example.org:8443/"
+    assert render_homeserver(two(), "internal", layout)["listeners"][0]["x_forwarded"] is False
