@@ -5,6 +5,13 @@ store. Any failure answers 500, and Synapse keeps the transaction and sends
 it again (its recoverer backs off 2 s, 4 s, ... up to 512 s; the bot's ping
 at start makes it retry at once). Events already stored are skipped by their
 unique event ID, so a transaction sent twice records nothing twice.
+
+Synapse numbers its transactions 1, 2, 3... and sends them one at a time. A
+transaction created while its recoverer finishes is left unsent until the
+next failure (the sender saw the service down, the recoverer had already
+looked for the oldest unsent one: docs/synapse-notes.md). So a number
+skipped is answered 500, once: that starts the recoverer, which sends the
+skipped one first.
 """
 
 from __future__ import annotations
@@ -79,6 +86,39 @@ class BotState:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     # An event's content as sent, for one that arrives already redacted.
     original: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+    gaps: TransactionGaps = field(default_factory=lambda: TransactionGaps())
+
+
+@dataclass
+class TransactionGaps:
+    """Which of Synapse's transaction numbers went missing, seen from this process."""
+
+    highest: int | None = None
+    refused: set[int] = field(default_factory=set)  # numbers answered 500 for a gap
+
+    def missing_before(self, txn_id: str) -> range | None:
+        """The numbers skipped before `txn_id` if it should be refused for them, else None.
+
+        Each transaction is refused for a gap at most once, so a gap that never
+        fills (Synapse lost it for good) costs one retry, never a loop.
+        """
+        number = _number(txn_id)
+        if number is None or self.highest is None or number <= self.highest + 1:
+            return None
+        if number in self.refused:
+            return None
+        self.refused.add(number)
+        return range(self.highest + 1, number)
+
+    def stored(self, txn_id: str) -> None:
+        number = _number(txn_id)
+        if number is not None and (self.highest is None or number > self.highest):
+            self.highest = number
+            self.refused = {n for n in self.refused if n > number}
+
+
+def _number(txn_id: str) -> int | None:
+    return int(txn_id) if txn_id.isdigit() and len(txn_id) < 19 else None
 
 
 def _authorised(request: Request, token: str) -> bool:
@@ -145,6 +185,19 @@ def create_app(state: BotState) -> Starlette:
             body = json.loads(raw)
         except ValueError:
             return _error(400, "M_NOT_JSON", "not JSON")
+        txn_id = request.path_params["txn_id"]
+        missing = state.gaps.missing_before(txn_id)
+        if missing is not None:
+            logger.warning(
+                "transactions skipped: refusing the next one once so that Synapse sends them",
+                extra={"missing": f"{missing.start}..{missing.stop - 1}", "txn": txn_id},
+            )
+            state.metrics.transactions.labels("refused_for_gap").inc()
+            return _error(
+                500,
+                "M_UNKNOWN",
+                f"transactions {missing.start}..{missing.stop - 1} never arrived: send them first",
+            )
         events = body.get("events", []) if isinstance(body, dict) else []
         events = await unredacted(events if isinstance(events, list) else [])
         records, changes = split(events, _now_ms())
@@ -154,10 +207,11 @@ def create_app(state: BotState) -> Starlette:
             )
         except Exception:
             # Not acknowledged: Synapse keeps the transaction and sends it again.
-            logger.exception("could not store transaction %s", request.path_params["txn_id"])
+            logger.exception("could not store transaction %s", txn_id)
             state.metrics.transactions.labels("failed").inc()
             return _error(500, "M_UNKNOWN", "not stored; send it again")
         committed = _now_ms()
+        state.gaps.stored(txn_id)
         state.metrics.transactions.labels("stored").inc()
         state.metrics.events.inc(new)
         state.metrics.duplicates.inc(len(records) - new)
