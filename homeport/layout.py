@@ -135,6 +135,10 @@ class DeploymentLayout:
 
     data_dir: Path
 
+    def kubernetes_postgres_password(self, name: str) -> Path:
+        """The bundled PostgreSQL's password of homeserver `name` in a cluster (0600)."""
+        return self.data_dir / "kubernetes" / name / "postgres_password"
+
     @property
     def ca_certificate(self) -> Path:
         return self.data_dir / "ca" / "ca.crt"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets as secrets_module
 import sys
 from pathlib import Path
 
@@ -10,12 +11,14 @@ from rich.table import Table
 
 from homeport.cli._shared import config_option, console, lint_or_refuse, reports_errors
 from homeport.config.deployment import Deployment
+from homeport.config.kubernetes import Kubernetes
 from homeport.config.loader import load_deployment
 from homeport.config.starter import write_starter
 from homeport.errors import ConfigError, HomeportError
-from homeport.files import ensure_dir, write_atomic
+from homeport.files import ensure_dir, read_or_create_private, write_atomic, write_private
 from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import materialize, preflight
+from homeport.targets.kubernetes import HomeserverSecrets, left_out, render_kubernetes
 from homeport.targets.nginx import render_nginx
 from homeport.targets.systemd import render_systemd
 
@@ -62,12 +65,13 @@ def init(directory: Path, host: str, base_port: int) -> None:
 @config_option
 @click.option(
     "--target",
-    type=click.Choice(["synapse", "systemd", "nginx"]),
+    type=click.Choice(["synapse", "systemd", "nginx", "kubernetes"]),
     default="synapse",
     show_default=True,
     help="synapse: every homeserver's config into the data folder; systemd: units "
     "that run the deployment under systemd, into --out; nginx: the reverse proxy of "
-    "`proxy:` (every host on one port), into --out.",
+    "`proxy:` (every host on one port), into --out; kubernetes: kustomize bases, one "
+    "namespace per homeserver, into --out.",
 )
 @click.option(
     "--out",
@@ -95,6 +99,8 @@ def render(config_path: Path, target: str, out_dir: Path | None) -> None:
             raise HomeportError(f"--target {target} writes files: name a folder with --out DIR")
         if target == "nginx":
             rendered = _render_nginx(deployment, config_path, out_dir)
+        elif target == "kubernetes":
+            rendered = _render_kubernetes(deployment)
         else:
             rendered = render_systemd(deployment, config_path, Path(sys.executable))
         write_files(out_dir, rendered)
@@ -122,6 +128,52 @@ def _render_nginx(deployment: Deployment, config_path: Path, out_dir: Path) -> d
     return render_nginx(deployment, layout, out_dir.resolve(), upstream_trust(deployment, layout))
 
 
+def _render_kubernetes(deployment: Deployment) -> dict[str, str]:
+    """The manifests, with the keys and secrets of the data folder (made once, as by `up`)."""
+    if deployment.kubernetes is None:
+        deployment = deployment.model_copy(update={"kubernetes": Kubernetes()})
+    layout = materialize(deployment)
+    secrets = {}
+    for name, hs in deployment.homeservers.items():
+        files = layout.homeserver(name)
+        password = read_or_create_private(
+            layout.kubernetes_postgres_password(name), secrets_module.token_urlsafe(32).encode()
+        )
+        if hs.tls is not None:
+            pair = (hs.tls.certificate.read_text(), hs.tls.key.read_text())
+            tls = {hs.tls_name: pair, hs.served_host: pair}
+        else:
+            tls = {hs.tls_name: (files.tls_certificate.read_text(), files.tls_key.read_text())}
+            if hs.served_host != hs.tls_name:
+                tls[hs.served_host] = (
+                    files.public_tls_certificate.read_text(),
+                    files.public_tls_key.read_text(),
+                )
+        secrets[name] = HomeserverSecrets(
+            signing_key=files.signing_key.read_text(),
+            registration_shared_secret=files.registration_shared_secret.read_text(),
+            macaroon_secret_key=files.macaroon_secret_key.read_text(),
+            form_secret=files.form_secret.read_text(),
+            postgres_password=password.decode().strip(),
+            tls=tls,
+        )
+    ca_files = [layout.ca_certificate.read_text()]
+    ca_files += [path.read_text() for path in deployment.trusted_ca_files]
+    missing = left_out(deployment)
+    if missing:
+        console.print(
+            f"[yellow]Not in the manifests yet:[/] {', '.join(missing)} "
+            "(they run with `homeport up`; the cluster gets the homeservers)"
+        )
+    return render_kubernetes(deployment, synapse_version(), secrets, ca_files)
+
+
+def synapse_version() -> str:
+    from synapse import __version__
+
+    return __version__.split()[0]
+
+
 def upstream_trust(deployment: Deployment, layout: DeploymentLayout) -> str:
     """What nginx trusts for Homeport's own listeners: the local CA, the extra CAs, and
     the system's CAs when a listener shows a certificate of your own."""
@@ -136,6 +188,12 @@ def upstream_trust(deployment: Deployment, layout: DeploymentLayout) -> str:
 
 
 def write_files(out_dir: Path, files: dict[str, str]) -> None:
+    """Into `out_dir` (sub-folders made); files holding secrets with mode 0600."""
     ensure_dir(out_dir)
     for name, text in files.items():
-        write_atomic(out_dir / name, text.encode())
+        path = out_dir / name
+        ensure_dir(path.parent)
+        if "secret" in path.name or path.suffix in (".key", ".pem"):
+            write_private(path, text.encode())
+        else:
+            write_atomic(path, text.encode())

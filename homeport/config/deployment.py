@@ -18,6 +18,7 @@ from homeport.config.base import StrictModel
 from homeport.config.conference import Conference
 from homeport.config.groupsync import GroupSync
 from homeport.config.homeserver import Homeserver, HomeserverName
+from homeport.config.kubernetes import Kubernetes
 from homeport.config.proxy import Proxy
 from homeport.config.store import StoreSettings
 
@@ -54,6 +55,11 @@ class Deployment(StrictModel):
         default=None,
         description="The conference verification service for Jitsi and Element Call; "
         "left out: none.",
+    )
+    kubernetes: Kubernetes | None = Field(
+        default=None,
+        description="How `homeport render --target kubernetes` lays out the cluster: one "
+        "namespace per homeserver; left out: the defaults.",
     )
     proxy: Proxy | None = Field(
         default=None,

@@ -284,10 +284,10 @@ def register_audit_bot(hs: Homeserver, files: AuditLayout) -> None:
 
 
 def _separate_public_host(deployment: Deployment, hs: Homeserver) -> str | None:
-    """The host the proxy serves `hs` on, when it is not the server name's host."""
-    if deployment.proxy is None or hs.served_host == hs.tls_name:
+    """The host a proxy or an Ingress serves `hs` on, when it is not the server name's host."""
+    if hs.public_host is None or hs.public_host == hs.tls_name:
         return None
-    return hs.served_host
+    return hs.public_host
 
 
 def local_ca_hosts(deployment: Deployment) -> list[str]:

@@ -299,6 +299,13 @@ CASES = [
         "is already used by homeserver 'internal'",
     ),
     Case(
+        "kubernetes-namespace-prefix",
+        GOOD + "kubernetes:\n  namespace_prefix: Homeport_\n",
+        10,
+        "kubernetes.namespace_prefix",
+        "cannot start a namespace name",
+    ),
+    Case(
         "proxy-admin-from",
         GOOD + "proxy:\n  admin_from: [10.0.0.1/8]\n",
         10,
