@@ -11,11 +11,14 @@ from click.testing import CliRunner
 from homeport.cli import main
 from homeport.config.admin import AdminWebsite
 from homeport.config.audit import AuditBot, AuditExport
+from homeport.config.backup import BackupSettings
 from homeport.config.conference import Conference, Jitsi, LiveKit
 from homeport.config.deployment import Deployment
 from homeport.config.groupsync import GroupSync, LdapAttributes, LdapSettings, SpaceMapping
 from homeport.config.homeserver import Homeserver, TlsFiles
+from homeport.config.kubernetes import Kubernetes
 from homeport.config.policy import Policy, RoomPolicy, UserDirectory
+from homeport.config.proxy import Proxy
 from homeport.config.store import StoreSettings
 from homeport.runtime.status import (
     AuditStatus,
@@ -58,6 +61,9 @@ def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
         Conference,
         Jitsi,
         LiveKit,
+        Kubernetes,
+        Proxy,
+        BackupSettings,
     ],
 )
 def test_every_setting_is_documented(model: type) -> None:

@@ -33,6 +33,8 @@ COMMANDS = {
     "admin": "homeport.cli.admin:admin_command",
     "conference": "homeport.cli.conference:conference_command",
     "store": "homeport.cli.store:store",
+    "backup": "homeport.cli.backup:backup",
+    "restore": "homeport.cli.backup:restore",
 }
 
 

@@ -122,7 +122,7 @@ def _render_nginx(deployment: Deployment, config_path: Path, out_dir: Path) -> d
     if deployment.proxy is None:
         raise HomeportError(
             f"{config_path} has no `proxy:` section: add one (`proxy: {{port: 443}}` serves "
-            "every homeserver on 443), see docs/production.md"
+            "every homeserver on 443), see docs/deployment.md"
         )
     layout = materialize(deployment)
     return render_nginx(deployment, layout, out_dir.resolve(), upstream_trust(deployment, layout))

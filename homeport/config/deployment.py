@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from homeport.config.admin import AdminWebsite
+from homeport.config.backup import BackupSettings
 from homeport.config.base import StrictModel
 from homeport.config.conference import Conference
 from homeport.config.groupsync import GroupSync
@@ -60,6 +61,10 @@ class Deployment(StrictModel):
         default=None,
         description="How `homeport render --target kubernetes` lays out the cluster: one "
         "namespace per homeserver; left out: the defaults.",
+    )
+    backup: BackupSettings = Field(
+        default_factory=BackupSettings,
+        description="Where `homeport backup` writes its archives and how many it keeps.",
     )
     proxy: Proxy | None = Field(
         default=None,

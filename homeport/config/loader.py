@@ -208,6 +208,9 @@ def _resolve_paths(model: Deployment, base_dir: Path) -> Deployment:
             "conference": conference,
             "group_sync": sync,
             "data_dir": absolute(model.data_dir),
+            "backup": model.backup.model_copy(
+                update={"directory": absolute(model.backup.directory)}
+            ),
             "trusted_ca_files": [absolute(p) for p in model.trusted_ca_files],
             "homeservers": homeservers,
         }

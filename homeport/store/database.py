@@ -42,7 +42,12 @@ def store_url(deployment: Deployment) -> URL:
     if deployment.store.database == "sqlite":
         path = DeploymentLayout(deployment.data_dir).store_database
         return URL.create("sqlite", database=str(path))
-    url = parse_postgres_url(deployment.store.database)
+    return postgres_url(deployment.store.database)
+
+
+def postgres_url(database: str) -> URL:
+    """SQLAlchemy's URL of a `postgresql://` URL from homeport.yaml (psycopg2, as Synapse)."""
+    url = parse_postgres_url(database)
     return URL.create(
         "postgresql+psycopg2",
         username=url.user,

@@ -92,7 +92,7 @@ def namespace_of(k8s: Kubernetes, name: str) -> str:
 
 
 def synapse_image(k8s: Kubernetes, synapse_version: str) -> str:
-    """Synapse's image with Homeport's module installed (docs/production.md builds it)."""
+    """Synapse's image with Homeport's module installed (docs/deployment.md builds it)."""
     return k8s.synapse_image or f"homeport-synapse:{synapse_version}"
 
 

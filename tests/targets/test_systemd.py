@@ -46,7 +46,25 @@ def test_the_unit_runs_up_confined_to_the_data_folder() -> None:
         files["homeport.sysusers.conf"]
         == 'u homeport - "Homeport homeservers" /srv/homeport/data\n'
     )
-    assert files["homeport.tmpfiles.conf"] == "d /srv/homeport/data 0750 homeport homeport -\n"
+    assert files["homeport.tmpfiles.conf"] == (
+        "d /srv/homeport/backups 0750 homeport homeport -\n"
+        "d /srv/homeport/data 0750 homeport homeport -\n"
+    )
+
+
+def test_a_timer_runs_the_backup_under_the_same_confinement() -> None:
+    text = starter_text() + "backup: {directory: /var/backups/homeport, schedule: '*-*-* 03:15'}\n"
+    model, _ = load_deployment_text(text, Path("/srv/homeport/homeport.yaml"))
+    files = render_systemd(model, Path("/srv/homeport/homeport.yaml"), PYTHON)
+    service = files["homeport-backup.service"]
+    assert f"ExecStart={PYTHON} -m homeport backup -c /srv/homeport/homeport.yaml" in service
+    assert "Type=oneshot" in service
+    assert "ReadWritePaths=/var/backups/homeport" in service
+    assert "ReadWritePaths=/srv/homeport/data" in service  # SQLite's shared memory
+    for hardening in ("User=homeport", "ProtectSystem=strict", "UMask=0077", "NoNewPrivileges=yes"):
+        assert hardening in service, hardening
+    assert "OnCalendar=*-*-* 03:15" in files["homeport-backup.timer"]
+    assert "ReadWritePaths=/var/backups/homeport" in files["homeport.service"]
 
 
 @pytest.mark.parametrize(
@@ -89,8 +107,12 @@ def test_systemd_analyze_verify_accepts_every_unit_without_a_warning(tmp_path: P
     config = init_deployment(tmp_path / "deployment")
     out = tmp_path / "units"
     homeport("render", "-c", str(config), "--target", "systemd", "--out", str(out))
-    units = sorted(out.glob("*.service"))
-    assert [u.name for u in units] == ["homeport.service"]
+    units = sorted([*out.glob("*.service"), *out.glob("*.timer")])
+    assert [u.name for u in units] == [
+        "homeport-backup.service",
+        "homeport-backup.timer",
+        "homeport.service",
+    ]
     result = subprocess.run(
         ["systemd-analyze", "verify", *map(str, units)],
         capture_output=True,

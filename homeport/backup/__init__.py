@@ -1,0 +1,1 @@
+"""Backups of what matters, and their restore: `homeport backup` and `homeport restore`."""
