@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# In a container the platform collects standard error: `HOMEPORT_LOG=stderr`
+# (the Kubernetes rendering sets it) sends the service's log there instead.
+LOG_DESTINATION = "HOMEPORT_LOG"
+
+
 def log_to_file(path: Path, logger_name: str = "homeport") -> logging.Logger:
-    ensure_dir(path.parent)
     logger = logging.getLogger(logger_name)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler: logging.Handler
+    if os.environ.get(LOG_DESTINATION) == "stderr":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        ensure_dir(path.parent)
+        handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -28,7 +28,7 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
             settings.port,
             tls,
             listen_fd,
-            behind_proxy=deployment.proxy is not None,
+            forwarded_from=None if deployment.proxy is None else deployment.proxy.forwarded_from,
         )
     finally:
         asyncio.run(api.aclose())

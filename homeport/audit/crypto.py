@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiohttp import ClientSession, ClientTimeout, TCPConnector
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, ThreadedResolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 from nio import (
     AsyncClient,
@@ -95,21 +95,31 @@ def _decrypted_row(event: Any) -> store.Decrypted:
 
 
 class _Pinned(AbstractResolver):
-    """Resolves the homeserver's name to the address its listener is on; nothing else."""
+    """Resolves the homeserver's name to where its listener is (`local_address`); nothing else.
+
+    An IP address is used as is; a host name (`service_host`, e.g. Synapse's
+    Service in a cluster) is looked up by the system's resolver.
+    """
 
     def __init__(self, name: str, address: str) -> None:
-        self._name, self._address = name, ip_address(address)
+        self._name, self._address = name, address
+        self._system = ThreadedResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         if host != self._name:
             raise OSError(f"the audit bot talks to {self._name} only, not {host}")
-        inet = socket.AF_INET6 if self._address.version == 6 else socket.AF_INET
+        try:
+            address = ip_address(self._address)
+        except ValueError:
+            found = await self._system.resolve(self._address, port, socket.AF_UNSPEC)
+            return [{**result, "hostname": host} for result in found]
+        inet = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         return [
             ResolveResult(
                 hostname=host,
-                host=str(self._address),
+                host=str(address),
                 port=port,
                 family=inet,
                 proto=0,
@@ -118,7 +128,7 @@ class _Pinned(AbstractResolver):
         ]
 
     async def close(self) -> None:
-        return None
+        await self._system.close()
 
 
 class Decryptor:

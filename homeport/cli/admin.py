@@ -24,8 +24,14 @@ from homeport.runtime.up import migrate_store
     hidden=True,
     help="Serve on this already listening socket (how `homeport up` starts the website).",
 )
+@click.option(
+    "--prepared",
+    is_flag=True,
+    help="The data folder is complete (a cluster's Secret, rendered by `homeport render "
+    "--target kubernetes`): create no key or certificate, migrate nothing.",
+)
 @reports_errors
-def admin_command(config_path: Path, listen_fd: int | None) -> None:
+def admin_command(config_path: Path, listen_fd: int | None, prepared: bool) -> None:
     """Serve only the admin website (for Kubernetes, next to the homeservers' pods).
 
     The homeservers must be reachable at their URLs; `homeport up` serves the
@@ -37,7 +43,7 @@ def admin_command(config_path: Path, listen_fd: int | None) -> None:
             f"{config_path} has no `admin:` section; add one with a port "
             "(see docs/configuration.md#admin)"
         )
-    if listen_fd is None:
+    if listen_fd is None and not prepared:
         # Alone, it prepares what `up` would: certificates and the store's schema.
         problems = preflight(deployment, lines, config_path, check_ports=False)
         if problems:

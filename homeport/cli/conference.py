@@ -23,8 +23,14 @@ from homeport.runtime.prepare import materialize, preflight
     hidden=True,
     help="Serve on this already listening socket (how `homeport up` starts the service).",
 )
+@click.option(
+    "--prepared",
+    is_flag=True,
+    help="The data folder is complete (a cluster's Secret, rendered by `homeport render "
+    "--target kubernetes`): create no key or certificate, migrate nothing.",
+)
 @reports_errors
-def conference_command(config_path: Path, listen_fd: int | None) -> None:
+def conference_command(config_path: Path, listen_fd: int | None, prepared: bool) -> None:
     """Serve only the conference verification service (Jitsi, Element Call).
 
     The homeservers must be reachable at their URLs; `homeport up` runs the
@@ -36,7 +42,7 @@ def conference_command(config_path: Path, listen_fd: int | None) -> None:
             f"{config_path} has no `conference:` section; add one with a port "
             "(see docs/conference.md)"
         )
-    if listen_fd is None:
+    if listen_fd is None and not prepared:
         # Alone, it prepares what `up` would: its certificate and secrets.
         problems = preflight(deployment, lines, config_path, check_ports=False)
         if problems:

@@ -53,5 +53,5 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
         tls_files(deployment),
         listen_fd,
         limit_concurrency=MAX_CONNECTIONS,
-        behind_proxy=deployment.proxy is not None,
+        forwarded_from=None if deployment.proxy is None else deployment.proxy.forwarded_from,
     )

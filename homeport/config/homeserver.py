@@ -13,6 +13,7 @@ from homeport.config.federation import FederationRetries
 from homeport.config.policy import POLICY_SYNAPSE_KEYS, Policy
 from homeport.config.types import (
     Database,
+    Host,
     IpAddress,
     ServerName,
     check_homeserver_name,
@@ -83,6 +84,13 @@ class Homeserver(StrictModel):
         "federation APIs (e.g. matrix.example.org for server name example.org); left out: "
         "the server name's host.",
     )
+    service_host: Host | None = Field(
+        default=None,
+        description="Where Homeport's own services (website, bots, group sync, verify) "
+        "connect to this Synapse's listener, when not at its address: a host name or "
+        "address (its certificate is still checked against the server name's host); the "
+        "Kubernetes rendering sets it to Synapse's Service. Left out: the listener's address.",
+    )
     database: Database = Field(
         default="sqlite",
         description="`sqlite` (a file in the data folder) or a postgresql://user@host:port/db URL.",
@@ -141,8 +149,8 @@ class Homeserver(StrictModel):
 
     @property
     def local_address(self) -> str:
-        """The address to connect to: the bound one, or loopback when bound to all."""
-        return connect_address(self.address)
+        """The host to connect to: `service_host`, else the bound address (loopback for all)."""
+        return self.service_host or connect_address(self.address)
 
     @property
     def audit_bot(self) -> AuditBot | None:

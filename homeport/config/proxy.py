@@ -52,6 +52,12 @@ class Proxy(StrictModel):
         description="Addresses allowed to reach `/_synapse/admin`, `/_homeport/` and the "
         "admin website through the proxy; everyone else gets 403.",
     )
+    forwarded_from: list[Network] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Where the proxy connects from: the admin website and the conference "
+        "service take the client's address from X-Forwarded-For on connections from these "
+        "only (the Kubernetes rendering sets the pod networks).",
+    )
     hsts_max_age: int = Field(
         default=31536000,
         ge=0,

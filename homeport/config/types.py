@@ -112,6 +112,22 @@ def check_ip_address(value: str) -> str:
 IpAddress = Annotated[str, AfterValidator(check_ip_address)]
 
 
+def check_host(value: str) -> str:
+    """A host to connect to: a DNS name or an IP address, without scheme or port."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _DNS_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a host: write a DNS name (synapse.example.internal) or an "
+                "IP address, without scheme or port"
+            ) from None
+    return value
+
+
+Host = Annotated[str, AfterValidator(check_host)]
+
+
 def connect_address(bound: str) -> str:
     """Where to connect to a listener bound to `bound`: itself, or loopback for "all"."""
     address = ipaddress.ip_address(bound)

@@ -52,14 +52,14 @@ def serve_https(
     tls: tuple[str, str],
     listen_fd: int | None,
     limit_concurrency: int | None = None,
-    behind_proxy: bool = False,
+    forwarded_from: list[str] | None = None,
 ) -> None:
     """A quiet uvicorn over TLS (`tls`: certificate, key) until SIGINT or SIGTERM.
 
     The client address comes from X-Forwarded-For only behind the deployment's
-    proxy, and only from a connection on loopback (where the proxy connects
-    from); otherwise anyone could name their own address and dodge the
-    per-address limits.
+    proxy, and only on a connection from where the proxy connects from
+    (`forwarded_from`: loopback on one machine); otherwise anyone could name
+    their own address and dodge the per-address limits.
 
     On the socket `up` bound, with its real address family: uvicorn's own
     `fd=` would take it for a Unix socket, and asyncio then leaves Nagle's
@@ -77,8 +77,8 @@ def serve_https(
         lifespan="on",
         timeout_graceful_shutdown=5,
         limit_concurrency=limit_concurrency,
-        proxy_headers=behind_proxy,
-        forwarded_allow_ips=["127.0.0.1", "::1"] if behind_proxy else [],
+        proxy_headers=forwarded_from is not None,
+        forwarded_allow_ips=forwarded_from or [],
     )
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]

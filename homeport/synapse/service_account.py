@@ -18,7 +18,7 @@ from homeport.config.deployment import Deployment
 from homeport.files import write_private
 from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.synapse.admin_api import SynapseAdmin
-from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.synapse.api import RegisteredUser, SynapseApiError, SynapseClient
 from homeport.trust import client_ssl_context
 
 SERVICE_LOCALPART = "homeport"
@@ -48,20 +48,31 @@ async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
         if error.status != 403:
             raise
         shared = layout.registration_shared_secret.read_text().strip()
+        # Credentials rendered ahead (a cluster's Secret) name the account to create.
+        localpart = stored.get("user_id", SERVICE_LOCALPART).removeprefix("@").split(":")[0]
+        registered: RegisteredUser | None
         try:
-            user = await admin.register(shared, SERVICE_LOCALPART, password, True)
+            registered = await admin.register(shared, localpart, password, True)
         except SynapseApiError as taken:
             if taken.errcode != "M_USER_IN_USE":
                 raise
+            # Another process with the same credentials (a second pod, a service
+            # started beside `up`) may have registered it a moment ago.
+            registered = await _log_in_or_none(client, localpart, password)
+        if registered is None:
             # Our credentials file was lost but the account remains: rather
             # than lock Homeport out, register a fresh service account, and
             # retire the old one, whose password nobody knows any more.
-            user = await admin.register(
+            registered = await admin.register(
                 shared, f"{SERVICE_LOCALPART}-{secrets.token_hex(3)}", password, True
             )
-            client.with_token(user.access_token)
-            lost = stored.get("user_id") or f"@{SERVICE_LOCALPART}:{user.user_id.split(':', 1)[1]}"
+            client.with_token(registered.access_token)
+            lost = (
+                stored.get("user_id")
+                or f"@{SERVICE_LOCALPART}:{registered.user_id.split(':', 1)[1]}"
+            )
             await admin.deactivate(lost)
+        user = registered
         client.with_token(user.access_token)
         await admin.override_ratelimit(user.user_id)
     write_private(
@@ -72,6 +83,15 @@ async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
     )
     client.with_token(user.access_token)
     return user.access_token
+
+
+async def _log_in_or_none(client: SynapseClient, user: str, password: str) -> RegisteredUser | None:
+    try:
+        return await client.login(user, password)
+    except SynapseApiError as error:
+        if error.status != 403:
+            raise
+        return None
 
 
 @asynccontextmanager

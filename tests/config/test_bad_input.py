@@ -78,6 +78,13 @@ def _replace(old: str, new: str) -> str:
 
 CASES = [
     Case(
+        "service-host-url",
+        _replace("    port: {p0}", "    port: {p0}\n    service_host: https://synapse:8448"),
+        6,
+        "homeservers.internal.service_host",
+        "without scheme or port",
+    ),
+    Case(
         "whitelist-entry",
         _replace(
             "    port: {p0}",

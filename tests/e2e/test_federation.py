@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import shutil
 import ssl
 import stat
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from homeport.config.deployment import Deployment
+from homeport.layout import DeploymentLayout
 from homeport.synapse.service_account import service_client
 from tests.harness import RunningDeployment, homeport, status_json
 from tests.matrix import exchange_messages, logged_in, wait_for_text
@@ -112,3 +117,33 @@ async def test_a_lost_service_account_file_retires_the_old_account(
     assert new["user_id"] != old["user_id"]
     assert answer["deactivated"] is True
     assert stat.S_IMODE(files.service_account.stat().st_mode) == 0o600
+
+
+async def test_two_services_with_rendered_credentials_share_one_account(
+    pair: RunningDeployment, pair_ssl: ssl.SSLContext, tmp_path: Path
+) -> None:
+    """As pods of a cluster start: each has the same rendered password and no token yet.
+
+    Both register at once; the one Synapse answers M_USER_IN_USE logs in
+    with the shared password instead of retiring the account.
+    """
+    deployment = pair.deployment
+    user_id = f"@homeport-{secrets.token_hex(3)}:{deployment.homeservers['external'].server_name}"
+    seeded = json.dumps({"user_id": user_id, "password": secrets.token_urlsafe(24)})
+    copies = []
+    for pod in ("one", "two"):
+        keys = DeploymentLayout(tmp_path / pod).homeserver("external").keys_dir
+        keys.mkdir(parents=True)
+        shutil.copy(pair.layout.homeserver("external").registration_shared_secret, keys)
+        (keys / "service_account.json").write_text(seeded)
+        copies.append(deployment.model_copy(update={"data_dir": tmp_path / pod}))
+
+    async def whoami(copy: Deployment) -> str:
+        async with service_client(copy, "external", pair_ssl) as admin:
+            return await admin.client.whoami()
+
+    assert await asyncio.gather(*(whoami(copy) for copy in copies)) == [user_id, user_id]
+    async with service_client(deployment, "external", pair_ssl) as admin:
+        answer = await admin.client.request("GET", f"/_synapse/admin/v2/users/{quote(user_id)}")
+    assert answer["deactivated"] is False
+    assert answer["admin"] is True

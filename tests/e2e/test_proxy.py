@@ -6,7 +6,8 @@ names without a port, one homeserver served on a host of its own
 `homeport render --target nginx` wrote. The names resolve to the proxy's
 address, 127.10.0.1, as DNS would in production (scripts/test puts them in
 /etc/hosts), and the proxy listens on port 443 there: federation finds each
-server through its well-known, as on the Internet.
+server through its well-known, as on the Internet. Homeport's own services
+reach external's listener at a host name (`service_host`), as in a cluster.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def _behind_proxy(data: Any) -> None:
     external["server_name"] = NAMES["external"]
     external["public_host"] = NAMES["external_public"]
     external["synapse"] = {"max_upload_size": "2M"}
+    # Homeport's services reach external's listener by a host name (as in a
+    # cluster, at its Service): it listens beside the proxy, on its own port.
+    external["address"] = PROXY
+    external["service_host"] = NAMES["external_public"]
     data["admin"]["host"] = NAMES["admin"]
     data["conference"]["host"] = NAMES["conference"]
     data["proxy"] = {"address": PROXY, "port": 443}

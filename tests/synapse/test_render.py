@@ -410,6 +410,9 @@ def test_behind_the_proxy_synapse_takes_its_urls_and_client_addresses_from_it() 
     # Homeport's own services still reach Synapse's listener, checking its name.
     hs = model.homeservers["external"]
     assert (hs.local_url, hs.tls_name) == ("https://127.0.0.1:8449", "example.org")
+    # ...or where `service_host` says (a cluster's Service), the name still checked.
+    elsewhere = hs.model_copy(update={"service_host": "synapse.homeport-external.svc"})
+    assert elsewhere.local_url == "https://synapse.homeport-external.svc:8449"
 
 
 def test_a_proxy_on_every_address_opens_nothing_for_siblings() -> None:
