@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from homeport.store.database import StoreError, recorded_revision, where
@@ -37,6 +37,9 @@ def _config() -> Config:
     return config
 
 
+LOCK_KEY = 0x686F6D65706F7274  # "homeport": one key for the store's migrations
+
+
 def head_revision() -> str:
     """The newest migration's revision."""
     head = ScriptDirectory.from_config(_config()).get_current_head()
@@ -45,9 +48,16 @@ def head_revision() -> str:
 
 
 def migrate(engine: Engine, target: str = "head") -> Migration:
-    """Apply every migration the store lacks, in one transaction."""
+    """Apply every migration the store lacks, in one transaction.
+
+    On PostgreSQL the transaction first takes an advisory lock, so that
+    services starting together (pods of a cluster) migrate one after the
+    other: the second finds the schema current and changes nothing.
+    """
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
             before = recorded_revision(connection)
             config = _config()
             config.attributes["connection"] = connection

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from homeport.audit import store as audit
 from homeport.audit.records import MARK, record_of, room_change
 from homeport.cli import main
 from homeport.config.deployment import Deployment
-from homeport.config.loader import load_deployment
+from homeport.config.loader import load_deployment, load_deployment_text
 from homeport.store.database import (
     VERSION_TABLE,
     StoreError,
@@ -143,6 +144,24 @@ def test_admin_actions_are_recorded_and_bounded(
     assert last_action(engine, "external", "s1") is None
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM admin_actions")).scalar() == 4
+
+
+def test_services_starting_together_migrate_one_after_the_other(postgres_database: str) -> None:
+    """As pods of a cluster do: four at once on an empty PostgreSQL, each succeeds."""
+    url = load_deployment_text(
+        f"homeservers:\n  solo: {{server_name: 'localhost:8448', port: 8448}}\n"
+        f"store: {{database: '{postgres_database}'}}\n",
+        Path("/srv/homeport.yaml"),
+    )[0]
+    engines = [create_store_engine(store_url(url)) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(migrate, engines))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert sorted(r.changed for r in results) == [False, False, False, True]
+    assert {r.after for r in results} == {head_revision()}
 
 
 def test_store_migrate_command(tmp_path: Path) -> None:
