@@ -139,6 +139,11 @@ class DeploymentLayout:
         """The bundled PostgreSQL's password of homeserver `name` in a cluster (0600)."""
         return self.data_dir / "kubernetes" / name / "postgres_password"
 
+    def kubernetes_service_account(self, name: str) -> Path:
+        """The service account the cluster's pods share for homeserver `name`, when this
+        machine has none of its own (0600)."""
+        return self.data_dir / "kubernetes" / name / "service_account.json"
+
     @property
     def ca_certificate(self) -> Path:
         return self.data_dir / "ca" / "ca.crt"

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from homeport.config.deployment import Deployment
+from homeport.config.paths import named_files
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -87,26 +88,6 @@ def postgres_databases(deployment: Deployment) -> list[Database]:
     return found
 
 
-def named_files(deployment: Deployment) -> list[Path]:
-    """Files homeport.yaml names besides the data folder (absolute, as the loader made them)."""
-    paths: list[Path] = list(deployment.trusted_ca_files)
-    for hs in deployment.homeservers.values():
-        if hs.tls is not None:
-            paths += [hs.tls.certificate, hs.tls.key]
-    if deployment.group_sync is not None:
-        ldap = deployment.group_sync.ldap
-        paths += [p for p in (ldap.ca_file, ldap.bind_password_file) if p is not None]
-    conference = deployment.conference
-    if conference is not None:
-        if conference.tls is not None:
-            paths += [conference.tls.certificate, conference.tls.key]
-        if conference.jitsi is not None and conference.jitsi.app_secret_file is not None:
-            paths.append(conference.jitsi.app_secret_file)
-        if conference.livekit is not None and conference.livekit.secret_file is not None:
-            paths.append(conference.livekit.secret_file)
-    return sorted(set(paths))
-
-
 def split_named_files(
     deployment: Deployment, config_dir: Path
 ) -> tuple[dict[PurePosixPath, Path], list[Path]]:
@@ -118,7 +99,7 @@ def split_named_files(
     """
     inside: dict[PurePosixPath, Path] = {}
     outside: list[Path] = []
-    for path in named_files(deployment):
+    for path in sorted(set(named_files(deployment).values())):
         if path == deployment.data_dir or deployment.data_dir in path.parents:
             continue  # travels with the data folder
         if config_dir in path.parents:

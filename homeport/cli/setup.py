@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from homeport import __version__
 from homeport.cli._shared import config_option, console, lint_or_refuse, reports_errors
 from homeport.config.deployment import Deployment
 from homeport.config.kubernetes import Kubernetes
@@ -18,7 +19,13 @@ from homeport.errors import ConfigError, HomeportError
 from homeport.files import ensure_dir, read_or_create_private, write_atomic, write_private
 from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import materialize, preflight
-from homeport.targets.kubernetes import HomeserverSecrets, left_out, render_kubernetes
+from homeport.targets.kubernetes import (
+    ClusterInputs,
+    HomeserverSecrets,
+    needed_files,
+    render_kubernetes,
+    service_account,
+)
 from homeport.targets.nginx import render_nginx
 from homeport.targets.systemd import render_systemd
 
@@ -142,13 +149,22 @@ def _render_kubernetes(deployment: Deployment) -> dict[str, str]:
         if hs.tls is not None:
             pair = (hs.tls.certificate.read_text(), hs.tls.key.read_text())
             tls = {hs.tls_name: pair, hs.served_host: pair}
+            listener = pair
         else:
-            tls = {hs.tls_name: (files.tls_certificate.read_text(), files.tls_key.read_text())}
+            listener = (files.tls_certificate.read_text(), files.tls_key.read_text())
+            tls = {hs.tls_name: listener}
             if hs.served_host != hs.tls_name:
                 tls[hs.served_host] = (
                     files.public_tls_certificate.read_text(),
                     files.public_tls_key.read_text(),
                 )
+        # The pods share one service account: that of this machine, or one made once.
+        account = files.service_account
+        if not account.exists():
+            account = layout.kubernetes_service_account(name)
+            read_or_create_private(
+                account, service_account(hs, None, secrets_module.token_urlsafe(32)).encode()
+            )
         secrets[name] = HomeserverSecrets(
             signing_key=files.signing_key.read_text(),
             registration_shared_secret=files.registration_shared_secret.read_text(),
@@ -156,16 +172,23 @@ def _render_kubernetes(deployment: Deployment) -> dict[str, str]:
             form_secret=files.form_secret.read_text(),
             postgres_password=password.decode().strip(),
             tls=tls,
+            listener=listener,
+            service_account=account.read_text(),
         )
+    store_password = read_or_create_private(
+        layout.kubernetes_postgres_password("services"), secrets_module.token_urlsafe(32).encode()
+    )
     ca_files = [layout.ca_certificate.read_text()]
     ca_files += [path.read_text() for path in deployment.trusted_ca_files]
-    missing = left_out(deployment)
-    if missing:
-        console.print(
-            f"[yellow]Not in the manifests yet:[/] {', '.join(missing)} "
-            "(they run with `homeport up`; the cluster gets the homeservers)"
-        )
-    return render_kubernetes(deployment, synapse_version(), secrets, ca_files)
+    inputs = ClusterInputs(
+        synapse_version=synapse_version(),
+        homeport_version=__version__,
+        homeservers=secrets,
+        ca_files=ca_files,
+        files={path: path.read_text() for path in needed_files(deployment)},
+        store_password=store_password.decode().strip(),
+    )
+    return render_kubernetes(deployment, inputs)
 
 
 def synapse_version() -> str:

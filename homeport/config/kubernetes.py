@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
+from homeport.config.proxy import Network
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
@@ -58,8 +59,19 @@ class Kubernetes(StrictModel):
     )
     synapse_image: str | None = Field(
         default=None,
-        description="Synapse's container image; left out: "
-        "ghcr.io/element-hq/synapse at the version Homeport runs here.",
+        description="Synapse's container image with Homeport's module "
+        "(deploy/synapse.Dockerfile); left out: homeport-synapse:<the Synapse version here>.",
+    )
+    homeport_image: str | None = Field(
+        default=None,
+        description="The image of Homeport's services (deploy/homeport.Dockerfile); left out: "
+        "homeport:<the Homeport version here>.",
+    )
+    pod_networks: list[Network] = Field(
+        default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        description="Address ranges of the cluster's pods: the website and the conference "
+        "service trust X-Forwarded-For from connections out of these (the ingress "
+        "controller's), and NetworkPolicies let only that controller reach them.",
     )
     ingress_class: str = Field(
         default="nginx", description="The IngressClass that serves the hosts on 443."
@@ -89,4 +101,9 @@ class Kubernetes(StrictModel):
     )
     postgres_storage: Quantity = Field(
         default="10Gi", description="Size of the bundled PostgreSQL's volume."
+    )
+    store_storage: Quantity = Field(
+        default="5Gi",
+        description="Size of the volume of Homeport's store when it is bundled (the file "
+        "says `store: {database: sqlite}`: the services share a PostgreSQL instead).",
     )

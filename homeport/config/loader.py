@@ -18,8 +18,8 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from homeport.config.checks import cross_section_problems
 from homeport.config.deployment import Deployment
-from homeport.config.homeserver import TlsFiles
 from homeport.config.lines import KeyPath, LineMap, dotted
+from homeport.config.paths import map_named_files
 from homeport.errors import ConfigError, ConfigProblem
 
 
@@ -143,75 +143,29 @@ def _resolve_paths(model: Deployment, base_dir: Path) -> Deployment:
     def absolute(path: Path) -> Path:
         return path if path.is_absolute() else (base_dir / path).resolve()
 
+    model = map_named_files(model, lambda _label, path: absolute(path))
     homeservers = {
-        name: hs.model_copy(
+        name: hs
+        if hs.audit is None or hs.audit.export is None
+        else hs.model_copy(
             update={
-                "tls": None
-                if hs.tls is None
-                else TlsFiles(certificate=absolute(hs.tls.certificate), key=absolute(hs.tls.key)),
-                "audit": hs.audit
-                if hs.audit is None or hs.audit.export is None
-                else hs.audit.model_copy(
+                "audit": hs.audit.model_copy(
                     update={
                         "export": hs.audit.export.model_copy(
                             update={"directory": absolute(hs.audit.export.directory)}
                         )
                     }
-                ),
+                )
             }
         )
         for name, hs in model.homeservers.items()
     }
-    sync = model.group_sync
-    if sync is not None:
-        ldap = sync.ldap
-        sync = sync.model_copy(
-            update={
-                "ldap": ldap.model_copy(
-                    update={
-                        "ca_file": None if ldap.ca_file is None else absolute(ldap.ca_file),
-                        "bind_password_file": None
-                        if ldap.bind_password_file is None
-                        else absolute(ldap.bind_password_file),
-                    }
-                )
-            }
-        )
-    conference = model.conference
-    if conference is not None:
-
-        def absolute_or_none(path: Path | None) -> Path | None:
-            return None if path is None else absolute(path)
-
-        conference = conference.model_copy(
-            update={
-                "tls": None
-                if conference.tls is None
-                else TlsFiles(
-                    certificate=absolute(conference.tls.certificate),
-                    key=absolute(conference.tls.key),
-                ),
-                "jitsi": None
-                if conference.jitsi is None
-                else conference.jitsi.model_copy(
-                    update={"app_secret_file": absolute_or_none(conference.jitsi.app_secret_file)}
-                ),
-                "livekit": None
-                if conference.livekit is None
-                else conference.livekit.model_copy(
-                    update={"secret_file": absolute_or_none(conference.livekit.secret_file)}
-                ),
-            }
-        )
     return model.model_copy(
         update={
-            "conference": conference,
-            "group_sync": sync,
             "data_dir": absolute(model.data_dir),
             "backup": model.backup.model_copy(
                 update={"directory": absolute(model.backup.directory)}
             ),
-            "trusted_ca_files": [absolute(p) for p in model.trusted_ca_files],
             "homeservers": homeservers,
         }
     )

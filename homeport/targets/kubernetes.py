@@ -1,30 +1,41 @@
-"""Kubernetes manifests: one namespace per homeserver, each a kustomize base of its own.
+"""Kubernetes manifests: one namespace per homeserver, Homeport's services beside them.
 
 Per homeserver, in namespace `<namespace_prefix><name>`:
 
 - Synapse as a StatefulSet with its volume (media; SQLite when no PostgreSQL),
   a Service, and an Ingress for its public host (and, when the APIs live
   elsewhere, the server name's host, for the well-knowns Synapse serves);
+  two listeners: plain HTTP for the Ingress, where TLS ends, and TLS on the
+  homeserver's port for Homeport's services, with the certificate of one
+  machine (they check it against the server name, as there);
 - its `homeserver.yaml` in a ConfigMap, rendered by the same code as on one
   machine; the database section, the keys and the secrets in Secrets, with
   the values generated once in the data folder (the same keys as on one
   machine: a homeserver moved to the cluster keeps its identity);
+- its audit bot as a second container of Synapse's pod: Synapse delivers
+  transactions to it on the pod's loopback, as on one machine, and its
+  device keys live on Synapse's volume;
+- group sync, when it serves this homeserver, as a Deployment;
 - PostgreSQL as a StatefulSet when the homeserver is on `sqlite` and
   `bundled_postgres` is on; a `postgresql://` URL is used as is;
-- a NetworkPolicy: Synapse takes traffic from the ingress controller, and
-  from a sibling's namespace only where the policy lets that sibling
-  federate with it; PostgreSQL only from Synapse.
+- NetworkPolicies: Synapse takes traffic from the ingress controller, from
+  a sibling's namespace only where the policy lets that sibling federate
+  with it, and on its TLS listener from Homeport's services; PostgreSQL
+  only from Synapse.
 
-Synapse listens in plain HTTP inside the pod network; TLS ends at the
-Ingress (certificates from cert-manager, or the ones Homeport uses on one
-machine, as Secrets). Pure: the model, Synapse's version and the secrets'
-values in; file names and texts out.
+In `<namespace_prefix>services`: the admin website and the conference
+service as Deployments behind Ingresses (the website only from
+`admin_from`), and Homeport's store as a bundled PostgreSQL when the file
+keeps it on SQLite. Every Homeport pod loads the same homeport.yaml,
+rendered for the cluster (`homeport.targets.cluster`), and gets only the
+files of the data folder its work needs.
+
+Pure: the model, versions and the secrets' values in; file names and texts out.
 """
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass
+import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,119 +45,76 @@ from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.kubernetes import Kubernetes
 from homeport.config.types import parse_postgres_url
+from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
 from homeport.policy.effective import federation_allowed
 from homeport.synapse.render import render_homeserver, render_log_config
+from homeport.targets import k8s
+from homeport.targets.cluster import (
+    CONFIG,
+    DATA,
+    cluster_path,
+    in_cluster,
+    namespace_of,
+    role_files,
+    roles,
+    services_namespace,
+)
+from homeport.targets.kubernetes_pods import (
+    ClusterInputs,
+    HomeportPods,
+    HomeserverSecrets,
+    kustomization,
+    local_probe,
+    tls_secret,
+)
+from homeport.targets.kubernetes_services import Services
 from homeport.targets.nginx import max_upload_bytes
+
+__all__ = ["ClusterInputs", "HomeserverSecrets", "render_kubernetes"]
 
 SYNAPSE_PORT = 8008
 SYNAPSE_UID = 991  # the user of Synapse's own image
-POSTGRES_UID = 999  # the user of the postgres image
-DATA = PurePosixPath("/data")  # Synapse's volume: the data folder's layout, as on one machine
-CONFIG = PurePosixPath("/config")
+CONFIG_DIR = PurePosixPath("/config")
 SECRETS = PurePosixPath("/secrets")
 CA = PurePosixPath("/etc/homeport/ca")
 
 
-@dataclass(frozen=True)
-class HomeserverSecrets:
-    """Values generated once on the machine that renders (the data folder)."""
-
-    signing_key: str
-    registration_shared_secret: str
-    macaroon_secret_key: str
-    form_secret: str
-    postgres_password: str
-    # Host -> (certificate chain, key) for the Ingress, when cert-manager does not issue them.
-    tls: dict[str, tuple[str, str]]
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-class _Dumper(yaml.SafeDumper):
-    """Files inside ConfigMaps as readable blocks, not escaped one-liners; no anchors."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _string(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _string)
-
-
-def _dump(*documents: dict[str, Any]) -> str:
-    header = "# Rendered by Homeport from homeport.yaml: `homeport render --target kubernetes`.\n"
-    return header + "---\n".join(
-        yaml.dump(d, Dumper=_Dumper, sort_keys=False, default_flow_style=False) for d in documents
-    )
-
-
-def namespace_of(k8s: Kubernetes, name: str) -> str:
-    return f"{k8s.namespace_prefix}{name}"
-
-
-def synapse_image(k8s: Kubernetes, synapse_version: str) -> str:
+def synapse_image(kube: Kubernetes, synapse_version: str) -> str:
     """Synapse's image with Homeport's module installed (docs/deployment.md builds it)."""
-    return k8s.synapse_image or f"homeport-synapse:{synapse_version}"
-
-
-def _labels(name: str, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": component,
-        "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/part-of": "homeport",
-    }
-
-
-def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": labels}
-
-
-def _for_the_cluster(deployment: Deployment) -> Deployment:
-    """The model Synapse is rendered from in the cluster: without what stays behind.
-
-    The audit bots and group sync's LDAP login need Homeport's services in the
-    cluster, which this target does not run yet (the CLI says so).
-    """
-    homeservers = {
-        name: hs.model_copy(
-            update={
-                "audit": None,
-                # Behind the Ingress on 443, whatever port the model gives on one machine.
-                "public_baseurl": hs.public_baseurl or f"https://{hs.served_host}",
-            }
-        )
-        for name, hs in deployment.homeservers.items()
-    }
-    return deployment.model_copy(update={"homeservers": homeservers, "group_sync": None})
+    return kube.synapse_image or f"homeport-synapse:{synapse_version}"
 
 
 def synapse_settings(
-    deployment: Deployment, name: str, k8s: Kubernetes, postgres_password: str
+    deployment: Deployment, name: str, kube: Kubernetes, postgres_password: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """homeserver.yaml for the pod: (public part for the ConfigMap, secret part).
 
-    The same rendering as on one machine, under the volume's paths; then the
-    listener is plain HTTP behind the Ingress, logs go to the console, and the
-    database section (which may hold a password) moves to the Secret.
+    The same rendering as on one machine, from the cluster's model (data
+    folder at /data); then a plain HTTP listener for the Ingress and a TLS
+    one for Homeport's services, logs to the console, and the database
+    section (which may hold a password) in the Secret.
     """
-    cluster = _for_the_cluster(deployment)
+    cluster = in_cluster(deployment, kube, "")
     layout = DeploymentLayout(Path(str(DATA)))
     config = render_homeserver(cluster, name, layout)
     hs = cluster.homeservers[name]
     files = layout.homeserver(name)
-    listener = dict(config["listeners"][0])
-    listener.update(port=SYNAPSE_PORT, bind_addresses=["0.0.0.0"], tls=False, x_forwarded=True)  # noqa: S104
-    config["listeners"] = [listener]
-    for key in ("tls_certificate_path", "tls_private_key_path", "ip_range_whitelist"):
-        config.pop(key, None)
-    config["log_config"] = str(CONFIG / "log.yaml")
+    public = dict(config["listeners"][0])
+    public.update(port=SYNAPSE_PORT, bind_addresses=["0.0.0.0"], tls=False, x_forwarded=True)  # noqa: S104
+    private = {
+        "port": hs.port,
+        "bind_addresses": ["0.0.0.0"],  # noqa: S104 - the pod's; a NetworkPolicy guards it
+        "type": "http",
+        "tls": True,
+        "x_forwarded": False,
+        "resources": [{"names": ["client"], "compress": False}],
+    }
+    config["listeners"] = [public, private]
+    config["tls_certificate_path"] = str(SECRETS / "listener.crt")
+    config["tls_private_key_path"] = str(SECRETS / "listener.key")
+    config.pop("ip_range_whitelist", None)
+    config["log_config"] = str(CONFIG_DIR / "log.yaml")
     for key, file in (
         ("signing_key_path", "signing.key"),
         ("registration_shared_secret_path", "registration_shared_secret"),
@@ -158,7 +126,7 @@ def synapse_settings(
     # Synapse serves the well-knowns the Ingress routes to it (nginx does on one machine).
     config["serve_server_wellknown"] = True
     config["serve_client_wellknown"] = True
-    if k8s.cert_manager_issuer is not None:
+    if kube.cert_manager_issuer is not None:
         config.pop("federation_custom_ca_list", None)  # public certificates: system trust
     else:
         config["federation_custom_ca_list"] = [
@@ -166,7 +134,7 @@ def synapse_settings(
             *(str(CA / f"trusted-{i}.crt") for i, _ in enumerate(deployment.trusted_ca_files)),
         ]
     secret = {"database": config.pop("database")}
-    if hs.database == "sqlite" and k8s.bundled_postgres:
+    if deployment.homeservers[name].database == "sqlite" and kube.bundled_postgres:
         secret["database"] = {
             "name": "psycopg2",
             "txn_limit": 10000,
@@ -180,7 +148,7 @@ def synapse_settings(
                 "cp_max": 10,
             },
         }
-    elif hs.database == "sqlite":
+    elif deployment.homeservers[name].database == "sqlite":
         secret["database"]["args"]["database"] = str(files.sqlite_database)
     return config, secret
 
@@ -196,34 +164,23 @@ def _log_config() -> dict[str, Any]:
 class _Base:
     """The manifests of one homeserver's namespace."""
 
-    def __init__(
-        self,
-        deployment: Deployment,
-        name: str,
-        synapse_version: str,
-        secrets: HomeserverSecrets,
-        ca_files: list[str],
-    ) -> None:
+    def __init__(self, deployment: Deployment, name: str, inputs: ClusterInputs) -> None:
         assert deployment.kubernetes is not None
         self.deployment = deployment
-        self.k8s = deployment.kubernetes
+        self.kube = deployment.kubernetes
         self.name = name
         self.hs: Homeserver = deployment.homeservers[name]
-        self.ns = namespace_of(self.k8s, name)
-        self.version = synapse_version
-        self.secrets = secrets
-        self.ca_files = ca_files
+        self.ns = namespace_of(self.kube, name)
+        self.inputs = inputs
+        self.secrets = inputs.homeservers[name]
         self.config, self.secret_config = synapse_settings(
-            deployment, name, self.k8s, secrets.postgres_password
+            deployment, name, self.kube, self.secrets.postgres_password
         )
-        self.bundled = self.hs.database == "sqlite" and self.k8s.bundled_postgres
-
-    def namespace(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": self.ns, "labels": _labels(self.name, "homeserver")},
-        }
+        self.bundled = self.hs.database == "sqlite" and self.kube.bundled_postgres
+        self.roles = [r for r in roles(deployment) if r.homeserver == name]
+        self.pods = HomeportPods(deployment, inputs, self.ns)
+        self.audit = next((r for r in self.roles if r.name.startswith("audit-")), None)
+        self.groupsync = next((r for r in self.roles if r.name == "groupsync"), None)
 
     def config_map(self) -> dict[str, Any]:
         data = {
@@ -233,19 +190,41 @@ class _Base:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": _meta("synapse-config", self.ns, _labels(self.name, "synapse")),
+            "metadata": k8s.meta("synapse-config", self.ns, k8s.labels(self.name, "synapse")),
             "data": data,
         }
 
     def ca_config_map(self) -> dict[str, Any]:
-        data = {"ca.crt": self.ca_files[0]}
-        data.update({f"trusted-{i}.crt": text for i, text in enumerate(self.ca_files[1:])})
+        ca_files = self.inputs.ca_files
+        data = {"ca.crt": ca_files[0]}
+        data.update({f"trusted-{i}.crt": text for i, text in enumerate(ca_files[1:])})
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": _meta("federation-ca", self.ns, _labels(self.name, "synapse")),
+            "metadata": k8s.meta("federation-ca", self.ns, k8s.labels(self.name, "synapse")),
             "data": data,
         }
+
+    def synapse_files(self) -> dict[str, tuple[str, str]]:
+        """Files of Synapse's Secret besides its keys: key -> (path in the pod, content).
+
+        The audit bot's registration (it holds its tokens) and group sync's LDAP
+        files, where the rendered homeserver.yaml expects them.
+        """
+        files: dict[str, tuple[str, str]] = {}
+        if self.hs.audit_bot is not None:
+            registration = DeploymentLayout(self.deployment.data_dir).audit(self.name).registration
+            files["audit-registration.yaml"] = (
+                str(cluster_path(self.deployment, registration)),
+                self.inputs.files[registration],
+            )
+        sync = self.deployment.group_sync
+        if sync is not None:
+            for path in (sync.ldap.ca_file, sync.ldap.bind_password_file):
+                if path is not None:
+                    target = cluster_path(self.deployment, path)
+                    files[target.name] = (str(target), self.inputs.files[path])
+        return files
 
     def secret(self) -> dict[str, Any]:
         s = self.secrets
@@ -255,16 +234,13 @@ class _Base:
             "macaroon_secret_key": s.macaroon_secret_key,
             "form_secret": s.form_secret,
             "database.yaml": yaml.safe_dump(self.secret_config, sort_keys=False),
+            "listener.crt": s.listener[0],
+            "listener.key": s.listener[1],
         }
+        data.update({key: text for key, (_, text) in self.synapse_files().items()})
         if self.bundled:
             data["postgres_password"] = s.postgres_password
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": _meta("synapse-secrets", self.ns, _labels(self.name, "synapse")),
-            "type": "Opaque",
-            "data": {key: _b64(value) for key, value in data.items()},
-        }
+        return k8s.secret("synapse-secrets", self.ns, k8s.labels(self.name, "synapse"), data)
 
     def hosts(self) -> dict[str, str]:
         """Each host of the Ingress and the Secret holding its certificate."""
@@ -274,42 +250,12 @@ class _Base:
         return hosts
 
     def tls_secrets(self) -> list[dict[str, Any]]:
-        secrets = []
-        for host, secret in self.hosts().items():
-            certificate, key = self.secrets.tls[host]
-            secrets.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": _meta(secret, self.ns, _labels(self.name, "synapse")),
-                    "type": "kubernetes.io/tls",
-                    "data": {"tls.crt": _b64(certificate), "tls.key": _b64(key)},
-                }
-            )
-        return secrets
+        return [
+            tls_secret(secret, self.ns, k8s.labels(self.name, "synapse"), *self.secrets.tls[host])
+            for host, secret in self.hosts().items()
+        ]
 
-    def _security(self, uid: int, read_only: bool = True) -> dict[str, Any]:
-        return {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": read_only,
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "runAsGroup": uid,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-
-    def _volume_claim(self, name: str, size: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": size}},
-        }
-        if self.k8s.storage_class is not None:
-            spec["storageClassName"] = self.k8s.storage_class
-        return {"metadata": {"name": name}, "spec": spec}
-
-    def synapse(self) -> dict[str, Any]:
-        labels = _labels(self.name, "synapse")
+    def synapse_container(self) -> dict[str, Any]:
         root = DATA / "homeservers" / self.name
         # Two files, as Synapse merges them: the ConfigMap, and the database
         # section (a password) from the Secret.
@@ -318,36 +264,33 @@ class _Base:
             "-m",
             "synapse.app.homeserver",
             "--config-path",
-            str(CONFIG / "homeserver.yaml"),
+            str(CONFIG_DIR / "homeserver.yaml"),
             "--config-path",
             str(SECRETS / "database.yaml"),
             "--no-secrets-in-config",
         ]
-        env = [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
         probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
         mounts = [
             {"name": "data", "mountPath": str(root)},
-            {"name": "config", "mountPath": str(CONFIG), "readOnly": True},
+            {"name": "config", "mountPath": str(CONFIG_DIR), "readOnly": True},
             {"name": "secrets", "mountPath": str(SECRETS), "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
         ]
-        volumes: list[dict[str, Any]] = [
-            {"name": "config", "configMap": {"name": "synapse-config"}},
-            {
-                "name": "secrets",
-                "secret": {"secretName": "synapse-secrets", "defaultMode": 0o440},
-            },
-            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        mounts += [
+            {"name": "secrets", "mountPath": path, "subPath": key, "readOnly": True}
+            for key, (path, _) in self.synapse_files().items()
         ]
-        if self.k8s.cert_manager_issuer is None:
+        if self.kube.cert_manager_issuer is None:
             mounts.append({"name": "federation-ca", "mountPath": str(CA), "readOnly": True})
-            volumes.append({"name": "federation-ca", "configMap": {"name": "federation-ca"}})
-        container = {
+        return {
             "name": "synapse",
-            "image": synapse_image(self.k8s, self.version),
+            "image": synapse_image(self.kube, self.inputs.synapse_version),
             "command": command,
-            "env": env,
-            "ports": [{"name": "http", "containerPort": SYNAPSE_PORT}],
+            "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+            "ports": [
+                {"name": "http", "containerPort": SYNAPSE_PORT},
+                {"name": "homeport", "containerPort": self.hs.port},
+            ],
             "readinessProbe": probe,
             "livenessProbe": {**probe, "failureThreshold": 6},
             # A first start (or an upgrade) migrates the database: give it time.
@@ -356,96 +299,94 @@ class _Base:
                 "requests": {"cpu": "250m", "memory": "512Mi"},
                 "limits": {"memory": "2Gi"},
             },
-            "securityContext": self._security(SYNAPSE_UID),
+            "securityContext": k8s.security(SYNAPSE_UID),
             "volumeMounts": mounts,
         }
+
+    def audit_containers(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The audit bot beside Synapse: (init containers, containers)."""
+        if self.audit is None or self.hs.audit is None:
+            return [], []
+        state = {
+            "name": "data",
+            "mountPath": str(DATA / "audit" / self.name),
+            "subPath": "audit",
+        }
+        command = ["audit", "run", "-c", str(CONFIG), self.name]
+        bot = self.pods.container(
+            "audit-bot",
+            command,
+            [self.audit],
+            {
+                "livenessProbe": {**local_probe(self.hs.audit.port), "failureThreshold": 4},
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "128Mi"},
+                    "limits": {"memory": "512Mi"},
+                },
+            },
+        )
+        bot["volumeMounts"] = [*bot["volumeMounts"], state]
+        init = self.pods.init_containers([self.audit], [state])
+        # Files the bot may hold in its keys folder (crypto store) stay across restarts;
+        # Synapse's container runs as 991, the bot's as 10001: the volume's group lets both in.
+        return init, [bot]
+
+    def synapse(self) -> dict[str, Any]:
+        labels = k8s.labels(self.name, "synapse")
+        init, sidecars = self.audit_containers()
+        volumes: list[dict[str, Any]] = [
+            {"name": "config", "configMap": {"name": "synapse-config"}},
+            {
+                "name": "secrets",
+                "secret": {"secretName": "synapse-secrets", "defaultMode": 0o440},
+            },
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ]
+        if self.kube.cert_manager_issuer is None:
+            volumes.append({"name": "federation-ca", "configMap": {"name": "federation-ca"}})
+        if self.audit is not None:
+            names = {v["name"] for v in volumes}
+            volumes += [v for v in self.pods.volumes([self.audit]) if v["name"] not in names]
+        spec: dict[str, Any] = {
+            "automountServiceAccountToken": False,
+            "securityContext": {"fsGroup": SYNAPSE_UID},
+            "containers": [self.synapse_container(), *sidecars],
+            "volumes": volumes,
+        }
+        if init:
+            spec["initContainers"] = init
         return {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
-            "metadata": _meta("synapse", self.ns, labels),
+            "metadata": k8s.meta("synapse", self.ns, labels),
             "spec": {
                 "serviceName": "synapse",
                 "replicas": 1,  # one main process; workers are their own issue
                 "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": {"fsGroup": SYNAPSE_UID},
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
-                },
-                "volumeClaimTemplates": [self._volume_claim("data", self.k8s.media_storage)],
+                "template": {"metadata": {"labels": labels}, "spec": spec},
+                "volumeClaimTemplates": [
+                    k8s.volume_claim(self.kube, "data", self.kube.media_storage)
+                ],
             },
         }
 
-    def service(self, component: str, port: int) -> dict[str, Any]:
-        labels = _labels(self.name, component)
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _meta(component, self.ns, labels),
-            "spec": {
-                "selector": labels,
-                "ports": [{"name": "main", "port": port, "targetPort": port}],
-            },
-        }
-
-    def postgres(self) -> dict[str, Any]:
-        labels = _labels(self.name, "postgres")
-        password = {"secretKeyRef": {"name": "synapse-secrets", "key": "postgres_password"}}
-        container = {
-            "name": "postgres",
-            "image": self.k8s.postgres_image,
-            "env": [
-                {"name": "POSTGRES_USER", "value": "synapse"},
-                {"name": "POSTGRES_DB", "value": "synapse"},
-                {"name": "POSTGRES_PASSWORD", "valueFrom": password},
-                # Synapse needs the C collation.
-                {"name": "POSTGRES_INITDB_ARGS", "value": "--encoding=UTF8 --locale=C"},
-                {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
-            ],
-            "ports": [{"name": "postgres", "containerPort": 5432}],
-            "readinessProbe": {
-                "exec": {"command": ["pg_isready", "-U", "synapse", "-d", "synapse"]},
-                "periodSeconds": 10,
-            },
-            "resources": {
-                "requests": {"cpu": "100m", "memory": "256Mi"},
-                "limits": {"memory": "1Gi"},
-            },
-            # PostgreSQL writes its socket and pid under /var/run/postgresql.
-            "securityContext": self._security(POSTGRES_UID, read_only=False),
-            "volumeMounts": [
-                {"name": "pgdata", "mountPath": "/var/lib/postgresql/data"},
-                {"name": "run", "mountPath": "/var/run/postgresql"},
-                {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
-            ],
-        }
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": _meta("postgres", self.ns, labels),
-            "spec": {
-                "serviceName": "postgres",
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": {"fsGroup": POSTGRES_UID},
-                        "containers": [container],
-                        "volumes": [
-                            {"name": "run", "emptyDir": {}},
-                            {"name": "tmp", "emptyDir": {}},
-                        ],
-                    },
+    def group_sync(self) -> dict[str, Any] | None:
+        sync = self.deployment.group_sync
+        if self.groupsync is None or sync is None:
+            return None
+        container = self.pods.container(
+            "group-sync",
+            ["groupsync", "watch", "-c", str(CONFIG)],
+            [self.groupsync],
+            {
+                "livenessProbe": {**local_probe(sync.port), "failureThreshold": 4},
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"memory": "1Gi"},
                 },
-                "volumeClaimTemplates": [self._volume_claim("pgdata", self.k8s.postgres_storage)],
             },
-        }
+        )
+        return self.pods.deployment_object("group-sync", self.name, [container], [self.groupsync])
 
     def ingress(self) -> dict[str, Any]:
         hosts = self.hosts()
@@ -453,145 +394,127 @@ class _Base:
             "nginx.ingress.kubernetes.io/proxy-body-size": str(max_upload_bytes(self.hs)),
             "nginx.ingress.kubernetes.io/proxy-read-timeout": "120",
         }
-        if self.k8s.cert_manager_issuer is not None:
-            annotations["cert-manager.io/cluster-issuer"] = self.k8s.cert_manager_issuer
-        backend = {"service": {"name": "synapse", "port": {"number": SYNAPSE_PORT}}}
+        if self.kube.cert_manager_issuer is not None:
+            annotations["cert-manager.io/cluster-issuer"] = self.kube.cert_manager_issuer
         # Synapse's server well-known names the server name's host on 443, so
-        # that host carries the APIs too.
+        # that host carries the APIs too. /_synapse/admin and /_homeport/ are
+        # not routed: never on the Internet.
         prefixes = ["/_matrix", "/_synapse/client", "/.well-known/matrix"]
-        paths = [{"path": p, "pathType": "Prefix", "backend": backend} for p in prefixes]
-        rules = [{"host": host, "http": {"paths": paths}} for host in hosts]
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {
-                **_meta("synapse", self.ns, _labels(self.name, "synapse")),
-                "annotations": annotations,
-            },
-            "spec": {
-                "ingressClassName": self.k8s.ingress_class,
-                # /_synapse/admin and /_homeport/ are not routed: never on the Internet.
-                "tls": [{"hosts": [h], "secretName": s} for h, s in hosts.items()],
-                "rules": rules,
-            },
-        }
+        return k8s.ingress(
+            "synapse",
+            self.ns,
+            k8s.labels(self.name, "synapse"),
+            annotations,
+            self.kube.ingress_class,
+            hosts,
+            [(prefix, "synapse", SYNAPSE_PORT) for prefix in prefixes],
+        )
 
     def network_policies(self) -> list[dict[str, Any]]:
-        synapse = _labels(self.name, "synapse")
+        synapse = k8s.labels(self.name, "synapse")
         allowed = [
             other
             for other in self.deployment.homeservers
             if other != self.name and federation_allowed(self.deployment, other, self.name)
         ]
-        sources: list[dict[str, Any]] = [
-            {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": self.k8s.ingress_namespace}
-                }
-            }
-        ]
-        sources += [
-            {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": namespace_of(self.k8s, other)}
-                }
-            }
-            for other in allowed
-        ]
+        public = [k8s.from_namespace(self.kube.ingress_namespace)]
+        public += [k8s.from_namespace(namespace_of(self.kube, other)) for other in allowed]
+        # The TLS listener (the admin API): Homeport's pods, here and in the services'.
+        private = [{"podSelector": {}}, k8s.from_namespace(services_namespace(self.kube))]
         policies = [
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "NetworkPolicy",
-                "metadata": _meta("synapse", self.ns, synapse),
-                "spec": {
-                    "podSelector": {"matchLabels": synapse},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [
-                        {"from": sources, "ports": [{"protocol": "TCP", "port": SYNAPSE_PORT}]}
-                    ],
-                },
-            }
+            k8s.network_policy(
+                "synapse", self.ns, synapse, [(public, [SYNAPSE_PORT]), (private, [self.hs.port])]
+            )
         ]
         if self.bundled:
-            postgres = _labels(self.name, "postgres")
             policies.append(
-                {
-                    "apiVersion": "networking.k8s.io/v1",
-                    "kind": "NetworkPolicy",
-                    "metadata": _meta("postgres", self.ns, postgres),
-                    "spec": {
-                        "podSelector": {"matchLabels": postgres},
-                        "policyTypes": ["Ingress"],
-                        "ingress": [
-                            {
-                                "from": [{"podSelector": {"matchLabels": synapse}}],
-                                "ports": [{"protocol": "TCP", "port": 5432}],
-                            }
-                        ],
-                    },
-                }
+                k8s.network_policy(
+                    "postgres",
+                    self.ns,
+                    k8s.labels(self.name, "postgres"),
+                    [([{"podSelector": {"matchLabels": synapse}}], [5432])],
+                )
             )
         return policies
 
     def files(self) -> dict[str, str]:
         files = {
-            "namespace.yaml": _dump(self.namespace()),
-            "synapse-config.yaml": _dump(self.config_map()),
-            "synapse-secrets.yaml": _dump(self.secret()),
-            "synapse.yaml": _dump(self.synapse(), self.service("synapse", SYNAPSE_PORT)),
-            "ingress.yaml": _dump(self.ingress()),
-            "network-policy.yaml": _dump(*self.network_policies()),
+            "namespace.yaml": k8s.dump(k8s.namespace(self.ns, self.name, "homeserver")),
+            "synapse-config.yaml": k8s.dump(self.config_map()),
+            "synapse-secrets.yaml": k8s.dump(self.secret()),
+            "synapse.yaml": k8s.dump(
+                self.synapse(),
+                k8s.service(
+                    "synapse",
+                    self.ns,
+                    k8s.labels(self.name, "synapse"),
+                    {"http": SYNAPSE_PORT, "homeport": self.hs.port},
+                ),
+            ),
+            "ingress.yaml": k8s.dump(self.ingress()),
+            "network-policy.yaml": k8s.dump(*self.network_policies()),
         }
-        if self.k8s.cert_manager_issuer is None:
-            files["federation-ca.yaml"] = _dump(self.ca_config_map())
-            files["synapse-tls-secrets.yaml"] = _dump(*self.tls_secrets())
+        if self.kube.cert_manager_issuer is None:
+            files["federation-ca.yaml"] = k8s.dump(self.ca_config_map())
+            files["synapse-tls-secrets.yaml"] = k8s.dump(*self.tls_secrets())
         if self.bundled:
-            files["postgres.yaml"] = _dump(self.postgres(), self.service("postgres", 5432))
-        kustomization = {
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "namespace": self.ns,
-            "resources": sorted(files),
+            files["postgres.yaml"] = k8s.dump(
+                k8s.postgres(self.kube, self.ns, self.name, "synapse", "synapse-secrets"),
+                k8s.service("postgres", self.ns, k8s.labels(self.name, "postgres"), {"main": 5432}),
+            )
+        if self.roles:
+            files["homeport-secrets.yaml"] = k8s.dump(*self.pods.secrets(self.roles, self.name))
+        group_sync = self.group_sync()
+        if group_sync is not None:
+            files["group-sync.yaml"] = k8s.dump(group_sync)
+        return {f"{self.name}/{file}": text for file, text in files.items()} | {
+            f"{self.name}/kustomization.yaml": kustomization(self.ns, files)
         }
-        files["kustomization.yaml"] = _dump(kustomization)
-        return {f"{self.name}/{file}": text for file, text in files.items()}
 
 
-def render_kubernetes(
-    deployment: Deployment,
-    synapse_version: str,
-    secrets: dict[str, HomeserverSecrets],
-    ca_files: list[str],
-) -> dict[str, str]:
-    """Every homeserver's base under its name, and a top kustomization of them all.
-
-    `ca_files`: the local CA's certificate, then each of `trusted_ca_files`.
-    """
+def render_kubernetes(deployment: Deployment, inputs: ClusterInputs) -> dict[str, str]:
+    """Every homeserver's base under its name, the services' under `services/`, and a
+    top kustomization of them all."""
     assert deployment.kubernetes is not None
+    if "services" in deployment.homeservers:
+        raise HomeportError(
+            "a homeserver named 'services' would share its namespace with Homeport's services "
+            f"({services_namespace(deployment.kubernetes)}): rename it in homeport.yaml"
+        )
     files: dict[str, str] = {}
     for name in deployment.homeservers:
-        files.update(_Base(deployment, name, synapse_version, secrets[name], ca_files).files())
+        files.update(_Base(deployment, name, inputs).files())
+    resources = [f"{name}/" for name in deployment.homeservers]
+    services = Services(deployment, inputs)
+    if services.needed():
+        files.update(services.files())
+        resources.append("services/")
     top = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [f"{name}/" for name in deployment.homeservers],
+        "resources": resources,
     }
-    files["kustomization.yaml"] = _dump(top)
+    files["kustomization.yaml"] = k8s.dump(top)
     return files
 
 
-def left_out(deployment: Deployment) -> list[str]:
-    """What runs on one machine but not yet in these manifests."""
-    missing = []
-    if deployment.admin is not None:
-        missing.append("the admin website")
-    if any(hs.audit_bot for hs in deployment.homeservers.values()):
-        missing.append("the audit bots")
-    if deployment.group_sync is not None:
-        missing.append("group sync (and its LDAP login)")
-    if deployment.conference is not None:
-        missing.append("the conference service")
-    return missing
+def needed_files(deployment: Deployment) -> list[Path]:
+    """The files of this machine the manifests carry for Homeport's services and Synapse."""
+    paths: list[Path] = []
+    for role in roles(deployment):
+        paths += role_files(deployment, role)
+    sync = deployment.group_sync
+    if sync is not None:
+        paths += [p for p in (sync.ldap.ca_file, sync.ldap.bind_password_file) if p is not None]
+    return sorted(set(paths))
+
+
+def service_account(hs: Homeserver, stored: str | None, password: str) -> str:
+    """The credentials the pods share: those of one machine if any, else a new account's."""
+    if stored:
+        return stored
+    user_id = f"@homeport:{hs.server_name}"
+    return json.dumps({"user_id": user_id, "password": password})
 
 
 def database_password(hs: Homeserver) -> str | None:

@@ -14,13 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
+from homeport.cli import main
+from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment, load_deployment_text
 from homeport.layout import DeploymentLayout
 from homeport.synapse.render import render_homeserver
-from homeport.targets.kubernetes import HomeserverSecrets, render_kubernetes
+from homeport.targets.kubernetes import ClusterInputs, HomeserverSecrets, render_kubernetes
 from tests.harness import edit_yaml, homeport, init_deployment
 
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
@@ -32,18 +35,31 @@ def _production(data: Any) -> None:
     data["homeservers"]["external"]["public_host"] = "matrix.example.org"
     data["admin"]["host"] = "admin.example.org"
     data["conference"]["host"] = "meet.example.org"
-    data["proxy"] = {}  # the same file runs one machine behind nginx on 443
+    data["proxy"] = {"admin_from": ["10.8.0.0/16"]}  # one machine behind nginx on 443, too
     data["kubernetes"] = {"namespace_prefix": "hp-"}
+    data["group_sync"] = {
+        "homeserver": "internal",
+        "port": data["admin"]["port"] + 100,
+        "ldap": {
+            "uri": "ldaps://ldap.example.org",
+            "bind_dn": "cn=homeport,dc=example,dc=org",
+            "bind_password_file": "ldap.secret",
+            "user_base": "ou=people,dc=example,dc=org",
+            "group_base": "ou=groups,dc=example,dc=org",
+        },
+        "spaces": [{"name": "Staff", "alias": "staff", "ldap_cn": "staff"}],
+    }
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("kubernetes")
     config = init_deployment(directory, relax=False)
+    (directory / "ldap.secret").write_text("the bind password of the directory\n")
+    (directory / "ldap.secret").chmod(0o600)
     edit_yaml(config, _production)
     out = directory / "manifests"
-    result = homeport("render", "-c", str(config), "--target", "kubernetes", "--out", str(out))
-    assert "Not in the manifests yet: the admin website" in " ".join(result.stdout.split())
+    homeport("render", "-c", str(config), "--target", "kubernetes", "--out", str(out))
     return config, out
 
 
@@ -84,8 +100,8 @@ def test_every_manifest_passes_kubernetes_strict_validation(rendered: tuple[Path
 def test_each_homeserver_is_a_base_in_its_own_namespace(rendered: tuple[Path, Path]) -> None:
     _, out = rendered
     top = yaml.safe_load((out / "kustomization.yaml").read_text())
-    assert top["resources"] == ["internal/", "external/"]
-    for name in ("internal", "external"):
+    assert top["resources"] == ["internal/", "external/", "services/"]
+    for name in ("internal", "external", "services"):
         base = out / name
         kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
         assert kustomization["namespace"] == f"hp-{name}"
@@ -147,7 +163,8 @@ def test_synapse_runs_confined_with_the_rendering_of_one_machine(
         d for _, d in documents if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "synapse"
     )
     pod = synapse["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    container, bot = pod["containers"]
+    assert bot["name"] == "audit-bot"  # external's bot, beside its Synapse
     security = container["securityContext"]
     assert security["runAsNonRoot"] is True
     assert security["readOnlyRootFilesystem"] is True
@@ -176,6 +193,9 @@ def test_synapse_runs_confined_with_the_rendering_of_one_machine(
     assert in_cluster["public_baseurl"] == "https://matrix.example.org/"
     assert in_cluster["listeners"][0]["tls"] is False
     assert in_cluster["listeners"][0]["x_forwarded"] is True
+    # The TLS listener of Homeport's services, with the certificate of one machine.
+    assert in_cluster["listeners"][1]["tls"] is True
+    assert in_cluster["listeners"][1]["port"] == deployment.homeservers["external"].port
     ingress = next(d for _, d in documents if d["kind"] == "Ingress")
     hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
     assert hosts == {"matrix.example.org", "example.org"}
@@ -193,6 +213,16 @@ SECRETS = HomeserverSecrets(
 )
 
 
+def _inputs(model: Deployment) -> ClusterInputs:
+    return ClusterInputs(
+        synapse_version="1.163.2",
+        homeport_version="0.1.0",
+        homeservers=dict.fromkeys(model.homeservers, SECRETS),
+        ca_files=["ca"],
+        files={},
+    )
+
+
 def _sources(whitelist: str) -> dict[str, set[str]]:
     """Who may reach each homeserver's Synapse, by namespace, for a whitelist on internal."""
     model = load_deployment_text(
@@ -204,7 +234,7 @@ def _sources(whitelist: str) -> dict[str, set[str]]:
         "  partner: {server_name: p.example.org, address: 10.0.0.3, port: 8448}\n",
         Path("/srv/homeport/homeport.yaml"),
     )[0]
-    files = render_kubernetes(model, "1.163.2", dict.fromkeys(model.homeservers, SECRETS), ["ca"])
+    files = render_kubernetes(model, _inputs(model))
     found = {}
     for name in model.homeservers:
         policy = next(yaml.safe_load_all(files[f"{name}/network-policy.yaml"]))
@@ -212,6 +242,17 @@ def _sources(whitelist: str) -> dict[str, set[str]]:
             source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
             for source in policy["spec"]["ingress"][0]["from"]
         }
+        # Homeport's services reach the TLS listener, from here and their namespace only.
+        private = policy["spec"]["ingress"][1]
+        assert private["ports"] == [{"protocol": "TCP", "port": 8448}]
+        assert private["from"] == [
+            {"podSelector": {}},
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "homeport-services"}
+                }
+            },
+        ]
     return found
 
 
@@ -249,7 +290,7 @@ def test_with_cert_manager_no_certificate_leaves_this_machine() -> None:
         "homeservers:\n  solo: {server_name: s.example.org, port: 8448}\n",
         Path("/srv/homeport/homeport.yaml"),
     )[0]
-    files = render_kubernetes(model, "1.163.2", {"solo": SECRETS}, ["ca"])
+    files = render_kubernetes(model, _inputs(model))
     assert "solo/synapse-tls-secrets.yaml" not in files
     ingress = yaml.safe_load(files["solo/ingress.yaml"].split("\n", 1)[1])
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
@@ -257,3 +298,181 @@ def test_with_cert_manager_no_certificate_leaves_this_machine() -> None:
         yaml.safe_load(files["solo/synapse-config.yaml"])["data"]["homeserver.yaml"]
     )
     assert "federation_custom_ca_list" not in config  # public certificates: the system's CAs
+
+
+def _decoded(document: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in document.get("data", {}).items()}
+
+
+def _named(out: Path, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    return next(
+        d
+        for _, d in _documents(out)
+        if d["kind"] == kind
+        and d["metadata"]["name"] == name
+        and d["metadata"].get("namespace") == namespace
+    )
+
+
+def _pods(out: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(namespace, pod spec) of every workload."""
+    return [
+        (d["metadata"]["namespace"], d["spec"]["template"]["spec"])
+        for _, d in _documents(out)
+        if d["kind"] in ("Deployment", "StatefulSet")
+    ]
+
+
+def test_homeport_s_services_run_where_their_work_is(rendered: tuple[Path, Path]) -> None:
+    _, out = rendered
+    workloads = {
+        (d["metadata"]["namespace"], d["kind"], d["metadata"]["name"]): d
+        for _, d in _documents(out)
+        if d["kind"] in ("Deployment", "StatefulSet")
+    }
+    assert set(workloads) == {
+        ("hp-internal", "StatefulSet", "synapse"),
+        ("hp-internal", "StatefulSet", "postgres"),
+        ("hp-internal", "Deployment", "group-sync"),
+        ("hp-external", "StatefulSet", "synapse"),
+        ("hp-external", "StatefulSet", "postgres"),
+        ("hp-services", "Deployment", "admin"),
+        ("hp-services", "Deployment", "conference"),
+        ("hp-services", "StatefulSet", "postgres"),  # Homeport's store (sqlite in the file)
+    }
+    for name in ("internal", "external"):
+        pod = workloads[(f"hp-{name}", "StatefulSet", "synapse")]["spec"]["template"]["spec"]
+        bot = next(c for c in pod["containers"] if c["name"] == "audit-bot")
+        assert bot["command"][3:] == ["audit", "run", "-c", "/config/homeport.yaml", name]
+        assert bot["securityContext"]["readOnlyRootFilesystem"] is True
+        # Its device keys stay on Synapse's volume across restarts.
+        assert {"name": "data", "mountPath": f"/data/audit/{name}", "subPath": "audit"} in bot[
+            "volumeMounts"
+        ]
+    for namespace, pod in _pods(out):
+        declared = {v["name"] for v in pod.get("volumes", [])}
+        claimed = set()
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            mounted = {m["name"] for m in container.get("volumeMounts", [])}
+            assert mounted <= declared | {"data", "pgdata"}, (namespace, container["name"])
+            claimed |= mounted
+        assert declared <= claimed, (namespace, declared - claimed)
+
+
+def test_each_pod_gets_only_the_files_its_work_needs(rendered: tuple[Path, Path]) -> None:
+    config, out = rendered
+    deployment = load_deployment(config)[0]
+    layout = DeploymentLayout(deployment.data_dir)
+    ca_key = layout.ca_key.read_text().splitlines()[1]
+    signing = {
+        n: layout.homeserver(n).signing_key.read_text().split()[-1]
+        for n in ("internal", "external")
+    }
+    secrets = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): _decoded(d)
+        for _, d in _documents(out)
+        if d["kind"] == "Secret"
+    }
+    everything = "".join(v for data in secrets.values() for v in data.values())
+    assert ca_key not in everything  # the CA's key never leaves this machine
+    for (namespace, name), data in secrets.items():
+        for hs, key in signing.items():
+            if key in "".join(data.values()):
+                assert (namespace, name) == (f"hp-{hs}", "synapse-secrets")
+    services = secrets[("hp-services", "homeport-files")]
+    assert "data--admin--tls--server.key" in services
+    assert "data--homeservers--internal--keys--service_account.json" in services
+    assert not [k for k in services if "audit" in k or "ldap" in k]
+    internal = secrets[("hp-internal", "homeport-files")]
+    assert "data--audit--internal--keys--as_token" in internal
+    assert "etc--homeport--files--ldap-bind-password" in internal
+    assert not [k for k in internal if "admin" in k or "external" in k or "conference" in k]
+    # Synapse reads group sync's bind password for LDAP logins where its config says.
+    synapse = secrets[("hp-internal", "synapse-secrets")]
+    assert synapse["ldap-bind-password"] == "the bind password of the directory\n"
+    # Each volume's items name keys its Secret has.
+    for namespace, pod in _pods(out):
+        for volume in pod.get("volumes", []):
+            source = volume.get("secret")
+            if source is not None and "items" in source:
+                keys = secrets[(namespace, source["secretName"])]
+                assert {i["key"] for i in source["items"]} <= set(keys), volume["name"]
+
+
+def test_the_pods_load_the_homeport_yaml_rendered_for_the_cluster(
+    rendered: tuple[Path, Path],
+) -> None:
+    config, out = rendered
+    original = load_deployment(config)[0]
+    for namespace in ("hp-services", "hp-internal", "hp-external"):
+        text = _decoded(_named(out, "Secret", "homeport-config", namespace))["homeport.yaml"]
+        cluster = load_deployment_text(text, Path("/config/homeport.yaml"))[0]
+        assert cluster.data_dir == Path("/data")
+        for name, hs in cluster.homeservers.items():
+            assert hs.service_host == f"synapse.hp-{name}.svc.cluster.local"
+            assert hs.server_name == original.homeservers[name].server_name
+            assert hs.policy == original.homeservers[name].policy
+        assert cluster.store.database.startswith("postgresql://homeport:")
+        assert "@postgres.hp-services.svc.cluster.local:5432/homeport" in cluster.store.database
+        assert cluster.group_sync is not None
+        assert cluster.group_sync.ldap.bind_password_file == Path(
+            "/etc/homeport/files/ldap-bind-password"
+        )
+        assert cluster.proxy is not None
+        assert cluster.proxy.forwarded_from == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+        assert cluster.admin is not None
+        assert cluster.admin.address == "0.0.0.0"  # noqa: S104
+
+
+def test_every_container_runs_a_command_homeport_has(rendered: tuple[Path, Path]) -> None:
+    """Each Homeport command line parses, options and arguments, as the CLI would."""
+    _, out = rendered
+    checked = 0
+    for _, pod in _pods(out):
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            command = container.get("command", [])
+            if command[:3] != ["python", "-m", "homeport"]:
+                continue
+            words = command[3:]
+            group: click.Command = main
+            while isinstance(group, click.Group):
+                found = group.get_command(click.Context(group), words[0])
+                assert found is not None, words
+                group, words = found, words[1:]
+            group.make_context("homeport", list(words))  # raises on anything unknown
+            checked += 1
+    assert checked >= 10
+
+
+def test_the_website_is_reached_only_from_admin_from(rendered: tuple[Path, Path]) -> None:
+    _, out = rendered
+    admin = _named(out, "Ingress", "admin", "hp-services")
+    annotations = admin["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/whitelist-source-range"] == "10.8.0.0/16"
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-verify"] == "on"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] == "admin.example.org"
+    assert _decoded(_named(out, "Secret", "upstream-ca", "hp-services"))["ca.crt"].startswith(
+        "-----BEGIN CERTIFICATE-----"
+    )
+    conference = _named(out, "Ingress", "conference", "hp-services")
+    assert (
+        "nginx.ingress.kubernetes.io/whitelist-source-range"
+        not in conference["metadata"]["annotations"]
+    )
+    metrics = _named(out, "Ingress", "conference-metrics", "hp-services")
+    assert metrics["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/metrics"
+    assert (
+        metrics["metadata"]["annotations"]["nginx.ingress.kubernetes.io/whitelist-source-range"]
+        == "10.8.0.0/16"
+    )
+    policies = {
+        d["metadata"]["name"]: d
+        for _, d in _documents(out / "services")
+        if d["kind"] == "NetworkPolicy"
+    }
+    assert policies["admin"]["spec"]["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+    store = policies["postgres"]["spec"]["ingress"][0]["from"][0]
+    assert store["namespaceSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "homeport"}

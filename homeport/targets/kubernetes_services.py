@@ -1,0 +1,186 @@
+"""The namespace of Homeport's services that span homeservers, and of its store. Pure.
+
+The admin website and the conference service as Deployments behind
+Ingresses (TLS to the pod checked against the local CA, the website and the
+conference service's metrics only from `admin_from`), and Homeport's store
+as a bundled PostgreSQL when homeport.yaml keeps it on SQLite: pods in
+several namespaces share it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from homeport.config.deployment import Deployment
+from homeport.config.kubernetes import Kubernetes
+from homeport.config.proxy import DEFAULT_ADMIN_FROM
+from homeport.layout import DeploymentLayout
+from homeport.targets import k8s
+from homeport.targets.cluster import CONFIG, Role, roles, services_namespace
+from homeport.targets.kubernetes_pods import (
+    ClusterInputs,
+    HomeportPods,
+    kustomization,
+    tls_secret,
+)
+
+
+class Services:
+    """The namespace of the services that span homeservers, and of the store."""
+
+    INSTANCE = "services"
+
+    def __init__(self, deployment: Deployment, inputs: ClusterInputs) -> None:
+        assert deployment.kubernetes is not None
+        self.deployment = deployment
+        self.kube = deployment.kubernetes
+        self.inputs = inputs
+        self.ns = services_namespace(self.kube)
+        self.roles = [r for r in roles(deployment) if r.homeserver is None]
+        self.pods = HomeportPods(deployment, inputs, self.ns)
+        self.bundled_store = deployment.store.database == "sqlite"
+        self.layout = DeploymentLayout(deployment.data_dir)
+
+    def needed(self) -> bool:
+        return bool(self.roles) or (self.bundled_store and bool(roles(self.deployment)))
+
+    def _web(self, role: Role) -> tuple[str, int, str, Path, Path]:
+        """(name, port, host, certificate, key) of the admin website or conference service."""
+        if role.name == "admin":
+            admin = self.deployment.admin
+            assert admin is not None
+            cert, key = self.layout.admin_tls_certificate, self.layout.admin_tls_key
+            return "admin", admin.port, admin.host, cert, key
+        conference = self.deployment.conference
+        assert conference is not None
+        if conference.tls is not None:
+            cert, key = conference.tls.certificate, conference.tls.key
+        else:
+            cert, key = self.layout.conference_tls_certificate, self.layout.conference_tls_key
+        return "conference", conference.port, conference.host, cert, key
+
+    def web_deployment(self, role: Role) -> dict[str, Any]:
+        name, port, _host, _, _ = self._web(role)
+        # It serves HTTPS itself; kubelet's probes do not check the certificate.
+        probe = {
+            "httpGet": {"path": "/health", "port": port, "scheme": "HTTPS"},
+            "periodSeconds": 10,
+        }
+        container = self.pods.container(
+            name,
+            [name, "-c", str(CONFIG), "--prepared"],
+            [role],
+            {
+                "ports": [{"name": "https", "containerPort": port}],
+                "readinessProbe": probe,
+                "livenessProbe": {**probe, "failureThreshold": 6},
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                    "limits": {"memory": "1Gi"},
+                },
+            },
+        )
+        return self.pods.deployment_object(name, self.INSTANCE, [container], [role])
+
+    def web_ingresses(self, role: Role) -> list[dict[str, Any]]:
+        """Its host on 443; the website (and the conference's /metrics) only from admin_from."""
+        name, port, host, _, _ = self._web(role)
+        proxy = self.deployment.proxy
+        admin_from = ",".join(proxy.admin_from if proxy is not None else DEFAULT_ADMIN_FROM)
+        base = {
+            "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+            # The pod's certificate is checked, as nginx checks it on one machine.
+            "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
+            "nginx.ingress.kubernetes.io/proxy-ssl-secret": f"{self.ns}/upstream-ca",
+            "nginx.ingress.kubernetes.io/proxy-ssl-name": host,
+            "nginx.ingress.kubernetes.io/proxy-ssl-server-name": "on",
+        }
+        if self.kube.cert_manager_issuer is not None:
+            base["cert-manager.io/cluster-issuer"] = self.kube.cert_manager_issuer
+        restricted = {**base, "nginx.ingress.kubernetes.io/whitelist-source-range": admin_from}
+        parts = (
+            [(name, "/", restricted)]
+            if name == "admin"
+            else [(name, "/", base), (f"{name}-metrics", "/metrics", restricted)]
+        )
+        return [
+            k8s.ingress(
+                ingress,
+                self.ns,
+                k8s.labels(self.INSTANCE, name),
+                annotations,
+                self.kube.ingress_class,
+                {host: f"{name}-tls"},
+                [(path, name, port)],
+            )
+            for ingress, path, annotations in parts
+        ]
+
+    def files(self) -> dict[str, str]:
+        labels = k8s.labels(self.INSTANCE, "homeport")
+        files = {"namespace.yaml": k8s.dump(k8s.namespace(self.ns, self.INSTANCE, "services"))}
+        if self.roles:
+            files["homeport-secrets.yaml"] = k8s.dump(*self.pods.secrets(self.roles, self.INSTANCE))
+            upstream = k8s.secret(
+                "upstream-ca", self.ns, labels, {"ca.crt": "".join(self.inputs.ca_files)}
+            )
+            files["upstream-ca-secret.yaml"] = k8s.dump(upstream)
+        policies = []
+        for role in self.roles:
+            name, port, _host, cert, key = self._web(role)
+            service = k8s.service(name, self.ns, k8s.labels(self.INSTANCE, name), {"https": port})
+            files[f"{name}.yaml"] = k8s.dump(self.web_deployment(role), service)
+            files[f"{name}-ingress.yaml"] = k8s.dump(*self.web_ingresses(role))
+            if self.kube.cert_manager_issuer is None:
+                files[f"{name}-tls-secret.yaml"] = k8s.dump(
+                    tls_secret(
+                        f"{name}-tls",
+                        self.ns,
+                        labels,
+                        self.inputs.files[cert],
+                        self.inputs.files[key],
+                    )
+                )
+            policies.append(
+                k8s.network_policy(
+                    name,
+                    self.ns,
+                    k8s.labels(self.INSTANCE, name),
+                    [([k8s.from_namespace(self.kube.ingress_namespace)], [port])],
+                )
+            )
+        if self.bundled_store:
+            files["store-secret.yaml"] = k8s.dump(
+                k8s.secret(
+                    "store-secrets",
+                    self.ns,
+                    k8s.labels(self.INSTANCE, "postgres"),
+                    {"postgres_password": self.inputs.store_password},
+                )
+            )
+            files["store.yaml"] = k8s.dump(
+                store_postgres(self.kube, self.ns),
+                k8s.service(
+                    "postgres", self.ns, k8s.labels(self.INSTANCE, "postgres"), {"main": 5432}
+                ),
+            )
+            policies.append(
+                k8s.network_policy(
+                    "postgres",
+                    self.ns,
+                    k8s.labels(self.INSTANCE, "postgres"),
+                    [([k8s.from_homeport_namespaces()], [5432])],
+                )
+            )
+        if policies:
+            files["network-policy.yaml"] = k8s.dump(*policies)
+        return {f"services/{file}": text for file, text in files.items()} | {
+            "services/kustomization.yaml": kustomization(self.ns, files)
+        }
+
+
+def store_postgres(kube: Kubernetes, namespace: str) -> dict[str, Any]:
+    store = k8s.postgres(kube, namespace, Services.INSTANCE, "homeport", "store-secrets")
+    store["spec"]["volumeClaimTemplates"] = [k8s.volume_claim(kube, "pgdata", kube.store_storage)]
+    return store
