@@ -11,6 +11,7 @@ from rich.table import Table
 
 from homeport import __version__
 from homeport.cli._shared import config_option, console, lint_or_refuse, reports_errors
+from homeport.config.checks import ingress_problems
 from homeport.config.deployment import Deployment
 from homeport.config.kubernetes import Kubernetes
 from homeport.config.loader import load_deployment
@@ -107,6 +108,9 @@ def render(config_path: Path, target: str, out_dir: Path | None) -> None:
         if target == "nginx":
             rendered = _render_nginx(deployment, config_path, out_dir)
         elif target == "kubernetes":
+            ingress = ingress_problems(deployment, config_path, lines)
+            if ingress:
+                raise ConfigError(ingress)
             rendered = _render_kubernetes(deployment)
         else:
             rendered = render_systemd(deployment, config_path, Path(sys.executable))

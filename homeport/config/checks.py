@@ -167,6 +167,11 @@ def _proxy_problems(model: Deployment, listeners: _Listeners) -> Iterator[Found]
             "behind the proxy, give the homeservers and services private ports "
             "(e.g. 8008 on 127.0.0.1); only the proxy listens on 443",
         )
+    yield from _served_once(model, "the proxy")
+
+
+def _served_once(model: Deployment, front: str) -> Iterator[Found]:
+    """Each host name the proxy (or a cluster's Ingress) serves, it serves for one only."""
     served: dict[str, str] = {}
     hosts: list[tuple[KeyPath, str, str]] = []
     for name, hs in model.homeservers.items():
@@ -185,8 +190,8 @@ def _proxy_problems(model: Deployment, listeners: _Listeners) -> Iterator[Found]
         if owner != who:
             yield (
                 key,
-                f"the proxy serves {host} for {owner} already",
-                "behind the proxy every homeserver and service needs a host name of its own "
+                f"{front} serves {host} for {owner} already",
+                f"behind {front} every homeserver and service needs a host name of its own "
                 "(set `public_host` or `host`)",
             )
 
@@ -229,6 +234,14 @@ def _group_sync_problems(model: Deployment) -> Iterator[Found]:
             yield from walk(space.subspaces, (*here, "subspaces"))
 
     yield from walk(sync.spaces, ("group_sync", "spaces"))
+
+
+def ingress_problems(model: Deployment, source: Path, lines: LineMap) -> list[ConfigProblem]:
+    """What the Kubernetes rendering needs besides: the Ingress picks by host name too."""
+    return [
+        problem_at(source, lines, path, message, hint)
+        for path, message, hint in _served_once(model, "the cluster's Ingress")
+    ]
 
 
 def cross_section_problems(model: Deployment, source: Path, lines: LineMap) -> list[ConfigProblem]:

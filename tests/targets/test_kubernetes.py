@@ -476,3 +476,19 @@ def test_the_website_is_reached_only_from_admin_from(rendered: tuple[Path, Path]
     ]
     store = policies["postgres"]["spec"]["ingress"][0]["from"][0]
     assert store["namespaceSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "homeport"}
+
+
+def test_a_host_the_ingress_would_serve_twice_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    config = init_deployment(tmp_path)  # the starter: every host is localhost
+    out = tmp_path / "manifests"
+    result = homeport(
+        "render", "-c", str(config), "--target", "kubernetes", "--out", str(out), check=False
+    )
+    assert result.returncode == 2
+    assert "the cluster's Ingress serves localhost for homeserver 'internal' already" in " ".join(
+        result.stderr.split()
+    )
+    assert "admin.host" in result.stderr
+    assert not out.exists()
