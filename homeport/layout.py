@@ -46,6 +46,21 @@ class HomeserverLayout:
         return self.keys_dir / "service_account.json"
 
     @property
+    def replication_secret(self) -> Path:
+        """Authenticates HTTP replication between its Synapse processes (0600)."""
+        return self.keys_dir / "replication_secret"
+
+    def worker_config_file(self, worker: str) -> Path:
+        """A worker's own settings, read after `homeserver.yaml`."""
+        return self.root / "workers" / f"{worker}.yaml"
+
+    def worker_log_config_file(self, worker: str) -> Path:
+        return self.root / "workers" / f"{worker}.log.config.yaml"
+
+    def worker_log_file(self, worker: str) -> Path:
+        return self.log_dir / f"{worker}.log"
+
+    @property
     def tls_certificate(self) -> Path:
         return self.root / "tls" / "server.crt"
 

@@ -20,6 +20,7 @@ from homeport.config.kubernetes import Kubernetes
 from homeport.config.policy import Policy, RoomPolicy, UserDirectory
 from homeport.config.proxy import Proxy
 from homeport.config.store import StoreSettings
+from homeport.config.workers import Redis, Workers
 from homeport.runtime.status import (
     AuditStatus,
     FederationSummary,
@@ -64,6 +65,8 @@ def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
         Kubernetes,
         Proxy,
         BackupSettings,
+        Workers,
+        Redis,
     ],
 )
 def test_every_setting_is_documented(model: type) -> None:

@@ -43,6 +43,59 @@ class _Listeners:
         return clash
 
 
+def _worker_problems(
+    model: Deployment, name: str, hs: Homeserver, listeners: _Listeners
+) -> Iterator[Found]:
+    """Workers share one PostgreSQL database and replicate over Redis; their ports are theirs."""
+    workers = hs.workers
+    if workers.count == 0:
+        return
+    key: KeyPath = ("homeservers", name, "workers")
+    if hs.database == "sqlite":
+        yield (
+            key,
+            f"{name} runs on SQLite, and Synapse's workers share one PostgreSQL database "
+            "(SQLite takes one process only)",
+            "put the homeserver on PostgreSQL first (`database: postgresql://...`; an "
+            "existing SQLite database moves with Synapse's synapse_port_db), or drop `workers:`",
+        )
+    if model.redis is None:
+        yield (
+            key,
+            "Synapse's workers replicate over Redis, and this file names none",
+            "add `redis: {url: redis://127.0.0.1:6379}` at the top level",
+        )
+    if workers.port_base is None:
+        yield (
+            (*key, "port_base"),
+            "workers need ports of their own",
+            f"set port_base: the main process's replication listener and the next "
+            f"{workers.count} ports on 127.0.0.1 are theirs",
+        )
+        return
+    if (workers.generic or workers.media) and model.proxy is None:
+        yield (
+            key,
+            "generic and media workers take their requests from the proxy, and this file "
+            "has no `proxy:`",
+            "add a `proxy:` section (`up` runs nginx in front of the processes)",
+        )
+    ports = [("the replication listener", workers.port_base)]
+    ports += [(f"worker {spec.name}", spec.port) for spec in workers.specs()]
+    for what, port in ports:
+        if port > 65535:
+            yield ((*key, "port_base"), f"{what} would get port {port}", "lower port_base")
+            return
+        clash = listeners.claim("127.0.0.1", port, f"the {what} of {name}")
+        if clash is not None:
+            yield (
+                (*key, "port_base"),
+                f"port {port} ({what}) is already used by {_who(clash)}",
+                f"move port_base: {name}'s workers use {workers.port_base}-"
+                f"{workers.port_base + workers.count}",
+            )
+
+
 def _who(owner: str) -> str:
     """A listener's owner in words: homeservers are named by their key."""
     return owner if owner.startswith("the ") else f"homeserver {owner!r}"
@@ -67,6 +120,7 @@ def _homeserver_problems(
             f"port {hs.port} is already used by {_who(clash)}",
             "give each homeserver its own port",
         )
+    yield from _worker_problems(model, name, hs, listeners)
     if hs.federation_port != hs.port and hs.public_baseurl is None:
         yield (
             (*base, "port"),

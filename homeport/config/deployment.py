@@ -22,6 +22,7 @@ from homeport.config.homeserver import Homeserver, HomeserverName
 from homeport.config.kubernetes import Kubernetes
 from homeport.config.proxy import Proxy
 from homeport.config.store import StoreSettings
+from homeport.config.workers import Redis
 
 
 class Deployment(StrictModel):
@@ -61,6 +62,10 @@ class Deployment(StrictModel):
         default=None,
         description="How `homeport render --target kubernetes` lays out the cluster: one "
         "namespace per homeserver; left out: the defaults.",
+    )
+    redis: Redis | None = Field(
+        default=None,
+        description="The Redis Synapse's processes replicate over; needed by `workers:`.",
     )
     backup: BackupSettings = Field(
         default_factory=BackupSettings,

@@ -20,6 +20,7 @@ from homeport.config.types import (
     connect_address,
     split_server_name,
 )
+from homeport.config.workers import Workers
 
 HomeserverName = Annotated[str, AfterValidator(check_homeserver_name)]
 
@@ -46,6 +47,24 @@ RESERVED_SYNAPSE_KEYS: dict[str, str] = {
     "macaroon_secret_key_path": "Homeport generates secrets once and stores them",
     "form_secret": "Homeport generates secrets once and stores them with mode 0600",
     "form_secret_path": "Homeport generates secrets once and stores them",
+    **dict.fromkeys(
+        (
+            "redis",
+            "instance_map",
+            "stream_writers",
+            "federation_sender_instances",
+            "pusher_instances",
+            "run_background_tasks_on",
+            "worker_replication_secret",
+            "worker_replication_secret_path",
+            "media_instance_running_background_jobs",
+            "worker_app",
+            "worker_name",
+            "worker_listeners",
+        ),
+        "set `workers:` on the homeserver (and `redis:` at the top level); Homeport "
+        "renders the worker settings",
+    ),
     **{
         key: f"set `policy.{key}` on the homeserver, so that lint and verify see it"
         for key in POLICY_SYNAPSE_KEYS
@@ -106,6 +125,11 @@ class Homeserver(StrictModel):
     audit: AuditBot | None = Field(
         default=None,
         description="The audit bot: records the local rooms administrators choose.",
+    )
+    workers: Workers = Field(
+        default_factory=Workers,
+        description="Synapse worker processes beside the main one (PostgreSQL and `redis:` "
+        "needed); left out: none, one process does everything.",
     )
     synapse: dict[str, Any] = Field(
         default_factory=dict,

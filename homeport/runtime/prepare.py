@@ -27,8 +27,9 @@ from homeport.config.types import split_server_name
 from homeport.credentials import ensure_secrets
 from homeport.errors import ConfigProblem, HomeportError
 from homeport.files import ensure_dir, read_or_create_private, write_atomic, write_private
-from homeport.layout import AuditLayout, DeploymentLayout
+from homeport.layout import AuditLayout, DeploymentLayout, HomeserverLayout
 from homeport.synapse.render import render_homeserver, render_log_config
+from homeport.synapse.workers import worker_config, worker_log_config
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +272,23 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
         # Mode 0600: a PostgreSQL URL may carry a password into `database.args`.
         write_private(files.config_file, dump_yaml(config))
         write_atomic(files.log_config_file, dump_yaml(render_log_config(files)))
+        write_worker_files(deployment, name, files)
     return layout
+
+
+def write_worker_files(deployment: Deployment, name: str, files: HomeserverLayout) -> None:
+    """Each worker's own file and log config; the replication secret, made once."""
+    specs = deployment.homeservers[name].workers.specs()
+    if not specs:
+        return
+    read_or_create_private(files.replication_secret, secrets.token_urlsafe(48).encode())
+    for spec in specs:
+        write_atomic(
+            files.worker_config_file(spec.name), dump_yaml(worker_config(deployment, spec, files))
+        )
+        write_atomic(
+            files.worker_log_config_file(spec.name), dump_yaml(worker_log_config(files, spec))
+        )
 
 
 def register_audit_bot(hs: Homeserver, files: AuditLayout) -> None:

@@ -11,6 +11,7 @@ import copy
 from ipaddress import ip_address
 from typing import Any
 
+import homeport.synapse.workers as workers
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.types import parse_postgres_url, split_server_name
@@ -243,6 +244,11 @@ def render_homeserver(
         config["ip_range_whitelist"] = allowlist
     config.update(synapse_policy_settings(deployment, name))
     config.update(conference_settings(deployment))
+    shared_with_workers = workers.main_settings(deployment, name, files)
+    if shared_with_workers:
+        config.update(shared_with_workers)
+        assert hs.workers.port_base is not None
+        config["listeners"].append(workers.replication_listener(hs.workers.port_base))
     passthrough = dict(hs.synapse)
     # The administrator's own modules run after ours; ours is never dropped.
     config["modules"] = [
