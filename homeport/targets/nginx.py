@@ -30,8 +30,10 @@ from homeport.config.homeserver import Homeserver
 from homeport.config.proxy import Proxy
 from homeport.config.types import connect_address, size_bytes
 from homeport.layout import DeploymentLayout
+from homeport.synapse.routing import Route, routes
 
 CONFIG = "homeport.conf"
+WORKER_ADDRESS = "127.0.0.1"  # workers listen on loopback (homeport.synapse.workers)
 UPSTREAM_CA = "upstream-ca.pem"
 JITSI_SNIPPET = "jitsi-well-known.conf"
 SYNAPSE_MAX_UPLOAD = "50M"  # Synapse's default `max_upload_size`
@@ -197,9 +199,59 @@ class _Renderer:
         self.w.close()
         self.w.line()
 
+    def worker_upstreams(self, name: str, hs: Homeserver) -> list[tuple[Route, str]]:
+        """Upstreams of its generic and media workers; each route with where it goes."""
+        specs = hs.workers.specs()
+        table = routes(
+            generic=any(s.kind == "generic" for s in specs),
+            media=any(s.kind == "media" for s in specs),
+        )
+        for kind, balance in (
+            ("generic", "hash $homeport_affinity consistent"),
+            ("media", "least_conn"),
+        ):
+            servers = [s for s in specs if s.kind == kind]
+            if not servers:
+                continue
+            self.w.open(f"upstream homeport_{name}_{kind}")
+            self.w.line(f"{balance};")
+            for spec in servers:
+                self.w.line(f"server {WORKER_ADDRESS}:{spec.port};")
+            self.w.line("keepalive 16;")
+            self.w.close()
+            self.w.line()
+        if any(route.get_only for route in table):
+            # GET-only endpoints: their other methods stay with the main process.
+            self.w.open(f"map $request_method $homeport_{name}_get")
+            self.w.line(f"GET homeport_{name}_generic;")
+            self.w.line(f"HEAD homeport_{name}_generic;")
+            self.w.line(f"default homeport_{name};")
+            self.w.close()
+            self.w.line()
+        return [(route, self._target(name, route)) for route in table]
+
+    @staticmethod
+    def _target(name: str, route: Route) -> str:
+        if route.get_only:
+            return f"$homeport_{name}_get"
+        return f"homeport_{name}_{route.target}"
+
+    def worker_locations(self, routed: list[tuple[Route, str]], prefix: str) -> None:
+        """Nested regex locations, tried in order (media first), one per destination."""
+        groups: dict[str, list[str]] = {}
+        for route, target in routed:
+            if route.pattern.startswith(f"^{prefix}"):
+                groups.setdefault(target, []).append(route.pattern)
+        for target, patterns in groups.items():
+            self.w.open(f'location ~ "{"|".join(patterns)}"')
+            self.w.line(f"proxy_pass https://{target};")
+            self.w.line("proxy_read_timeout 120s;")
+            self.w.close()
+
     def homeserver(self, name: str, hs: Homeserver) -> None:
         upstream = Upstream(f"homeport_{name}", hs.local_address, hs.port, hs.tls_name)
         self.upstream(upstream)
+        routed = self.worker_upstreams(name, hs)
         files = self.layout.homeserver(name)
         own = hs.tls
         separate = hs.served_host != hs.tls_name
@@ -218,9 +270,11 @@ class _Renderer:
         for prefix in ("/_synapse/admin", "/_homeport/"):
             w.open(f"location ^~ {prefix}")
             self.allow_admins()
+            self.worker_locations(routed, prefix)
             self.to_upstream(upstream)
             w.close()
         w.open("location ^~ /_matrix/")
+        self.worker_locations(routed, "/_matrix/")
         self.to_upstream(upstream, timeout="120s")  # /sync holds requests open
         w.close()
         w.open("location ^~ /_synapse/client/")
@@ -298,10 +352,21 @@ class _Renderer:
         self.w.close()
         self.w.line()
 
+    def affinity(self) -> None:
+        """Which generic worker: by origin server (federation) or access token (clients)."""
+        self.w.open("map $http_authorization $homeport_affinity")
+        self.w.line('"~*^X-Matrix .*origin=\\"?(?<homeport_origin>[^\\",]+)" $homeport_origin;')
+        self.w.line('"~^Bearer (?<homeport_token>.+)$" $homeport_token;')
+        self.w.line("default $remote_addr;")
+        self.w.close()
+        self.w.line()
+
     def render(self) -> str:
         self.w.line("# Rendered by Homeport from homeport.yaml: `homeport render --target nginx`.")
         self.w.line("# Include it in nginx's http block (Debian: /etc/nginx/conf.d/).")
         self.w.line()
+        if any(hs.workers.generic for hs in self.deployment.homeservers.values()):
+            self.affinity()
         self.reject_unknown_hosts()
         for name, hs in self.deployment.homeservers.items():
             self.homeserver(name, hs)

@@ -9,6 +9,7 @@ tests/e2e/test_proxy.py.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from homeport import pki
 from homeport.config.loader import load_deployment
+from homeport.synapse.routing import route, routes
 from homeport.targets.nginx import json_body, nginx_string
 from homeport.trust import client_ssl_context
 from tests.harness import edit_yaml, free_port_run, homeport, init_deployment
@@ -178,3 +180,57 @@ async def test_a_live_nginx_answers_what_it_serves_itself(tmp_path: Path) -> Non
                 refused = await other.get(local + path)
                 assert refused.status_code == 403
                 assert "<center>nginx</center>" in refused.text
+
+
+def test_a_homeserver_s_workers_get_the_requests_synapse_lets_them_serve(tmp_path: Path) -> None:
+    """nginx accepts the worker locations, and they route as Homeport's table says."""
+    base = free_port_run(1)
+
+    def workers(data: Any) -> None:
+        _named(free_port_run(1))(data)
+        internal = data["homeservers"]["internal"]
+        internal["database"] = "postgresql://synapse@127.0.0.1:5432/not_connected_by_render"
+        internal["workers"] = {"generic": 2, "media": 1, "federation_senders": 1}
+        internal["workers"]["port_base"] = base
+        data["redis"] = {"url": "redis://127.0.0.1:6379"}
+
+    _, main = _render(tmp_path, workers)
+    checked = check_config(main)
+    assert checked.returncode == 0, checked.stderr
+    text = (tmp_path / "nginx" / "homeport.conf").read_text()
+    generic = re.search(r"upstream homeport_internal_generic \{(.*?)\}", text, re.S)
+    assert generic is not None
+    assert generic.group(1).count("server 127.0.0.1:") == 2
+    assert "hash $homeport_affinity consistent;" in generic.group(1)
+    assert "upstream homeport_external_generic" not in text  # external has no workers
+
+    located = re.findall(r'location ~ "(.*?)" \{\s*proxy_pass https://(\S+);', text)
+    assert {target for _, target in located} == {
+        "homeport_internal_media",
+        "homeport_internal_generic",
+        "$homeport_internal_get",
+    }
+
+    def nginx_route(method: str, path: str) -> str:
+        for pattern, target in located:
+            if re.search(pattern, path):
+                if target == "$homeport_internal_get":
+                    return "generic" if method in ("GET", "HEAD") else "main"
+                return target.removeprefix("homeport_internal_")
+        return "main"
+
+    table = routes(generic=True, media=True)
+    samples = [
+        ("GET", "/_matrix/client/v3/sync"),
+        ("PUT", "/_matrix/federation/v1/send/1"),
+        ("GET", "/_matrix/client/v3/pushrules/"),
+        ("DELETE", "/_matrix/client/v3/pushrules/global/override/x"),
+        ("POST", "/_matrix/media/v3/upload"),
+        ("GET", "/_synapse/admin/v1/media/x/y"),
+        ("GET", "/_synapse/admin/v1/users/@a:x/media"),
+        ("GET", "/_synapse/admin/v1/registration_tokens"),
+        ("GET", "/_matrix/client/v3/rooms/!r:x/messages"),
+        ("POST", "/_matrix/client/v3/createRoom"),
+    ]
+    for method, path in samples:
+        assert nginx_route(method, path) == route(table, method, path), (method, path)
