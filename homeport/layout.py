@@ -60,6 +60,10 @@ class HomeserverLayout:
     def worker_log_file(self, worker: str) -> Path:
         return self.log_dir / f"{worker}.log"
 
+    def worker_console_log_file(self, worker: str) -> Path:
+        """A worker's stdout and stderr (tracebacks from before its logging starts)."""
+        return self.log_dir / f"{worker}.console.log"
+
     @property
     def tls_certificate(self) -> Path:
         return self.root / "tls" / "server.crt"

@@ -122,11 +122,12 @@ def relax_for_tests(data: Any) -> None:
 
 
 def synapse_pids(data_dir: Path) -> list[int]:
-    """Synapse processes whose config lives under `data_dir` (whoever started them)."""
+    """Synapse processes (main and workers) whose config lives under `data_dir`."""
     pids = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if "synapse.app.homeserver" in cmdline and any(str(data_dir) in a for a in cmdline):
+        synapse = "synapse.app.homeserver" in cmdline or "synapse.app.generic_worker" in cmdline
+        if synapse and any(str(data_dir) in a for a in cmdline):
             pids.append(proc.info["pid"])
     return pids
 

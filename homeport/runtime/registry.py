@@ -20,6 +20,7 @@ from homeport.groupsync.service import GroupSyncService
 from homeport.layout import DeploymentLayout
 from homeport.runtime.service import Service
 from homeport.synapse.process import SynapseService
+from homeport.synapse.worker_process import WorkerService
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,15 @@ def homeservers(deployment: Deployment, context: Context) -> list[Service]:
     return [
         SynapseService(name, hs, context.layout.homeserver(name), context.ssl_context)
         for name, hs in deployment.homeservers.items()
+    ]
+
+
+def workers(deployment: Deployment, context: Context) -> list[Service]:
+    """Each homeserver's Synapse workers, after its main process."""
+    return [
+        WorkerService(name, hs, spec, context.layout.homeserver(name), context.ssl_context)
+        for name, hs in deployment.homeservers.items()
+        for spec in hs.workers.specs()
     ]
 
 
@@ -84,6 +94,7 @@ Registration = Callable[[Deployment, Context], list[Service]]
 
 REGISTRATIONS: tuple[Registration, ...] = (
     homeservers,
+    workers,
     audit_bots,
     group_sync,
     conference,
