@@ -237,6 +237,11 @@ class DeploymentLayout:
         return self.data_dir / "logs" / "conference.console.log"
 
     @property
+    def nginx_dir(self) -> Path:
+        """The nginx `up` runs (proxy.managed): its rendered files, pid, logs, temp folders."""
+        return self.data_dir / "nginx"
+
+    @property
     def verify_lock(self) -> Path:
         """Held by a running `homeport verify`: one at a time, so leftovers can be swept."""
         return self.data_dir / "verify.lock"

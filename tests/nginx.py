@@ -15,35 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from homeport.targets.nginx import main_config as nginx_main_config
+
 NGINX = Path("/usr/sbin/nginx")
 
 
 def main_config(directory: Path, include: Path) -> Path:
-    """The main file around Homeport's include; the access log names the host asked for."""
+    """The main file around Homeport's include, as `up` writes it for the nginx it runs."""
     for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (directory / "tmp" / folder).mkdir(parents=True, exist_ok=True)
-    # Run as root (ports below 1024), nginx would hand its workers to `nobody`,
-    # who cannot write the test's temporary folders.
-    user = "user root root;" if os.geteuid() == 0 else ""
-    text = f"""
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log info;
-{user}
-events {{ worker_connections 512; }}
-http {{
-    log_format hosts '$remote_addr $host "$request" $status';
-    access_log {directory}/access.log hosts;
-    client_body_temp_path {directory}/tmp/body;
-    proxy_temp_path {directory}/tmp/proxy;
-    fastcgi_temp_path {directory}/tmp/fastcgi;
-    uwsgi_temp_path {directory}/tmp/uwsgi;
-    scgi_temp_path {directory}/tmp/scgi;
-    include {include};
-}}
-"""
+        (directory / "temp" / folder).mkdir(parents=True, exist_ok=True)
     path = directory / "nginx.conf"
-    path.write_text(text)
+    path.write_text(nginx_main_config(directory, include, as_root=os.geteuid() == 0))
     return path
 
 

@@ -18,7 +18,6 @@ from homeport.config.loader import load_deployment
 from homeport.config.starter import write_starter
 from homeport.errors import ConfigError, HomeportError
 from homeport.files import ensure_dir, read_or_create_private, write_atomic, write_private
-from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import materialize, preflight
 from homeport.targets.kubernetes import (
     ClusterInputs,
@@ -29,8 +28,7 @@ from homeport.targets.kubernetes import (
 )
 from homeport.targets.nginx import render_nginx
 from homeport.targets.systemd import render_systemd
-
-SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+from homeport.trust import upstream_trust
 
 
 @click.command()
@@ -199,19 +197,6 @@ def synapse_version() -> str:
     from synapse import __version__
 
     return __version__.split()[0]
-
-
-def upstream_trust(deployment: Deployment, layout: DeploymentLayout) -> str:
-    """What nginx trusts for Homeport's own listeners: the local CA, the extra CAs, and
-    the system's CAs when a listener shows a certificate of your own."""
-    parts = [layout.ca_certificate.read_text()]
-    parts += [path.read_text() for path in deployment.trusted_ca_files]
-    own = any(hs.tls for hs in deployment.homeservers.values()) or (
-        deployment.conference is not None and deployment.conference.tls is not None
-    )
-    if own and SYSTEM_CA_BUNDLE.is_file():
-        parts.append(SYSTEM_CA_BUNDLE.read_text())
-    return "".join(part if part.endswith("\n") else part + "\n" for part in parts)
 
 
 def write_files(out_dir: Path, files: dict[str, str]) -> None:

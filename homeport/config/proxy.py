@@ -58,6 +58,12 @@ class Proxy(StrictModel):
         "service take the client's address from X-Forwarded-For on connections from these "
         "only (the Kubernetes rendering sets the pod networks).",
     )
+    managed: bool = Field(
+        default=False,
+        description="`homeport up` runs nginx itself with the rendered configuration (a "
+        "machine without a system nginx, workers on one machine); false: include the "
+        "rendered file in the system's nginx.",
+    )
     hsts_max_age: int = Field(
         default=31536000,
         ge=0,

@@ -18,6 +18,7 @@ from homeport.conference.service import ConferenceService
 from homeport.config.deployment import Deployment
 from homeport.groupsync.service import GroupSyncService
 from homeport.layout import DeploymentLayout
+from homeport.runtime.nginx_service import NginxService
 from homeport.runtime.service import Service
 from homeport.synapse.process import SynapseService
 from homeport.synapse.worker_process import WorkerService
@@ -90,6 +91,13 @@ def conference(deployment: Deployment, context: Context) -> list[Service]:
     ]
 
 
+def proxy(deployment: Deployment, context: Context) -> list[Service]:
+    """nginx in front, when `up` runs it (`proxy.managed`)."""
+    if deployment.proxy is None or not deployment.proxy.managed:
+        return []
+    return [NginxService(deployment, context.layout)]
+
+
 Registration = Callable[[Deployment, Context], list[Service]]
 
 REGISTRATIONS: tuple[Registration, ...] = (
@@ -99,6 +107,7 @@ REGISTRATIONS: tuple[Registration, ...] = (
     group_sync,
     conference,
     admin_website,
+    proxy,
 )
 
 

@@ -398,6 +398,39 @@ def jitsi_snippet(deployment: Deployment, upstream_trust: Path) -> str:
     )
 
 
+def main_config(run_dir: Path, include: Path, as_root: bool) -> str:
+    """nginx's own main file around `homeport.conf`, for an nginx that `up` runs: its pid,
+    logs and temporary folders in `run_dir` (nothing of the system's nginx is touched).
+
+    Started by root (a port below 1024), nginx would hand its workers to
+    `nobody`, who cannot read the data folder's keys: they stay with root.
+    """
+    user = "user root root;" if as_root else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {run_dir / 'temp' / folder};"
+        for kind, folder in (
+            ("client_body", "body"),
+            ("proxy", "proxy"),
+            ("fastcgi", "fastcgi"),
+            ("uwsgi", "uwsgi"),
+            ("scgi", "scgi"),
+        )
+    )
+    return f"""# Rendered by Homeport for the nginx `homeport up` runs (proxy.managed).
+worker_processes 1;
+pid {run_dir}/nginx.pid;
+error_log {run_dir}/error.log info;
+{user}
+events {{ worker_connections 1024; }}
+http {{
+    log_format hosts '$remote_addr $host "$request" $status $upstream_addr';
+    access_log {run_dir}/access.log hosts;
+{temp}
+    include {include};
+}}
+"""
+
+
 def render_nginx(
     deployment: Deployment, layout: DeploymentLayout, out_dir: Path, upstream_trust: str
 ) -> dict[str, str]:

@@ -13,16 +13,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from homeport.trust import client_ssl_context
+from tests.admin.website import log_in
 from tests.harness import (
     RunningDeployment,
+    access_token,
     edit_yaml,
     free_port_run,
     homeport,
@@ -52,6 +56,25 @@ def _wait_restarted(config: Path, name: str, old_pid: int, timeout: float = 120)
     raise AssertionError(f"{name} was not restarted: {status_json(config)['services'][name]}")
 
 
+def _wait_services(config: Path, names: list[str], running: RunningDeployment) -> dict[str, Any]:
+    """Every service in `names` ready (workers start once their main process is)."""
+    deadline = time.monotonic() + 120
+    while True:
+        services: dict[str, Any] = status_json(config)["services"]
+        states = {name: services.get(name, {}).get("state") for name in names}
+        if all(state == "ready" for state in states.values()):
+            return services
+        assert time.monotonic() < deadline, (states, running.output())
+        time.sleep(1)
+
+
+def _verify_finds_no_mismatch(config: Path) -> None:
+    """The admin API (verify's probes) is the main process's, the state in PostgreSQL."""
+    verified = homeport("verify", "-c", str(config), "--json", check=False, timeout=300)
+    report = json.loads(verified.stdout)
+    assert [c for c in report["checks"] if not c["ok"]] == []
+
+
 async def test_workers_run_beside_the_main_process_and_come_back(
     tmp_path: Path, postgres_databases: Callable[[], str]
 ) -> None:
@@ -74,14 +97,7 @@ async def test_workers_run_beside_the_main_process_and_come_back(
     running = RunningDeployment(config)
     try:
         running.start()
-        deadline = time.monotonic() + 120
-        while True:
-            services = status_json(config)["services"]
-            states = {name: services.get(name, {}).get("state") for name in WORKERS}
-            if all(state == "ready" for state in states.values()):
-                break
-            assert time.monotonic() < deadline, (states, running.output())
-            time.sleep(1)
+        services = _wait_services(config, WORKERS, running)
         assert services["internal-federation-sender-1"]["kind"] == "Synapse worker"
 
         context = client_ssl_context(running.deployment)
@@ -89,10 +105,7 @@ async def test_workers_run_beside_the_main_process_and_come_back(
         bob = dict(zip(("user_id", "password"), await running.new_user("external"), strict=True))
         await exchange_messages(running, context, alice, bob, "workers")
 
-        # The admin API (verify's probes) is on the main process, the state in PostgreSQL.
-        verified = homeport("verify", "-c", str(config), "--json", check=False, timeout=300)
-        report = json.loads(verified.stdout)
-        assert [c for c in report["checks"] if not c["ok"]] == []
+        _verify_finds_no_mismatch(config)
 
         # A sender killed outright is brought back; federation goes on.
         for name in ("internal-federation-sender-1", "internal-federation-sender-2"):
@@ -101,6 +114,112 @@ async def test_workers_run_beside_the_main_process_and_come_back(
             _wait_restarted(config, name, pid)
         await exchange_messages(running, context, alice, bob, "after-kill")
         # `up` stops every process it started, workers included.
+        assert running.stop() == 0
+        assert synapse_pids(running.deployment.data_dir) == []
+    finally:
+        if running.process is not None:
+            running.stop()
+        running.kill_leftovers()
+
+
+PROXY = "127.10.0.1"  # where scripts/test makes the .homeport.test names resolve
+
+
+def _from_loopback(context: ssl.SSLContext) -> httpx.AsyncClient:
+    """A client whose requests leave from 127.0.0.1 (in `admin_from`)."""
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.1", verify=context)
+    return httpx.AsyncClient(transport=transport, timeout=30)
+
+
+async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
+    tmp_path: Path, postgres_databases: Callable[[], str]
+) -> None:
+    """Server names resolve to nginx (`proxy.managed`), which routes to the workers."""
+    config = init_deployment(tmp_path)
+    database = postgres_databases()
+    port_base = free_port_run(6)
+    proxy_port = free_port_run(1)
+
+    def behind_nginx(data: Any) -> None:
+        for name, hs in data["homeservers"].items():
+            hs["server_name"] = f"{name}.homeport.test:{proxy_port}"
+        internal = data["homeservers"]["internal"]
+        internal["database"] = database
+        internal["workers"] = {
+            "generic": 2,
+            "media": 1,
+            "federation_senders": 2,
+            "port_base": port_base,
+        }
+        data["admin"]["host"] = "admin.homeport.test"
+        data["conference"]["host"] = "meet.homeport.test"
+        data["proxy"] = {"address": PROXY, "port": proxy_port, "managed": True}
+        data["redis"] = {"url": "redis://127.0.0.1:6379"}
+
+    edit_yaml(config, behind_nginx)
+    running = RunningDeployment(config)
+    try:
+        running.start()
+        names = ["proxy", *(f"internal-{w}" for w in ("generic-1", "generic-2", "media-1"))]
+        _wait_services(config, names, running)
+        deployment = running.deployment
+        internal = deployment.homeservers["internal"]
+        assert internal.base_url == f"https://internal.homeport.test:{proxy_port}"
+
+        context = client_ssl_context(deployment)
+        alice = dict(zip(("user_id", "password"), await running.new_user("internal"), strict=True))
+        bob = dict(zip(("user_id", "password"), await running.new_user("external"), strict=True))
+        await exchange_messages(running, context, alice, bob, "through-nginx")
+
+        # A file uploaded through nginx, served back by the media worker.
+        token = (await access_token(deployment, "internal", alice["user_id"], alice["password"]))[0]
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=internal.base_url, verify=context) as http:
+            uploaded = await http.post(
+                "/_matrix/media/v3/upload",
+                content=b"served by a worker",
+                headers={**headers, "Content-Type": "application/octet-stream"},
+            )
+            assert uploaded.status_code == 200, uploaded.text
+            server, media_id = uploaded.json()["content_uri"].removeprefix("mxc://").split("/")
+            fetched = await http.get(
+                f"/_matrix/client/v1/media/download/{server}/{media_id}", headers=headers
+            )
+            assert fetched.status_code == 200, fetched.text
+            assert fetched.content == b"served by a worker"
+
+        # Which process served what: each worker logs the requests it processed.
+        files = running.layout.homeserver("internal")
+
+        def served(worker: str) -> str:
+            return files.worker_log_file(worker).read_text(errors="replace")
+
+        generic = served("generic-1") + served("generic-2")
+        assert "/_matrix/client/v3/rooms/" in generic  # event sending
+        assert "/_matrix/federation/v1/send/" in generic  # inbound federation
+        assert "/sync" in generic
+        media = served("media-1")
+        assert "/_matrix/media/v3/upload" in media
+        assert f"/_matrix/client/v1/media/download/{server}/{media_id}" in media
+        main_log = files.log_file.read_text(errors="replace")
+        assert "/_matrix/media/v3/upload" not in main_log
+
+        # Verify, and the Federation tab (through nginx, from an admin's address).
+        _verify_finds_no_mismatch(config)
+        admin_id, password = await running.new_user("internal", admin=True)
+        assert deployment.admin_url is not None
+        async with _from_loopback(context) as website:
+            website.base_url = httpx.URL(deployment.admin_url)
+            assert (await log_in(website, "internal", admin_id, password)).status_code == 303
+            page = await website.get("/federation")
+            assert page.status_code == 200, page.text
+            assert deployment.homeservers["external"].server_name in page.text
+
+        # A generic worker killed outright comes back.
+        pid = status_json(config)["services"]["internal-generic-1"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        _wait_restarted(config, "internal-generic-1", pid)
+        await exchange_messages(running, context, alice, bob, "after-kill")
         assert running.stop() == 0
         assert synapse_pids(running.deployment.data_dir) == []
     finally:
