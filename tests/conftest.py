@@ -13,6 +13,30 @@ import pytest
 from homeport.trust import client_ssl_context
 from tests.harness import RunningDeployment, init_deployment, running_deployment
 
+# The longest modules first: each worker runs one module at a time (--dist loadfile),
+# and a long module started last would keep the suite waiting on it alone.
+SLOW_FIRST = (
+    "tests/e2e/test_verify.py",
+    "tests/e2e/test_outage.py",
+    "tests/e2e/test_lifecycle.py",
+    "tests/e2e/test_audit_crash.py",
+    "tests/e2e/test_workers.py",
+    "tests/e2e/test_backup.py",
+    "tests/e2e/test_postgres.py",
+    "tests/e2e/test_admin.py",
+    "tests/e2e/test_groupsync.py",
+    "tests/e2e/test_audit.py",
+    "tests/e2e/test_conference.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::")[0]
+        return SLOW_FIRST.index(module) if module in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: within a module, the order stays the file's
+
 
 @pytest.fixture(scope="session")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:

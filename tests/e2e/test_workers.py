@@ -1,11 +1,14 @@
 """Internal with Synapse workers on this machine's PostgreSQL and Redis, run by `up`.
 
-Two federation senders, an event persister and a pusher beside internal's
-main process: `up` starts them once the main process is ready, `status`
-lists each, messages cross both ways (internal's events written by the
-persister, sent by the senders), verify finds no mismatch (the admin API
-stays on the main process), and a sender killed with SIGKILL is restarted
-without a message lost.
+Two generic workers, a media worker, two federation senders, a pusher and
+an event persister beside internal's main process, behind the nginx `up`
+runs (`proxy.managed`), the server names resolving to it (scripts/test's
+/etc/hosts names). `up` starts the workers once the main process is ready
+and `status` lists each; messages cross both ways (sent through a generic
+worker, written by the persister, sent on by the senders, received by a
+generic worker), media are served by the media worker, verify finds no
+mismatch (the admin API stays on the main process), the Federation tab
+works, and workers killed with SIGKILL are restarted without a message lost.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from tests.matrix import exchange_messages
 pytestmark = pytest.mark.e2e
 
 WORKERS = [
+    "internal-generic-1",
+    "internal-generic-2",
+    "internal-media-1",
     "internal-federation-sender-1",
     "internal-federation-sender-2",
     "internal-pusher-1",
@@ -75,53 +81,6 @@ def _verify_finds_no_mismatch(config: Path) -> None:
     assert [c for c in report["checks"] if not c["ok"]] == []
 
 
-async def test_workers_run_beside_the_main_process_and_come_back(
-    tmp_path: Path, postgres_databases: Callable[[], str]
-) -> None:
-    config = init_deployment(tmp_path)
-    database = postgres_databases()
-    port_base = free_port_run(5)
-
-    def with_workers(data: Any) -> None:
-        internal = data["homeservers"]["internal"]
-        internal["database"] = database
-        internal["workers"] = {
-            "federation_senders": 2,
-            "pushers": 1,
-            "event_persisters": 1,
-            "port_base": port_base,
-        }
-        data["redis"] = {"url": "redis://127.0.0.1:6379"}
-
-    edit_yaml(config, with_workers)
-    running = RunningDeployment(config)
-    try:
-        running.start()
-        services = _wait_services(config, WORKERS, running)
-        assert services["internal-federation-sender-1"]["kind"] == "Synapse worker"
-
-        context = client_ssl_context(running.deployment)
-        alice = dict(zip(("user_id", "password"), await running.new_user("internal"), strict=True))
-        bob = dict(zip(("user_id", "password"), await running.new_user("external"), strict=True))
-        await exchange_messages(running, context, alice, bob, "workers")
-
-        _verify_finds_no_mismatch(config)
-
-        # A sender killed outright is brought back; federation goes on.
-        for name in ("internal-federation-sender-1", "internal-federation-sender-2"):
-            pid = status_json(config)["services"][name]["pid"]
-            os.kill(pid, signal.SIGKILL)
-            _wait_restarted(config, name, pid)
-        await exchange_messages(running, context, alice, bob, "after-kill")
-        # `up` stops every process it started, workers included.
-        assert running.stop() == 0
-        assert synapse_pids(running.deployment.data_dir) == []
-    finally:
-        if running.process is not None:
-            running.stop()
-        running.kill_leftovers()
-
-
 PROXY = "127.10.0.1"  # where scripts/test makes the .homeport.test names resolve
 
 
@@ -137,7 +96,7 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
     """Server names resolve to nginx (`proxy.managed`), which routes to the workers."""
     config = init_deployment(tmp_path)
     database = postgres_databases()
-    port_base = free_port_run(6)
+    port_base = free_port_run(8)
     proxy_port = free_port_run(1)
 
     def behind_nginx(data: Any) -> None:
@@ -149,6 +108,8 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
             "generic": 2,
             "media": 1,
             "federation_senders": 2,
+            "pushers": 1,
+            "event_persisters": 1,
             "port_base": port_base,
         }
         data["admin"]["host"] = "admin.homeport.test"
@@ -160,8 +121,8 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
     running = RunningDeployment(config)
     try:
         running.start()
-        names = ["proxy", *(f"internal-{w}" for w in ("generic-1", "generic-2", "media-1"))]
-        _wait_services(config, names, running)
+        services = _wait_services(config, ["proxy", *WORKERS], running)
+        assert services["internal-federation-sender-1"]["kind"] == "Synapse worker"
         deployment = running.deployment
         internal = deployment.homeservers["internal"]
         assert internal.base_url == f"https://internal.homeport.test:{proxy_port}"
@@ -215,10 +176,11 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
             assert page.status_code == 200, page.text
             assert deployment.homeservers["external"].server_name in page.text
 
-        # A generic worker killed outright comes back.
-        pid = status_json(config)["services"]["internal-generic-1"]["pid"]
-        os.kill(pid, signal.SIGKILL)
-        _wait_restarted(config, "internal-generic-1", pid)
+        # Workers killed outright come back; nothing is lost.
+        for name in ("internal-generic-1", "internal-federation-sender-1"):
+            pid = status_json(config)["services"][name]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            _wait_restarted(config, name, pid)
         await exchange_messages(running, context, alice, bob, "after-kill")
         assert running.stop() == 0
         assert synapse_pids(running.deployment.data_dir) == []
