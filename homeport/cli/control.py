@@ -21,7 +21,7 @@ from homeport.config.loader import load_deployment
 from homeport.config.types import ADMIN_SERVICE, AUDIT_SERVICE_PREFIX, GROUPSYNC_SERVICE
 from homeport.layout import DeploymentLayout
 from homeport.runtime.control import Control
-from homeport.runtime.restart import restart_homeserver
+from homeport.runtime.restart import restart_homeserver, worker_services
 from homeport.runtime.status import FederationSummary, Status, gather_status
 from homeport.synapse.backoff import spoken
 
@@ -53,13 +53,17 @@ def _log_of(layout: DeploymentLayout, deployment: Deployment, name: str) -> Path
 @click.argument("name")
 @reports_errors
 def stop(config_path: Path, name: str) -> None:
-    """Stop homeserver NAME (or the `admin` website) of the running deployment.
+    """Stop homeserver NAME (with its workers) or one of Homeport's services.
 
     It stays stopped until `homeport start NAME`, even across a restart of `up`.
     """
     deployment, _ = load_deployment(config_path)
     check_homeserver(deployment, name, _services(deployment))
-    Control(DeploymentLayout(deployment.data_dir), config_path).hold(name)
+    control = Control(DeploymentLayout(deployment.data_dir), config_path)
+    if name in deployment.homeservers:
+        control.hold_homeserver(name, worker_services(deployment, control, name))
+    else:
+        control.hold(name)
     console.print(f"{name} stopped; `homeport start -c {config_path} {name}` starts it again.")
 
 
@@ -68,13 +72,17 @@ def stop(config_path: Path, name: str) -> None:
 @click.argument("name")
 @reports_errors
 def start(config_path: Path, name: str) -> None:
-    """Start homeserver NAME (or the `admin` website) again, and wait until it is ready."""
+    """Start homeserver NAME (then its workers) or a service again; wait until it is ready."""
     deployment, _ = load_deployment(config_path)
     check_homeserver(deployment, name, _services(deployment))
     layout = DeploymentLayout(deployment.data_dir)
     control = Control(layout, config_path)
-    control.release(name)
-    control.wait_ready(name, _log_of(layout, deployment, name))
+    if name in deployment.homeservers:
+        workers = worker_services(deployment, control, name)
+        control.release_homeserver(name, workers, _log_of(layout, deployment, name))
+    else:
+        control.release(name)
+        control.wait_ready(name, _log_of(layout, deployment, name))
     hs = deployment.homeservers.get(name)
     bot = deployment.homeservers.get(name.removeprefix(AUDIT_SERVICE_PREFIX))
     if hs is not None:

@@ -66,6 +66,21 @@ class Control:
         set_held(self.layout, name, False)
         wake(self.pid)
 
+    def hold_homeserver(self, name: str, workers: list[str]) -> None:
+        """A homeserver and its workers: the workers first, so none outlives its main."""
+        for worker in workers:
+            self.hold(worker)
+        self.hold(name)
+
+    def release_homeserver(self, name: str, workers: list[str], log_file: Path) -> None:
+        """Its main process, and once that is ready, its workers (each waited for)."""
+        self.release(name)
+        self.wait_ready(name, log_file)
+        for worker in workers:
+            self.release(worker)
+        for worker in workers:
+            self.wait_ready(worker, log_file, timeout=600)
+
     def wait_ready(self, name: str, log_file: Path, timeout: float = 180) -> None:
         state = self.wait_for_state(name, {"ready", "failed"}, timeout)
         if state != "ready":

@@ -19,6 +19,7 @@ from homeport.runtime.control import Control
 from homeport.runtime.prepare import materialize
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.service_account import service_client
+from homeport.synapse.worker_process import service_name
 from homeport.trust import client_ssl_context
 
 
@@ -37,11 +38,21 @@ def check_restartable(deployment: Deployment, control: Control, name: str) -> No
         )
 
 
+def worker_services(deployment: Deployment, control: Control, name: str) -> list[str]:
+    """The running services of homeserver `name`'s workers."""
+    running = set(control.services())
+    specs = deployment.homeservers[name].workers.specs()
+    return [service_name(name, spec) for spec in specs if service_name(name, spec) in running]
+
+
 def restart_homeserver(deployment: Deployment, control: Control, name: str) -> list[str]:
-    """Restart `name` with the file's config; returns the siblings that had backed off."""
+    """Restart `name` (and its workers) with the file's config; returns the siblings that
+    had backed off."""
     check_restartable(deployment, control, name)
+    workers = worker_services(deployment, control, name)
+    log_file = control.layout.homeserver(name).log_file
     try:
-        control.hold(name)
+        control.hold_homeserver(name, workers)
         try:
             materialize(deployment, only=name)
         except OSError as error:
@@ -49,8 +60,7 @@ def restart_homeserver(deployment: Deployment, control: Control, name: str) -> l
         record_applied(deployment, [name])
     finally:
         # Whatever happened, the homeserver runs again (with the old config on failure).
-        control.release(name)
-    control.wait_ready(name, control.layout.homeserver(name).log_file)
+        control.release_homeserver(name, workers, log_file)
     return asyncio.run(reset_backoff_toward(deployment, name))
 
 

@@ -176,6 +176,21 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
             assert page.status_code == 200, page.text
             assert deployment.homeservers["external"].server_name in page.text
 
+        # `restart` renders and restarts the workers with their homeserver; `stop`
+        # takes them along, `start` brings them back once the main process is ready.
+        before = {name: status_json(config)["services"][name]["pid"] for name in WORKERS}
+        homeport("restart", "-c", str(config), "internal", timeout=600)
+        after = status_json(config)["services"]
+        for name in WORKERS:
+            assert after[name]["state"] == "ready", after[name]
+            assert after[name]["pid"] != before[name], name
+        homeport("stop", "-c", str(config), "internal", timeout=300)
+        stopped = status_json(config)["services"]
+        assert {stopped[name]["state"] for name in ["internal", *WORKERS]} == {"stopped"}
+        homeport("start", "-c", str(config), "internal", timeout=600)
+        started = status_json(config)["services"]
+        assert {started[name]["state"] for name in ["internal", *WORKERS]} == {"ready"}
+
         # Workers killed outright come back; nothing is lost.
         for name in ("internal-generic-1", "internal-federation-sender-1"):
             pid = status_json(config)["services"][name]["pid"]
