@@ -8,6 +8,7 @@ other error proves nothing and is reported as an error.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -15,6 +16,9 @@ from urllib.parse import quote
 from homeport.policy.surfaces import HIDDEN, VISIBLE
 from homeport.synapse.api import SynapseApiError
 from homeport.verify.probes import SETTLE_SECONDS, PairProbe, ProbeUser
+
+HIERARCHY_ASKS = 5
+HIERARCHY_PAUSE = 0.5  # seconds: at most 2 s more for a hierarchy that stays hidden
 
 
 @dataclass(frozen=True)
@@ -124,14 +128,19 @@ async def space_hierarchy(probe: PairProbe) -> Observation:
         await probe.join(client, space)
     except SynapseApiError as error:
         return Observation(HIDDEN, await _join_refusal(probe, error))
-    try:
-        body = await client.request("GET", f"/_matrix/client/v1/rooms/{quote(space)}/hierarchy")
-    except SynapseApiError as error:
-        return Observation(HIDDEN, _refusal(error))
-    rooms = {room.get("room_id"): room for room in body.get("rooms", [])}
-    child = rooms.get(target.public_room)
-    if child is not None and child.get("name") == target.public_room_name:
-        return Observation(VISIBLE, "the space's child room is listed with its name")
+    # A homeserver with workers answers reads from a worker that may not have
+    # replayed the join yet: ask again for a moment before calling it hidden.
+    for attempt in range(HIERARCHY_ASKS):
+        try:
+            body = await client.request("GET", f"/_matrix/client/v1/rooms/{quote(space)}/hierarchy")
+        except SynapseApiError as error:
+            return Observation(HIDDEN, _refusal(error))
+        rooms = {room.get("room_id"): room for room in body.get("rooms", [])}
+        child = rooms.get(target.public_room)
+        if child is not None and child.get("name") == target.public_room_name:
+            return Observation(VISIBLE, "the space's child room is listed with its name")
+        if attempt + 1 < HIERARCHY_ASKS:
+            await asyncio.sleep(HIERARCHY_PAUSE)
     return Observation(HIDDEN, "joined, but the child room is not listed")
 
 
