@@ -131,10 +131,8 @@ def role_files(deployment: Deployment, role: Role) -> list[Path]:
     """The files of this machine a role's pods get (data folder and named files)."""
     layout = DeploymentLayout(deployment.data_dir)
     files = [layout.ca_certificate, *deployment.trusted_ca_files]
-    reaches: list[str] = []
     if role.name == "admin":
         files += [layout.admin_tls_certificate, layout.admin_tls_key]
-        reaches = list(deployment.homeservers)
     elif role.name == "conference":
         conference = deployment.conference
         assert conference is not None
@@ -148,17 +146,15 @@ def role_files(deployment: Deployment, role: Role) -> list[Path]:
             files.append(jitsi.app_secret_file or layout.conference_jitsi_secret)
         if livekit is not None:
             files.append(livekit.secret_file or layout.conference_livekit_secret)
-        reaches = list(deployment.homeservers)
     elif role.name == "groupsync":
         sync = deployment.group_sync
         assert sync is not None
         files += [p for p in (sync.ldap.ca_file, sync.ldap.bind_password_file) if p is not None]
-        reaches = [sync.homeserver]
     else:
         assert role.homeserver is not None
         audit = layout.audit(role.homeserver)
         files += [audit.as_token, audit.hs_token, audit.registration]
-    for name in reaches:
+    for name in reaches(deployment, role):
         files.append(layout.homeserver(name).registration_shared_secret)
     return files
 

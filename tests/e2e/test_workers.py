@@ -1,4 +1,5 @@
-"""Internal with Synapse workers on this machine's PostgreSQL and Redis, run by `up`.
+"""Internal with Synapse workers on this machine's PostgreSQL and Redis, run by `up`,
+on the rate limits and federation retries Homeport ships.
 
 Two generic workers, a media worker, two federation senders, a pusher and
 an event persister beside internal's main process, behind the nginx `up`
@@ -94,7 +95,7 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
     tmp_path: Path, postgres_databases: Callable[[], str]
 ) -> None:
     """Server names resolve to nginx (`proxy.managed`), which routes to the workers."""
-    config = init_deployment(tmp_path)
+    config = init_deployment(tmp_path, relax=False)  # the rate limits and retries Homeport ships
     database = postgres_databases()
     port_base = free_port_run(8)
     proxy_port = free_port_run(1)
