@@ -158,6 +158,10 @@ class DeploymentLayout:
         """The bundled PostgreSQL's password of homeserver `name` in a cluster (0600)."""
         return self.data_dir / "kubernetes" / name / "postgres_password"
 
+    def kubernetes_redis_password(self, name: str) -> Path:
+        """The password of the Redis bundled with homeserver `name`'s workers (0600)."""
+        return self.data_dir / "kubernetes" / name / "redis_password"
+
     def kubernetes_service_account(self, name: str) -> Path:
         """The service account the cluster's pods share for homeserver `name`, when this
         machine has none of its own (0600)."""

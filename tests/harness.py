@@ -154,6 +154,20 @@ class RunningDeployment:
     def output(self) -> str:
         return self.output_path.read_text(errors="replace") if self.output_path.exists() else ""
 
+    def log_problems(self, per_file: int = 30) -> str:
+        """Warnings and errors of every log of the deployment, for a failing test's message."""
+        marks = (" - WARNING - ", " - ERROR - ", " - CRITICAL - ", "[error]", "[crit]")
+        parts = []
+        for path in sorted(self.deployment.data_dir.rglob("*.log")):
+            lines = [
+                line[:400]
+                for line in path.read_text(errors="replace").splitlines()
+                if any(mark in line for mark in marks)
+            ]
+            if lines:
+                parts.append(f"--- {path}\n" + "\n".join(lines[-per_file:]))
+        return "\n".join(parts) or "(no warning or error in the logs)"
+
     def start(self, timeout: float = 180, names: set[str] | None = None) -> None:
         with self.output_path.open("ab") as out:
             self.process = subprocess.Popen(

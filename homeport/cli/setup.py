@@ -167,6 +167,17 @@ def _render_kubernetes(deployment: Deployment) -> dict[str, str]:
             read_or_create_private(
                 account, service_account(hs, None, secrets_module.token_urlsafe(32)).encode()
             )
+        replication_secret = redis_password = ""
+        if hs.workers.count:
+            replication_secret = files.replication_secret.read_text().strip()
+            redis_password = (
+                read_or_create_private(
+                    layout.kubernetes_redis_password(name),
+                    secrets_module.token_urlsafe(32).encode(),
+                )
+                .decode()
+                .strip()
+            )
         secrets[name] = HomeserverSecrets(
             signing_key=files.signing_key.read_text(),
             registration_shared_secret=files.registration_shared_secret.read_text(),
@@ -176,6 +187,8 @@ def _render_kubernetes(deployment: Deployment) -> dict[str, str]:
             tls=tls,
             listener=listener,
             service_account=account.read_text(),
+            replication_secret=replication_secret,
+            redis_password=redis_password,
         )
     store_password = read_or_create_private(
         layout.kubernetes_postgres_password("services"), secrets_module.token_urlsafe(32).encode()

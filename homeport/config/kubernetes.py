@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
 from homeport.config.proxy import Network
+from homeport.config.workers import RedisUrl
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
@@ -102,6 +103,14 @@ class Kubernetes(StrictModel):
     postgres_storage: Quantity = Field(
         default="10Gi", description="Size of the bundled PostgreSQL's volume."
     )
+    redis_url: RedisUrl | None = Field(
+        default=None,
+        description="The Redis that homeservers with `workers` replicate over in the cluster; "
+        "left out: a Redis in each such homeserver's namespace (a StatefulSet, password "
+        "generated once, reached only by that homeserver's Synapse processes). The "
+        "`redis:` URL of one machine is not used in the cluster.",
+    )
+    redis_image: str = Field(default="redis:7", description="The bundled Redis's image.")
     store_storage: Quantity = Field(
         default="5Gi",
         description="Size of the volume of Homeport's store when it is bundled (the file "

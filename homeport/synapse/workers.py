@@ -15,6 +15,7 @@ listen with TLS, like the main process, behind the proxy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import homeport.synapse.render as render
@@ -25,8 +26,26 @@ from homeport.layout import HomeserverLayout
 LOOPBACK = "127.0.0.1"
 
 
-def main_settings(deployment: Deployment, name: str, files: HomeserverLayout) -> dict[str, Any]:
-    """What the main process's `homeserver.yaml` adds (and its workers share); {} without."""
+Address = tuple[str, int]
+
+
+def loopback_addresses(spec: WorkerSpec) -> Address:
+    """On one machine every process listens on 127.0.0.1, on its own port."""
+    return (LOOPBACK, spec.port)
+
+
+def main_settings(
+    deployment: Deployment,
+    name: str,
+    files: HomeserverLayout,
+    main: Address | None = None,
+    address: Callable[[WorkerSpec], Address] = loopback_addresses,
+) -> dict[str, Any]:
+    """What the main process's `homeserver.yaml` adds (and its workers share); {} without.
+
+    `main` and `address` say where the main process and each replicating worker
+    listen for HTTP replication: loopback by default, Services in a cluster.
+    """
     hs = deployment.homeservers[name]
     workers = hs.workers
     if workers.count == 0:
@@ -38,10 +57,11 @@ def main_settings(deployment: Deployment, name: str, files: HomeserverLayout) ->
     def named(kind: str) -> list[str]:
         return [spec.name for spec in specs if spec.kind == kind]
 
-    instance_map: dict[str, Any] = {"main": {"host": LOOPBACK, "port": workers.port_base}}
-    instance_map.update(
-        {spec.name: {"host": LOOPBACK, "port": spec.port} for spec in specs if spec.replication}
-    )
+    def entry(where: Address) -> dict[str, Any]:
+        return {"host": where[0], "port": where[1]}
+
+    instance_map = {"main": entry(main or (LOOPBACK, workers.port_base))}
+    instance_map.update({spec.name: entry(address(spec)) for spec in specs if spec.replication})
     settings: dict[str, Any] = {
         "redis": deployment.redis.synapse_settings(),
         "instance_map": instance_map,
@@ -59,34 +79,46 @@ def main_settings(deployment: Deployment, name: str, files: HomeserverLayout) ->
     return settings
 
 
-def replication_listener(port: int) -> dict[str, Any]:
+def replication_listener(port: int, bind: str = LOOPBACK) -> dict[str, Any]:
     return {
         "port": port,
-        "bind_addresses": [LOOPBACK],
+        "bind_addresses": [bind],
         "type": "http",
         "tls": False,
         "resources": [{"names": ["replication"], "compress": False}],
     }
 
 
-def worker_listener(deployment: Deployment, spec: WorkerSpec) -> dict[str, Any]:
-    """The one listener of a worker: what the proxy sends it, its replication, or health only."""
+def worker_listener(
+    deployment: Deployment,
+    spec: WorkerSpec,
+    port: int | None = None,
+    bind: str = LOOPBACK,
+    tls: bool = True,
+) -> dict[str, Any]:
+    """The one listener of a worker: what the proxy sends it, its replication, or health only.
+
+    On one machine: the spec's port on loopback, TLS for what the proxy sends;
+    a cluster passes its pod port, every address, and plain HTTP (TLS ends at
+    the Ingress).
+    """
+    port = spec.port if port is None else port
     if spec.replication:
-        return replication_listener(spec.port)
+        return replication_listener(port, bind)
     if spec.serves_http:
         names = render.listener_resources(deployment) if spec.kind == "generic" else ["media"]
         return {
-            "port": spec.port,
-            "bind_addresses": [LOOPBACK],
+            "port": port,
+            "bind_addresses": [bind],
             "type": "http",
-            "tls": True,
+            "tls": tls,
             "x_forwarded": deployment.proxy is not None,
             "resources": [{"names": names, "compress": False}],
         }
     # Federation senders and pushers take no requests: /health is all they serve.
     return {
-        "port": spec.port,
-        "bind_addresses": [LOOPBACK],
+        "port": port,
+        "bind_addresses": [bind],
         "type": "http",
         "tls": False,
         "resources": [{"names": ["health"], "compress": False}],
@@ -94,14 +126,21 @@ def worker_listener(deployment: Deployment, spec: WorkerSpec) -> dict[str, Any]:
 
 
 def worker_config(
-    deployment: Deployment, spec: WorkerSpec, files: HomeserverLayout
+    deployment: Deployment,
+    spec: WorkerSpec,
+    files: HomeserverLayout,
+    listener: dict[str, Any] | None = None,
+    log_config: str | None = None,
 ) -> dict[str, Any]:
-    """The worker's own file, read after the shared `homeserver.yaml`."""
+    """The worker's own file, read after the shared `homeserver.yaml`.
+
+    A cluster passes the pod's listener and the shared console log config.
+    """
     config: dict[str, Any] = {
         "worker_app": "synapse.app.generic_worker",
         "worker_name": spec.name,
-        "worker_listeners": [worker_listener(deployment, spec)],
-        "worker_log_config": str(files.worker_log_config_file(spec.name)),
+        "worker_listeners": [listener or worker_listener(deployment, spec)],
+        "worker_log_config": log_config or str(files.worker_log_config_file(spec.name)),
     }
     if spec.kind == "media":
         # The shared file turns the repository off for every other process;

@@ -116,6 +116,41 @@ def secret(
     }
 
 
+def stateful_set(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    containers: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    fs_group: int,
+    replicas: int = 1,
+    pod_labels: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A StatefulSet whose headless Service (`serviceName`) shares its name; its pods
+    carry no service-account token. `spec` adds fields (volumeClaimTemplates, ordinals)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(name, namespace, labels),
+        "spec": {
+            "serviceName": name,
+            "replicas": replicas,
+            **spec,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": {**labels, **(pod_labels or {})}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {"fsGroup": fs_group},
+                    "containers": containers,
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
 def postgres(
     k8s: Kubernetes,
     namespace: str,
@@ -153,29 +188,27 @@ def postgres(
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
         ],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": meta("postgres", namespace, selector),
-        "spec": {
-            "serviceName": "postgres",
-            "replicas": 1,
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": selector},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "securityContext": {"fsGroup": POSTGRES_UID},
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "run", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
-                },
-            },
-            "volumeClaimTemplates": [volume_claim(k8s, "pgdata", k8s.postgres_storage)],
-        },
-    }
+    volumes = [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    return stateful_set(
+        "postgres",
+        namespace,
+        selector,
+        [container],
+        volumes,
+        POSTGRES_UID,
+        volumeClaimTemplates=[volume_claim(k8s, "pgdata", k8s.postgres_storage)],
+    )
+
+
+_PLAIN_PATH = re.compile(r"^/[A-Za-z0-9/_-]*$")
+
+
+def path_type(path: str) -> str:
+    """`Prefix` for a plain path; anything else (a dot, a regex) is `ImplementationSpecific`:
+    ingress-nginx refuses other characters in Prefix paths (strict path validation, on
+    by default since its 1.12) and reads ImplementationSpecific ones as a prefix, or as
+    a regex where the host uses `use-regex`."""
+    return "Prefix" if _PLAIN_PATH.match(path) else "ImplementationSpecific"
 
 
 def ingress(
@@ -187,11 +220,11 @@ def ingress(
     hosts: dict[str, str],
     paths: list[tuple[str, str, int]],
 ) -> dict[str, Any]:
-    """An Ingress: each host with its TLS Secret; `paths` as (prefix, service, port)."""
+    """An Ingress: each host with its TLS Secret; `paths` as (path, service, port)."""
     routes = [
         {
             "path": prefix,
-            "pathType": "Prefix",
+            "pathType": path_type(prefix),
             "backend": {"service": {"name": service, "port": {"number": port}}},
         }
         for prefix, service, port in paths

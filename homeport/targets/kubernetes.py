@@ -18,6 +18,8 @@ Per homeserver, in namespace `<namespace_prefix><name>`:
 - group sync, when it serves this homeserver, as a Deployment;
 - PostgreSQL as a StatefulSet when the homeserver is on `sqlite` and
   `bundled_postgres` is on; a `postgresql://` URL is used as is;
+- with `workers:`, a StatefulSet per worker kind, Redis, and Ingresses that
+  route endpoints to them (`homeport.targets.kubernetes_workers`);
 - NetworkPolicies: Synapse takes traffic from the ingress controller, from
   a sibling's namespace only where the policy lets that sibling federate
   with it, and on its TLS listener from Homeport's services; PostgreSQL
@@ -48,6 +50,7 @@ from homeport.config.types import parse_postgres_url
 from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
 from homeport.policy.effective import federation_allowed
+from homeport.synapse import workers as workers_module
 from homeport.synapse.render import render_homeserver, render_log_config
 from homeport.targets import k8s
 from homeport.targets.cluster import (
@@ -59,6 +62,7 @@ from homeport.targets.cluster import (
     role_files,
     roles,
     services_namespace,
+    synapse_service_host,
 )
 from homeport.targets.kubernetes_pods import (
     ClusterInputs,
@@ -69,6 +73,15 @@ from homeport.targets.kubernetes_pods import (
     tls_secret,
 )
 from homeport.targets.kubernetes_services import Services
+from homeport.targets.kubernetes_workers import (
+    PROCESS,
+    REPLICATION_PORT,
+    WorkerManifests,
+    redis_settings,
+)
+from homeport.targets.kubernetes_workers import (
+    main_settings as worker_main_settings,
+)
 from homeport.targets.nginx import max_upload_bytes
 
 __all__ = ["ClusterInputs", "HomeserverSecrets", "render_kubernetes"]
@@ -86,14 +99,20 @@ def synapse_image(kube: Kubernetes, synapse_version: str) -> str:
 
 
 def synapse_settings(
-    deployment: Deployment, name: str, kube: Kubernetes, postgres_password: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """homeserver.yaml for the pod: (public part for the ConfigMap, secret part).
+    deployment: Deployment,
+    name: str,
+    kube: Kubernetes,
+    postgres_password: str,
+    redis_password: str = "",
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """homeserver.yaml for the pod: (public part for the ConfigMap, secret files by name).
 
     The same rendering as on one machine, from the cluster's model (data
     folder at /data); then a plain HTTP listener for the Ingress and a TLS
     one for Homeport's services, logs to the console, and the database
-    section (which may hold a password) in the Secret.
+    section (which may hold a password) in the Secret. With workers: the
+    replication listener on the pod's addresses, the instance map naming
+    Services, and Redis (its password) in the Secret too.
     """
     cluster = in_cluster(deployment, kube, "")
     layout = DeploymentLayout(Path(str(DATA)))
@@ -111,6 +130,19 @@ def synapse_settings(
         "resources": [{"names": ["client"], "compress": False}],
     }
     config["listeners"] = [public, private]
+    secret: dict[str, dict[str, Any]] = {}
+    # One machine's Redis (its URL may hold a password) is not the cluster's.
+    config.pop("redis", None)
+    if hs.workers.count:
+        ns = namespace_of(kube, name)
+        config.update(
+            worker_main_settings(cluster, name, files, ns, synapse_service_host(kube, name))
+        )
+        config["worker_replication_secret_path"] = str(SECRETS / "replication_secret")
+        config["listeners"].append(
+            workers_module.replication_listener(REPLICATION_PORT, "0.0.0.0")  # noqa: S104
+        )
+        secret["redis.yaml"] = {"redis": redis_settings(kube, ns, redis_password)}
     config["tls_certificate_path"] = str(SECRETS / "listener.crt")
     config["tls_private_key_path"] = str(SECRETS / "listener.key")
     config.pop("ip_range_whitelist", None)
@@ -133,9 +165,9 @@ def synapse_settings(
             str(CA / "ca.crt"),
             *(str(CA / f"trusted-{i}.crt") for i, _ in enumerate(deployment.trusted_ca_files)),
         ]
-    secret = {"database": config.pop("database")}
+    database = {"database": config.pop("database")}
     if deployment.homeservers[name].database == "sqlite" and kube.bundled_postgres:
-        secret["database"] = {
+        database["database"] = {
             "name": "psycopg2",
             "txn_limit": 10000,
             "args": {
@@ -149,8 +181,8 @@ def synapse_settings(
             },
         }
     elif deployment.homeservers[name].database == "sqlite":
-        secret["database"]["args"]["database"] = str(files.sqlite_database)
-    return config, secret
+        database["database"]["args"]["database"] = str(files.sqlite_database)
+    return config, {"database.yaml": database, **secret}
 
 
 def _log_config() -> dict[str, Any]:
@@ -173,20 +205,42 @@ class _Base:
         self.ns = namespace_of(self.kube, name)
         self.inputs = inputs
         self.secrets = inputs.homeservers[name]
-        self.config, self.secret_config = synapse_settings(
-            deployment, name, self.kube, self.secrets.postgres_password
+        self.config, self.secret_files = synapse_settings(
+            deployment, name, self.kube, self.secrets.postgres_password, self.secrets.redis_password
         )
         self.bundled = self.hs.database == "sqlite" and self.kube.bundled_postgres
         self.roles = [r for r in roles(deployment) if r.homeserver == name]
         self.pods = HomeportPods(deployment, inputs, self.ns)
         self.audit = next((r for r in self.roles if r.name.startswith("audit-")), None)
         self.groupsync = next((r for r in self.roles if r.name == "groupsync"), None)
+        self.workers = self.worker_manifests() if self.hs.workers.count else None
+
+    def worker_manifests(self) -> WorkerManifests:
+        cluster = in_cluster(self.deployment, self.kube, "")
+        return WorkerManifests(
+            cluster=cluster,
+            kube=self.kube,
+            name=self.name,
+            namespace=self.ns,
+            files=DeploymentLayout(Path(str(DATA))).homeserver(self.name),
+            container=self.process_container,
+            volumes=self.process_volumes(),
+            config_dir=CONFIG_DIR,
+            secret_config=self.secret_config_paths(),
+            media_store=str(self.config["media_store_path"]),
+            public_sources=self.public_sources(),
+            ingress_annotations=self.ingress_annotations(),
+            hosts=self.hosts(),
+            redis_password=self.secrets.redis_password,
+        )
 
     def config_map(self) -> dict[str, Any]:
         data = {
             "homeserver.yaml": yaml.safe_dump(self.config, sort_keys=False),
             "log.yaml": yaml.safe_dump(_log_config(), sort_keys=False),
         }
+        if self.workers is not None:
+            data.update(self.workers.config_files())
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -233,10 +287,14 @@ class _Base:
             "registration_shared_secret": s.registration_shared_secret,
             "macaroon_secret_key": s.macaroon_secret_key,
             "form_secret": s.form_secret,
-            "database.yaml": yaml.safe_dump(self.secret_config, sort_keys=False),
             "listener.crt": s.listener[0],
             "listener.key": s.listener[1],
         }
+        data.update(
+            {key: yaml.safe_dump(part, sort_keys=False) for key, part in self.secret_files.items()}
+        )
+        if self.workers is not None:
+            data["replication_secret"] = s.replication_secret
         data.update({key: text for key, (_, text) in self.synapse_files().items()})
         if self.bundled:
             data["postgres_password"] = s.postgres_password
@@ -255,23 +313,25 @@ class _Base:
             for host, secret in self.hosts().items()
         ]
 
-    def synapse_container(self) -> dict[str, Any]:
-        root = DATA / "homeservers" / self.name
-        # Two files, as Synapse merges them: the ConfigMap, and the database
-        # section (a password) from the Secret.
-        command = [
-            "python",
-            "-m",
-            "synapse.app.homeserver",
-            "--config-path",
-            str(CONFIG_DIR / "homeserver.yaml"),
-            "--config-path",
-            str(SECRETS / "database.yaml"),
-            "--no-secrets-in-config",
-        ]
-        probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
+    def secret_config_paths(self) -> list[str]:
+        """`--config-path` arguments of the Secret's parts, after homeserver.yaml."""
+        paths: list[str] = []
+        for key in self.secret_files:
+            paths += ["--config-path", str(SECRETS / key)]
+        return paths
+
+    def process_container(
+        self,
+        name: str,
+        command: list[str],
+        ports: dict[str, int],
+        probe_port: str,
+        resources: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A container of a Synapse process (the main one or a worker): the rendered
+        configuration, the Secret's keys and files, the CA of federation; confined."""
+        probe = {"httpGet": {"path": "/health", "port": probe_port}, "periodSeconds": 10}
         mounts = [
-            {"name": "data", "mountPath": str(root)},
             {"name": "config", "mountPath": str(CONFIG_DIR), "readOnly": True},
             {"name": "secrets", "mountPath": str(SECRETS), "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
@@ -283,25 +343,60 @@ class _Base:
         if self.kube.cert_manager_issuer is None:
             mounts.append({"name": "federation-ca", "mountPath": str(CA), "readOnly": True})
         return {
-            "name": "synapse",
+            "name": name,
             "image": synapse_image(self.kube, self.inputs.synapse_version),
             "command": command,
             "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
-            "ports": [
-                {"name": "http", "containerPort": SYNAPSE_PORT},
-                {"name": "homeport", "containerPort": self.hs.port},
-            ],
+            "ports": [{"name": n, "containerPort": port} for n, port in ports.items()],
             "readinessProbe": probe,
             "livenessProbe": {**probe, "failureThreshold": 6},
             # A first start (or an upgrade) migrates the database: give it time.
             "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 120},
-            "resources": {
-                "requests": {"cpu": "250m", "memory": "512Mi"},
-                "limits": {"memory": "2Gi"},
-            },
+            "resources": resources,
             "securityContext": k8s.security(SYNAPSE_UID),
             "volumeMounts": mounts,
         }
+
+    def process_volumes(self) -> list[dict[str, Any]]:
+        """The volumes `process_container`'s mounts name."""
+        volumes: list[dict[str, Any]] = [
+            {"name": "config", "configMap": {"name": "synapse-config"}},
+            {
+                "name": "secrets",
+                "secret": {"secretName": "synapse-secrets", "defaultMode": 0o440},
+            },
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ]
+        if self.kube.cert_manager_issuer is None:
+            volumes.append({"name": "federation-ca", "configMap": {"name": "federation-ca"}})
+        return volumes
+
+    def synapse_container(self) -> dict[str, Any]:
+        # Synapse merges its files: the ConfigMap's, then the Secret's parts (the
+        # database section, and Redis with workers: they hold passwords).
+        command = [
+            "python",
+            "-m",
+            "synapse.app.homeserver",
+            "--config-path",
+            str(CONFIG_DIR / "homeserver.yaml"),
+            *self.secret_config_paths(),
+            "--no-secrets-in-config",
+        ]
+        ports = {"http": SYNAPSE_PORT, "homeport": self.hs.port}
+        if self.workers is not None:
+            ports["replication"] = REPLICATION_PORT
+        resources = {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"memory": "2Gi"},
+        }
+        container = self.process_container("synapse", command, ports, "http", resources)
+        root = DATA / "homeservers" / self.name
+        container["volumeMounts"] = [
+            {"name": "data", "mountPath": str(root)},
+            *container["volumeMounts"],
+        ]
+        return container
 
     def audit_containers(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The audit bot beside Synapse: (init containers, containers)."""
@@ -334,16 +429,7 @@ class _Base:
     def synapse(self) -> dict[str, Any]:
         labels = k8s.labels(self.name, "synapse")
         init, sidecars = self.audit_containers()
-        volumes: list[dict[str, Any]] = [
-            {"name": "config", "configMap": {"name": "synapse-config"}},
-            {
-                "name": "secrets",
-                "secret": {"secretName": "synapse-secrets", "defaultMode": 0o440},
-            },
-            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-        ]
-        if self.kube.cert_manager_issuer is None:
-            volumes.append({"name": "federation-ca", "configMap": {"name": "federation-ca"}})
+        volumes = self.process_volumes()
         if self.audit is not None:
             names = {v["name"] for v in volumes}
             volumes += [v for v in self.pods.volumes([self.audit]) if v["name"] not in names]
@@ -361,9 +447,9 @@ class _Base:
             "metadata": k8s.meta("synapse", self.ns, labels),
             "spec": {
                 "serviceName": "synapse",
-                "replicas": 1,  # one main process; workers are their own issue
+                "replicas": 1,  # one main process; workers are StatefulSets of their own
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": spec},
+                "template": {"metadata": {"labels": {**labels, **PROCESS}}, "spec": spec},
                 "volumeClaimTemplates": [
                     k8s.volume_claim(self.kube, "data", self.kube.media_storage)
                 ],
@@ -388,14 +474,22 @@ class _Base:
         )
         return self.pods.deployment_object("group-sync", self.name, [container], [self.groupsync])
 
-    def ingress(self) -> dict[str, Any]:
-        hosts = self.hosts()
+    def ingress_annotations(self) -> dict[str, str]:
         annotations = {
             "nginx.ingress.kubernetes.io/proxy-body-size": str(max_upload_bytes(self.hs)),
             "nginx.ingress.kubernetes.io/proxy-read-timeout": "120",
         }
         if self.kube.cert_manager_issuer is not None:
             annotations["cert-manager.io/cluster-issuer"] = self.kube.cert_manager_issuer
+        return annotations
+
+    def ingress(self) -> dict[str, Any]:
+        hosts = self.hosts()
+        annotations = self.ingress_annotations()
+        if self.workers is not None:
+            # The workers' Ingresses route by regex, which ingress-nginx applies to every
+            # path of their hosts: said here too, so that it reads as it works.
+            annotations["nginx.ingress.kubernetes.io/use-regex"] = "true"
         # Synapse's server well-known names the server name's host on 443, so
         # that host carries the APIs too. /_synapse/admin and /_homeport/ are
         # not routed: never on the Internet.
@@ -410,22 +504,32 @@ class _Base:
             [(prefix, "synapse", SYNAPSE_PORT) for prefix in prefixes],
         )
 
-    def network_policies(self) -> list[dict[str, Any]]:
-        synapse = k8s.labels(self.name, "synapse")
+    def public_sources(self) -> list[dict[str, Any]]:
+        """Who reaches what the Ingress serves: its controller, and the siblings' namespaces
+        where the policy lets them federate with this homeserver."""
         allowed = [
             other
             for other in self.deployment.homeservers
             if other != self.name and federation_allowed(self.deployment, other, self.name)
         ]
         public = [k8s.from_namespace(self.kube.ingress_namespace)]
-        public += [k8s.from_namespace(namespace_of(self.kube, other)) for other in allowed]
+        return public + [k8s.from_namespace(namespace_of(self.kube, other)) for other in allowed]
+
+    def service_ports(self) -> dict[str, int]:
+        ports = {"http": SYNAPSE_PORT, "homeport": self.hs.port}
+        if self.workers is not None:
+            ports["replication"] = REPLICATION_PORT
+        return ports
+
+    def network_policies(self) -> list[dict[str, Any]]:
+        synapse = k8s.labels(self.name, "synapse")
         # The TLS listener (the admin API): Homeport's pods, here and in the services'.
         private = [{"podSelector": {}}, k8s.from_namespace(services_namespace(self.kube))]
-        policies = [
-            k8s.network_policy(
-                "synapse", self.ns, synapse, [(public, [SYNAPSE_PORT]), (private, [self.hs.port])]
-            )
-        ]
+        rules = [(self.public_sources(), [SYNAPSE_PORT]), (private, [self.hs.port])]
+        if self.workers is not None:
+            processes = {**PROCESS, "app.kubernetes.io/instance": self.name}
+            rules.append(([{"podSelector": {"matchLabels": processes}}], [REPLICATION_PORT]))
+        policies = [k8s.network_policy("synapse", self.ns, synapse, rules)]
         if self.bundled:
             policies.append(
                 k8s.network_policy(
@@ -435,6 +539,8 @@ class _Base:
                     [([{"podSelector": {"matchLabels": synapse}}], [5432])],
                 )
             )
+        if self.workers is not None:
+            policies += self.workers.network_policies()
         return policies
 
     def files(self) -> dict[str, str]:
@@ -445,10 +551,7 @@ class _Base:
             "synapse.yaml": k8s.dump(
                 self.synapse(),
                 k8s.service(
-                    "synapse",
-                    self.ns,
-                    k8s.labels(self.name, "synapse"),
-                    {"http": SYNAPSE_PORT, "homeport": self.hs.port},
+                    "synapse", self.ns, k8s.labels(self.name, "synapse"), self.service_ports()
                 ),
             ),
             "ingress.yaml": k8s.dump(self.ingress()),
@@ -467,6 +570,8 @@ class _Base:
         group_sync = self.group_sync()
         if group_sync is not None:
             files["group-sync.yaml"] = k8s.dump(group_sync)
+        if self.workers is not None:
+            files.update(self.workers.manifests(self.kube.ingress_class))
         return {f"{self.name}/{file}": text for file, text in files.items()} | {
             f"{self.name}/kustomization.yaml": kustomization(self.ns, files)
         }

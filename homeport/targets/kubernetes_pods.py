@@ -44,6 +44,9 @@ class HomeserverSecrets:
     listener: tuple[str, str] = ("", "")
     # Homeport's service account: {"user_id", "password"[, "access_token"]} as JSON.
     service_account: str = "{}"
+    # With workers: their HTTP replication secret, and the bundled Redis's password.
+    replication_secret: str = ""
+    redis_password: str = ""
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,20 @@ def _verify_finds_no_mismatch(config: Path) -> None:
     assert [c for c in report["checks"] if not c["ok"]] == []
 
 
+async def _exchange(
+    running: RunningDeployment,
+    context: ssl.SSLContext,
+    alice: dict[str, str],
+    bob: dict[str, str],
+    alias: str,
+) -> None:
+    """`exchange_messages`, with the deployment's warnings and errors when it fails."""
+    try:
+        await exchange_messages(running, context, alice, bob, alias)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{running.log_problems()}") from error
+
+
 PROXY = "127.10.0.1"  # where scripts/test makes the .homeport.test names resolve
 
 
@@ -131,7 +145,7 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
         context = client_ssl_context(deployment)
         alice = dict(zip(("user_id", "password"), await running.new_user("internal"), strict=True))
         bob = dict(zip(("user_id", "password"), await running.new_user("external"), strict=True))
-        await exchange_messages(running, context, alice, bob, "through-nginx")
+        await _exchange(running, context, alice, bob, "through-nginx")
 
         # A file uploaded through nginx, served back by the media worker.
         token = (await access_token(deployment, "internal", alice["user_id"], alice["password"]))[0]
@@ -197,7 +211,7 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
             pid = status_json(config)["services"][name]["pid"]
             os.kill(pid, signal.SIGKILL)
             _wait_restarted(config, name, pid)
-        await exchange_messages(running, context, alice, bob, "after-kill")
+        await _exchange(running, context, alice, bob, "after-kill")
         assert running.stop() == 0
         assert synapse_pids(running.deployment.data_dir) == []
     finally:

@@ -106,20 +106,27 @@ LEFT_ON_MAIN = {
 }
 
 
-@pytest.fixture(scope="module")
-def endpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[str, str]]]:
-    directory = tmp_path_factory.mktemp("routing")
-    config = init_deployment(directory)
-    homeport("render", "-c", str(config))
-    rendered = directory / "data" / "homeservers" / "internal" / "homeserver.yaml"
+def registered_endpoints(homeserver_yaml: Path) -> dict[str, list[list[str]]]:
+    """What Synapse's `generate_workers_map` enumerates for this configuration (its own
+    process: Synapse's registration is global state): {"main"|"worker"|"media_admin":
+    [[method, pattern], ...]}."""
     result = subprocess.run(
-        [sys.executable, str(MAP), str(rendered)],
+        [sys.executable, str(MAP), str(homeserver_yaml)],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    data = json.loads(result.stdout)
+    data: dict[str, list[list[str]]] = json.loads(result.stdout)
+    return data
+
+
+@pytest.fixture(scope="module")
+def endpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[str, str]]]:
+    directory = tmp_path_factory.mktemp("routing")
+    config = init_deployment(directory)
+    homeport("render", "-c", str(config))
+    data = registered_endpoints(directory / "data" / "homeservers" / "internal" / "homeserver.yaml")
     return {key: [tuple(pair) for pair in value] for key, value in data.items()}
 
 

@@ -9,8 +9,6 @@ nothing secret in a ConfigMap, and NetworkPolicies that follow the policy.
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,8 @@ from homeport.layout import DeploymentLayout
 from homeport.synapse.render import render_homeserver
 from homeport.targets.kubernetes import ClusterInputs, HomeserverSecrets, render_kubernetes
 from tests.harness import edit_yaml, homeport, init_deployment
-
-VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
+from tests.targets.manifests import documents as _documents
+from tests.targets.manifests import validate_strictly
 
 
 def _production(data: Any) -> None:
@@ -63,25 +61,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return config, out
 
 
-def _documents(out: Path) -> list[tuple[Path, dict[str, Any]]]:
-    return [
-        (path, document)
-        for path in sorted(out.rglob("*.yaml"))
-        for document in yaml.safe_load_all(path.read_text())
-        if document
-    ]
-
-
 def test_every_manifest_passes_kubernetes_strict_validation(rendered: tuple[Path, Path]) -> None:
     _, out = rendered
-    manifests = [p for p in sorted(out.rglob("*.yaml")) if p.name != "kustomization.yaml"]
-    result = subprocess.run(
-        [str(VALIDATE), "--strict", *map(str, manifests)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = validate_strictly(out)
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = {document["kind"] for _, document in _documents(out)}
     assert {
