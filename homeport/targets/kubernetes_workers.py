@@ -67,7 +67,8 @@ _RESOURCES: dict[WorkerKind, dict[str, Any]] = {
     },
 }
 
-# (name, port, path) -> container: the main process's container, without its volume.
+# (name, command, ports, probe port, resources) -> a Synapse process's container: the
+# main process's mounts and confinement, without its volume.
 ContainerFactory = Callable[[str, list[str], dict[str, int], str, dict[str, Any]], dict[str, Any]]
 
 
@@ -179,12 +180,13 @@ class WorkerManifests:
             "--config-path",
             str(self.config_dir / "worker-$(POD_NAME).yaml"),  # Kubernetes fills it in
         ]
-        container = self.container(kind_name(kind), command, {port_name: port}, port_name, {})
+        container = self.container(
+            kind_name(kind), command, {port_name: port}, port_name, _RESOURCES[kind]
+        )
         container["env"] = [
             *container["env"],
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ]
-        container["resources"] = _RESOURCES[kind]
         volumes = list(self.volumes)
         if kind == "media":
             container["volumeMounts"] = [
