@@ -19,9 +19,11 @@ tests: the figures are Synapse's, not its limits'.
                                  as fast as it can for SECONDS while a sender
                                  posts a message every 0.2 s: completed
                                  /sync per second, and the ratio
-  CPU share                      during the /sync phase, CPU seconds per process
-                                 type (main process, generic workers,
-                                 federation senders, event persister, nginx)
+  CPU share                      during the /sync phase, the machine's CPU time
+                                 (every core) by process type: main process,
+                                 generic workers, federation senders, event
+                                 persister, nginx, PostgreSQL, this load
+                                 generator, and what stayed idle
 
     .venv/bin/python bench/workers.py --clients 200 --seconds 20 --messages 50
 """
@@ -186,8 +188,19 @@ async def latency(running: RunningDeployment, context: Any, messages: int) -> li
 
 
 def cpu_by_type(root: int) -> dict[str, float]:
-    """CPU seconds of `up`'s descendants, by process type."""
+    """CPU seconds of `up`'s descendants by process type, of PostgreSQL, of this
+    load generator, and the machine's idle seconds (all cores)."""
     found: dict[str, float] = {}
+    own = psutil.Process().cpu_times()
+    found["load generator (this script)"] = own.user + own.system
+    found["idle (machine)"] = psutil.cpu_times().idle
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "postgres":
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            found["PostgreSQL"] = found.get("PostgreSQL", 0.0) + times.user + times.system
     for process in psutil.Process(root).children(recursive=True):
         try:
             line = " ".join(process.cmdline())
@@ -273,16 +286,18 @@ async def measure(
 
 
 def report(label: str, delays: list[float], rate: float, cpu: dict[str, float]) -> None:
+    """Shares of the machine's CPU time during the /sync phase (every core, idle included)."""
     total = sum(cpu.values()) or 1.0
     shares = ", ".join(
         f"{kind} {100 * seconds / total:.0f}%"
         for kind, seconds in sorted(cpu.items(), key=lambda item: -item[1])
+        if seconds / total >= 0.005
     )
     print(
         f"{label}: latency internal->external p50 {1000 * statistics.median(delays):.0f} ms, "
         f"p95 {1000 * percentile(delays, 0.95):.0f} ms; /sync {rate:.0f} per second"
     )
-    print(f"  CPU during /sync ({total:.1f} s): {shares}")
+    print(f"  machine CPU time during /sync ({total:.1f} s, every core): {shares}")
 
 
 async def main() -> None:

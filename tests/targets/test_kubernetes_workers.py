@@ -139,8 +139,7 @@ def test_each_worker_kind_is_a_stateful_set_whose_pods_carry_one_machine_s_names
 def _mapped(text: str, root: Path) -> str:
     """A file of the pods with their absolute paths moved under `root`."""
     for prefix in ("/secrets/", "/config/", "/data/", "/etc/homeport/"):
-        text = text.replace(f" {prefix}", f" {root}{prefix}")
-        text = text.replace(f"- {root}{prefix}", f"- {root}{prefix}")
+        text = text.replace(f" {prefix}", f" {root}{prefix}")  # values and list items
     return text
 
 
