@@ -17,6 +17,7 @@ from tests.harness import RunningDeployment, init_deployment, running_deployment
 # and a long module started last would keep the suite waiting on it alone.
 SLOW_FIRST = (
     "tests/e2e/test_verify.py",
+    "tests/e2e/test_verify_flips.py",
     "tests/e2e/test_outage.py",
     "tests/e2e/test_lifecycle.py",
     "tests/e2e/test_audit_crash.py",
