@@ -66,6 +66,9 @@ def main_settings(
         "redis": deployment.redis.synapse_settings(),
         "instance_map": instance_map,
         "worker_replication_secret_path": str(files.replication_secret),
+        # Synapse's default, written out: the main process runs the background jobs
+        # ("master" is Synapse's name for it here, "main" in the instance map).
+        "run_background_tasks_on": "master",
     }
     if named("event_persister"):
         settings["stream_writers"] = {"events": named("event_persister")}
