@@ -17,13 +17,14 @@ from tests.harness import RunningDeployment, init_deployment, running_deployment
 # and a long module started last would keep the suite waiting on it alone.
 SLOW_FIRST = (
     "tests/e2e/test_verify.py",
-    "tests/e2e/test_verify_flips.py",
     "tests/e2e/test_outage.py",
-    "tests/e2e/test_lifecycle.py",
-    "tests/e2e/test_audit_crash.py",
+    "tests/e2e/test_verify_flips.py",
     "tests/e2e/test_workers.py",
-    "tests/e2e/test_backup.py",
+    "tests/e2e/test_audit_crash.py",
+    "tests/e2e/test_lifecycle.py",
     "tests/e2e/test_postgres.py",
+    "tests/e2e/test_readme.py",
+    "tests/e2e/test_backup.py",
     "tests/e2e/test_admin.py",
     "tests/e2e/test_groupsync.py",
     "tests/e2e/test_audit.py",
