@@ -22,13 +22,14 @@ SLOW_FIRST = (
     "tests/e2e/test_workers.py",
     "tests/e2e/test_audit_crash.py",
     "tests/e2e/test_lifecycle.py",
-    "tests/e2e/test_postgres.py",
-    "tests/e2e/test_readme.py",
-    "tests/e2e/test_backup.py",
     "tests/e2e/test_admin.py",
+    "tests/e2e/test_readme.py",
+    "tests/e2e/test_postgres.py",
     "tests/e2e/test_groupsync.py",
-    "tests/e2e/test_audit.py",
+    "tests/e2e/test_backup.py",
+    "tests/e2e/test_federation.py",
     "tests/e2e/test_conference.py",
+    "tests/e2e/test_audit.py",
 )
 
 
