@@ -20,12 +20,26 @@
   upgraded audited room is audited in its successor, and `auto_join:
   local_rooms` audits new local rooms (DMs if configured) and, at start, the
   local rooms that existed before, except those an admin removed it from.
+  Only a real upgrade is followed: the successor's create event names the
+  recorded room as its predecessor and was sent, on this homeserver, by the
+  member who tombstoned the recorded room (who had the power to: the tombstone
+  passed the room's auth rules). A tombstone pointing anywhere else is ignored
+  and kept as an integrity event. An upgrade inherits its predecessor's
+  recording; with `auto_join`, an invite of the bot into a direct chat by
+  anyone but a server admin is refused unless DMs are recorded.
+- Integrity: only Homeport sets the bot's display name and mark. Any member
+  event of the bot in which they differ (a profile change through the admin
+  API, a client logged in as the bot, an admin join) is rewritten to carry
+  them before it is stored, and a profile change is set back; each attempt
+  becomes an `org.homeport.audit.integrity` event in the room, sent by the bot,
+  which members see and the audit bot records.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -34,6 +48,7 @@ ADD_PATH = "/_homeport/v1/audit/add"
 REMOVE_PATH = "/_homeport/v1/audit/remove"
 ORIGINAL_PATH = "/_homeport/v1/audit/original"
 MARK = "org.homeport.audit"  # key of the bot's member event content
+INTEGRITY_EVENT = "org.homeport.audit.integrity"  # what the bot says when it undid something
 NOT_LOCAL = "HOMEPORT_NOT_LOCAL_ROOM"
 NO_INVITER = "HOMEPORT_NO_INVITER"
 BACKFILL_DELAY_MS = 5_000
@@ -85,6 +100,97 @@ def best_inviter(state: dict[tuple[str, str], Any], is_mine: Any, bot: str) -> s
     if ranked and _power(state, ranked[0]) >= needed:
         return ranked[0]
     return None
+
+
+def _valid_mark(content: Any) -> dict[str, Any] | None:
+    """The recording mark, as a plain dict (Synapse hands events' content in frozen)."""
+    mark = content.get(MARK) if isinstance(content, Mapping) else None
+    if isinstance(mark, Mapping) and mark.get("recording") is True:
+        return dict(mark)
+    return None
+
+
+def marked_content(content: dict[str, Any], before: Any, displayname: str) -> dict[str, Any]:
+    """The bot's join as Homeport sets it: its display name, and its recording mark (the
+    one this event carries, else the one it had, else a plain one)."""
+    previous = None
+    if before is not None and before.content.get("membership") == "join":
+        previous = _valid_mark(before.content)
+    mark = _valid_mark(content) or previous or {"recording": True, "added_by": "unknown"}
+    return {**content, "displayname": displayname, MARK: mark}
+
+
+def _changed(content: Mapping[str, Any], marked: dict[str, Any]) -> bool:
+    same_name = content.get("displayname") == marked["displayname"]
+    return not same_name or _valid_mark(content) != marked[MARK]
+
+
+def upgrade_problem(
+    recorded_room: str, tombstone_sender: str, create: Any, server_name: str
+) -> str | None:
+    """Why a tombstone's replacement is not a real upgrade of the recorded room, if not.
+
+    A real upgrade's successor names the recorded room as predecessor in its
+    create event, which the upgrader sent on this homeserver; anything else
+    (a room of someone else's, a direct chat) is not the bot's to enter.
+    """
+    if create is None:
+        return "this homeserver is not in that room"
+    predecessor = create.content.get("predecessor")
+    if not isinstance(predecessor, dict) or predecessor.get("room_id") != recorded_room:
+        return (
+            "that room is not an upgrade of this one (its create event names no such predecessor)"
+        )
+    if domain_of(create.sender) != server_name:
+        return f"that room was created on {domain_of(create.sender)}, not on {server_name}"
+    if create.sender != tombstone_sender:
+        return (
+            f"that room was created by {create.sender}, not by {tombstone_sender}, "
+            "who sent the tombstone"
+        )
+    return None
+
+
+def _is_direct_txn(txn: Any, room_id: str) -> bool:
+    """Whether a room is a direct chat: two members at most, and created or listed as one."""
+    txn.execute(
+        "SELECT COUNT(*) FROM current_state_events WHERE room_id = ? AND type = 'm.room.member' "
+        "AND membership IN ('join', 'invite')",
+        (room_id,),
+    )
+    row = txn.fetchone()
+    if row is None or int(row[0]) > 2:
+        return False
+    txn.execute(
+        "SELECT j.json FROM events AS e JOIN event_json AS j USING (event_id) "
+        "WHERE e.room_id = ? AND e.type = 'm.room.member' AND j.json LIKE '%is_direct%'",
+        (room_id,),
+    )
+    for (raw,) in txn.fetchall():
+        try:
+            if json.loads(raw).get("content", {}).get("is_direct") is True:
+                return True
+        except (ValueError, AttributeError):
+            continue
+    txn.execute(
+        "SELECT content FROM account_data WHERE account_data_type = 'm.direct' "
+        "AND content LIKE ? ESCAPE '!'",
+        (f"%{_like_escaped(room_id)}%",),
+    )
+    for (content,) in txn.fetchall():
+        try:
+            mapping = json.loads(content)
+        except ValueError:
+            continue
+        if isinstance(mapping, dict) and any(
+            isinstance(rooms, list) and room_id in rooms for rooms in mapping.values()
+        ):
+            return True
+    return False
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _local_rooms_txn(txn: Any, server_name: str, bot: str, include_dms: bool) -> list[str]:
@@ -147,7 +253,9 @@ class AuditRules:
         self._include_dms = bool(config.get("include_direct_messages", False))
         self._adding: set[str] = set()  # rooms whose invite this module is sending
         api.register_third_party_rules_callbacks(
-            check_event_allowed=self.check_event_allowed, on_new_event=self.on_new_event
+            check_event_allowed=self.check_event_allowed,
+            on_new_event=self.on_new_event,
+            on_profile_update=self.on_profile_update,
         )
         api.register_spam_checker_callbacks(
             user_may_join_room=self.user_may_join_room,
@@ -178,6 +286,17 @@ class AuditRules:
     ) -> tuple[bool, dict[str, Any] | None]:
         if event.type != "m.room.member" or event.state_key != self.bot:
             return True, None
+        await self._check_membership(event, state_events)
+        if event.content.get("membership") != "join":
+            return True, None
+        before = state_events.get(("m.room.member", self.bot))
+        content = marked_content(event.content, before, self._displayname)
+        if not _changed(event.content, content):
+            return True, None
+        self._in_background(self._report_integrity, event.room_id, event.content, content)
+        return True, {**event.get_dict(), "content": content}
+
+    async def _check_membership(self, event: Any, state_events: dict[tuple[str, str], Any]) -> None:
         membership = event.content.get("membership")
         create = state_events.get(("m.room.create", ""))
         home = domain_of(create.sender) if create is not None else None
@@ -191,6 +310,11 @@ class AuditRules:
                     f"Only server administrators add the audit bot {self.bot} to a room "
                     "(homeport audit add, the admin website, or an invite from an admin)."
                 )
+            if membership == "invite" and await self._direct_by_non_admin(event):
+                raise self._refuse(
+                    f"The audit bot {self.bot} does not record direct chats on this server "
+                    "(include_direct_messages is off); only a server administrator can add it."
+                )
         elif (
             membership in ("leave", "ban")
             and event.sender != self.bot
@@ -201,7 +325,64 @@ class AuditRules:
                 f"Only server administrators can remove the audit bot {self.bot} "
                 "from a room it records."
             )
-        return True, None
+
+    async def _direct_by_non_admin(self, event: Any) -> bool:
+        """With `auto_join`, anyone may invite the bot; into a direct chat only an admin."""
+        if self._include_dms or event.room_id in self._adding:
+            return False
+        if not await self._api.run_db_interaction(
+            "homeport_audit_is_direct", _is_direct_txn, event.room_id
+        ):
+            return False
+        return not await self._api.is_user_admin(event.sender)
+
+    async def on_profile_update(
+        self, user_id: str, profile: Any, by_admin: bool, _deactivation: bool
+    ) -> None:
+        """The bot's display name is Homeport's: a change is set back at once."""
+        if user_id != self.bot or profile.display_name == self._displayname:
+            return
+        who = "a server admin (admin API)" if by_admin else "a session of the bot itself"
+        logger.warning(
+            "homeport: %s renamed the audit bot to %r; setting it back to %r",
+            who,
+            profile.display_name,
+            self._displayname,
+        )
+        self._in_background(self._restore_displayname)
+
+    async def _restore_displayname(self) -> None:
+        from synapse.types import UserID
+
+        try:
+            await self._api.set_displayname(UserID.from_string(self.bot), self._displayname)
+        except Exception as error:
+            logger.warning("homeport: could not set the audit bot's name back: %s", error)
+
+    async def _report_integrity(
+        self, room_id: str, attempted: dict[str, Any], restored: dict[str, Any]
+    ) -> None:
+        """Tell the room (and so the audit record) what was undone."""
+        await self._say_integrity(
+            room_id,
+            "Someone changed the audit bot's display name or recording mark in this room; "
+            "Homeport restored them. Recording goes on.",
+            attempted={"displayname": attempted.get("displayname"), MARK: attempted.get(MARK)},
+            restored={"displayname": restored.get("displayname"), MARK: restored.get(MARK)},
+        )
+
+    async def _say_integrity(self, room_id: str, body: str, **fields: Any) -> None:
+        try:
+            await self._api.create_and_send_event_into_room(
+                {
+                    "type": INTEGRITY_EVENT,
+                    "room_id": room_id,
+                    "sender": self.bot,
+                    "content": {"body": body, **fields},
+                }
+            )
+        except Exception as error:  # e.g. the room does not let the bot send
+            logger.warning("homeport: integrity event in %s not sent: %s", room_id, error)
 
     async def _may_add(self, inviter: str, room_id: str) -> bool:
         if room_id in self._adding or self._auto_join:
@@ -248,11 +429,10 @@ class AuditRules:
             # recorded too. The tombstone comes once the successor exists and its
             # creator is in it (an upgrade skips `on_create_room`).
             event.type == "m.room.tombstone"
-            and event.content.get("replacement_room")
+            and isinstance(event.content.get("replacement_room"), str)
             and await self._bot_membership(event.room_id) == "join"
         ):
-            by = f"{event.sender} (upgrade of {event.room_id})"
-            self._in_background(self._follow, event.content["replacement_room"], by)
+            self._in_background(self._follow_upgrade, event)
 
     def _in_background(self, func: Any, *args: Any) -> None:
         self._api.run_as_background_process("homeport_audit", func, *args)
@@ -264,6 +444,33 @@ class AuditRules:
                 await self._join(room_id, by)
         except Exception as error:  # logged: a background task has nobody to tell
             logger.warning("homeport: the audit bot could not join %s: %s", room_id, error)
+
+    async def _follow_upgrade(self, tombstone: Any) -> None:
+        """Into the successor of a recorded room, if it really is one (see `upgrade_problem`)."""
+        successor = tombstone.content["replacement_room"]
+        state = await self._api.get_room_state(successor, [("m.room.create", "")])
+        problem = upgrade_problem(
+            tombstone.room_id,
+            tombstone.sender,
+            state.get(("m.room.create", "")),
+            self._api.server_name,
+        )
+        if problem is None:
+            await self._follow(successor, f"{tombstone.sender} (upgrade of {tombstone.room_id})")
+            return
+        logger.warning(
+            "homeport: the audit bot does not follow %s's tombstone of %s to %s: %s",
+            tombstone.sender,
+            tombstone.room_id,
+            successor,
+            problem,
+        )
+        await self._say_integrity(
+            tombstone.room_id,
+            f"The audit bot did not follow this room's tombstone to {successor}: {problem}.",
+            tombstone_sender=tombstone.sender,
+            replacement_room=successor,
+        )
 
     async def _follow(self, room_id: str, by: str) -> None:
         try:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from homeport.audit.records import MARK
 from homeport.audit.store import Recorded
-from homeport.synapse.audit_rules import NOT_LOCAL
+from homeport.synapse.api import SynapseClient
+from homeport.synapse.audit_rules import INTEGRITY_EVENT, NOT_LOCAL
+from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context
 from tests.audit_helpers import (
     bodies,
@@ -210,3 +213,90 @@ async def test_only_a_server_admin_removes_the_bot_and_the_removal_is_recorded(
     assert kick.sender == root_id
     listed = json.loads(cli(shipped, "audit", "list", "internal", "--json"))
     assert {r["room_id"]: r["added_by"] for r in listed}[room] == root_id
+
+
+async def _bot_member(client: SynapseClient, room: str, bot: str) -> dict[str, Any]:
+    path = f"/_matrix/client/v3/rooms/{quote(room)}/state/m.room.member/{quote(bot)}"
+    return dict(await client.request("GET", path))
+
+
+async def test_the_bots_name_and_mark_survive_a_rename_through_the_admin_api(
+    shipped: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    """A server admin renames the bot: its member event in a recorded room keeps the name
+    and mark Homeport gave it, its profile is set back, and the room (and so the record)
+    holds an integrity event saying what was undone."""
+    bot = shipped.deployment.homeservers["internal"].audit_user_id
+    assert bot is not None
+    _alice, client = await client_for(shipped, "internal", context)
+    async with client, service_client(shipped.deployment, "internal") as admin:
+        room = await create_room(client, name="Payroll", preset="private_chat")
+        await asyncio.to_thread(cli, shipped, "audit", "add", "internal", room)
+        await admin.client.request(
+            "PUT", f"/_synapse/admin/v2/users/{quote(bot)}", json={"displayname": "Alice"}
+        )
+        events = await wait_recorded_async(
+            shipped, "internal", room, lambda e: any(r.type == INTEGRITY_EVENT for r in e)
+        )
+        member = await _bot_member(client, room, bot)
+        assert member["displayname"] == "Audit bot (recording)"
+        assert member[MARK]["recording"] is True
+        assert "homeport audit" in member[MARK]["added_by"]  # the original mark, kept
+        integrity = next(e for e in events if e.type == INTEGRITY_EVENT)
+        assert integrity.sender == bot
+        assert integrity.content["attempted"] != integrity.content["restored"]
+        assert integrity.content["restored"]["displayname"] == "Audit bot (recording)"
+        assert integrity.content["restored"][MARK] == member[MARK]
+
+        async def profile_name() -> str | None:
+            body = await admin.client.request(
+                "GET", f"/_matrix/client/v3/profile/{quote(bot)}/displayname"
+            )
+            return body.get("displayname")
+
+        for _ in range(100):
+            if await profile_name() == "Audit bot (recording)":
+                break
+            await asyncio.sleep(0.3)
+        assert await profile_name() == "Audit bot (recording)"
+        exported = export_lines(cli(shipped, "audit", "export", "internal", "--room", room))
+        assert INTEGRITY_EVENT in [e["type"] for e in exported]
+
+
+async def test_a_tombstone_that_is_no_upgrade_leads_the_bot_nowhere(
+    shipped: RunningDeployment, context: ssl.SSLContext
+) -> None:
+    """A room admin (no server admin) of a recorded room points its tombstone at someone
+    else's direct chat: the bot stays out of it and says so in the recorded room."""
+    bot = shipped.deployment.homeservers["internal"].audit_user_id
+    assert bot is not None
+    _alice, alice = await client_for(shipped, "internal", context)
+    _bob, bob = await client_for(shipped, "internal", context)
+    carol_id, carol = await client_for(shipped, "internal", context)
+    async with alice, bob, carol, service_client(shipped.deployment, "internal") as admin:
+        recorded_room = await create_room(alice, name="Team", preset="private_chat")
+        await asyncio.to_thread(cli, shipped, "audit", "add", "internal", recorded_room)
+        direct = await create_room(
+            bob, preset="trusted_private_chat", is_direct=True, invite=[carol_id]
+        )
+        await carol.request("POST", f"/_matrix/client/v3/join/{quote(direct)}", json={})
+        await text(bob, direct, "just between us")
+        await alice.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(recorded_room)}/state/m.room.tombstone/",
+            json={"body": "moved", "replacement_room": direct},
+        )
+        events = await wait_recorded_async(
+            shipped,
+            "internal",
+            recorded_room,
+            lambda e: any(r.type == INTEGRITY_EVENT for r in e),
+        )
+        said = next(e for e in events if e.type == INTEGRITY_EVENT)
+        assert said.content["replacement_room"] == direct
+        assert "not an upgrade" in said.content["body"]
+        members = await admin.client.request(
+            "GET", f"/_synapse/admin/v1/rooms/{quote(direct)}/members"
+        )
+        assert bot not in members["members"]
+    assert recorded(shipped, "internal", direct) == []
