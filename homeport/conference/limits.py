@@ -1,8 +1,8 @@
-"""Bounded memory for the conference service: tokens it has checked, and callers' rates.
+"""Bounded memory for the conference service: tokens, callers' rates, well-knowns.
 
-Both take the clock as an argument, so tests can move time; both forget the
-oldest entries first when full, so a flood of new tokens or addresses costs
-a fixed amount of memory.
+Each takes the clock as an argument, so tests can move time; each forgets
+the least recently used entries first when full, so a flood of new tokens,
+addresses or server names costs a fixed amount of memory.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ CACHE_ENTRIES = 10_000
 CALLER_RATE = 20.0  # requests per second per caller address, sustained
 CALLER_BURST = 60.0
 CALLERS_TRACKED = 10_000
+WELL_KNOWNS_KEPT = 500
 
 
 def _key(server_name: str, token: str) -> str:
@@ -95,3 +96,38 @@ class CallerLimits:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self._rate
+
+
+@dataclass(frozen=True)
+class WellKnownAnswer:
+    """A server's well-known: the name it delegates to (None: none), believed `until`."""
+
+    delegated: str | None
+    until: float
+
+
+class WellKnownCache:
+    """Well-known answers by server name, each until it expires; at most `entries`."""
+
+    def __init__(self, entries: int = WELL_KNOWNS_KEPT) -> None:
+        self._entries = entries
+        self._answers: OrderedDict[str, WellKnownAnswer] = OrderedDict()
+
+    def get(self, server_name: str, now: float) -> WellKnownAnswer | None:
+        answer = self._answers.get(server_name)
+        if answer is None:
+            return None
+        if now >= answer.until:
+            del self._answers[server_name]
+            return None
+        self._answers.move_to_end(server_name)
+        return answer
+
+    def put(self, server_name: str, delegated: str | None, now: float, seconds: float) -> None:
+        self._answers[server_name] = WellKnownAnswer(delegated, now + seconds)
+        self._answers.move_to_end(server_name)
+        while len(self._answers) > self._entries:
+            self._answers.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._answers)

@@ -2,7 +2,8 @@
 
 A token is checked with the homeserver it names, through the server-server
 API (`openid/userinfo`, which a closed `federation_domain_whitelist` does not
-block), TLS verified against the deployment's CA and the system store. Room
+block), TLS verified against the deployment's CA and the system store; a
+partner is reached only at addresses `homeport.conference.fetch` checked. Room
 membership and power levels come from a homeserver of the deployment that is
 in the room, through its admin API as Homeport's service account: the room's
 creator's homeserver when it is one of ours, otherwise any that has members
@@ -13,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from functools import partial
 
-import dns.asyncresolver
-import dns.exception
 import httpx
 
 from homeport.conference.decide import (
@@ -29,7 +29,17 @@ from homeport.conference.decide import (
     facts_of_state,
     user_of_userinfo,
 )
+from homeport.conference.fetch import (
+    WELL_KNOWN_PORT,
+    Blocked,
+    Fetcher,
+    TooLarge,
+    Unreachable,
+    WellKnowns,
+    srv,
+)
 from homeport.conference.limits import TokenCache
+from homeport.conference.outbound import MAX_USERINFO_BYTES
 from homeport.conference.resolve import resolve
 from homeport.config.deployment import Deployment
 from homeport.synapse.admin_api import SynapseAdmin
@@ -40,12 +50,11 @@ from homeport.trust import client_ssl_context
 
 logger = logging.getLogger("homeport.conference")
 
-OUTBOUND_TIMEOUT = 10.0
+USERINFO_PATH = "/_matrix/federation/v1/openid/userinfo"
 # A room still being joined (partial state) makes Synapse wait for its full
 # state; another homeserver of ours in the room answers meanwhile.
 ROOM_TIMEOUT = 5.0
 MAX_OUTBOUND = 32  # concurrent checks with homeservers: a flood waits, it does not fan out
-MAX_WELL_KNOWN_BYTES = 64 * 1024
 
 
 def conference_ssl_context(deployment: Deployment) -> ssl.SSLContext:
@@ -58,15 +67,21 @@ def conference_ssl_context(deployment: Deployment) -> ssl.SSLContext:
 class Matrix:
     """Checks OpenID tokens and reads rooms; one per service process."""
 
-    def __init__(self, deployment: Deployment, ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        deployment: Deployment,
+        ssl_context: ssl.SSLContext,
+        well_known_port: int = WELL_KNOWN_PORT,  # the spec's; tests serve partners elsewhere
+    ) -> None:
+        assert deployment.conference is not None
         self._deployment = deployment
         self._ssl = ssl_context
-        self._http = httpx.AsyncClient(verify=ssl_context, timeout=OUTBOUND_TIMEOUT)
+        self._fetcher = Fetcher(ssl_context, deployment.conference.private_address_rules)
+        self._well_knowns = WellKnowns(self._fetcher, well_known_port)
         self._slots = asyncio.Semaphore(MAX_OUTBOUND)
         self._stack = contextlib.AsyncExitStack()
         self._admins: dict[str, SynapseAdmin] = {}
         self._admins_lock = asyncio.Lock()
-        assert deployment.conference is not None
         self.own_servers = {hs.server_name for hs in deployment.homeservers.values()}
         self.allowed_servers = self.own_servers | set(deployment.conference.allow_homeservers)
         self.cache = TokenCache()
@@ -74,7 +89,7 @@ class Matrix:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
-        await self._http.aclose()
+        await self._fetcher.aclose()
 
     # OpenID --------------------------------------------------------------------
 
@@ -89,50 +104,45 @@ class Matrix:
         return user_id
 
     async def _ask(self, server_name: str, token: str) -> str:
+        checked = server_name not in self.own_servers  # a partner's answers choose addresses
         async with self._slots:
-            target = await resolve(server_name, self._well_known, _srv)
+            well_known = partial(self._well_knowns.lookup, checked=checked)
+            target = await resolve(server_name, well_known, srv)
             try:
-                response = await self._http.get(
-                    f"{target.base_url}/_matrix/federation/v1/openid/userinfo",
+                answer = await self._fetcher.get(
+                    target,
+                    USERINFO_PATH,
                     params={"access_token": token},
-                    headers={"Host": target.host_header},
-                    extensions={"sni_hostname": target.tls_name},
+                    limit=MAX_USERINFO_BYTES,
+                    checked=checked,
                 )
-            except httpx.HTTPError as error:
+            except Blocked as error:
                 raise Refused(
-                    f"{server_name} cannot be reached ({type(error).__name__}); try again "
-                    "when it is back",
+                    f"{server_name} resolves to an address this service does not connect to: "
+                    f"{error}"
+                ) from None
+            except TooLarge:
+                raise Refused(
+                    f"{server_name} answered more than {MAX_USERINFO_BYTES} bytes for this token"
+                ) from None
+            except Unreachable as error:
+                raise Refused(
+                    f"{server_name} cannot be reached ({error}); try again when it is back",
                     status=503,
                     errcode="M_UNAVAILABLE",
                 ) from None
-        if response.status_code == 401:
+        if answer.status == 401:
             raise Refused(f"{server_name} does not know this token (expired or never issued)")
-        if response.status_code != 200:
+        if answer.status != 200:
             raise Refused(
-                f"{server_name} answered {response.status_code} for this token",
-                status=503 if response.status_code >= 500 else 401,
+                f"{server_name} answered {answer.status} for this token",
+                status=503 if answer.status >= 500 else 401,
             )
         try:
-            body = response.json()
+            body = json.loads(answer.body)
         except ValueError:
             raise Refused(f"{server_name} did not answer with JSON") from None
         return user_of_userinfo(server_name, body)
-
-    async def _well_known(self, server_name: str) -> str | None:
-        try:
-            response = await self._http.get(
-                f"https://{server_name}/.well-known/matrix/server", follow_redirects=True
-            )
-        except httpx.HTTPError:
-            return None
-        if response.status_code != 200 or len(response.content) > MAX_WELL_KNOWN_BYTES:
-            return None
-        try:
-            body = response.json()
-        except ValueError:
-            return None
-        delegated = body.get("m.server") if isinstance(body, Mapping) else None
-        return delegated if isinstance(delegated, str) and delegated else None
 
     # Rooms ---------------------------------------------------------------------
 
@@ -222,16 +232,3 @@ class Matrix:
         if not body.get("in_room"):
             return None
         return facts_of_state(room_id, user_id, body.get("state", []))
-
-
-async def _srv(name: str) -> tuple[str, int] | None:
-    """The preferred SRV target (lowest priority, then highest weight), or None."""
-    try:
-        answer = await dns.asyncresolver.resolve(name, "SRV", lifetime=5.0)
-    except (dns.exception.DNSException, OSError):
-        return None
-    records = sorted(answer, key=lambda r: (r.priority, -r.weight))
-    if not records:
-        return None
-    best = records[0]
-    return str(best.target).rstrip("."), int(best.port)

@@ -7,7 +7,9 @@ own explicit port or IP is used as it is); then the SRV records
 checked against the (delegated) server name, whatever address it connects to.
 
 Only names the service already allows are resolved: what it fetches is never
-chosen by the caller.
+chosen by the caller. Where an allowed partner's name leads is the partner's
+choice, though: `homeport.conference.fetch` checks every address before it
+connects, and `outbound` says which well-known redirects it follows.
 """
 
 from __future__ import annotations

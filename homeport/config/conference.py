@@ -8,7 +8,9 @@ Element Call gets LiveKit tokens from it.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -35,6 +37,50 @@ def check_livekit_url(value: str) -> str:
             f"{value!r} is not a LiveKit address: write wss://HOST[:PORT] (what clients connect to)"
         )
     return value
+
+
+@dataclass(frozen=True)
+class AddressRule:
+    """Addresses in `network`, on `port` only when it is given."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    port: int | None = None
+
+
+def parse_address_rule(value: str) -> AddressRule:
+    """`10.1.2.3`, `10.1.0.0/16`, `127.0.0.1:8448` or `[fd00::5]:8448`."""
+    text, port = value, None
+    if value.startswith("["):
+        text, _, rest = value[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError("write [IPv6]:PORT")
+            port = int(rest[1:])
+    elif value.count(":") == 1:
+        text, _, port_text = value.partition(":")
+        if not port_text.isdigit():
+            raise ValueError("write ADDRESS:PORT")
+        port = int(port_text)
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"{port} is not a port")
+    if port is not None and "/" in text:
+        raise ValueError("a port goes with one address, not a network")
+    return AddressRule(ipaddress.ip_network(text, strict=True), port)
+
+
+def check_address_rule(value: str) -> str:
+    try:
+        parse_address_rule(value)
+    except ValueError as error:
+        raise ValueError(
+            f"{value!r} is not an address rule ({error}): write an address (10.1.2.3), a "
+            "network (10.1.0.0/16, host bits zero) or an address with a port "
+            "(127.0.0.1:8448, [fd00::5]:8448)"
+        ) from None
+    return value
+
+
+AddressRuleText = Annotated[str, AfterValidator(check_address_rule)]
 
 
 class Jitsi(StrictModel):
@@ -89,6 +135,14 @@ class Conference(StrictModel):
         description="Server names whose users are vouched for besides the deployment's own "
         "homeservers (which always are).",
     )
+    allow_private_addresses: list[AddressRuleText] = Field(
+        default_factory=list,
+        description="Loopback, private or link-local addresses where servers of "
+        "`allow_homeservers` may be reached: an address, a network (10.1.0.0/16) or an "
+        "address with a port (127.0.0.1:8448). The service connects to no other such "
+        "address a partner's name resolves or delegates to; the deployment's own "
+        "homeservers are reached wherever they are.",
+    )
     jitsi: Jitsi | None = Field(
         default=None, description="Signed Jitsi tokens (`POST /jitsi/token`); left out: none."
     )
@@ -101,3 +155,7 @@ class Conference(StrictModel):
     @property
     def url(self) -> str:
         return f"https://{self.host}:{self.port}"
+
+    @property
+    def private_address_rules(self) -> tuple[AddressRule, ...]:
+        return tuple(parse_address_rule(rule) for rule in self.allow_private_addresses)
