@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 
 import httpx
 
 from homeport.config.deployment import Deployment
 from homeport.credentials import registration_shared_secret
 from homeport.errors import HomeportError, NotRunningError
+from homeport.identities import is_owned, owned_reason
 from homeport.layout import DeploymentLayout
 from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError, SynapseClient
@@ -18,11 +20,14 @@ from homeport.trust import client_ssl_context
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
 
 
-def check_localpart(localpart: str) -> str:
+def check_localpart(localpart: str, bot_localparts: Iterable[str] = ()) -> str:
+    """A name people may have: valid, and none of Homeport's own (`homeport.identities`)."""
     if not _LOCALPART.match(localpart):
         raise ValueError(
             f"{localpart!r} is not a valid user name: use lower-case letters, digits and ._=-/+"
         )
+    if is_owned(localpart, bot_localparts):
+        raise ValueError(owned_reason(localpart))
     return localpart
 
 

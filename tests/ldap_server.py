@@ -10,10 +10,13 @@ must meet them bind as an ordinary reader.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import textwrap
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -364,3 +367,40 @@ class Slapd:
         }
         values.update(overrides)
         return LdapSettings.model_validate(values)
+
+
+class SilentServer:
+    """A directory that accepts TCP connections and never answers: the kind of outage
+    that makes a client without timeouts wait for ever. `with SilentServer(port):`."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", port or 0))
+        self._socket.listen(64)
+        self.port: int = self._socket.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def uri(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return
+            self._held.append(conn)  # held open, never read or answered
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self._socket.close()
+        for conn in self._held:
+            conn.close()

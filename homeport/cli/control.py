@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from homeport.cli._shared import (
@@ -83,15 +84,18 @@ def start(config_path: Path, name: str) -> None:
     else:
         control.release(name)
         control.wait_ready(name, _log_of(layout, deployment, name))
+    console.print(f"{name} is ready at {_address(deployment, name, control.url_of(name))}")
+
+
+def _address(deployment: Deployment, name: str, published: str | None) -> str:
+    """Where NAME answers: a homeserver's and the website's public address (through
+    the proxy, if any), otherwise what the running `up` publishes for the service."""
     hs = deployment.homeservers.get(name)
-    bot = deployment.homeservers.get(name.removeprefix(AUDIT_SERVICE_PREFIX))
     if hs is not None:
-        where = hs.base_url
-    elif bot is not None and bot.audit_bot is not None:
-        where = f"http://127.0.0.1:{bot.audit_bot.port}"
-    else:
-        where = deployment.admin.url if deployment.admin else ""
-    console.print(f"{name} is ready at {where}")
+        return hs.base_url
+    if name == ADMIN_SERVICE and deployment.admin_url:
+        return deployment.admin_url
+    return published or ""
 
 
 @click.command()
@@ -179,6 +183,12 @@ def _status_table(status: Status) -> Table:
                 else " (not registered with Synapse yet)"
             )
             table.caption += f"\n{audit['user_id']} records {recording}{state}"
+        login = hs["directory_login"]
+        if login is not None and login["state"] == "unreachable":
+            table.caption += (
+                f"\n[red]Directory login on {hs['server_name']}: the directory does not answer"
+                f"[/] ({escape(login['error'])}); local accounts still log in"
+            )
     return table
 
 

@@ -75,50 +75,111 @@ def _as_json(report: Any) -> dict[str, Any]:
         ],
         "guarded": [g.room for g in report.plan.guards],
         "notes": list(report.plan.notes),
+        "conflicts": list(report.plan.conflicts),
         "detail": report.detail,
+        "waited_seconds": round(report.turn.waited, 1),
+        "waited_for": report.turn.waited_for.holder if report.turn.waited_for else None,
     }
+
+
+def _busy_json(busy: Any) -> dict[str, Any]:
+    return {
+        "outcome": "in progress",
+        "detail": str(busy),
+        "waited_seconds": round(busy.waited, 1),
+        "waited_for": busy.holder.holder,
+    }
+
+
+class _Display:
+    """On stderr: a status while the run waits its turn, then progress while it applies."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._status = None if quiet else err_console.status("")
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console,
+            disable=quiet,
+            transient=True,
+        )
+        self._task = self._progress.add_task("Applying", total=None)
+
+    def waiting(self, holder: Any) -> None:
+        if self._status is None:
+            return
+        from homeport.groupsync.turns import clock
+
+        self._status.update(
+            f"Waiting for the group sync run in progress ({escape(holder.holder)}, since "
+            f"{clock(holder.acquired_ts)})"
+        )
+        self._status.start()
+
+    def planned(self, total: int) -> None:
+        if self._status is not None:
+            self._status.stop()
+        self._progress.update(self._task, total=total)
+        self._progress.start()
+
+    def done(self) -> None:
+        self._progress.advance(self._task)
+
+    def __enter__(self) -> _Display:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+        self._progress.stop()
 
 
 @groupsync.command("run")
 @config_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--force", is_flag=True, help="Apply a plan guarded by max_removal_share.")
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for a run in progress (the service's) before giving up (exit 75).",
+)
 @click.option("--json", "as_json", is_flag=True, help="The outcome as JSON, for scripts.")
 @reports_errors
-def run(config_path: Path, dry_run: bool, force: bool, as_json: bool) -> None:
-    """Reconcile once: read the directory, plan, apply, and say what was done."""
-    from homeport.groupsync.run import reconcile
+def run(config_path: Path, dry_run: bool, force: bool, wait: float, as_json: bool) -> None:
+    """Reconcile once: read the directory, plan, apply, and say what was done.
+
+    One run at a time per homeserver: while another runs (the service `up`
+    runs, another command), this one waits for it, up to --wait seconds.
+    """
+    from homeport.groupsync.run import run_once
+    from homeport.groupsync.turns import RunInProgress
 
     deployment = _load(config_path)
     engine = open_store(deployment)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err_console,
-        disable=as_json,
-        transient=True,
-    )
-    task = progress.add_task("Applying", total=None)
-
-    def planned(plan: Any) -> None:
-        progress.update(task, total=len(plan.applicable(force)))
-
-    def done(_action: Any, _ok: bool) -> None:
-        progress.advance(task)
-
+    display = _Display(as_json)
     try:
-        with progress:
+        with display:
             report = asyncio.run(
-                reconcile(
+                run_once(
                     deployment,
                     engine,
+                    wait=wait,
+                    on_wait=display.waiting,
                     dry_run=dry_run,
                     force=force,
-                    on_plan=planned,
-                    on_done=done,
+                    on_plan=lambda plan: display.planned(len(plan.applicable(force))),
+                    on_done=lambda _action, _ok: display.done(),
                 )
             )
+    except RunInProgress as busy:
+        if as_json:
+            console.print_json(json.dumps(_busy_json(busy)))
+        raise
     finally:
         engine.dispose()
     if as_json:
@@ -138,6 +199,13 @@ def run(config_path: Path, dry_run: bool, force: bool, as_json: bool) -> None:
 
 
 def _print_report(report: Any, dry_run: bool) -> None:
+    if report.turn.waited_for is not None:
+        console.print(
+            f"Waited {report.turn.waited:.0f} s for the group sync run in progress "
+            f"({escape(report.turn.waited_for.holder)}) to finish.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if report.plan.actions:
         console.print(_plan_table(report) if dry_run else _summary(report))
     for note in report.plan.notes:
@@ -217,3 +285,25 @@ def status(config_path: Path, as_json: bool) -> None:
             escape(action.result + (f": {action.error}" if action.error else "")),
         )
     console.print(changes)
+
+
+@groupsync.command("link")
+@config_option
+@click.argument("user")
+@reports_errors
+def link_command(config_path: Path, user: str) -> None:
+    """Bind an existing account to the directory person of the same name, on purpose.
+
+    Group sync and directory login act only on accounts the directory created;
+    an account made another way is a conflict until linked. Example:
+    `homeport groupsync link @alice:example.org`.
+    """
+    from homeport.groupsync.link import link
+
+    linked = asyncio.run(link(_load(config_path), user))
+    what = "was already linked to" if linked.already else "is now linked to"
+    console.print(
+        f"{escape(linked.user_id)} {what} {escape(linked.person)}: group sync manages it and "
+        "the person logs in to it with their directory password",
+        highlight=False,
+    )

@@ -43,7 +43,7 @@ def user_create(
     deployment, _ = load_deployment(config_path)
     check_homeserver(deployment, server)
     try:
-        check_localpart(localpart)
+        check_localpart(localpart, deployment.homeservers[server].bot_localparts)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="LOCALPART") from error
     generated = password is None

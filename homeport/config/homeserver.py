@@ -182,6 +182,11 @@ class Homeserver(StrictModel):
         return self.audit if self.audit is not None and self.audit.enabled else None
 
     @property
+    def bot_localparts(self) -> tuple[str, ...]:
+        """The audit bot's name, even when switched off: its account stays Homeport's."""
+        return () if self.audit is None else (self.audit.localpart,)
+
+    @property
     def audit_user_id(self) -> str | None:
         bot = self.audit_bot
         return None if bot is None else f"@{bot.localpart}:{self.server_name}"

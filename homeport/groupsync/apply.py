@@ -103,6 +103,20 @@ class Executor:
             room_id = found
         self.room_ids[action.room] = room_id
 
+    async def _provision(self, action: Action) -> None:
+        assert action.user is not None
+        try:
+            await self._api.provision(
+                action.user, None if action.value is None else str(action.value)
+            )
+        except SynapseApiError as error:
+            if error.errcode != "M_USER_IN_USE":
+                raise
+            # Created meanwhile (another run, a person): done, once Synapse shows the account.
+            # Its display name, if another, is the next run's to set.
+            if await self._api.user(action.user) is None:
+                raise
+
     async def _link(self, action: Action) -> None:
         parent = self._room(action.room)
         child = self._room(str(action.value))
@@ -116,9 +130,10 @@ class Executor:
         elif action.kind == "link_child":
             await self._link(action)
         elif action.kind == "provision_user":
+            await self._provision(action)
+        elif action.kind == "link_user":
             assert action.user is not None
-            value = None if action.value is None else str(action.value)
-            await self._api.provision(action.user, value)
+            await self._api.link(action.user)
         elif action.kind == "set_displayname":
             assert action.user is not None
             await self._api.set_displayname(action.user, str(action.value))

@@ -8,10 +8,12 @@ its level, the highest level winning.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from homeport.config.groupsync import GroupSync, SpaceMapping
 from homeport.groupsync.directory import Directory, Person
+from homeport.identities import is_owned, owned_reason
 
 # Matrix user IDs' historical grammar is wider; new ones must fit this one.
 _LOCALPART = re.compile(r"^[a-z0-9._=/+-]+$")
@@ -51,10 +53,23 @@ def user_id_of(person: Person, server_name: str) -> str | None:
     return f"@{localpart}:{server_name}" if _LOCALPART.match(localpart) else None
 
 
+def skip_reason(person: Person, bot_localparts: Iterable[str]) -> str | None:
+    """Why this person gets no Matrix account from group sync, if they get none."""
+    localpart = person.localpart.lower()
+    if not _LOCALPART.match(localpart):
+        return f"{person.dn}: {person.localpart!r} cannot be a Matrix user name; skipped"
+    if is_owned(localpart, bot_localparts):
+        return f"{person.dn}: {owned_reason(localpart)}; skipped"
+    return None
+
+
 class _Resolver:
-    def __init__(self, directory: Directory, server_name: str) -> None:
+    def __init__(
+        self, directory: Directory, server_name: str, bot_localparts: Iterable[str]
+    ) -> None:
         self.directory = directory
         self.server_name = server_name
+        self.bot_localparts = tuple(bot_localparts)
         self.users: dict[str, DesiredUser] = {}
         self.problems: list[str] = []
 
@@ -72,11 +87,10 @@ class _Resolver:
         group = groups[0]
         out: dict[str, str] = {}
         for person in sorted(self.directory.people_in(group), key=lambda p: p.dn):
+            skipped = skip_reason(person, self.bot_localparts)
             user_id = user_id_of(person, self.server_name)
-            if user_id is None:
-                self.problems.append(
-                    f"{person.dn}: {person.localpart!r} cannot be a Matrix user name; skipped"
-                )
+            if skipped is not None or user_id is None:
+                self.problems.append(skipped or f"{person.dn}: skipped")
                 continue
             self.users.setdefault(user_id, DesiredUser(user_id, person.displayname, person.email))
             out[user_id] = f"group {group.cn}"
@@ -132,8 +146,12 @@ def _space_rooms(
     return room
 
 
-def desired_state(sync: GroupSync, directory: Directory, server_name: str) -> DesiredState:
-    resolver = _Resolver(directory, server_name)
+def desired_state(
+    sync: GroupSync, directory: Directory, server_name: str, bot_localparts: Iterable[str]
+) -> DesiredState:
+    """`bot_localparts`: the homeserver's audit bots, accounts Homeport owns (see
+    `homeport.identities`): nobody in the directory is mapped onto them."""
+    resolver = _Resolver(directory, server_name, bot_localparts)
     rooms: dict[str, DesiredRoom] = {}
     for space in sync.spaces:
         _space_rooms(space, None, resolver, rooms)

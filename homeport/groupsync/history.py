@@ -223,6 +223,18 @@ class GroupSyncHistory:
             level = action.value if isinstance(action.value, int) else None
             connection.execute(update(groupsync_members).where(key).values(power_level=level))
 
+    def provisioned(self) -> set[str]:
+        """The users group sync created (their accounts are the directory's)."""
+        query = (
+            select(groupsync_actions.c.user_id)
+            .where(groupsync_actions.c.homeserver == self._homeserver)
+            .where(groupsync_actions.c.kind == "provision_user")
+            .where(groupsync_actions.c.result == "ok")
+            .distinct()
+        )
+        with self._engine.connect() as connection:
+            return {str(row[0]) for row in connection.execute(query) if row[0]}
+
     def runs(self, limit: int = 20) -> list[RunRecord]:
         query = (
             select(groupsync_runs)

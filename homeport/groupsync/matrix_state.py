@@ -71,5 +71,9 @@ async def read_matrix_state(
         rows = [row for row in await asyncio.gather(*map(each, wanted)) if row is not None]
     else:
         rows = [row for row in await api.users() if row.user_id in wanted]
-    existing = {row.user_id: UserState(row.displayname, row.deactivated) for row in rows}
+    bound = await api.directory_accounts() if rows else set()
+    existing = {
+        row.user_id: UserState(row.displayname, row.deactivated, row.user_id in bound)
+        for row in rows
+    }
     return MatrixState(rooms, existing), {alias: s.room_id for alias, s in rooms.items()}

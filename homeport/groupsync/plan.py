@@ -11,7 +11,13 @@ only carries the actions out. Rules:
 - power levels group sync set are taken back when the group no longer gives
   them, unless someone changed them since;
 - a run that would remove more than `max_removal_share` of a room's members
-  (and more than one) is guarded: its removals wait for `--force`.
+  (and more than one) is guarded: its removals wait for `--force`;
+- a directory person binds only to an account the directory created (Synapse
+  records it among the account's external IDs) or an administrator linked
+  (`homeport groupsync link`): any other existing account of that name is a
+  conflict, reported and left alone (never renamed, joined, given power or
+  removed). Accounts group sync itself provisioned before accounts were bound
+  are bound now, on the word of its own history.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class RoomState:
 class UserState:
     displayname: str | None
     deactivated: bool = False
+    directory: bool = False  # bound to the directory: created by it, or linked on purpose
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ ActionKind = Literal[
     "create_room",
     "link_child",
     "provision_user",
+    "link_user",
     "set_displayname",
     "join",
     "set_power",
@@ -103,7 +111,7 @@ PHASES: tuple[tuple[ActionKind, ...], ...] = (
     ("create_space",),
     ("create_room",),
     ("link_child",),
-    ("provision_user", "set_displayname"),
+    ("provision_user", "link_user", "set_displayname"),
     ("join",),
     ("set_power",),
     ("kick",),
@@ -128,6 +136,7 @@ class Plan:
     actions: tuple[Action, ...]
     guards: tuple[Guard, ...] = ()
     notes: tuple[str, ...] = ()  # what group sync chose not to do, and why
+    conflicts: tuple[str, ...] = ()  # existing accounts the directory may not bind to
 
     def applicable(self, force: bool) -> tuple[Action, ...]:
         """The actions to apply: a guarded plan removes nobody unless forced."""
@@ -157,9 +166,11 @@ class _Planner:
     matrix: MatrixState
     history: History
     rules: Rules
+    provisioned: frozenset[str] = frozenset()
     actions: list[Action] = field(default_factory=list)
     guards: list[Guard] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    conflicts: set[str] = field(default_factory=set)
 
     def rooms(self, room: DesiredRoom) -> None:
         current = self.matrix.rooms.get(room.alias)
@@ -177,7 +188,16 @@ class _Planner:
             existing = self.matrix.users.get(user_id)
             if existing is None:
                 self.actions.append(Action("provision_user", user=user_id, value=user.displayname))
-            elif (
+                continue
+            if not existing.directory:
+                if user_id not in self.provisioned:
+                    self.conflicts.add(user_id)
+                    self.notes.append(conflict_note(user_id))
+                    continue
+                self.actions.append(
+                    Action("link_user", user=user_id, why="provisioned by group sync earlier")
+                )
+            if (
                 user.displayname
                 and not existing.deactivated
                 and existing.displayname != user.displayname
@@ -186,6 +206,8 @@ class _Planner:
 
     def joins(self, room: DesiredRoom, current: RoomState | None) -> None:
         for user_id, why in sorted(room.members.items()):
+            if user_id in self.conflicts:
+                continue
             existing = self.matrix.users.get(user_id)
             if existing is not None and existing.deactivated:
                 self.notes.append(f"{user_id} is deactivated: not joined to #{room.alias}")
@@ -210,7 +232,7 @@ class _Planner:
         levels = {} if current is None else current.power_users
         default = 0 if current is None else current.users_default
         for user_id, level in sorted(room.power.items()):
-            if user_id not in room.members:
+            if user_id not in room.members or user_id in self.conflicts:
                 continue
             if levels.get(user_id, default) != level:
                 why = room.power_why.get(user_id, room.members[user_id])
@@ -233,6 +255,7 @@ class _Planner:
             if member.membership in ("join", "invite")
             and user_id not in room.members
             and user_id in managed
+            and user_id not in self.conflicts
             and not self.rules.is_protected(user_id)
         ]
         if leaving and not room.complete:
@@ -248,16 +271,28 @@ class _Planner:
             self.actions.append(Action("kick", room.alias, user_id, why="not in its groups"))
 
 
+def conflict_note(user_id: str) -> str:
+    return (
+        f"{user_id} exists but the directory did not create it: left alone (not renamed, "
+        f"joined or removed), and its directory person cannot log in to it; if they are "
+        f"the same person, link them on purpose with `homeport groupsync link {user_id}`"
+    )
+
+
 def plan(
     desired: DesiredState,
     matrix: MatrixState,
     history: History,
     rules: Rules,
     only: Iterable[str] | None = None,
+    provisioned: Iterable[str] = (),
 ) -> Plan:
-    """The actions that make the rooms in `only` (default: all) what `desired` says."""
+    """The actions that make the rooms in `only` (default: all) what `desired` says.
+
+    `provisioned`: the users group sync's history says it created (bound now if
+    Synapse does not say so yet)."""
     wanted = set(desired.rooms) if only is None else set(only)
-    planner = _Planner(desired, matrix, history, rules)
+    planner = _Planner(desired, matrix, history, rules, frozenset(provisioned))
     rooms = [room for alias, room in desired.rooms.items() if alias in wanted]
     for room in rooms:
         planner.rooms(room)
@@ -270,4 +305,9 @@ def plan(
     order = {kind: index for index, kinds in enumerate(PHASES) for kind in kinds}
     actions = sorted(planner.actions, key=lambda a: order[a.kind])
     notes = [*(p for room in rooms for p in room.problems), *planner.notes]
-    return Plan(tuple(actions), tuple(planner.guards), tuple(dict.fromkeys(notes)))
+    return Plan(
+        tuple(actions),
+        tuple(planner.guards),
+        tuple(dict.fromkeys(notes)),
+        tuple(sorted(planner.conflicts)),
+    )

@@ -1,8 +1,9 @@
 """One reconcile: read the directory, read Synapse, plan, apply, record.
 
-Shared by `homeport groupsync run` and the watching service. The directory is
-read whole before anything is planned: if it cannot be (down, bind refused,
-partial results), nothing is applied and the run is recorded as failed.
+Shared by `homeport groupsync run` and the watching service, each in its turn
+(`turns.turn`: one run at a time per homeserver). The directory is read whole
+before anything is planned: if it cannot be (down, bind refused, partial
+results), nothing is applied and the run is recorded as failed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from homeport.groupsync.history import GroupSyncHistory
 from homeport.groupsync.ldap_reader import DirectoryUnavailable, read_directory
 from homeport.groupsync.matrix_state import read_matrix_state
 from homeport.groupsync.plan import Action, Plan, Rules, plan
-from homeport.synapse.service_account import SERVICE_LOCALPART, service_client
+from homeport.groupsync.turns import Turn, turn
+from homeport.identities import SERVICE_LOCALPART
+from homeport.store.leases import LeaseHolder
+from homeport.synapse.service_account import service_client
 from homeport.synapse.spaces_api import SpacesApi
 
 
@@ -44,6 +48,7 @@ class RunReport:
     failed: list[tuple[Action, str]] = field(default_factory=list)
     held: int = 0
     detail: str = ""
+    turn: Turn = field(default_factory=Turn)  # whom the run waited for, and how long
 
 
 def settings_of(deployment: Deployment) -> GroupSync:
@@ -83,6 +88,29 @@ async def read(sync: GroupSync) -> Directory:
     return await asyncio.to_thread(read_directory, sync.ldap, in_chain)
 
 
+async def run_once(
+    deployment: Deployment,
+    engine: Engine,
+    *,
+    wait: float | None,
+    on_wait: Callable[[LeaseHolder], None] | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_done: Callable[[Action, bool], None] | None = None,
+) -> RunReport:
+    """`homeport groupsync run`: a reconcile in its turn, waiting up to `wait` seconds
+    for a run in progress (the service's). A dry run needs no turn: it changes nothing."""
+    if dry_run:
+        return await reconcile(deployment, engine, dry_run=True, on_plan=on_plan)
+    homeserver = settings_of(deployment).homeserver
+    who = "`homeport groupsync run`"
+    async with turn(engine, homeserver, who, wait=wait, on_wait=on_wait) as mine:
+        report = await reconcile(deployment, engine, force=force, on_plan=on_plan, on_done=on_done)
+    report.turn = mine
+    return report
+
+
 async def reconcile(
     deployment: Deployment,
     engine: Engine,
@@ -96,6 +124,7 @@ async def reconcile(
     on_plan: Callable[[Plan], None] | None = None,
     on_done: Callable[[Action, bool], None] | None = None,
 ) -> RunReport:
+    """One reconcile; the caller holds the turn unless this is a dry run."""
     sync = settings_of(deployment)
     history = GroupSyncHistory(engine, sync.homeserver)
     if directory is None:
@@ -105,8 +134,8 @@ async def reconcile(
             if not dry_run:
                 history.record_failed_run(trigger, "directory unavailable", str(error))
             raise GroupSyncError(f"nothing was changed: {error}") from error
-    server_name = deployment.homeservers[sync.homeserver].server_name
-    desired = desired_state(sync, directory, server_name)
+    hs = deployment.homeservers[sync.homeserver]
+    desired = desired_state(sync, directory, hs.server_name, hs.bot_localparts)
     try:
         return await _reconcile(
             deployment,
@@ -149,8 +178,9 @@ async def _reconcile(
         wanted_users = {u for alias in aliases for u in desired.rooms[alias].members}
         matrix, room_ids = await read_matrix_state(api, aliases, wanted_users)
         managed = await asyncio.to_thread(history.managed)
+        provisioned = await asyncio.to_thread(history.provisioned)
         rules = Rules(service_user, protected_patterns(deployment, sync), sync.max_removal_share)
-        result = plan(desired, matrix, managed, rules, aliases)
+        result = plan(desired, matrix, managed, rules, aliases, provisioned)
         if on_plan is not None:
             on_plan(result)
         report = RunReport(result, desired)
@@ -174,5 +204,16 @@ async def _reconcile(
     elif outcome.failed:
         report.outcome = "failed"
         report.detail = f"{len(outcome.failed)} action(s) failed"
+    if result.conflicts:
+        conflicts = conflicts_text(result.conflicts)
+        report.detail = f"{report.detail}; {conflicts}" if report.detail else conflicts
     history.finish_run(run_id, report.outcome, report.detail)
     return report
+
+
+def conflicts_text(conflicts: Collection[str]) -> str:
+    """What the run left alone: existing accounts the directory did not create."""
+    return (
+        f"{len(conflicts)} conflict(s), left alone: {', '.join(sorted(conflicts))} exist but "
+        "the directory did not create them (`homeport groupsync link USER` binds one on purpose)"
+    )

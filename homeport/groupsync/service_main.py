@@ -31,10 +31,12 @@ from homeport.groupsync.desired import DesiredState, changed_rooms, changed_user
 from homeport.groupsync.history import GroupSyncHistory
 from homeport.groupsync.ldap_reader import DirectoryUnavailable
 from homeport.groupsync.run import GroupSyncError, RunReport, read, reconcile, settings_of
+from homeport.groupsync.turns import turn
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.runtime.loopback import loopback_server
 from homeport.store.database import open_store
+from homeport.store.leases import LeaseHolder
 
 logger = logging.getLogger("homeport.groupsync")
 
@@ -132,7 +134,18 @@ class Watcher:
                 self.metrics.actions.labels(action.kind, "ok").inc()
         self.metrics.last_success.set(time.time())
 
+    def _waiting(self, holder: LeaseHolder) -> None:
+        logger.info("waiting for the group sync run in progress", extra={"holder": holder.holder})
+
     async def once(self, trigger: str) -> None:
+        """One run in its turn: the directory is read once the turn is ours, so a run
+        that waited plans from the directory as it is, not as it was."""
+        homeserver = self.sync.homeserver
+        service = "the group sync service"
+        async with turn(self.engine, homeserver, service, wait=None, on_wait=self._waiting):
+            await self._once(trigger)
+
+    async def _once(self, trigger: str) -> None:
         try:
             directory = await read(self.sync)
         except DirectoryUnavailable as error:
@@ -146,7 +159,8 @@ class Watcher:
             )
             raise
         self.state.directory_ok = True
-        desired = desired_state(self.sync, directory, self.server_name)
+        bots = self.deployment.homeservers[self.sync.homeserver].bot_localparts
+        desired = desired_state(self.sync, directory, self.server_name, bots)
         only: set[str] | None = None
         if trigger == "change" and self._previous is not None:
             users = changed_users(self._previous, desired)

@@ -44,6 +44,12 @@ class Control:
         entry = run_state["services"].get(name) if run_state else None
         return entry["state"] if entry else None
 
+    def url_of(self, name: str) -> str | None:
+        """Where service `name` answers, as the running `up` publishes it."""
+        run_state = read_state(self.layout)
+        entry = run_state["services"].get(name) if run_state else None
+        return entry["url"] if entry else None
+
     def wait_for_state(self, name: str, wanted: set[str], timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
         state = self.state_of(name)

@@ -58,6 +58,13 @@ class AuditStatus(TypedDict):
     audited_rooms: int | None  # None when the store cannot be read
 
 
+class DirectoryLoginStatus(TypedDict):
+    state: str  # ok, unreachable, unknown (no login has asked the directory yet)
+    last_ok_ts: int | None
+    down_since_ts: int | None
+    error: str
+
+
 class HomeserverStatus(TypedDict):
     server_name: str
     base_url: str
@@ -71,6 +78,7 @@ class HomeserverStatus(TypedDict):
     federation: FederationSummary | None
     log_file: str
     audit: AuditStatus | None
+    directory_login: DirectoryLoginStatus | None  # on the homeserver group sync serves
 
 
 class ServiceStatus(TypedDict):
@@ -117,6 +125,27 @@ def _conference_status(deployment: Deployment, layout: DeploymentLayout) -> Conf
         jitsi_well_known_file=named(
             layout.conference_jitsi_well_known if conference.jitsi else None
         ),
+    )
+
+
+async def _directory_login(
+    deployment: Deployment, name: str, ssl_context: ssl.SSLContext
+) -> DirectoryLoginStatus | None:
+    sync = deployment.group_sync
+    if sync is None or not sync.login or sync.homeserver != name:
+        return None
+    try:
+        async with service_client(deployment, name, ssl_context) as admin:
+            body = await admin.directory_login()
+    except (httpx.HTTPError, SynapseApiError, OSError):
+        return None
+    if body is None:
+        return None
+    return DirectoryLoginStatus(
+        state=str(body.get("state", "unknown")),
+        last_ok_ts=body.get("last_ok_ts"),
+        down_since_ts=body.get("down_since_ts"),
+        error=str(body.get("error", "")),
     )
 
 
@@ -219,9 +248,12 @@ async def gather_status(deployment: Deployment) -> Status:
         version = None
         if service["running"] and ssl_context is not None:
             version = await probe(hs, ssl_context)
-        federation = None
+        federation = directory = None
         if version is not None and ssl_context is not None:
-            federation = await _federation_summary(deployment, name, ssl_context)
+            federation, directory = await asyncio.gather(
+                _federation_summary(deployment, name, ssl_context),
+                _directory_login(deployment, name, ssl_context),
+            )
         return HomeserverStatus(
             server_name=hs.server_name,
             base_url=hs.base_url,
@@ -235,6 +267,7 @@ async def gather_status(deployment: Deployment) -> Status:
             federation=federation,
             log_file=str(layout.homeserver(name).log_file),
             audit=await _audit_status(deployment, name, services, counts),
+            directory_login=directory,
         )
 
     names = list(deployment.homeservers)

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # The newest migration: the schema these tables describe (a test holds them equal).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 metadata = MetaData()
 
@@ -170,4 +170,16 @@ groupsync_members = Table(
     Column("user_id", String(255), primary_key=True),
     Column("power_level", Integer, nullable=True),
     Column("added_ts", BigInteger, nullable=False),
+)
+
+# Who runs a homeserver's exclusive job now (a group sync run), until when: one row
+# per job and homeserver, renewed while the job runs, taken over once it expires.
+leases = Table(
+    "leases",
+    metadata,
+    Column("job", String(32), primary_key=True),
+    Column("homeserver", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_ts", BigInteger, nullable=False),
+    Column("expires_ts", BigInteger, nullable=False),
 )

@@ -30,6 +30,7 @@ from homeport.synapse.module import (
     BACKGROUND_UPDATES_PATH,
     DELIVERY_PATH,
     DESTINATIONS_PATH,
+    DIRECTORY_LOGIN_PATH,
     ROOM_COUNTS_PATH,
 )
 
@@ -277,6 +278,17 @@ class SynapseAdmin:
         body = await self.client.request("GET", DELIVERY_PATH)
         rows = [Undelivered.from_api(str(r["destination"]), r) for r in body["undelivered"]]
         return rows, int(body.get("total", len(rows)))
+
+    async def directory_login(self) -> dict[str, Any] | None:
+        """Whether directory login works (`homeport.synapse.directory_login`); None where
+        this homeserver has no directory login."""
+        try:
+            body = await self.client.request("GET", DIRECTORY_LOGIN_PATH)
+        except SynapseApiError as error:
+            if error.status in (404, 405):
+                return None
+            raise
+        return dict(body)
 
     async def pending_background_updates(self) -> list[str]:
         """The background updates Synapse has still to run, next first."""

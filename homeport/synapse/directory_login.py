@@ -46,10 +46,10 @@ from homeport.groupsync.ldap_login import (
 )
 from homeport.groupsync.ldap_reader import DirectoryUnavailable
 from homeport.identities import DIRECTORY_AUTH_PROVIDER, is_owned
+from homeport.synapse.module import DIRECTORY_LOGIN_PATH
 
 logger = logging.getLogger(__name__)
 
-DIRECTORY_LOGIN_PATH = "/_homeport/v1/directory_login"
 LOGIN_TIMEOUT_SECONDS = 3.0  # per request to one directory server
 RETRY_AFTER_SECONDS = 30.0  # after a failure, logins skip the directory this long
 

@@ -32,6 +32,9 @@ per request; the module answers
   in the room, and the user's member event, the power levels and the create
   event: what the conference service needs, in one in-process read (the
   admin API would take three requests and the room's whole state);
+- `GET /_homeport/v1/directory_accounts`: the accounts bound to the directory
+  (created by it, or linked by an administrator), which group sync alone may
+  manage (the admin API would take a request per user);
 - `GET /_homeport/v1/background_updates`: the background updates Synapse has
   still to run. A new homeserver runs about sixty in its first minute, one of
   which rebuilds the user directory from scratch and drops what live updates
@@ -56,6 +59,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from homeport.identities import DIRECTORY_AUTH_PROVIDER
 from homeport.synapse import queries
 from homeport.synapse.audit_rules import AuditRules
 from homeport.synapse.queries import NEXT_ATTEMPT, UNDELIVERED_SINCE
@@ -68,6 +72,8 @@ DESTINATIONS_PATH = "/_homeport/v1/destinations"
 DELIVERY_PATH = "/_homeport/v1/delivery"
 BACKGROUND_UPDATES_PATH = "/_homeport/v1/background_updates"
 ROOM_MEMBER_PATH = "/_homeport/v1/room_member"
+DIRECTORY_ACCOUNTS_PATH = "/_homeport/v1/directory_accounts"
+DIRECTORY_LOGIN_PATH = "/_homeport/v1/directory_login"  # served by directory_login.py
 MAX_DESTINATIONS = 200
 UPGRADE_REFUSED = (
     "This server creates only non-federated rooms (rooms.federation: never), and "
@@ -115,6 +121,24 @@ def _room_member_resource(api: Any) -> Any:
             return 200, {"in_room": True, "state": events}
 
     return RoomMember()
+
+
+def _directory_accounts_resource(api: Any) -> Any:
+    from synapse.module_api import DirectServeJsonResource
+
+    class DirectoryAccounts(DirectServeJsonResource):
+        """Who the directory may act on: the accounts bound to it."""
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
+            await _require_admin(api, request)
+            users = await api.run_db_interaction(
+                "homeport_directory_accounts",
+                queries.accounts_of_provider,
+                DIRECTORY_AUTH_PROVIDER,
+            )
+            return 200, {"user_ids": users}
+
+    return DirectoryAccounts()
 
 
 def _background_updates_resource(api: Any) -> Any:
@@ -251,6 +275,7 @@ class HomeportModule:
         api.register_web_resource(DELIVERY_PATH, _delivery_resource(api))
         api.register_web_resource(BACKGROUND_UPDATES_PATH, _background_updates_resource(api))
         api.register_web_resource(ROOM_MEMBER_PATH, _room_member_resource(api))
+        api.register_web_resource(DIRECTORY_ACCOUNTS_PATH, _directory_accounts_resource(api))
         if paginate is not None:
             api.register_web_resource(DESTINATIONS_PATH, _destinations_resource(api, paginate))
         else:

@@ -168,3 +168,13 @@ def pending_background_updates(txn: Any) -> list[str]:
     """
     txn.execute("SELECT update_name FROM background_updates ORDER BY ordering, update_name")
     return [str(row[0]) for row in txn.fetchall()]
+
+
+def accounts_of_provider(txn: Any, auth_provider: str) -> list[str]:
+    """The local accounts bound to `auth_provider` (Synapse's `user_external_ids`, kept
+    since single sign-on began): for group sync, the accounts the directory created."""
+    txn.execute(
+        "SELECT DISTINCT user_id FROM user_external_ids WHERE auth_provider = ? ORDER BY user_id",
+        (auth_provider,),
+    )
+    return [str(row[0]) for row in txn.fetchall()]

@@ -18,6 +18,8 @@ from homeport.config.types import parse_postgres_url, split_server_name
 from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.policy.effective import effective_whitelist
 
+DIRECTORY_LOGIN_MODULE = "homeport.synapse.directory_login.DirectoryLogin"
+
 # Sized for an organisation of a few hundred people, many behind one NAT:
 # Synapse's defaults are tuned for big public servers and would throttle an
 # office that logs in at nine o'clock. Override any of them in `synapse:`.
@@ -253,7 +255,7 @@ def render_homeserver(
     # The administrator's own modules run after ours; ours is never dropped.
     config["modules"] = [
         homeport_module(hs),
-        *ldap_login_module(deployment, name),
+        *directory_login_module(deployment, name),
         *passthrough.pop("modules", []),
     ]
     # Likewise the administrator's application services (bridges) besides the audit bot.
@@ -303,40 +305,18 @@ def homeport_module(hs: Homeserver) -> dict[str, Any]:
     return {"module": "homeport.synapse.module.HomeportModule", "config": config}
 
 
-AD_ENABLED_ONLY = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
-
-
-def ldap_login_module(deployment: Deployment, name: str) -> list[dict[str, Any]]:
-    """Synapse's LDAP auth provider, from group sync's own `ldap:` settings: the people
-    group sync provisions log in with their directory password (verification on)."""
+def directory_login_module(deployment: Deployment, name: str) -> list[dict[str, Any]]:
+    """Homeport's directory login (`homeport.synapse.directory_login`), from group sync's
+    own `ldap:` settings: the people group sync provisions log in with their directory
+    password, never as one of Homeport's own accounts, with bounded waits."""
     sync = deployment.group_sync
     if sync is None or not sync.login or sync.homeserver != name:
         return []
-    ldap = sync.ldap
-    people = ldap.people_filter
-    if ldap.active_directory:
-        people = f"(&{people}{AD_ENABLED_ONLY})"
-    config: dict[str, Any] = {
-        "enabled": True,
-        "uri": list(ldap.uri),
-        "start_tls": ldap.start_tls,
-        "base": ldap.user_base,
-        "attributes": {
-            "uid": ldap.localpart_attribute,
-            "name": ldap.attributes.displayname,
-            "mail": ldap.attributes.email,
-        },
-        "filter": people,
-        "active_directory": ldap.active_directory,
+    config = {
+        "ldap": sync.ldap.model_dump(mode="json", exclude_unset=True),  # defaults stay defaults
+        "bot_localparts": list(deployment.homeservers[name].bot_localparts),
     }
-    if ldap.ca_file is not None:
-        config["tls_options"] = {"validate": 2, "ca_certs_file": str(ldap.ca_file)}  # CERT_REQUIRED
-    else:
-        config["validate_cert"] = True
-    if ldap.bind_dn is not None and ldap.bind_password_file is not None:
-        config["bind_dn"] = ldap.bind_dn
-        config["bind_password_file"] = str(ldap.bind_password_file)
-    return [{"module": "ldap_auth_provider.LdapAuthProviderModule", "config": config}]
+    return [{"module": DIRECTORY_LOGIN_MODULE, "config": config}]
 
 
 def render_log_config(layout: HomeserverLayout) -> dict[str, Any]:

@@ -16,12 +16,11 @@ from contextlib import asynccontextmanager
 
 from homeport.config.deployment import Deployment
 from homeport.files import write_private
+from homeport.identities import SERVICE_LOCALPART
 from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import RegisteredUser, SynapseApiError, SynapseClient
 from homeport.trust import client_ssl_context
-
-SERVICE_LOCALPART = "homeport"
 
 
 async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:

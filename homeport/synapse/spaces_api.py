@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from homeport.identities import DIRECTORY_AUTH_PROVIDER, localpart_of
 from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.synapse.module import DIRECTORY_ACCOUNTS_PATH
 
 V3 = "/_matrix/client/v3"
 ADMIN_V1 = "/_synapse/admin/v1"
@@ -52,6 +54,11 @@ async def rate_limited(call: Any, *args: Any, **kwargs: Any) -> Any:
                 raise
             await asyncio.sleep(min(max(error.retry_after_ms, 100), 30_000) / 1000)
     raise AssertionError("unreachable")
+
+
+def directory_id(user_id: str) -> dict[str, str]:
+    """The external ID that binds an account to its directory person (see identities)."""
+    return {"auth_provider": DIRECTORY_AUTH_PROVIDER, "external_id": localpart_of(user_id)}
 
 
 class SpacesApi:
@@ -160,11 +167,33 @@ class SpacesApi:
         )
 
     async def provision(self, user_id: str, displayname: str | None) -> None:
-        """A user without a local password: they log in with their directory password."""
-        body: dict[str, Any] = {"admin": False}
+        """A user without a local password: they log in with their directory password.
+        Bound to the directory (its external ID), which is what lets them log in."""
+        body: dict[str, Any] = {"admin": False, "external_ids": [directory_id(user_id)]}
         if displayname:
             body["displayname"] = displayname
         await rate_limited(self.client.request, "PUT", f"{ADMIN_V2}/users/{_q(user_id)}", json=body)
+
+    async def directory_accounts(self) -> set[str]:
+        """The accounts bound to the directory (created by it, or linked on purpose)."""
+        body = await self.client.request("GET", DIRECTORY_ACCOUNTS_PATH)
+        return {str(user) for user in body.get("user_ids", [])}
+
+    async def link(self, user_id: str) -> None:
+        """Bind an existing account to the directory person of the same name, keeping the
+        account's other external IDs (Synapse's PUT replaces the whole list)."""
+        body = await self.client.request("GET", f"{ADMIN_V2}/users/{_q(user_id)}")
+        ids = [
+            {"auth_provider": i["auth_provider"], "external_id": i["external_id"]}
+            for i in body.get("external_ids") or []
+            if i.get("auth_provider") != DIRECTORY_AUTH_PROVIDER
+        ]
+        await rate_limited(
+            self.client.request,
+            "PUT",
+            f"{ADMIN_V2}/users/{_q(user_id)}",
+            json={"external_ids": [*ids, directory_id(user_id)]},
+        )
 
     async def set_displayname(self, user_id: str, displayname: str) -> None:
         await rate_limited(

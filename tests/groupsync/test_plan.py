@@ -72,9 +72,18 @@ def _matrix(data: dict[str, Any]) -> MatrixState:
         )
         for alias, room in (data.get("rooms") or {}).items()
     }
+    # [name, deactivated, directory]; an account is the directory's unless a case says not.
     users = {
         user_id: UserState(*value) if isinstance(value, list) else UserState(value)
         for user_id, value in (data.get("users") or {}).items()
+    }
+    users = {
+        user_id: user
+        if isinstance(value, list) and len(value) > 2
+        else UserState(user.displayname, user.deactivated, True)
+        for (user_id, user), value in zip(
+            users.items(), (data.get("users") or {}).values(), strict=True
+        )
     }
     return MatrixState(rooms, users)
 
@@ -109,7 +118,7 @@ def test_case(path: Path) -> None:
             **(case.get("settings") or {}),
         }
     )
-    desired = desired_state(sync, _directory(case["directory"]), SERVER)
+    desired = desired_state(sync, _directory(case["directory"]), SERVER, ("audit",))
     rules = Rules(SERVICE, tuple(sync.never_remove), sync.max_removal_share)
     result = plan(
         desired,
@@ -117,8 +126,10 @@ def test_case(path: Path) -> None:
         _history(case.get("history")),
         rules,
         case.get("only"),
+        case.get("provisioned") or (),
     )
     expect = case["expect"]
+    assert list(result.conflicts) == expect.get("conflicts", [])
     assert [compact(a) for a in result.actions] == expect.get("actions", [])
     assert [g.room for g in result.guards] == expect.get("guarded", [])
     assert [compact(a) for a in result.applicable(force=False)] == expect.get(

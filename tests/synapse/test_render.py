@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment_text
 from homeport.config.starter import starter_text
 from homeport.layout import DeploymentLayout
+from homeport.synapse.directory_login import DirectoryLogin
 from homeport.synapse.render import deep_merge, render_homeserver, render_log_config
 
 SOURCE = Path("/srv/homeport/homeport.yaml")
@@ -320,32 +322,29 @@ group_sync:
 """
 
 
-def test_group_sync_people_log_in_through_synapses_ldap_provider() -> None:
-    """Only the group sync homeserver gets the provider, from the same ldap settings: AD's
-    sAMAccountName, disabled accounts refused, the CA file verified, the password by file."""
+def test_group_sync_people_log_in_through_homeports_directory_login() -> None:
+    """Only the group sync homeserver gets directory login, from the same ldap settings
+    (read back by the module exactly as the model holds them: AD's sAMAccountName stays
+    the default name), and with the audit bot's name among Homeport's own accounts."""
     model = deployment(
-        "homeservers:\n  internal: {server_name: 'localhost:8448', port: 8448}\n"
+        "homeservers:\n  internal: {server_name: 'localhost:8448', port: 8448, audit: {port: 9100,"
+        " localpart: recorder}}\n"
         "  external: {server_name: 'localhost:8449', port: 8449}\n" + GROUP_SYNC
     )
     layout = DeploymentLayout(model.data_dir)
     modules = render_homeserver(model, "internal", layout)["modules"]
     assert [m["module"] for m in modules] == [
         "homeport.synapse.module.HomeportModule",
-        "ldap_auth_provider.LdapAuthProviderModule",
+        "homeport.synapse.directory_login.DirectoryLogin",
     ]
-    assert modules[1]["config"] == {
-        "enabled": True,
-        "uri": ["ldaps://dc1.example.org", "ldaps://dc2.example.org"],
-        "start_tls": False,
-        "base": "OU=People,DC=example,DC=org",
-        "attributes": {"uid": "sAMAccountName", "name": "cn", "mail": "mail"},
-        "filter": "(&(&(objectCategory=person)(objectClass=user))"
-        "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
-        "active_directory": True,
-        "tls_options": {"validate": 2, "ca_certs_file": "/srv/homeport/ad-ca.pem"},
-        "bind_dn": "CN=matrix,OU=Services,DC=example,DC=org",
-        "bind_password_file": "/srv/homeport/ad.secret",
-    }
+    config = modules[1]["config"]
+    assert config["bot_localparts"] == ["recorder"]
+    parsed = DirectoryLogin.parse_config(json.loads(json.dumps(config)))
+    assert model.group_sync is not None
+    assert parsed["ldap"] == model.group_sync.ldap
+    assert parsed["ldap"].localpart_attribute == "sAMAccountName"
+    assert str(parsed["ldap"].bind_password_file) == "/srv/homeport/ad.secret"
+    assert str(parsed["ldap"].ca_file) == "/srv/homeport/ad-ca.pem"
     external = render_homeserver(model, "external", layout)["modules"]
     assert [m["module"] for m in external] == ["homeport.synapse.module.HomeportModule"]
     without_login = deployment(
