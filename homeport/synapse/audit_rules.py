@@ -52,6 +52,7 @@ INTEGRITY_EVENT = "org.homeport.audit.integrity"  # what the bot says when it un
 NOT_LOCAL = "HOMEPORT_NOT_LOCAL_ROOM"
 NO_INVITER = "HOMEPORT_NO_INVITER"
 BACKFILL_DELAY_MS = 5_000
+STORED_WAIT_S = 30.0  # how long an event that passed the rules may take to be stored
 
 
 def domain_of(user_id: str) -> str:
@@ -100,6 +101,11 @@ def best_inviter(state: dict[tuple[str, str], Any], is_mine: Any, bot: str) -> s
     if ranked and _power(state, ranked[0]) >= needed:
         return ranked[0]
     return None
+
+
+def _joined(state: dict[tuple[str, str], Any], user_id: str) -> bool:
+    member = state.get(("m.room.member", user_id))
+    return member is not None and member.content.get("membership") == "join"
 
 
 def _valid_mark(content: Any) -> dict[str, Any] | None:
@@ -254,7 +260,6 @@ class AuditRules:
         self._adding: set[str] = set()  # rooms whose invite this module is sending
         api.register_third_party_rules_callbacks(
             check_event_allowed=self.check_event_allowed,
-            on_new_event=self.on_new_event,
             on_profile_update=self.on_profile_update,
         )
         api.register_spam_checker_callbacks(
@@ -284,10 +289,23 @@ class AuditRules:
     async def check_event_allowed(
         self, event: Any, state_events: dict[tuple[str, str], Any]
     ) -> tuple[bool, dict[str, Any] | None]:
+        if (
+            # An upgrade is a room creation: the successor of a recorded room is
+            # recorded too. The tombstone comes once the successor exists and its
+            # creator is in it (an upgrade skips `on_create_room`).
+            event.type == "m.room.tombstone"
+            and isinstance(event.content.get("replacement_room"), str)
+            and _joined(state_events, self.bot)
+        ):
+            self._in_background(self._once_stored, event, self._follow_upgrade)
+            return True, None
         if event.type != "m.room.member" or event.state_key != self.bot:
             return True, None
         await self._check_membership(event, state_events)
-        if event.content.get("membership") != "join":
+        membership = event.content.get("membership")
+        if membership == "invite" and event.room_id not in self._adding:
+            self._in_background(self._once_stored, event, self._accept)
+        if membership != "join":
             return True, None
         before = state_events.get(("m.room.member", self.bot))
         content = marked_content(event.content, before, self._displayname)
@@ -413,32 +431,34 @@ class AuditRules:
         return Codes.FORBIDDEN, {"error": not_local_message(self.bot, home)}
 
     # Following invites, upgrades and new rooms.
-
-    async def on_new_event(self, event: Any, _state: Any) -> None:
-        if not self._api.is_mine(event.sender):
-            return
-        if (
-            event.type == "m.room.member"
-            and event.state_key == self.bot
-            and event.content.get("membership") == "invite"
-            and event.room_id not in self._adding
-        ):
-            self._in_background(self._accept, event.room_id, event.sender)
-        elif (
-            # An upgrade is a room creation: the successor of a recorded room is
-            # recorded too. The tombstone comes once the successor exists and its
-            # creator is in it (an upgrade skips `on_create_room`).
-            event.type == "m.room.tombstone"
-            and isinstance(event.content.get("replacement_room"), str)
-            and await self._bot_membership(event.room_id) == "join"
-        ):
-            self._in_background(self._follow_upgrade, event)
+    #
+    # Acted on once the event is stored, from a background task that
+    # `check_event_allowed` starts (it sees every event a local user sends, which
+    # is all the bot follows). Not from an `on_new_event` callback: with one
+    # registered, Synapse reads the store before calling it, in the logging
+    # context of a request that has usually finished by then, which logs
+    # "Re-starting finished log context" for every event and misattributes
+    # Synapse's metrics (element-hq/synapse#13090).
 
     def _in_background(self, func: Any, *args: Any) -> None:
         self._api.run_as_background_process("homeport_audit", func, *args)
 
-    async def _accept(self, room_id: str, inviter: str) -> None:
-        by = "auto_join: local_rooms" if self._auto_join else inviter
+    async def _once_stored(self, event: Any, then: Any) -> None:
+        """`then(event)` once `event` is the room's current state; never if it is not
+        stored within `STORED_WAIT_S` (refused later, or replaced)."""
+        waited, step = 0.0, 0.05
+        while waited < STORED_WAIT_S:
+            state = await self._api.get_room_state(event.room_id, [(event.type, event.state_key)])
+            stored = state.get((event.type, event.state_key))
+            if stored is not None and stored.event_id == event.event_id:
+                await then(event)
+                return
+            await self._api.sleep(step)
+            waited, step = waited + step, min(step * 2, 1.0)
+
+    async def _accept(self, invite: Any) -> None:
+        room_id = invite.room_id
+        by = "auto_join: local_rooms" if self._auto_join else invite.sender
         try:
             if await self._bot_membership(room_id) == "invite":
                 await self._join(room_id, by)

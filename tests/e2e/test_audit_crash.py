@@ -29,7 +29,14 @@ from nio import (
 
 from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.trust import client_ssl_context
-from tests.audit_helpers import bodies, client_for, create_room, text, wait_recorded_async
+from tests.audit_helpers import (
+    bodies,
+    client_for,
+    create_room,
+    membership,
+    text,
+    wait_recorded_async,
+)
 from tests.harness import (
     RunningDeployment,
     access_token,
@@ -301,6 +308,11 @@ async def test_auto_join_audits_every_local_room_old_and_new_but_not_direct_mess
             alice, preset="trusted_private_chat", is_direct=True, invite=[friend_id]
         )
         await text(alice, new_room, "in a new room")
+        # With auto_join anyone may invite the bot, but into a direct chat only an admin.
+        refused_dm = await membership(alice, new_dm, "invite", bot)
+        assert refused_dm is not None
+        assert (refused_dm.status, refused_dm.errcode) == (403, "M_FORBIDDEN")
+        assert "direct chats" in refused_dm.message
         for room in (old_room, new_room):
             await wait_recorded_async(
                 running,
