@@ -8,7 +8,7 @@ admin (`admin(name, token)`), so Synapse authorises each one.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from homeport.synapse.admin_api import DestinationListing, DestinationQuery
 from homeport.synapse.models import (
@@ -51,6 +51,8 @@ class HomeserverAdmin(Protocol):
     async def audit_add(self, room: str, by: str) -> AuditMembership: ...
 
     async def audit_remove(self, room: str, by: str) -> AuditMembership: ...
+
+    async def directory_login(self) -> dict[str, Any] | None: ...
 
 
 class Homeservers(Protocol):

@@ -117,6 +117,19 @@ class Executor:
             if await self._api.user(action.user) is None:
                 raise
 
+    async def _join(self, action: Action) -> None:
+        assert action.user is not None
+        room_id = self._room(action.room)
+        try:
+            await self._api.join(room_id, action.user)
+        except SynapseApiError as error:
+            if error.status != 403:
+                raise
+            # Synapse refuses to join someone who is in the room already (they joined by
+            # themselves since the plan was made): done, once the room says so.
+            if await self._api.membership(room_id, action.user) != "join":
+                raise
+
     async def _link(self, action: Action) -> None:
         parent = self._room(action.room)
         child = self._room(str(action.value))
@@ -138,8 +151,7 @@ class Executor:
             assert action.user is not None
             await self._api.set_displayname(action.user, str(action.value))
         elif action.kind == "join":
-            assert action.user is not None
-            await self._api.join(self._room(action.room), action.user)
+            await self._join(action)
         elif action.kind == "kick":
             assert action.user is not None
             reason = f"Group sync: {action.why}" if action.why else "Group sync"

@@ -203,6 +203,17 @@ class SpacesApi:
             json={"displayname": displayname},
         )
 
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        """The user's membership of a room the service account is in; None if none."""
+        try:
+            event = await self.get_state(room_id, "m.room.member", user_id)
+        except SynapseApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        membership = event.get("membership") if isinstance(event, dict) else None
+        return str(membership) if membership else None
+
     async def join(self, room_id: str, user_id: str) -> None:
         await rate_limited(
             self.client.request,

@@ -359,6 +359,8 @@ async def test_the_group_sync_page_in_a_browser(running: RunningDeployment) -> N
         await expect(page.locator("#mappings")).to_contain_text("#staff:")
         await expect(page.locator("#mappings")).to_contain_text("cn=engineering")
         await expect(page.locator("#service")).to_contain_text("answers")
+        # alice logged in with her directory password earlier: directory login works.
+        await expect(page.locator("#directory-login")).to_contain_text("works")
         changes = page.locator("#changes")
         await expect(changes).to_contain_text(uid(running, "erin"))
         kicked = changes.locator("tr").filter(has_text=uid(running, "bob")).filter(has_text="kick")

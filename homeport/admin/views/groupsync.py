@@ -6,16 +6,19 @@ are added or removed. The page belongs to the homeserver group sync manages.
 
 from __future__ import annotations
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
 from homeport.admin.site import current_login, site_of
+from homeport.audit.export import iso
 from homeport.groupsync.overview import overview
+from homeport.synapse.api import SynapseApiError
 
 
 async def groupsync(request: Request) -> Response:
     site = site_of(request)
-    name, _login = current_login(request)
+    name, login = current_login(request)
     sync = site.deployment.group_sync
     if sync is None:
         return site.templates.error(
@@ -30,4 +33,12 @@ async def groupsync(request: Request) -> Response:
     if site.store is None:
         return site.templates.error(request, 503, "The website runs without Homeport's store.")
     view = await overview(site.deployment, site.store)
-    return site.templates.render(request, "groupsync.html", view=view)
+    login_state = None
+    if sync.login:
+        try:
+            login_state = await site.api.admin(name, login.access_token).directory_login()
+        except (SynapseApiError, httpx.HTTPError):
+            login_state = None  # the page still shows the rest
+    return site.templates.render(
+        request, "groupsync.html", view=view, login_state=login_state, iso=iso
+    )
