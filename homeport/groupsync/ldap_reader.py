@@ -2,7 +2,8 @@
 
 Paged results (RFC 2696) so that reads past the server's size limit come back
 complete; Active Directory's ranged attributes (`member;range=0-1499`) read
-to the end; the in-chain rule for AD's nested groups. Any failure (no server
+to the end; the in-chain rule for AD's nested groups, and `primaryGroupID`
+for the people whose primary group it is. Any failure (no server
 answers, the bind is refused, a search fails or is cut short) raises
 DirectoryUnavailable: group sync never plans from a partial directory.
 """
@@ -36,6 +37,8 @@ AD_ENABLED_ONLY = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
 _RANGE = re.compile(r"^(?P<name>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.IGNORECASE)
 # Errors that say "this server did not answer": the next URI is tried.
 _UNREACHABLE = (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY)
+# Binds refused because the connection is not encrypted (AD's default for simple binds).
+_PLAINTEXT_REFUSED = (ldap.STRONG_AUTH_REQUIRED, ldap.CONFIDENTIALITY_REQUIRED)
 # Results that say "you got part of the entries".
 _TOO_MANY = (ldap.SIZELIMIT_EXCEEDED, ldap.ADMINLIMIT_EXCEEDED)
 _TOO_LONG = (ldap.TIMELIMIT_EXCEEDED, ldap.TIMEOUT)
@@ -59,10 +62,24 @@ def people_filter(settings: LdapSettings) -> str:
     return f"(&{base}{AD_ENABLED_ONLY})" if settings.active_directory else base
 
 
-def in_chain_filter(settings: LdapSettings, group_dn: str) -> str:
-    """People in `group_dn` at any depth, resolved by Active Directory itself."""
+def in_chain_filter(settings: LdapSettings, group_dn: str, primary: Collection[int] = ()) -> str:
+    """People in `group_dn` at any depth, resolved by Active Directory itself; and
+    people whose primary group (`primaryGroupID`) is one of `primary`, the relative
+    IDs of the group and the groups in it: AD lists nobody in their primary group's
+    `member` (nor that group in their `memberOf`), so Domain Users would be empty."""
     escaped = ldap.filter.escape_filter_chars(group_dn)
-    return f"(&{people_filter(settings)}(memberOf:{AD_IN_CHAIN}:={escaped}))"
+    chain = f"(memberOf:{AD_IN_CHAIN}:={escaped})"
+    if primary:
+        chain = "(|" + chain + "".join(f"(primaryGroupID={rid})" for rid in primary) + ")"
+    return f"(&{people_filter(settings)}{chain})"
+
+
+def relative_id(sid: bytes) -> int | None:
+    """The last part of a binary `objectSid` (S-1-5-21-...-513 -> 513): what the
+    `primaryGroupID` of the group's primary members holds."""
+    if len(sid) < 12 or len(sid) != 8 + 4 * sid[1]:
+        return None
+    return int.from_bytes(sid[-4:], "little")
 
 
 def strip_unique_member(value: str) -> str:
@@ -82,10 +99,23 @@ def parse_range(attribute: str) -> tuple[str, int, int | None] | None:
     return match["name"], int(match["low"]), None if high == "*" else int(high)
 
 
-def merge_ranges(dn: str, attrs: Attributes, fetch: Callable[[str], Attributes]) -> Attributes:
+def range_request(name: str, low: int, range_size: int | None) -> str:
+    """`member;range=1500-*` (as many as the server hands out at once), or with
+    `range_size`, exactly that many: `member;range=1500-1999`."""
+    high = "*" if range_size is None else str(low + range_size - 1)
+    return f"{name};range={low}-{high}"
+
+
+def merge_ranges(
+    dn: str,
+    attrs: Attributes,
+    fetch: Callable[[str], Attributes],
+    range_size: int | None = None,
+) -> Attributes:
     """AD hands out big multi-valued attributes a range at a time: ask `fetch` (a read
     of `dn` for one attribute) for the next ranges until one ends in `*`, and file
-    every value under the plain name. A range that does not follow is an error."""
+    every value under the plain name. A range that does not follow is an error.
+    `range_size` asks for that many values a time instead of the server's own step."""
     out: Attributes = {}
     for key, values in attrs.items():
         parsed = parse_range(key)
@@ -95,7 +125,7 @@ def merge_ranges(dn: str, attrs: Attributes, fetch: Callable[[str], Attributes])
         name, _low, high = parsed
         collected = list(values)
         while high is not None:
-            step = _next_range(name, high, fetch(f"{name};range={high + 1}-*"))
+            step = _next_range(name, high, fetch(range_request(name, high + 1, range_size)))
             if step is None:
                 raise DirectoryUnavailable(
                     f"the directory stopped handing out {name} of {dn} after value {high}: "
@@ -228,6 +258,13 @@ def connect(settings: LdapSettings, factory: Callable[[str], Any] = ldap.initial
                 "group_sync.ldap.bind_dn and the password in the file bind_password_file "
                 f"({settings.bind_password_file})"
             ) from error
+        except _PLAINTEXT_REFUSED as error:
+            _close(conn)
+            raise DirectoryUnavailable(
+                f"{uri} wants an encrypted connection before a bind ({describe(error)}), as "
+                "Active Directory does by default: use an ldaps:// address, or start_tls: true, "
+                "with the directory's CA in group_sync.ldap.ca_file"
+            ) from error
         except _UNREACHABLE as error:
             _close(conn)
             tried.append(f"{uri}: {_unreachable(uri, settings, error)}")
@@ -355,42 +392,87 @@ def _read_people(conn: Any, settings: LdapSettings) -> list[Person]:
     return [person for dn, attrs in found if (person := person_of(settings, dn, attrs))]
 
 
-def _read_groups(conn: Any, settings: LdapSettings) -> list[Group]:
-    found = paged_search(
-        conn, settings.group_base, GROUP_FILTER, GROUP_ATTRIBUTES, settings.page_size
-    )
-    return [
-        group_of(dn, merge_ranges(dn, attrs, _fetch_attribute(conn, dn))) for dn, attrs in found
-    ]
+def _read_groups(
+    conn: Any, settings: LdapSettings, range_size: int | None
+) -> tuple[list[Group], dict[str, int]]:
+    """Every group, and on AD each group's relative ID (by normal DN)."""
+    attributes = list(GROUP_ATTRIBUTES)
+    if range_size is not None:
+        attributes = [range_request(a, 0, range_size) if a == "member" else a for a in attributes]
+    if settings.active_directory:
+        attributes.append("objectSid")
+    found = paged_search(conn, settings.group_base, GROUP_FILTER, attributes, settings.page_size)
+    groups: list[Group] = []
+    rids: dict[str, int] = {}
+    for dn, attrs in found:
+        merged = merge_ranges(dn, attrs, _fetch_attribute(conn, dn), range_size)
+        groups.append(group_of(dn, merged))
+        sid = next((v[0] for k, v in merged.items() if k.lower() == "objectsid" and v), None)
+        if sid is not None and (rid := relative_id(sid)) is not None:
+            rids[normal_dn(dn)] = rid
+    return groups, rids
 
 
-def read_directory(settings: LdapSettings, in_chain: Collection[str] = ()) -> Directory:
+def read_directory(
+    settings: LdapSettings,
+    in_chain: Collection[str] = (),
+    *,
+    range_size: int | None = None,
+    factory: Callable[[str], Any] = ldap.initialize,
+) -> Directory:
     """Every person and group; on AD, the groups named in `in_chain` (cn or DN)
-    resolved by the server. Synchronous: run it in a thread from async code."""
-    conn = connect(settings)
+    resolved by the server. Synchronous: run it in a thread from async code.
+
+    `range_size` reads `member` that many values at a time, as Active Directory
+    hands it out past its MaxValRange (1,500) unasked; Samba answers ranges only
+    when asked, so the tests force them with it against a real domain controller
+    (and see the requests through `factory`, as in `connect`)."""
+    if range_size is not None and range_size < 1:
+        raise ValueError(f"range_size must be at least 1, not {range_size}")
+    conn = connect(settings, factory)
     try:
         people = _read_people(conn, settings)
-        groups = _read_groups(conn, settings)
+        groups, rids = _read_groups(conn, settings, range_size)
         if settings.active_directory and in_chain:
-            groups = _resolve_in_chain(conn, settings, groups, in_chain)
+            groups = _resolve_in_chain(conn, settings, groups, in_chain, rids)
         return Directory(tuple(people), tuple(groups))
     finally:
         _close(conn)
 
 
+def _nested(group: Group, by_dn: dict[str, Group]) -> set[str]:
+    """The normal DNs of `group` and of every group in it that was read; cycles end."""
+    seen: set[str] = set()
+    pending = [group]
+    while pending:
+        current = pending.pop()
+        key = normal_dn(current.dn)
+        if key not in seen:
+            seen.add(key)
+            pending += [by_dn[m] for m in map(normal_dn, current.members) if m in by_dn]
+    return seen
+
+
 def _resolve_in_chain(
-    conn: Any, settings: LdapSettings, groups: list[Group], names: Collection[str]
+    conn: Any,
+    settings: LdapSettings,
+    groups: list[Group],
+    names: Collection[str],
+    rids: dict[str, int],
 ) -> list[Group]:
-    """The named groups with `resolved` set to every person in them, at any depth."""
+    """The named groups with `resolved` set to every person in them, at any depth,
+    their primary members included."""
     wanted = {n.strip().lower() for n in names if "=" not in n}
     wanted |= {normal_dn(n) for n in names if "=" in n}
+    by_dn = {normal_dn(g.dn): g for g in groups}
     out = []
     for group in groups:
         if group.cn.lower() in wanted or normal_dn(group.dn) in wanted:
+            primary = sorted({rids[dn] for dn in _nested(group, by_dn) if dn in rids})
             found = paged_search(
                 conn,
                 settings.user_base,
-                in_chain_filter(settings, group.dn),
+                in_chain_filter(settings, group.dn, primary),
                 ["1.1"],
                 settings.page_size,
             )
