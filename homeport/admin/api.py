@@ -76,4 +76,9 @@ class Homeservers(Protocol):
         """Every destination `name` owes events, as Homeport's service account (metrics)."""
         ...
 
+    async def directory_login(self, name: str) -> dict[str, Any] | None:
+        """Whether directory login works on `name` (None: it has none), as the service
+        account (metrics)."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 
 from homeport.admin.api import Homeservers
 from homeport.admin.delivery import DeliverySnapshot
+from homeport.admin.directory import DirectoryLoginSnapshot
 from homeport.admin.sessions import Login, PreLoginTokens, Session, SessionStore
 from homeport.admin.throttle import Throttle
 from homeport.clock import Clock
@@ -43,6 +44,7 @@ class Metrics:
             registry=self.registry,
         )
         self.delivery = DeliverySnapshot(self.registry)
+        self.directory_login = DirectoryLoginSnapshot(self.registry)
 
 
 class Templates:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -18,6 +20,8 @@ from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.synapse.models import Undelivered
 from homeport.synapse.service_account import admin_token
+
+T = TypeVar("T")
 
 
 class LiveHomeservers:
@@ -39,12 +43,19 @@ class LiveHomeservers:
             await client.aclose()
 
     async def undelivered(self, name: str) -> tuple[list[Undelivered], int]:
+        return await self._as_service(name, lambda admin: admin.undelivered())
+
+    async def directory_login(self, name: str) -> dict[str, Any] | None:
+        return await self._as_service(name, lambda admin: admin.directory_login())
+
+    async def _as_service(self, name: str, call: Callable[[SynapseAdmin], Awaitable[T]]) -> T:
+        """`call` as Homeport's service account, for what needs no logged-in admin."""
         client = self._service[name]
         if name not in self._service_ready:
             await admin_token(client, self._layout.homeserver(name))
             self._service_ready.add(name)
         try:
-            return await SynapseAdmin(client).undelivered()
+            return await call(SynapseAdmin(client))
         except SynapseApiError as error:
             if error.status == 401:  # the token was logged out: fetch one next time
                 self._service_ready.discard(name)

@@ -158,6 +158,9 @@ class RecordedHomeservers:
             raise SynapseApiError(502, "M_UNKNOWN", "Bad gateway")
         return [WAITING, *OTHERS_WAITING], 3
 
+    async def directory_login(self, name: str) -> dict[str, Any] | None:
+        return None  # the starter has no group sync
+
     async def aclose(self) -> None:
         pass
 

@@ -239,5 +239,10 @@ def test_a_directory_that_never_answers_costs_a_login_seconds(
         assert internal["directory_login"]["state"] == "unreachable"
         assert "no directory server answered" in internal["directory_login"]["error"]
         assert "does not answer" in cli(running, "status").stdout
+        metrics = httpx.get(
+            f"{running.deployment.admin_url}/metrics",
+            verify=client_ssl_context(running.deployment),
+        ).text
+        assert 'homeport_directory_login_up{homeserver="internal"} 0.0' in metrics
     finally:
         ldap.start()

@@ -24,5 +24,8 @@ async def health(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     site = site_of(request)
     await site.metrics.delivery.refresh(site.api, list(site.deployment.homeservers), site.clock)
+    sync = site.deployment.group_sync
+    if sync is not None and sync.login:
+        await site.metrics.directory_login.refresh(site.api, sync.homeserver, site.clock)
     registry = site.metrics.registry
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
