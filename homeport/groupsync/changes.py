@@ -34,7 +34,8 @@ from ldap.syncrepl import SyncreplConsumer
 
 from homeport.config.groupsync import LdapSettings
 from homeport.groupsync.directory import normal_dn
-from homeport.groupsync.ldap_reader import DirectoryUnavailable, connect, describe, paged_search
+from homeport.groupsync.ldap_connection import DirectoryUnavailable, connect, describe
+from homeport.groupsync.ldap_reader import paged_search
 
 logger = logging.getLogger("homeport.groupsync")
 

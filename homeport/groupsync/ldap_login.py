@@ -21,13 +21,8 @@ import ldap.filter
 
 from homeport.config.groupsync import LdapSettings
 from homeport.groupsync.directory import Person
-from homeport.groupsync.ldap_reader import (
-    DirectoryUnavailable,
-    connect,
-    describe,
-    people_filter,
-    person_of,
-)
+from homeport.groupsync.ldap_connection import DirectoryUnavailable, connect, describe
+from homeport.groupsync.ldap_reader import people_filter, person_of
 
 # Active Directory's down-level logon name: DOMAIN\user.
 _DOWN_LEVEL = "\\"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
 from homeport.groupsync.directory import Person
+from homeport.groupsync.ldap_connection import connect
 from homeport.groupsync.ldap_login import LoginName, find_person
-from homeport.groupsync.ldap_reader import connect
 from homeport.groupsync.run import settings_of
 from homeport.identities import is_owned, localpart_of, owned_reason
 from homeport.synapse.service_account import service_client

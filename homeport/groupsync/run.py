@@ -24,7 +24,8 @@ from homeport.groupsync.apply import Executor
 from homeport.groupsync.desired import DesiredState, desired_state
 from homeport.groupsync.directory import Directory
 from homeport.groupsync.history import GroupSyncHistory
-from homeport.groupsync.ldap_reader import DirectoryUnavailable, read_directory
+from homeport.groupsync.ldap_connection import DirectoryUnavailable
+from homeport.groupsync.ldap_reader import read_directory
 from homeport.groupsync.matrix_state import read_matrix_state
 from homeport.groupsync.plan import Action, Plan, Rules, plan
 from homeport.groupsync.turns import Turn, turn

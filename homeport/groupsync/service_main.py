@@ -29,7 +29,7 @@ from homeport.errors import HomeportError
 from homeport.groupsync.changes import DirectoryWatch
 from homeport.groupsync.desired import DesiredState, changed_rooms, changed_users, desired_state
 from homeport.groupsync.history import GroupSyncHistory
-from homeport.groupsync.ldap_reader import DirectoryUnavailable
+from homeport.groupsync.ldap_connection import DirectoryUnavailable
 from homeport.groupsync.run import GroupSyncError, RunReport, read, reconcile, settings_of
 from homeport.groupsync.turns import turn
 from homeport.layout import DeploymentLayout

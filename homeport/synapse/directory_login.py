@@ -38,13 +38,13 @@ from prometheus_client import Counter, Gauge
 
 from homeport.config.groupsync import LdapSettings
 from homeport.config.types import duration_ms
+from homeport.groupsync.ldap_connection import DirectoryUnavailable
 from homeport.groupsync.ldap_login import (
     LoginName,
     answering_first,
     check_password,
     login_name,
 )
-from homeport.groupsync.ldap_reader import DirectoryUnavailable
 from homeport.identities import DIRECTORY_AUTH_PROVIDER, is_owned
 from homeport.synapse.module import DIRECTORY_LOGIN_PATH
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from homeport.config.groupsync import LdapSettings
+from homeport.groupsync.ldap_connection import DirectoryUnavailable
 from homeport.groupsync.ldap_login import (
     LoginName,
     answering_first,
@@ -14,7 +15,6 @@ from homeport.groupsync.ldap_login import (
     login_name,
     search_filter,
 )
-from homeport.groupsync.ldap_reader import DirectoryUnavailable
 from tests.harness import free_port_run
 from tests.ldap_server import SilentServer, Slapd
 

@@ -11,8 +11,8 @@ import pytest
 
 from homeport.config.groupsync import LdapSettings
 from homeport.groupsync.directory import Directory
+from homeport.groupsync.ldap_connection import DirectoryUnavailable
 from homeport.groupsync.ldap_reader import (
-    DirectoryUnavailable,
     group_of,
     in_chain_filter,
     merge_ranges,
