@@ -154,8 +154,7 @@ async def _race(running: RunningDeployment, users: list[str]) -> list[list[int]]
             apis = [SpacesApi(admin.client, server_name) for admin in (one, other)]
             room = await apis[0].create(f"race-{secrets.token_hex(3)}", "Race", space=False)
             executors = [
-                Executor(api, history, history.start_run("t", 0), {"race": room})
-                for api in apis
+                Executor(api, history, history.start_run("t", 0), {"race": room}) for api in apis
             ]
             totals = await asyncio.gather(*(e.apply(provision) for e in executors))
             failed.append([len(total.failed) for total in totals])
