@@ -1,7 +1,9 @@
 """The audit records in Homeport's store: append-only, each event once.
 
-Writes happen in one transaction per Synapse transaction, so the bot can
-acknowledge it exactly when it is durable. Reads page by `seq` (keyset
+Writes happen in one database transaction per Synapse transaction, all or
+nothing, so the bot can acknowledge it exactly when it is durable; on SQLite
+the store's engine makes that a real transaction holding the write lock for
+just that work (`homeport.store.sqlite`). Reads page by `seq` (keyset
 pagination): an export or a search never holds more than a page in memory,
 however many events there are.
 """
@@ -34,33 +36,50 @@ def _insert_statement(connection: Connection, table: Table) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
+def _refused_value(error: Exception) -> bool:
+    """A value the database refuses: a DataError, or one the driver cannot send at all
+    (psycopg2 refuses a NUL, no driver encodes a lone surrogate: a ValueError, raw or
+    wrapped in a StatementError). Anything else (a locked or lost database, a
+    constraint) is not the row's fault."""
+    return isinstance(error, DataError | ValueError) or not isinstance(error, DBAPIError)
+
+
 def _insert_new(
     connection: Connection,
     table: Table,
     rows: Sequence[dict[str, Any]],
     fallback: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> int:
-    """Insert the rows whose unique key is new; the others are already recorded.
+    """Insert the rows whose unique key is new (the others are already recorded), inside
+    the caller's transaction; returns how many were new.
 
-    Each row under a savepoint: a row the database refuses (a value it cannot
-    hold) is stored as `fallback(row)` instead, so one odd event can never
-    hold up every event after it (Synapse resends a refused transaction for ever).
+    One statement for all the rows. Should the database refuse a value, the rows
+    go again one by one, each under a savepoint, a refused one stored as
+    `fallback(row)`: one odd event can never hold up every event after it
+    (Synapse resends a refused transaction for ever). Any other error
+    propagates, and the caller's transaction leaves nothing behind.
     """
+    if not rows:
+        return 0
     statement = _insert_statement(connection, table)
+    new = statement.returning(table.c.event_id)  # the rows inserted: skipped ones are not
+    if fallback is None:
+        return len(connection.execute(new, rows).all())
+    try:
+        with connection.begin_nested():
+            return len(connection.execute(new, rows).all())
+    except (StatementError, ValueError) as error:
+        if not _refused_value(error):
+            raise
     inserted = 0
-    for row in rows:  # one by one: rowcount tells which were new
+    for row in rows:
         try:
             with connection.begin_nested():
                 inserted += connection.execute(statement, row).rowcount
-        except (DataError, StatementError) as error:
-            # A value the database refuses (DataError; psycopg2 refusing a NUL is wrapped
-            # as a plain StatementError). Anything else (a locked or lost database) is
-            # not the row's fault: it propagates, and Synapse sends the transaction again.
-            refused_value = isinstance(error, DataError) or not isinstance(error, DBAPIError)
-            if fallback is None or not refused_value:
+        except (StatementError, ValueError) as error:
+            if not _refused_value(error):
                 raise
-            with connection.begin_nested():
-                inserted += connection.execute(statement, fallback(row)).rowcount
+            inserted += connection.execute(statement, fallback(row)).rowcount
     return inserted
 
 
@@ -85,20 +104,19 @@ def record(
     events: Sequence[EventRecord],
     changes: Sequence[RoomChange] = (),
 ) -> int:
-    """Store a transaction's events and room changes at once; returns how many were new."""
-    with engine.begin() as connection:
-        new = _insert_new(
-            connection,
-            audit_events,
-            [{"homeserver": homeserver, **asdict(e)} for e in events],
-            fallback=_plain,
-        )
-        _insert_new(
-            connection,
-            audit_room_changes,
-            [{"homeserver": homeserver, **asdict(c)} for c in changes],
-        )
+    """Store a transaction's events and room changes in one database transaction, all or
+    nothing; returns how many events were new."""
+    event_rows, change_rows = _rows(homeserver, events), _rows(homeserver, changes)
+    with engine.begin() as connection:  # SQLite's write lock, until the commit
+        new = _insert_new(connection, audit_events, event_rows, fallback=_plain)
+        _insert_new(connection, audit_room_changes, change_rows)
     return new
+
+
+def _rows(homeserver: str, records: Sequence[object]) -> list[dict[str, Any]]:
+    """Rows of flat records, made before the transaction: none of its lock is spent here
+    (`vars`, not `asdict`, which deep-copies field by field)."""
+    return [{"homeserver": homeserver, **vars(r)} for r in records]
 
 
 @dataclass(frozen=True)
@@ -112,12 +130,9 @@ class Decrypted:
 
 
 def record_decrypted(engine: Engine, homeserver: str, found: Sequence[Decrypted]) -> int:
+    rows = _rows(homeserver, found)
     with engine.begin() as connection:
-        return _insert_new(
-            connection,
-            audit_decrypted,
-            [{"homeserver": homeserver, **asdict(d)} for d in found],
-        )
+        return _insert_new(connection, audit_decrypted, rows)
 
 
 UNDECRYPTED_PAGE = 200
@@ -242,6 +257,7 @@ class Filters:
     text: str | None = None  # in the body, plaintext of encrypted events included
     since_ms: int | None = None
     until_ms: int | None = None
+    event_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +290,8 @@ def _conditions(homeserver: str, filters: Filters) -> list[ColumnElement[bool]]:
         where.append(e.c.room_id == filters.room_id)
     if filters.sender:
         where.append(e.c.sender == filters.sender)
+    if filters.event_type:
+        where.append(e.c.type == filters.event_type)
     if filters.since_ms is not None:
         where.append(e.c.origin_server_ts >= filters.since_ms)
     if filters.until_ms is not None:

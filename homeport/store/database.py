@@ -9,7 +9,6 @@ know. Migrating lives in `homeport.store.migrate`, which alone loads Alembic.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     URL,
@@ -17,7 +16,6 @@ from sqlalchemy import (
     Engine,
     column,
     create_engine,
-    event,
     inspect,
     select,
     table,
@@ -29,6 +27,7 @@ from homeport.config.types import parse_postgres_url
 from homeport.errors import HomeportError
 from homeport.files import ensure_dir
 from homeport.layout import DeploymentLayout
+from homeport.store import sqlite
 from homeport.store.schema import SCHEMA_REVISION
 
 VERSION_TABLE = "homeport_schema_version"
@@ -58,14 +57,6 @@ def postgres_url(database: str) -> URL:
     )
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """WAL lets the website read while verify writes; SQLite checks foreign keys only if asked."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
 def where(engine: Engine) -> str:
     """The store's URL for messages: never with its password."""
     return engine.url.render_as_string(hide_password=True)
@@ -76,8 +67,10 @@ def create_store_engine(url: URL) -> Engine:
         assert url.database is not None
         ensure_dir(Path(url.database).parent)
         # hide_parameters: an error's message never carries what people said (audit records).
-        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(
+            url, connect_args={"timeout": sqlite.BUSY_TIMEOUT_S}, hide_parameters=True
+        )
+        sqlite.control_transactions(engine)  # one real transaction per `begin()`
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, hide_parameters=True)
 
