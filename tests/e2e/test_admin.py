@@ -20,6 +20,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from homeport.config.deployment import Deployment
+from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context
 from tests.browser import chromium, log_in
 from tests.harness import (
@@ -539,6 +540,23 @@ async def test_record_a_room_from_the_rooms_page_and_search_the_audit_page(
     await results.get_by_role("link").first.click()
     await expect(page.get_by_role("heading", name="Recorded event")).to_be_visible()
     await expect(page.locator("dl.facts")).to_contain_text(room_id)
+
+    # Renaming the bot is undone, and the Audit page lists it under Integrity.
+    bot = internal.audit_user_id
+    assert bot is not None
+    async with service_client(deployment, "internal") as admin:
+        await admin.client.request(
+            "PUT", f"/_synapse/admin/v2/users/{quote(bot)}", json={"displayname": "Not a bot"}
+        )
+    integrity = page.locator("#integrity")
+    deadline = time.monotonic() + 30
+    while True:
+        await page.goto(f"{site.url}/audit")
+        if await integrity.get_by_text(room_id).count() or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    await expect(integrity).to_contain_text(room_id)
+    await expect(integrity).to_contain_text("Homeport restored them")
 
     # Stop recording from the Audit page; the room leaves the list.
     await page.goto(f"{site.url}/audit")

@@ -21,11 +21,12 @@ from homeport.audit import store
 from homeport.audit.export import iso, parse_time
 from homeport.audit.manage import confirmed
 from homeport.synapse.api import SynapseApiError
-from homeport.synapse.audit_rules import NO_INVITER, NOT_LOCAL
+from homeport.synapse.audit_rules import INTEGRITY_EVENT, NO_INVITER, NOT_LOCAL
 
 PAGE_SIZE = 50
 CONFIRM_S = 10.0
 RECENT_CHANGES = 20  # the Audit page lists the newest; the store keeps all
+INTEGRITY = store.Filters(event_type=INTEGRITY_EVENT)
 MAX_FIELD = 255
 
 
@@ -64,10 +65,11 @@ async def audit(request: Request) -> Response:
         problem, filters = str(error), store.Filters()
     before_text = request.query_params.get("before", "")
     before = int(before_text) if before_text.isascii() and before_text.isdigit() else None
-    rooms, changes, events = await asyncio.gather(
+    rooms, changes, events, integrity = await asyncio.gather(
         asyncio.to_thread(store.audited_rooms, site.store, name),
         asyncio.to_thread(store.room_changes, site.store, name, None, RECENT_CHANGES),
         asyncio.to_thread(store.search, site.store, name, filters, before, PAGE_SIZE),
+        asyncio.to_thread(store.search, site.store, name, INTEGRITY, None, RECENT_CHANGES),
     )
     older = None
     if len(events) == PAGE_SIZE:
@@ -79,6 +81,7 @@ async def audit(request: Request) -> Response:
         rooms=rooms,
         changes=changes,
         events=events,
+        integrity=integrity,
         filters=filters_text,
         problem=problem,
         older=older,
