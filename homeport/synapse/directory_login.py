@@ -38,6 +38,7 @@ from prometheus_client import Counter, Gauge
 
 from homeport.config.groupsync import LdapSettings
 from homeport.config.types import duration_ms
+from homeport.groupsync.desired import skip_reason
 from homeport.groupsync.ldap_connection import DirectoryUnavailable
 from homeport.groupsync.ldap_login import (
     LoginName,
@@ -160,13 +161,10 @@ class DirectoryLogin:
         if person is None:
             LOGINS.labels("refused").inc()
             return None
-        if self._owned(person.localpart):
-            LOGINS.labels("owned").inc()
-            logger.warning(
-                "homeport: refused directory login of %s as %r: an account Homeport owns",
-                person.dn,
-                person.localpart,
-            )
+        skipped = skip_reason(person, self._bots)  # the rule group sync applies
+        if skipped is not None:
+            LOGINS.labels("refused").inc()
+            logger.warning("homeport: refused a directory login: %s", skipped)
             return None
         user_id = await self._bound_account(person.localpart, person.displayname, name)
         LOGINS.labels("ok" if user_id else "conflict").inc()

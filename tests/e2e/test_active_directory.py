@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 
-from homeport.layout import DeploymentLayout
-from homeport.runtime.state import set_held
 from homeport.synapse.service_account import service_client
-from homeport.trust import client_ssl_context
+from tests.directory_deployment import group_sync_deployment, password_login, refused
 from tests.harness import (
     RunningDeployment,
-    edit_yaml,
-    free_port_run,
     homeport,
-    init_deployment,
     run_sync,
     running_deployment,
 )
@@ -50,32 +43,18 @@ def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, dc: SambaDC) -> Iterator[RunningDeployment]:
     directory = tmp_path_factory.mktemp("ad")
-    config = init_deployment(directory, relax=False)  # Homeport's shipped settings
-    secret = dc.password_file(directory / "ad.secret")
-
-    def add_group_sync(data: Any) -> None:
-        data["group_sync"] = {
-            "homeserver": "internal",
-            "port": free_port_run(1),
-            "interval": "1h",
-            "ldap": {
-                "uri": dc.start_tls_uri,
-                "start_tls": True,
-                "ca_file": str(dc.ca_file),
-                "bind_dn": dc.bind_dn,
-                "bind_password_file": str(secret),
-                "user_base": PEOPLE,
-                "group_base": GROUPS,
-                "active_directory": True,
-            },
-            "spaces": [{"name": "Staff", "alias": "staff", "ldap_cn": "staff"}],
-        }
-
-    edit_yaml(config, add_group_sync)
-    layout = DeploymentLayout(directory / "data")
-    layout.run_dir.mkdir(parents=True, exist_ok=True)
-    set_held(layout, "groupsync", True)
-    with running_deployment(config) as deployment:
+    settings = {
+        "uri": dc.start_tls_uri,
+        "start_tls": True,
+        "ca_file": str(dc.ca_file),
+        "bind_dn": dc.bind_dn,
+        "bind_password_file": str(dc.password_file(directory / "ad.secret")),
+        "user_base": PEOPLE,
+        "group_base": GROUPS,
+        "active_directory": True,
+    }
+    spaces = [{"name": "Staff", "alias": "staff", "ldap_cn": "staff"}]
+    with running_deployment(group_sync_deployment(directory, settings, spaces)) as deployment:
         yield deployment
 
 
@@ -83,38 +62,19 @@ def uid(running: RunningDeployment, localpart: str) -> str:
     return f"@{localpart}:{running.deployment.homeservers['internal'].server_name}"
 
 
-def login(running: RunningDeployment, user: str, password: str) -> httpx.Response:
-    hs = running.deployment.homeservers["internal"]
-
-    async def go() -> httpx.Response:
-        async with httpx.AsyncClient(
-            base_url=hs.base_url, verify=client_ssl_context(running.deployment), timeout=120
-        ) as http:
-            return await http.post(
-                "/_matrix/client/v3/login",
-                json={
-                    "type": "m.login.password",
-                    "identifier": {"type": "m.id.user", "user": user},
-                    "password": password,
-                },
-            )
-
-    return run_sync(go())
-
-
 @pytest.mark.parametrize("name", ["dee", "dee@homeport.test", "HOMEPORT\\dee", "DEE"])
 def test_an_ad_member_logs_in_by_every_name_ad_gives_them(
     running: RunningDeployment, name: str
 ) -> None:
-    answer = login(running, name, DEE_PASSWORD)
+    answer = password_login(running, name, DEE_PASSWORD)
     assert answer.status_code == 200, answer.text
     assert answer.json()["user_id"] == uid(running, "dee")
 
 
 def test_a_wrong_password_and_a_disabled_account_are_refused(running: RunningDeployment) -> None:
     for name, password in [("dee", "not-dees"), ("ed", ED_PASSWORD)]:
-        answer = login(running, name, password)
-        assert (answer.status_code, answer.json()["errcode"]) == (403, "M_FORBIDDEN"), name
+        answer = password_login(running, name, password)
+        assert refused(answer), (name, answer.status_code, answer.text)
 
 
 def test_group_sync_reads_nested_groups_and_skips_disabled_accounts(

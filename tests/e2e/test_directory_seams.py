@@ -13,7 +13,6 @@ tests drive `homeport groupsync run`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import Iterator
@@ -24,17 +23,13 @@ import httpx
 import pytest
 
 from homeport.identities import DIRECTORY_AUTH_PROVIDER
-from homeport.layout import DeploymentLayout
-from homeport.runtime.state import set_held
 from homeport.synapse.module import DIRECTORY_LOGIN_PATH
 from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context
+from tests.directory_deployment import group_sync_deployment, password_login, refused
 from tests.harness import (
     RunningDeployment,
-    edit_yaml,
-    free_port_run,
     homeport,
-    init_deployment,
     run_sync,
     running_deployment,
     status_json,
@@ -62,29 +57,16 @@ def ldap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, ldap: Slapd) -> Iterator[RunningDeployment]:
     directory = tmp_path_factory.mktemp("seams")
-    config = init_deployment(directory, relax=False)  # Homeport's shipped settings
     secret = ldap.password_file(directory / "ldap.secret")
-
-    def add_group_sync(data: Any) -> None:
-        data["group_sync"] = {
-            "homeserver": "internal",
-            "port": free_port_run(1),
-            "interval": "1h",
-            "ldap": {
-                "uri": ldap.uri,
-                "bind_dn": ldap.bind_dn,
-                "bind_password_file": str(secret),
-                "user_base": PEOPLE,
-                "group_base": GROUPS,
-            },
-            "spaces": [{"name": "Staff", "alias": "staff", "ldap_cn": "staff"}],
-        }
-
-    edit_yaml(config, add_group_sync)
-    layout = DeploymentLayout(directory / "data")
-    layout.run_dir.mkdir(parents=True, exist_ok=True)
-    set_held(layout, "groupsync", True)
-    with running_deployment(config) as deployment:
+    settings = {
+        "uri": ldap.uri,
+        "bind_dn": ldap.bind_dn,
+        "bind_password_file": str(secret),
+        "user_base": PEOPLE,
+        "group_base": GROUPS,
+    }
+    spaces = [{"name": "Staff", "alias": "staff", "ldap_cn": "staff"}]
+    with running_deployment(group_sync_deployment(directory, settings, spaces)) as deployment:
         cli(deployment, "user", "create", "internal", "root", "--admin", "--password",
             LOCAL_ROOT_PASSWORD)  # fmt: skip
         yield deployment
@@ -99,34 +81,7 @@ def uid(running: RunningDeployment, localpart: str) -> str:
 
 
 def login(running: RunningDeployment, user: str, password: str) -> httpx.Response:
-    """A password login as a client does it, waiting out Synapse's login rate limits
-    (Homeport's own); the client gives up after two minutes (a hung login fails the test)."""
-    hs = running.deployment.homeservers["internal"]
-
-    async def go() -> httpx.Response:
-        async with httpx.AsyncClient(
-            base_url=hs.base_url, verify=client_ssl_context(running.deployment), timeout=120
-        ) as http:
-            for _ in range(10):
-                answer = await http.post(
-                    "/_matrix/client/v3/login",
-                    json={
-                        "type": "m.login.password",
-                        "identifier": {"type": "m.id.user", "user": user},
-                        "password": password,
-                    },
-                )
-                if answer.status_code != 429:
-                    return answer
-                await asyncio.sleep(answer.json().get("retry_after_ms", 1000) / 1000)
-            return answer
-
-    return run_sync(go())
-
-
-def refused(answer: httpx.Response) -> bool:
-    """Refused as a wrong password is: 403 M_FORBIDDEN (never a 429 or a 500)."""
-    return (answer.status_code, answer.json().get("errcode")) == (403, "M_FORBIDDEN")
+    return password_login(running, user, password)
 
 
 def admin_get(running: RunningDeployment, path: str) -> Any:

@@ -20,18 +20,14 @@ from homeport.groupsync.apply import Executor
 from homeport.groupsync.history import GroupSyncHistory
 from homeport.groupsync.plan import Action
 from homeport.groupsync.turns import EXIT_IN_PROGRESS
-from homeport.layout import DeploymentLayout
-from homeport.runtime.state import set_held
 from homeport.store.database import open_store
 from homeport.store.leases import Lease
 from homeport.synapse.service_account import service_client
 from homeport.synapse.spaces_api import SpacesApi
+from tests.directory_deployment import group_sync_deployment
 from tests.harness import (
     RunningDeployment,
-    edit_yaml,
-    free_port_run,
     homeport,
-    init_deployment,
     run_sync,
     running_deployment,
 )
@@ -51,30 +47,16 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeploym
             ldap.add_person(uid, f"Person {uid}")
         ldap.add_group("crowd", [f"uid={uid},{PEOPLE}" for uid in CROWD])
         directory = tmp_path_factory.mktemp("turns")
-        config = init_deployment(directory, relax=False)  # Homeport's shipped settings
-        secret = ldap.password_file(directory / "ldap.secret")
-
-        def add_group_sync(data: Any) -> None:
-            data["group_sync"] = {
-                "homeserver": "internal",
-                "port": free_port_run(1),
-                "interval": "1h",
-                "ldap": {
-                    "uri": ldap.uri,
-                    "bind_dn": ldap.bind_dn,
-                    "bind_password_file": str(secret),
-                    "user_base": PEOPLE,
-                    "group_base": GROUPS,
-                },
-                "spaces": [
-                    {"name": "Crowd", "alias": "crowd", "ldap_cn": "crowd", "rooms": ["lobby"]}
-                ],
-            }
-
-        edit_yaml(config, add_group_sync)
-        layout = DeploymentLayout(directory / "data")
-        layout.run_dir.mkdir(parents=True, exist_ok=True)
-        set_held(layout, "groupsync", True)  # started by the test, when it is ready to race
+        settings = {
+            "uri": ldap.uri,
+            "bind_dn": ldap.bind_dn,
+            "bind_password_file": str(ldap.password_file(directory / "ldap.secret")),
+            "user_base": PEOPLE,
+            "group_base": GROUPS,
+        }
+        spaces = [{"name": "Crowd", "alias": "crowd", "ldap_cn": "crowd", "rooms": ["lobby"]}]
+        # The service starts held: the test starts it when it is ready to race.
+        config = group_sync_deployment(directory, settings, spaces)
         with running_deployment(config) as deployment:
             yield deployment
 
