@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ from homeport.runtime.status import gather_status
 from homeport.synapse.api import SynapseClient
 from homeport.trust import client_ssl_context
 from homeport.users import create_user
+from tests.ports import free_port_run
 
 T = TypeVar("T")
 
@@ -71,25 +70,6 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from sync code, even inside an async test."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free ports."""
-    for _ in range(200):
-        base = random.randint(20000, 45000)
-        if all(port_is_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free ports")
 
 
 def homeport(
