@@ -267,4 +267,7 @@ async def _rooms(running: RunningDeployment, password: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    from bench.run_info import announced
+
+    with announced():
+        main()

@@ -169,4 +169,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from bench.run_info import announced
+
+    with announced():
+        main()

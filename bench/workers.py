@@ -316,4 +316,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from bench.run_info import announced
+
+    with announced():
+        asyncio.run(main())
