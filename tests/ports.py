@@ -19,6 +19,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+from homeport.runtime.processes import pid_alive
+
 LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 RESERVED = Path(tempfile.gettempdir()) / "homeport-test-ports"
 LOWEST = 20000  # above the well-known and registered services a machine may run
@@ -60,16 +62,6 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _reserve(port: int) -> bool:
     """Claim `port` for this process, unless a live test process holds it."""
     RESERVED.mkdir(exist_ok=True)
@@ -82,7 +74,7 @@ def _reserve(port: int) -> bool:
                 holder = int(path.read_text() or "0")
             except (OSError, ValueError):
                 holder = 0
-            if holder and _alive(holder):
+            if holder and pid_alive(holder):
                 return False
             with contextlib.suppress(OSError):
                 path.unlink()  # its process is gone: the port is free to claim again

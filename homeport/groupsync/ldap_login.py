@@ -22,7 +22,7 @@ import ldap.filter
 from homeport.config.groupsync import LdapSettings
 from homeport.groupsync.directory import Person
 from homeport.groupsync.ldap_connection import DirectoryUnavailable, connect, describe
-from homeport.groupsync.ldap_reader import people_filter, person_of
+from homeport.groupsync.ldap_reader import people_filter, person_attributes, person_of
 
 # Active Directory's down-level logon name: DOMAIN\user.
 _DOWN_LEVEL = "\\"
@@ -65,18 +65,6 @@ def search_filter(settings: LdapSettings, name: LoginName) -> str:
     return f"(&{people_filter(settings)}({name.attribute}={value}))"
 
 
-def _attributes(settings: LdapSettings) -> list[str]:
-    wanted = [
-        settings.localpart_attribute,
-        settings.attributes.displayname,
-        settings.attributes.email,
-        "uid",
-    ]
-    if settings.active_directory:
-        wanted.append("userAccountControl")
-    return wanted
-
-
 def find_person(conn: Any, settings: LdapSettings, name: LoginName) -> Person | None:
     """The one enabled person of that name; None for nobody, or several (ambiguous)."""
     try:
@@ -84,7 +72,7 @@ def find_person(conn: Any, settings: LdapSettings, name: LoginName) -> Person | 
             settings.user_base,
             ldap.SCOPE_SUBTREE,
             search_filter(settings, name),
-            _attributes(settings),
+            person_attributes(settings),
             sizelimit=2,
         )
     except ldap.SIZELIMIT_EXCEEDED:

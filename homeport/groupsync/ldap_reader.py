@@ -251,7 +251,8 @@ def group_of(dn: str, attrs: Attributes) -> Group:
     )
 
 
-def _read_people(conn: Any, settings: LdapSettings) -> list[Person]:
+def person_attributes(settings: LdapSettings) -> list[str]:
+    """What `person_of` reads of an entry."""
     attributes = [
         settings.localpart_attribute,
         settings.attributes.displayname,
@@ -260,8 +261,16 @@ def _read_people(conn: Any, settings: LdapSettings) -> list[Person]:
     ]
     if settings.active_directory:
         attributes.append("userAccountControl")
+    return attributes
+
+
+def _read_people(conn: Any, settings: LdapSettings) -> list[Person]:
     found = paged_search(
-        conn, settings.user_base, people_filter(settings), attributes, settings.page_size
+        conn,
+        settings.user_base,
+        people_filter(settings),
+        person_attributes(settings),
+        settings.page_size,
     )
     return [person for dn, attrs in found if (person := person_of(settings, dn, attrs))]
 
