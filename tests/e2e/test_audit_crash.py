@@ -278,6 +278,7 @@ async def test_auto_join_audits_every_local_room_old_and_new_but_not_direct_mess
     assert bot is not None
     alice_id, alice = await client_for(running, "internal", context)
     friend_id, friend = await client_for(running, "internal", context)
+    third_id, _ = await running.new_user("internal")
     async with alice, friend:
         old_room = await create_room(alice, preset="private_chat")
         old_dm = await create_room(
@@ -307,13 +308,17 @@ async def test_auto_join_audits_every_local_room_old_and_new_but_not_direct_mess
         new_dm = await create_room(
             alice, preset="trusted_private_chat", is_direct=True, invite=[friend_id]
         )
+        # Marked direct but with two others: a group room, recorded whatever the flag says.
+        group_marked_direct = await create_room(
+            alice, preset="trusted_private_chat", is_direct=True, invite=[friend_id, third_id]
+        )
         await text(alice, new_room, "in a new room")
         # With auto_join anyone may invite the bot, but into a direct chat only an admin.
         refused_dm = await membership(alice, new_dm, "invite", bot)
         assert refused_dm is not None
         assert (refused_dm.status, refused_dm.errcode) == (403, "M_FORBIDDEN")
         assert "direct chats" in refused_dm.message
-        for room in (old_room, new_room):
+        for room in (old_room, new_room, group_marked_direct):
             await wait_recorded_async(
                 running,
                 "internal",
@@ -339,7 +344,7 @@ async def test_auto_join_audits_every_local_room_old_and_new_but_not_direct_mess
         homeport("audit", "list", "-c", str(running.config_path), "internal", "--json").stdout
     )
     audited = {r["room_id"] for r in listed}
-    assert {old_room, new_room, successor} <= audited
+    assert {old_room, new_room, successor, group_marked_direct} <= audited
     assert old_dm not in audited
     assert new_dm not in audited
 
