@@ -369,8 +369,13 @@ async def test_logout_ends_the_session(site: Site, page: Page) -> None:
     await expect(page).to_have_url(re.compile(r"/login\?next="))
 
 
+IDLE_S = 9
+
+
 async def test_sessions_expire_when_idle(site: Site, browser: Browser, tmp_path: Path) -> None:
-    """`homeport admin` serves the website alone; here with a 3-second idle timeout."""
+    """`homeport admin` serves the website alone; here with a 9-second idle timeout: long
+    enough that a slow machine's login (a POST and its redirects) never outlasts it, short
+    enough to wait for."""
     port = free_port_run(1)
     config = tmp_path / "homeport.yaml"
     config.write_text(site.running.config_path.read_text())
@@ -378,7 +383,7 @@ async def test_sessions_expire_when_idle(site: Site, browser: Browser, tmp_path:
     def short_sessions(data: Any) -> None:
         data["data_dir"] = str(site.running.deployment.data_dir)
         data["admin"]["port"] = port
-        data["admin"]["session_idle_minutes"] = 0.05
+        data["admin"]["session_idle_minutes"] = IDLE_S / 60
 
     edit_yaml(config, short_sessions)
     process = subprocess.Popen(
@@ -402,7 +407,7 @@ async def test_sessions_expire_when_idle(site: Site, browser: Browser, tmp_path:
         page = await (await browser.new_context()).new_page()
         await log_in(page, url, "internal", *site.admin)
         await expect(page).to_have_url(re.compile(r"/federation$"))
-        await asyncio.sleep(4)
+        await asyncio.sleep(IDLE_S + 1)  # idle since the last request, which the page made
         await page.goto(f"{url}/rooms")
         await expect(page).to_have_url(re.compile(r"/login\?next=.*expired=1"))
         await expect(page.get_by_role("status")).to_contain_text("session ended")
