@@ -207,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="homeport-bench-admin-") as tmp:
         # Homeport's production rate limits, as a real deployment has them.
-        config = init_deployment(Path(tmp), relax=False)
+        config = init_deployment(Path(tmp))
         running = RunningDeployment(config)
         running.start()
         try:

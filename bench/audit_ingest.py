@@ -335,7 +335,7 @@ def main() -> None:
         export_child(Path(args.export_child[0]), int(args.export_child[1]))
         return
     with tempfile.TemporaryDirectory() as folder:
-        config = init_deployment(Path(folder), relax=False)  # Homeport's own limits
+        config = init_deployment(Path(folder))  # Homeport's own limits
         if args.store:
             edit_yaml(config, lambda data: data.update(store={"database": args.store}))
         running = RunningDeployment(config)

@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="homeport-bench-conference-"))
-    config = init_deployment(work / "deployment", relax=False)
+    config = init_deployment(work / "deployment")
     running = RunningDeployment(config)
     running.start()
     try:

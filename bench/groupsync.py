@@ -236,7 +236,7 @@ def main() -> None:
             f"directory: {args.users} people in {args.groups} groups "
             f"({time.monotonic() - started:.1f} s to fill)"
         )
-        config = init_deployment(work / "deployment", relax=False)
+        config = init_deployment(work / "deployment")
         secret = server.password_file(work / "ldap.secret")
 
         def add(data: Any) -> None:

@@ -119,7 +119,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="homeport-bench-") as tmp:
         # Homeport's production rate limits, as a real deployment has them.
-        config = init_deployment(Path(tmp), relax=False)
+        config = init_deployment(Path(tmp))
         running = RunningDeployment(config)
         running.start()
         try:

@@ -21,6 +21,11 @@ class HomeserverLayout:
         return self.root / "log.config.yaml"
 
     @property
+    def first_start_config(self) -> Path:
+        """Loaded after `config_file` by the start that creates the database only."""
+        return self.root / "first-start.yaml"
+
+    @property
     def keys_dir(self) -> Path:
         return self.root / "keys"
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import ssl
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +13,13 @@ import psycopg2
 import pytest
 
 from homeport.trust import client_ssl_context
-from tests.harness import RunningDeployment, init_deployment, running_deployment
+from tests.harness import (
+    RELAXED_LOG_ENV,
+    RunningDeployment,
+    init_deployment,
+    relaxed_deployments,
+    running_deployment,
+)
 
 # The longest modules first: each worker runs one module at a time (--dist loadfile),
 # and a long module started last would keep the suite waiting on it alone.
@@ -44,18 +52,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: within a module, the order stays the file's
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One file for the whole run where relaxed deployments are noted; test workers
+    (started after this, by pytest-xdist) inherit its path."""
+    if not hasattr(config, "workerinput") and RELAXED_LOG_ENV not in os.environ:
+        handle, path = tempfile.mkstemp(prefix="homeport-relaxed-", suffix=".log")
+        os.close(handle)
+        os.environ[RELAXED_LOG_ENV] = path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Which tests ran on relaxed settings, and why: everything else ran as shipped."""
+    if hasattr(terminalreporter.config, "workerinput"):
+        return
+    relaxed = relaxed_deployments(Path(os.environ[RELAXED_LOG_ENV]))
+    terminalreporter.section("deployments on relaxed settings")
+    if not relaxed:
+        terminalreporter.write_line("none: every deployment ran on the settings Homeport ships")
+    for test, reason in relaxed:
+        terminalreporter.write_line(f"{test}: {reason}")
+
+
 @pytest.fixture(scope="session")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
-    """`homeport init` + `homeport up`: internal and external, federating over TLS."""
-    with running_deployment(init_deployment(tmp_path_factory.mktemp("pair"))) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
-    """The starter exactly as `homeport init` writes it: Homeport's own rate limits and
-    retry settings, none of the suite's relaxed ones."""
-    config = init_deployment(tmp_path_factory.mktemp("shipped"), relax=False)
+    """The starter exactly as `homeport init` writes it (internal and external,
+    federating over TLS, on Homeport's own rate limits and retry settings), shared
+    by a test worker's tests. No test stops, pauses or reconfigures it."""
+    config = init_deployment(tmp_path_factory.mktemp("pair"))
     with running_deployment(config) as running:
         assert all(hs.synapse == {} for hs in running.deployment.homeservers.values())
         yield running

@@ -20,7 +20,7 @@ def group_sync_deployment(
     """`homeport init` as shipped (no relaxed settings), plus `group_sync:` on internal
     with these `ldap:` settings and spaces; the group sync service starts held, so that
     a test decides when group sync runs. Returns the homeport.yaml."""
-    config = init_deployment(directory, relax=False)
+    config = init_deployment(directory)
 
     def add_group_sync(data: Any) -> None:
         data["group_sync"] = {

@@ -53,9 +53,6 @@ TEST_SYNAPSE_SETTINGS: dict[str, Any] = {
         "per_issuer": {"per_second": 1000, "burst_count": 1000},
     },
     "rc_registration": {"per_second": 1000, "burst_count": 1000},
-    # A new database's sixty background updates in seconds, not a minute: verify
-    # waits for them (the user directory is rebuilt among them).
-    "background_updates": {"sleep_duration_ms": 50},
 }
 # Mark a destination as failing after a second, not half a minute of
 # retries, and retry it a second later (lint warns: fine for tests).
@@ -215,14 +212,46 @@ def running_deployment(config: Path) -> Iterator[RunningDeployment]:
         running.kill_leftovers()
 
 
-def init_deployment(directory: Path, relax: bool = True) -> Path:
-    """`homeport init` into `directory` on free ports; returns the config path."""
+def init_deployment(directory: Path, relaxed_because: str | None = None) -> Path:
+    """`homeport init` into `directory` on free ports; returns the config path.
+
+    The deployment runs on exactly what `homeport init` writes (Homeport's rate
+    limits, Synapse's real backoff) unless the test says why it cannot: then
+    `TEST_SYNAPSE_SETTINGS` and `TEST_FEDERATION_RETRIES` apply, and the run's
+    summary lists the test and its reason.
+    """
     base = free_port_run(6)  # two homeservers, the website, two audit bots, conference
     homeport("init", str(directory), "--port", str(base))
     config = directory / "homeport.yaml"
-    if relax:
+    if relaxed_because is not None:
+        if not relaxed_because.strip():
+            raise ValueError("say why the test cannot run on the shipped settings")
         edit_yaml(config, relax_for_tests)
+        note_relaxed(relaxed_because)
     return config
+
+
+# Where each test process notes the deployments it relaxed (set by conftest.py
+# for the whole run, workers included); read back for the run's summary.
+RELAXED_LOG_ENV = "HOMEPORT_TEST_RELAXED_LOG"
+
+
+def note_relaxed(reason: str) -> None:
+    path = os.environ.get(RELAXED_LOG_ENV)
+    if not path:
+        return
+    # "tests/e2e/test_x.py::test_y (setup)": the test that started the deployment.
+    test = os.environ.get("PYTEST_CURRENT_TEST", "outside a test").rsplit(" (", 1)[0]
+    with open(path, "a") as log:
+        log.write(f"{test}\t{' '.join(reason.split())}\n")
+
+
+def relaxed_deployments(path: Path) -> list[tuple[str, str]]:
+    """(test, reason) for each relaxed deployment noted in the run, once each."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    return sorted({tuple(line.split("\t", 1)) for line in lines if "\t" in line})  # type: ignore[misc]
 
 
 def cleanup(directory: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
@@ -13,17 +15,15 @@ from homeport.layout import HomeserverLayout
 from homeport.runtime import processes
 from homeport.runtime.service import RestartPolicy
 from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.synapse.first_start import extra_config_files
 
 
-def synapse_command(files: HomeserverLayout) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "synapse.app.homeserver",
-        "--config-path",
-        str(files.config_file),
-        "--no-secrets-in-config",
+def synapse_command(files: HomeserverLayout, extra_configs: Sequence[Path] = ()) -> list[str]:
+    """Synapse's command line; `extra_configs` are loaded after `homeserver.yaml`."""
+    configs = [
+        arg for path in (files.config_file, *extra_configs) for arg in ("--config-path", str(path))
     ]
+    return [sys.executable, "-m", "synapse.app.homeserver", *configs, "--no-secrets-in-config"]
 
 
 async def probe(hs: Homeserver, ssl_context: ssl.SSLContext, timeout: float = 3.0) -> str | None:
@@ -70,8 +70,9 @@ class SynapseService:
         """Its port was checked by the preflight; Synapse binds it itself."""
 
     async def spawn(self) -> asyncio.subprocess.Process:
+        extra = await asyncio.to_thread(extra_config_files, self._homeserver, self._files)
         return await processes.spawn(
-            synapse_command(self._files),
+            synapse_command(self._files, extra),
             cwd=self._files.root,
             console_log=self._files.console_log_file,
             label="synapse",

@@ -33,8 +33,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def context(shipped: RunningDeployment) -> ssl.SSLContext:
-    return client_ssl_context(shipped.deployment)
+def context(pair: RunningDeployment) -> ssl.SSLContext:
+    return client_ssl_context(pair.deployment)
 
 
 def cli(running: RunningDeployment, *args: str, check: bool = True) -> str:
@@ -43,14 +43,14 @@ def cli(running: RunningDeployment, *args: str, check: bool = True) -> str:
 
 
 async def test_a_local_room_is_recorded_in_order_with_edits_and_redactions(
-    shipped: RunningDeployment, context: ssl.SSLContext
+    pair: RunningDeployment, context: ssl.SSLContext
 ) -> None:
-    alice, client = await client_for(shipped, "internal", context)
-    bot = shipped.deployment.homeservers["internal"].audit_user_id
+    alice, client = await client_for(pair, "internal", context)
+    bot = pair.deployment.homeservers["internal"].audit_user_id
     async with client:
         room = await create_room(client, name="Board", preset="private_chat")
         await text(client, room, "said before recording")
-        added = await asyncio.to_thread(cli, shipped, "audit", "add", "internal", room)
+        added = await asyncio.to_thread(cli, pair, "audit", "add", "internal", room)
         assert f"now records {room}" in added
 
         # Members see it: the bot's display name and the mark in its member event.
@@ -86,7 +86,7 @@ async def test_a_local_room_is_recorded_in_order_with_edits_and_redactions(
         )
         await text(client, room, "last")
 
-    events = await wait_recorded_async(shipped, "internal", room, lambda e: "last" in bodies(e))
+    events = await wait_recorded_async(pair, "internal", room, lambda e: "last" in bodies(e))
     assert bodies(events) == ["first", "second", "first, edited", "last"]
     assert "said before recording" not in bodies(events)
     by_type = {e.type: e for e in events}
@@ -96,38 +96,38 @@ async def test_a_local_room_is_recorded_in_order_with_edits_and_redactions(
     assert all(e.received_ts >= e.origin_server_ts - 5_000 for e in events)
     assert len({e.event_id for e in events}) == len(events)
 
-    exported = export_lines(cli(shipped, "audit", "export", "internal", "--room", room))
+    exported = export_lines(cli(pair, "audit", "export", "internal", "--room", room))
     assert [e["event_id"] for e in exported] == [e.event_id for e in events]
     assert exported[-1]["body"] == "last"
-    as_csv = cli(shipped, "audit", "export", "internal", "--room", room, "--format", "csv")
+    as_csv = cli(pair, "audit", "export", "internal", "--room", room, "--format", "csv")
     assert as_csv.splitlines()[0].startswith("seq,time,event_id")
     assert len(as_csv.splitlines()) == len(events) + 1
 
-    listed = cli(shipped, "audit", "list", "internal", "--json")
+    listed = cli(pair, "audit", "list", "internal", "--json")
     rooms = {r["room_id"]: r for r in json.loads(listed)}
     assert rooms[room]["events"] == len(events)
     assert "homeport audit" in rooms[room]["added_by"]
-    audit = status_json(shipped.config_path)["homeservers"]["internal"]["audit"]
+    audit = status_json(pair.config_path)["homeservers"]["internal"]["audit"]
     assert audit["user_id"] == bot
     assert audit["registered"] is True
     # Exactly what `audit list` says (this deployment's other rooms included).
     assert audit["audited_rooms"] == len(rooms)
 
-    removed = await asyncio.to_thread(cli, shipped, "audit", "remove", "internal", room)
+    removed = await asyncio.to_thread(cli, pair, "audit", "remove", "internal", room)
     assert f"stopped recording {room}" in removed
-    assert room not in cli(shipped, "audit", "list", "internal", "--json")
+    assert room not in cli(pair, "audit", "list", "internal", "--json")
 
 
 async def test_a_room_created_elsewhere_is_refused_by_every_path(
-    shipped: RunningDeployment, context: ssl.SSLContext
+    pair: RunningDeployment, context: ssl.SSLContext
 ) -> None:
-    deployment = shipped.deployment
+    deployment = pair.deployment
     external = deployment.homeservers["external"].server_name
     bot = deployment.homeservers["internal"].audit_user_id
     assert bot is not None
-    _, bob = await client_for(shipped, "external", context)
-    _, alice = await client_for(shipped, "internal", context)
-    _, root = await client_for(shipped, "internal", context, admin=True)
+    _, bob = await client_for(pair, "external", context)
+    _, alice = await client_for(pair, "internal", context)
+    _, root = await client_for(pair, "internal", context, admin=True)
     async with bob, alice, root:
         room = await create_room(bob, preset="public_chat")
         for member in (alice, root):
@@ -143,7 +143,7 @@ async def test_a_room_created_elsewhere_is_refused_by_every_path(
             "audit",
             "add",
             "-c",
-            str(shipped.config_path),
+            str(pair.config_path),
             "internal",
             room,
             check=False,
@@ -151,7 +151,7 @@ async def test_a_room_created_elsewhere_is_refused_by_every_path(
         assert refused.returncode == 1
         assert f"created on {external}" in refused.stderr
         assert "nothing changed" in refused.stderr
-        assert room not in cli(shipped, "audit", "list", "internal", "--json")
+        assert room not in cli(pair, "audit", "list", "internal", "--json")
 
         # Straight through the client API, as Element would: a user, a server admin.
         for inviter in (alice, root):
@@ -169,16 +169,16 @@ async def test_a_room_created_elsewhere_is_refused_by_every_path(
             "GET", f"/_matrix/client/v3/rooms/{quote(room)}/joined_members"
         )
         assert bot not in members["joined"]
-    assert recorded(shipped, "internal", room) == []
+    assert recorded(pair, "internal", room) == []
 
 
 async def test_only_a_server_admin_removes_the_bot_and_the_removal_is_recorded(
-    shipped: RunningDeployment, context: ssl.SSLContext
+    pair: RunningDeployment, context: ssl.SSLContext
 ) -> None:
-    bot = shipped.deployment.homeservers["internal"].audit_user_id
+    bot = pair.deployment.homeservers["internal"].audit_user_id
     assert bot is not None
-    root_id, root = await client_for(shipped, "internal", context, admin=True)
-    alice_id, alice = await client_for(shipped, "internal", context)
+    root_id, root = await client_for(pair, "internal", context, admin=True)
+    alice_id, alice = await client_for(pair, "internal", context)
     async with root, alice:
         # Alice is a room admin (power 100), not a server admin.
         room = await create_room(
@@ -188,7 +188,7 @@ async def test_only_a_server_admin_removes_the_bot_and_the_removal_is_recorded(
             power_level_content_override={"users": {alice_id: 100}},
         )
         await alice.request("POST", f"/_matrix/client/v3/join/{quote(room)}", json={})
-        await asyncio.to_thread(cli, shipped, "audit", "add", "internal", room)
+        await asyncio.to_thread(cli, pair, "audit", "add", "internal", room)
 
         for action in ("kick", "ban"):
             error = await membership(alice, room, action, bot)
@@ -209,10 +209,10 @@ async def test_only_a_server_admin_removes_the_bot_and_the_removal_is_recorded(
         joins = [e for e in events if e.type == "m.room.member" and e.state_key == bot]
         return len(joins) >= 3 and joins[-1].content.get("membership") == "join"
 
-    events = await wait_recorded_async(shipped, "internal", room, joined_again)
+    events = await wait_recorded_async(pair, "internal", room, joined_again)
     kick = next(e for e in events if e.state_key == bot and e.content.get("membership") == "leave")
     assert kick.sender == root_id
-    listed = json.loads(cli(shipped, "audit", "list", "internal", "--json"))
+    listed = json.loads(cli(pair, "audit", "list", "internal", "--json"))
     assert {r["room_id"]: r["added_by"] for r in listed}[room] == root_id
 
 
@@ -222,22 +222,22 @@ async def _bot_member(client: SynapseClient, room: str, bot: str) -> dict[str, A
 
 
 async def test_the_bots_name_and_mark_survive_a_rename_through_the_admin_api(
-    shipped: RunningDeployment, context: ssl.SSLContext
+    pair: RunningDeployment, context: ssl.SSLContext
 ) -> None:
     """A server admin renames the bot: its member event in a recorded room keeps the name
     and mark Homeport gave it, its profile is set back, and the room (and so the record)
     holds an integrity event saying what was undone."""
-    bot = shipped.deployment.homeservers["internal"].audit_user_id
+    bot = pair.deployment.homeservers["internal"].audit_user_id
     assert bot is not None
-    _alice, client = await client_for(shipped, "internal", context)
-    async with client, service_client(shipped.deployment, "internal") as admin:
+    _alice, client = await client_for(pair, "internal", context)
+    async with client, service_client(pair.deployment, "internal") as admin:
         room = await create_room(client, name="Payroll", preset="private_chat")
-        await asyncio.to_thread(cli, shipped, "audit", "add", "internal", room)
+        await asyncio.to_thread(cli, pair, "audit", "add", "internal", room)
         await admin.client.request(
             "PUT", f"/_synapse/admin/v2/users/{quote(bot)}", json={"displayname": "Alice"}
         )
         events = await wait_recorded_async(
-            shipped, "internal", room, lambda e: any(r.type == INTEGRITY_EVENT for r in e)
+            pair, "internal", room, lambda e: any(r.type == INTEGRITY_EVENT for r in e)
         )
         member = await _bot_member(client, room, bot)
         assert member["displayname"] == "Audit bot (recording)"
@@ -260,23 +260,23 @@ async def test_the_bots_name_and_mark_survive_a_rename_through_the_admin_api(
                 break
             await asyncio.sleep(0.3)
         assert await profile_name() == "Audit bot (recording)"
-        exported = export_lines(cli(shipped, "audit", "export", "internal", "--room", room))
+        exported = export_lines(cli(pair, "audit", "export", "internal", "--room", room))
         assert INTEGRITY_EVENT in [e["type"] for e in exported]
 
 
 async def test_a_tombstone_that_is_no_upgrade_leads_the_bot_nowhere(
-    shipped: RunningDeployment, context: ssl.SSLContext
+    pair: RunningDeployment, context: ssl.SSLContext
 ) -> None:
     """A room admin (no server admin) of a recorded room points its tombstone at someone
     else's direct chat: the bot stays out of it and says so in the recorded room."""
-    bot = shipped.deployment.homeservers["internal"].audit_user_id
+    bot = pair.deployment.homeservers["internal"].audit_user_id
     assert bot is not None
-    _alice, alice = await client_for(shipped, "internal", context)
-    _bob, bob = await client_for(shipped, "internal", context)
-    carol_id, carol = await client_for(shipped, "internal", context)
-    async with alice, bob, carol, service_client(shipped.deployment, "internal") as admin:
+    _alice, alice = await client_for(pair, "internal", context)
+    _bob, bob = await client_for(pair, "internal", context)
+    carol_id, carol = await client_for(pair, "internal", context)
+    async with alice, bob, carol, service_client(pair.deployment, "internal") as admin:
         recorded_room = await create_room(alice, name="Team", preset="private_chat")
-        await asyncio.to_thread(cli, shipped, "audit", "add", "internal", recorded_room)
+        await asyncio.to_thread(cli, pair, "audit", "add", "internal", recorded_room)
         direct = await create_room(
             bob, preset="trusted_private_chat", is_direct=True, invite=[carol_id]
         )
@@ -288,7 +288,7 @@ async def test_a_tombstone_that_is_no_upgrade_leads_the_bot_nowhere(
             json={"body": "moved", "replacement_room": direct},
         )
         events = await wait_recorded_async(
-            shipped,
+            pair,
             "internal",
             recorded_room,
             lambda e: any(r.type == INTEGRITY_EVENT for r in e),
@@ -300,4 +300,4 @@ async def test_a_tombstone_that_is_no_upgrade_leads_the_bot_nowhere(
             "GET", f"/_synapse/admin/v1/rooms/{quote(direct)}/members"
         )
         assert bot not in members["members"]
-    assert recorded(shipped, "internal", direct) == []
+    assert recorded(pair, "internal", direct) == []

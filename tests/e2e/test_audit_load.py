@@ -92,7 +92,7 @@ def percentile(values: list[float], share: float) -> float:
 async def test_500_messages_are_recorded_promptly_while_the_store_is_read(
     tmp_path: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
-    config = init_deployment(tmp_path / "deployment", relax=False)
+    config = init_deployment(tmp_path / "deployment")
     if database == "postgresql":
         url: str = request.getfixturevalue("postgres_database")
 

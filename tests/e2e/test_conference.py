@@ -44,7 +44,7 @@ LIVEKIT_URL = "wss://livekit.example.org"
 
 @pytest.fixture(scope="module")
 def conf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
-    config = init_deployment(tmp_path_factory.mktemp("conference"), relax=False)
+    config = init_deployment(tmp_path_factory.mktemp("conference"))
 
     def edit(data: Any) -> None:
         data["conference"]["livekit"] = {"url": LIVEKIT_URL, "key": "homeport"}

@@ -79,7 +79,7 @@ def ldap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, ldap: Slapd) -> Iterator[RunningDeployment]:
     directory = tmp_path_factory.mktemp("groupsync")
-    config = init_deployment(directory, relax=False)  # Homeport's shipped settings
+    config = init_deployment(directory)  # Homeport's shipped settings
     secret = ldap.password_file(directory / "ldap.secret")
     port = free_port_run(1)
 

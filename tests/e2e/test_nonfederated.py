@@ -84,12 +84,12 @@ async def test_rooms_created_on_a_creator_choice_server_federate_by_default(
 
 @pytest.mark.parametrize("admin", [False, True], ids=["user", "server-admin"])
 async def test_an_upgrade_cannot_create_a_federated_room_on_a_never_server(
-    shipped: RunningDeployment, admin: bool
+    pair: RunningDeployment, admin: bool
 ) -> None:
     """A room upgrade is a room creation: from internal, a federated room stays where it is.
 
     On the starter as Homeport ships it (its rate limits, not the relaxed ones)."""
-    pair, pair_ssl = shipped, client_ssl_context(shipped.deployment)
+    pair_ssl = client_ssl_context(pair.deployment)
     internal = pair.deployment.homeservers["internal"]
     external = pair.deployment.homeservers["external"]
     alice_id, alice_pw = await pair.new_user("internal", admin=admin)

@@ -135,7 +135,7 @@ class Scene(NamedTuple):
 @pytest.fixture
 def own_shipped(tmp_path: Path) -> Iterator[RunningDeployment]:
     """A starter deployment of its own: the outages here would disturb a shared one."""
-    with running_deployment(init_deployment(tmp_path, relax=False)) as running:
+    with running_deployment(init_deployment(tmp_path)) as running:
         yield running
 
 
@@ -274,6 +274,9 @@ async def _outage_recovering_on_its_own(scene: Scene) -> None:
             re.compile(r"\(in |due")
         )
         await expect(page.get_by_role("button", name="Reset connection")).to_be_visible()
+        # `homeport status` counts the recorded failure too.
+        federation = status_json(running.config_path)["homeservers"]["internal"]["federation"]
+        assert federation["failing"] == 1, federation
 
         homeport("start", "-c", config, "external", timeout=240)
         back = time.monotonic()

@@ -81,7 +81,7 @@ def _behind_proxy(data: Any) -> None:
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningDeployment, Path]]:
     _names_resolve_to_the_proxy()
     directory = tmp_path_factory.mktemp("proxy")
-    config = init_deployment(directory, relax=False)  # the settings Homeport ships
+    config = init_deployment(directory)  # the settings Homeport ships
     edit_yaml(config, _behind_proxy)
     rendered = directory / "nginx"
     homeport("render", "-c", str(config), "--target", "nginx", "--out", str(rendered))

@@ -28,8 +28,7 @@ def walkthrough() -> str:
     return match.group(1)
 
 
-def test_readme_walkthrough_exchanges_messages(shipped: RunningDeployment, tmp_path: Path) -> None:
-    pair = shipped
+def test_readme_walkthrough_exchanges_messages(pair: RunningDeployment, tmp_path: Path) -> None:
     internal = pair.deployment.homeservers["internal"]
     external = pair.deployment.homeservers["external"]
     script = walkthrough().replace("8448", str(internal.port)).replace("8449", str(external.port))

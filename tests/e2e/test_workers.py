@@ -109,7 +109,7 @@ async def test_generic_and_media_workers_serve_behind_the_nginx_up_runs(
     tmp_path: Path, postgres_databases: Callable[[], str]
 ) -> None:
     """Server names resolve to nginx (`proxy.managed`), which routes to the workers."""
-    config = init_deployment(tmp_path, relax=False)  # the rate limits and retries Homeport ships
+    config = init_deployment(tmp_path)  # the rate limits and retries Homeport ships
     database = postgres_databases()
     port_base = free_port_run(8)
     proxy_port = free_port_run(1)

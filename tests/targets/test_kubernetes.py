@@ -52,7 +52,7 @@ def _production(data: Any) -> None:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("kubernetes")
-    config = init_deployment(directory, relax=False)
+    config = init_deployment(directory)
     (directory / "ldap.secret").write_text("the bind password of the directory\n")
     (directory / "ldap.secret").chmod(0o600)
     edit_yaml(config, _production)

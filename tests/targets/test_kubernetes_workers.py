@@ -63,7 +63,7 @@ def _with_workers(redis_url: str | None) -> Any:
 
 
 def _render(directory: Path, redis_url: str | None = None) -> tuple[Path, Path]:
-    config = init_deployment(directory, relax=False)
+    config = init_deployment(directory)
     edit_yaml(config, _with_workers(redis_url))
     out = directory / "manifests"
     homeport("render", "-c", str(config), "--target", "kubernetes", "--out", str(out))
