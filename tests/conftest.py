@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import ssl
 import tempfile
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,35 +23,43 @@ from tests.harness import (
     running_deployment,
 )
 
-# The longest modules first: each worker runs one module at a time (--dist loadfile),
+# How long each module took in the last complete green run (written by the run
+# itself, see `pytest_sessionfinish`; kept in the repository). The longest
+# modules start first: each worker runs one module at a time (--dist loadfile),
 # and a long module started last would keep the suite waiting on it alone.
-SLOW_FIRST = (
-    "tests/e2e/test_verify.py",
-    "tests/e2e/test_outage.py",
-    "tests/e2e/test_verify_flips.py",
-    "tests/e2e/test_workers.py",
-    "tests/e2e/test_audit_crash.py",
-    "tests/e2e/test_audit_load.py",
-    "tests/e2e/test_lifecycle.py",
-    "tests/e2e/test_admin.py",
-    "tests/e2e/test_readme.py",
-    "tests/e2e/test_postgres.py",
-    "tests/e2e/test_groupsync.py",
-    "tests/e2e/test_directory_seams.py",
-    "tests/e2e/test_groupsync_turns.py",
-    "tests/e2e/test_backup.py",
-    "tests/e2e/test_federation.py",
-    "tests/e2e/test_conference.py",
-    "tests/e2e/test_audit.py",
-)
+DURATIONS = Path(__file__).parent / "module_durations.json"
+_spent: dict[str, float] = defaultdict(float)
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::")[0]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        module = item.nodeid.split("::")[0]
-        return SLOW_FIRST.index(module) if module in SLOW_FIRST else len(SLOW_FIRST)
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+
+    def rank(item: pytest.Item) -> float:
+        # A module the file does not know yet may be long: it starts first.
+        return -float(known.get(_module(item.nodeid), float("inf")))
 
     items.sort(key=rank)  # stable: within a module, the order stays the file's
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Set-up, call and tear-down of every test, summed per module (on the controller,
+    which pytest-xdist hands every worker's reports)."""
+    _spent[_module(report.nodeid)] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After a complete green run of the whole suite, record each module's time."""
+    config = session.config
+    whole = config.args == [str(p) for p in config.getini("testpaths")] or not config.args
+    selected = config.option.keyword or config.option.markexpr or config.option.lf
+    if hasattr(config, "workerinput") or exitstatus != 0 or not whole or selected:
+        return
+    ordered = dict(sorted(((m, round(t, 1)) for m, t in _spent.items()), key=lambda i: -i[1]))
+    DURATIONS.write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,6 +81,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line("none: every deployment ran on the settings Homeport ships")
     for test, reason in relaxed:
         terminalreporter.write_line(f"{test}: {reason}")
+    terminalreporter.section("slowest modules (set-up, tests and tear-down)")
+    for module, seconds in sorted(_spent.items(), key=lambda i: -i[1])[:10]:
+        terminalreporter.write_line(f"{seconds:7.1f} s  {module}")
 
 
 @pytest.fixture(scope="session")

@@ -488,7 +488,7 @@ def test_a_flood_from_one_address_is_slowed_down(world: World) -> None:
 def test_with_the_hosting_homeserver_down_another_one_in_the_room_answers(
     world: World,
 ) -> None:
-    """Last: it stops internal, then starts it again."""
+    """It stops internal, and has it running again before it ends."""
     config = str(world.running.config_path)
     bob_token = world.openid(world.bob)
     alice_token = world.openid(world.alice)

@@ -1,8 +1,9 @@
 """Group sync end to end: a real slapd, real Synapse on Homeport's shipped settings.
 
 The module's deployment starts with the group sync service held, so that the
-tests drive `homeport groupsync run` first; the last tests start the service
-and change the directory under it.
+scenario drives `homeport groupsync run` first; its last steps start the
+service and change the directory under it. The steps build on each other's
+state, so they are one test.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def latest_events(running: RunningDeployment, aliases: list[str]) -> dict[str, s
 ALIASES = ["staff", "general", "engineering", "sales", "everyone"]
 
 
-def test_dry_run_changes_nothing(running: RunningDeployment) -> None:
+def _dry_run_changes_nothing(running: RunningDeployment) -> None:
     out = cli(running, "groupsync", "run", "--dry-run").stdout
     assert "create space" in out
     assert "#staff" in out
@@ -198,7 +199,7 @@ def test_dry_run_changes_nothing(running: RunningDeployment) -> None:
     assert room_id(running, "staff") is None
 
 
-def test_first_run_builds_the_spaces_from_the_groups(running: RunningDeployment) -> None:
+def _first_run_builds_the_spaces_from_the_groups(running: RunningDeployment) -> None:
     result = cli(running, "groupsync", "run", "--json")
     report = json.loads(result.stdout)
     assert report["outcome"] == "ok", report
@@ -225,7 +226,7 @@ def test_first_run_builds_the_spaces_from_the_groups(running: RunningDeployment)
     assert profile["displayname"] == "Carol Danvers"
 
 
-def test_a_second_run_writes_nothing_to_synapse(running: RunningDeployment) -> None:
+def _a_second_run_writes_nothing_to_synapse(running: RunningDeployment) -> None:
     before = latest_events(running, ALIASES)
     report = json.loads(cli(running, "groupsync", "run", "--json").stdout)
     assert report["actions"] == []
@@ -233,7 +234,7 @@ def test_a_second_run_writes_nothing_to_synapse(running: RunningDeployment) -> N
     assert latest_events(running, ALIASES) == before
 
 
-def test_a_provisioned_user_logs_in_with_the_directory_password(
+def _a_provisioned_user_logs_in_with_the_directory_password(
     running: RunningDeployment,
 ) -> None:
     base_url = running.deployment.homeservers["internal"].base_url
@@ -258,7 +259,7 @@ def test_a_provisioned_user_logs_in_with_the_directory_password(
     assert (wrong.status_code, wrong.json()["errcode"]) == (403, "M_FORBIDDEN")
 
 
-def test_a_user_removed_from_the_group_is_kicked_by_group_sync(
+def _a_user_removed_from_the_group_is_kicked_by_group_sync(
     running: RunningDeployment, ldap: Slapd
 ) -> None:
     ldap.remove_member("staff", person("bob"))
@@ -276,7 +277,7 @@ def test_a_user_removed_from_the_group_is_kicked_by_group_sync(
     assert all(a["result"] == "ok" for a in kicks)
 
 
-def test_the_directory_down_removes_nobody_and_says_why(
+def _the_directory_down_removes_nobody_and_says_why(
     running: RunningDeployment, ldap: Slapd
 ) -> None:
     before = joined(running, "staff")
@@ -293,7 +294,7 @@ def test_the_directory_down_removes_nobody_and_says_why(
     assert status["runs"][0]["outcome"] == "directory unavailable"
 
 
-def test_a_mass_removal_is_guarded_until_forced(running: RunningDeployment, ldap: Slapd) -> None:
+def _a_mass_removal_is_guarded_until_forced(running: RunningDeployment, ldap: Slapd) -> None:
     for uid_ in SALES[1:]:
         ldap.remove_member("sales", person(uid_))
     result = cli(running, "groupsync", "run", check=False)
@@ -307,7 +308,7 @@ def test_a_mass_removal_is_guarded_until_forced(running: RunningDeployment, ldap
     assert joined(running, "sales") & sales == {uid(running, "sales1")}
 
 
-def test_watch_applies_a_directory_change_without_waiting_for_the_interval(
+def _watch_applies_a_directory_change_without_waiting_for_the_interval(
     running: RunningDeployment, ldap: Slapd
 ) -> None:
     cli(running, "start", "groupsync")
@@ -332,7 +333,7 @@ def test_watch_applies_a_directory_change_without_waiting_for_the_interval(
     assert status["service"]["last_full_ts"] == service["last_full_ts"]  # no full run needed
 
 
-def test_status_and_metrics(running: RunningDeployment) -> None:
+def _status_and_metrics(running: RunningDeployment) -> None:
     out = cli(running, "groupsync", "status").stdout
     assert "#staff" in out
     assert "cn=staff" in out
@@ -343,7 +344,7 @@ def test_status_and_metrics(running: RunningDeployment) -> None:
     assert overall["services"]["groupsync"]["state"] == "ready"
 
 
-async def test_the_group_sync_page_in_a_browser(running: RunningDeployment) -> None:
+async def _the_group_sync_page_in_a_browser(running: RunningDeployment) -> None:
     deployment = running.deployment
     assert deployment.admin is not None
     password = secrets.token_urlsafe(12)
@@ -378,3 +379,20 @@ async def test_the_group_sync_page_in_a_browser(running: RunningDeployment) -> N
         assert answer is not None
         assert answer.status == 404
         await expect(other.locator("main")).to_contain_text("manages the spaces of internal")
+
+
+async def test_group_sync_from_a_dry_run_to_watching_the_directory(
+    running: RunningDeployment, ldap: Slapd
+) -> None:
+    """One scenario, in the order an administrator meets it: each step starts from
+    the directory and the spaces the previous steps left."""
+    _dry_run_changes_nothing(running)
+    _first_run_builds_the_spaces_from_the_groups(running)
+    _a_second_run_writes_nothing_to_synapse(running)
+    _a_provisioned_user_logs_in_with_the_directory_password(running)
+    _a_user_removed_from_the_group_is_kicked_by_group_sync(running, ldap)
+    _the_directory_down_removes_nobody_and_says_why(running, ldap)
+    _a_mass_removal_is_guarded_until_forced(running, ldap)
+    _watch_applies_a_directory_change_without_waiting_for_the_interval(running, ldap)
+    _status_and_metrics(running)
+    await _the_group_sync_page_in_a_browser(running)

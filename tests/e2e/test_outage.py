@@ -343,6 +343,9 @@ async def _outage_with_reset_pressed_early(scene: Scene) -> None:
     await page.goto(destination_url)
     await page.get_by_role("button", name="Reset connection").click()  # long before 30 s
     await expect(page.get_by_role("status")).to_contain_text("Connection reset")
+    await expect(page.locator("dl.facts")).not_to_contain_text("Failing")
+    # Who reset it is recorded in Homeport's store and shown on the page.
+    await expect(page.locator(".last-action")).to_contain_text("by @root:")
     took = await _arrives(room, body, back)
     print(f"After Reset connection the message arrived {took:.1f} s after external was back")
 
