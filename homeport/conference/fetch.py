@@ -46,6 +46,7 @@ from homeport.config.conference import AddressRule
 logger = logging.getLogger("homeport.conference")
 
 OUTBOUND_TIMEOUT = 10.0
+CONNECT_HEADROOM = 0.5  # httpx's connect timeouts end this long before the deadline
 WELL_KNOWN_PORT = 443
 WELL_KNOWN_PATH = "/.well-known/matrix/server"
 MAX_ADDRESSES = 3  # tried in turn when a host has several (IPv6 and IPv4, say)
@@ -119,17 +120,21 @@ class Fetcher:
         """`path` (with its query) from `target`; else Blocked, Unreachable or TooLarge."""
         host = target.address.strip("[]")
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout) as deadline:
                 if not checked:
-                    return await self._get(self._own, host, target, path, params, limit)
+                    return await self._get(self._own, host, target, path, params, limit, deadline)
                 addresses = await self._addresses(host, target.port)
                 for address in addresses[:-1]:
                     try:
-                        return await self._get(self._partners, address, target, path, params, limit)
+                        return await self._get(
+                            self._partners, address, target, path, params, limit, deadline
+                        )
                     except httpx.ConnectError:
                         continue
-                return await self._get(self._partners, addresses[-1], target, path, params, limit)
-        except TimeoutError:
+                return await self._get(
+                    self._partners, addresses[-1], target, path, params, limit, deadline
+                )
+        except (TimeoutError, httpx.TimeoutException):
             raise Unreachable(f"no answer within {self._timeout:g} s") from None
         except (httpx.HTTPError, httpx.InvalidURL, OSError, UnicodeError) as error:
             raise Unreachable(type(error).__name__) from None  # a strange SRV name too
@@ -152,14 +157,22 @@ class Fetcher:
         path: str,
         params: Mapping[str, str] | None,
         limit: int,
+        deadline: asyncio.Timeout,
     ) -> Fetched:
         url = httpx.URL(scheme="https", host=host, port=target.port, raw_path=path.encode())
         url = url.copy_merge_params(params) if params else url
+        # httpx gives up on connecting before the deadline does: cancelled in a
+        # TLS handshake, httpcore leaves the socket open (to the garbage
+        # collector), so a server that hangs would hold more than MAX_OUTBOUND.
+        # Connecting and the handshake each get `connect`, both within the time left.
+        left = (deadline.when() or 0.0) - asyncio.get_running_loop().time()
+        connect = max((left - CONNECT_HEADROOM) / 2, 0.01)
         async with client.stream(
             "GET",
             url,
             headers={"Host": target.host_header, "Accept-Encoding": "identity"},
             extensions={"sni_hostname": target.tls_name},
+            timeout=httpx.Timeout(max(left, 0.01), connect=connect),
         ) as response:
             status = response.status_code
             body = b"" if status in REDIRECT_STATUSES else await _read(response, limit)

@@ -5,7 +5,8 @@ that answers each path as a test says: redirects, delegations, floods. It
 counts the requests it got and how much of a flood it managed to send before
 the other side hung up. `Canary` is a TCP listener standing for something
 private on this machine (an admin API, an audit bot): it only counts
-connections.
+connections. `Silent` is a homeserver that hangs: it accepts connections and
+never answers.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from homeport import pki
 
@@ -139,3 +143,92 @@ class Canary:
     async def _knock(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         writer.close()
+
+
+class Silent:
+    """A homeserver that hangs: it accepts every TCP connection and never sends a byte.
+
+    What a caller sends (a TLS ClientHello) is read and dropped, so the TLS
+    handshake never ends. It counts the connections of process `counted` (all
+    when None; others are held as silently, only counted in `others`):
+    accepted in all, open now (a connection closes when its peer hangs up),
+    and the most open at once.
+    """
+
+    def __init__(self, counted: int | None = None) -> None:
+        self.counted = counted
+        self.others = 0
+        self.accepted = 0
+        self.most_open = 0
+        self.connections: set[asyncio.BaseTransport] = set()  # counted ones, open
+        self.held: set[asyncio.BaseTransport] = set()  # every open one
+        self._server: asyncio.Server | None = None
+
+    @property
+    def open(self) -> int:
+        return len(self.connections)
+
+    async def start(self, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Hanging(self), "127.0.0.1", port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for transport in list(self.held):
+                transport.close()
+            await self._server.wait_closed()
+
+    async def wait_open(self, count: int, timeout: float = 60) -> None:
+        """Until `count` connections are open at once; else an AssertionError saying so."""
+        await self._until(lambda: self.open >= count, f"{count} open connections", timeout)
+
+    async def wait_all_closed(self, timeout: float = 60) -> None:
+        """Until every connection it accepted has been closed by its peer."""
+        await self._until(lambda: self.open == 0, "every connection closed by its peer", timeout)
+
+    async def _until(self, done: Callable[[], bool], what: str, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not done():
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(
+                f"waited {timeout:g} s for {what} at the hanging homeserver: "
+                f"{self.open} open, {self.accepted} accepted in all"
+            ) from None
+
+
+class _Hanging(asyncio.Protocol):
+    def __init__(self, server: Silent) -> None:
+        self._server = server
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._server
+        self._transport = transport
+        server.held.add(transport)
+        if server.counted is not None and not _from(server.counted, transport):
+            server.others += 1
+            return
+        server.accepted += 1
+        server.connections.add(transport)
+        server.most_open = max(server.most_open, server.open)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # dropped: no answer, ever
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._server.held.discard(self._transport)
+            self._server.connections.discard(self._transport)
+
+
+def _from(pid: int, transport: asyncio.BaseTransport) -> bool:
+    """Whether the peer of `transport` is a socket of process `pid` (on this machine)."""
+    peer = transport.get_extra_info("peername")[:2]
+    try:
+        sockets = psutil.Process(pid).net_connections("tcp")
+    except psutil.Error:
+        return False
+    return any(tuple(sock.laddr) == peer for sock in sockets)
