@@ -55,7 +55,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After a complete green run of the whole suite, record each module's time."""
     config = session.config
     whole = config.args == [str(p) for p in config.getini("testpaths")] or not config.args
-    selected = config.option.keyword or config.option.markexpr or config.option.lf
+    option = config.option
+    selected = option.keyword or option.markexpr or getattr(option, "lf", False)
     if hasattr(config, "workerinput") or exitstatus != 0 or not whole or selected:
         return
     ordered = dict(sorted(((m, round(t, 1)) for m, t in _spent.items()), key=lambda i: -i[1]))

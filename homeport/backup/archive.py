@@ -50,6 +50,7 @@ from homeport.config.loader import load_deployment_text
 from homeport.config.types import parse_postgres_url, redacted
 from homeport.errors import HomeportError
 from homeport.files import ensure_dir
+from homeport.layout import DeploymentLayout
 from homeport.store.database import postgres_url
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -242,13 +243,27 @@ def create_backup(
             for name, path in inside.items():
                 writer.add_file(name, path)
             step(f"data folder {deployment.data_dir}")
+
+            def add_sqlite(relative: PurePosixPath, path: Path) -> None:
+                step(f"SQLite {relative}")
+                copy = Path(scratch) / "copy.db"
+                copy.unlink(missing_ok=True)
+                _sqlite_copy(path, copy)
+                writer.add_file(DATA / relative, copy, mode=0o600)
+
+            # Homeport's store is copied after every homeserver's database (its PostgreSQL
+            # dump comes last too): the audit bot answers Synapse only once it has
+            # committed, so a store taken later holds every event that the homeservers'
+            # copies count as delivered to it; taken first, the events delivered in
+            # between would be in neither, and never sent again. The export cursor, also
+            # copied before the store, is then never past it.
+            store_file = DeploymentLayout(deployment.data_dir).store_database
+            store_copy: tuple[PurePosixPath, Path] | None = None
             for relative, path in _data_files(deployment.data_dir, with_media):
-                if _is_sqlite(path):
-                    step(f"SQLite {relative}")
-                    copy = Path(scratch) / "copy.db"
-                    copy.unlink(missing_ok=True)
-                    _sqlite_copy(path, copy)
-                    writer.add_file(DATA / relative, copy, mode=0o600)
+                if path == store_file:
+                    store_copy = (relative, path)
+                elif _is_sqlite(path):
+                    add_sqlite(relative, path)
                 else:
                     writer.add_file(DATA / relative, path)
             for database in databases:
@@ -262,6 +277,8 @@ def create_backup(
                 )
                 writer.add_file(PurePosixPath(database.member), dump, mode=0o600)
                 manifest.databases[database.member] = database.owner
+            if store_copy is not None:
+                add_sqlite(*store_copy)
             manifest.files = writer.files
             writer.add_bytes(MANIFEST, json.dumps(manifest.to_json(), indent=1).encode())
         os.replace(partial, out)

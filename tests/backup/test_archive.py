@@ -225,3 +225,31 @@ def test_without_out_it_writes_into_the_backup_folder_and_keeps_the_newest(
     assert names[0] == "before-upgrade.tar.gz"
     assert names[1].startswith("homeport-2")
     assert names[1] != old.name
+
+
+def test_the_store_is_copied_after_every_homeserver_database(tmp_path: Path) -> None:
+    """The audit bot answers Synapse once it has committed: a store copied after the
+    homeservers' databases holds every event their copies count as delivered to it, and
+    the export cursor copied before it is never past it (docs/audit.md). The archive's
+    members are in the order they were copied."""
+    config = init_deployment(tmp_path / "deployment")
+    homeport("render", "-c", str(config))
+    homeport("store", "migrate", "-c", str(config))
+    deployment = load_deployment(config)[0]
+    layout = DeploymentLayout(deployment.data_dir)
+    for name in deployment.homeservers:
+        with sqlite3.connect(layout.homeserver(name).sqlite_database) as connection:
+            connection.execute("CREATE TABLE events (body TEXT)")
+    cursor = layout.audit("internal").export_cursor
+    cursor.parent.mkdir(parents=True, exist_ok=True)
+    cursor.write_text('{"seq": 0, "decrypted_ts": 0, "decrypted_ids": []}')
+    out = tmp_path / "backup.tar.gz"
+    homeport("backup", "-c", str(config), "--out", str(out))
+    with tarfile.open(out, "r:gz") as tar:
+        members = [m.name for m in tar.getmembers()]
+    first = members.index
+    assert layout.store_database.exists()
+    store = first("data/homeport.db")
+    assert first("data/homeservers/internal/homeserver.db") < store
+    assert first("data/homeservers/external/homeserver.db") < store
+    assert first("data/audit/internal/export.cursor") < store
