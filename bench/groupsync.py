@@ -1,31 +1,45 @@
 #!/usr/bin/env python3
-"""Group sync: initial sync, a no-change reconcile, and directory-to-space latency.
+"""Group sync: initial sync against Synapse alone, a no-change reconcile, change latency.
 
 Fills a real slapd with USERS people in GROUPS groups (each person in one
 group), maps each group to a space on internal (the starter deployment as
-`homeport init` writes it), and reports, in the same run:
+`homeport init` writes it: its rate limits; group sync's service account is
+exempt from them, as Homeport sets it up), and reports, in the same run:
 
-  baseline                    the same Synapse calls made by hand: 500 people
-                              provisioned (admin API), then joined with the admin
-                              join API, at group sync's concurrency (8), into 10
-                              rooms that grow to the mapped spaces' size, right
-                              after the initial sync: people per second, and
-                              joins per second of the join phase
-  initial sync                the whole first `groupsync run` (directory read,
-                              spaces created, people provisioned and joined) in
-                              people per second, with the ratio to the baseline
-                              (target >= 0.9); its join phase in joins per second;
-                              the CPU group sync and Synapse used meanwhile
-  directory read              reading every person and group, paged: what each
-                              change costs before planning
-  no-change reconcile         a full reconcile of every person and space when
-                              nothing changed: seconds (target < 2 s), and the
-                              actions it applied (target 0: no write to Synapse)
-  change -> membership        with the `groupsync` service running (syncrepl),
-                              from an `ldapmodify`-style change until the person
-                              is joined: p50, p95 (target p95 < 5 s)
+  initial sync      the first sync of every space, in ROUNDS rounds of
+                    GROUPS/ROUNDS groups each (`reconcile(only=...)`, what
+                    group sync runs for spaces added to the file): each round
+                    reads the directory and Synapse, creates the spaces,
+                    provisions the people and joins them. People per second,
+                    and joins per second of the join phase
+  baseline          the same work by Synapse alone, as a script would do it
+                    with Synapse's own APIs: as many spaces created the same
+                    way (createRoom, as the same service account), as many
+                    people provisioned (admin API, display name and an
+                    external ID, as group sync sends them) and joined (admin
+                    join API), phase after phase, at group sync's concurrency
+                    (8), joins spread over the spaces as group sync spreads
+                    them. Its own people (b00000...) and spaces (#b000...)
+  ratio             group sync / baseline, people per second (target >= 0.9)
+                    and joins per second; and the CPU each side's rounds used
+                    (this process: group sync, or the baseline's script; both
+                    homeservers' Synapse)
+  directory read    reading every person and group, paged: what each change
+                    costs before planning
+  no-change reconcile  a full reconcile of every person and space when
+                    nothing changed: seconds (target < 2 s), and the actions it
+                    applied (target 0: no write to Synapse)
+  change -> membership  with the `groupsync` service running (syncrepl), from
+                    an `ldapmodify`-style change until the person is joined:
+                    p50, p95 (target p95 < 5 s)
 
-    .venv/bin/python bench/groupsync.py --users 5000 --groups 100
+The two sides take turns, round by round (A B, B A, ...: bench/interleaved.py
+says why), on the same homeserver, so each round of either side meets a
+database grown by both. Group sync's reads of Synapse (the mapped spaces,
+every account when a round wants more than 50 people) are its own cost, and
+include the baseline's accounts: a real homeserver has other users too.
+
+    .venv/bin/python bench/groupsync.py --users 5000 --groups 100 --rounds 4
 """
 
 from __future__ import annotations
@@ -37,6 +51,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -48,6 +64,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.interleaved import percentile, spread, turns  # noqa: E402
+from homeport.config.deployment import Deployment  # noqa: E402
 from homeport.config.loader import load_deployment  # noqa: E402
 from homeport.groupsync.ldap_reader import read_directory  # noqa: E402
 from homeport.groupsync.plan import Action  # noqa: E402
@@ -59,21 +77,17 @@ from homeport.synapse.service_account import service_client  # noqa: E402
 from tests.harness import (  # noqa: E402
     RunningDeployment,
     edit_yaml,
-    free_port_run,
     homeport,
     init_deployment,
     synapse_pids,
 )
 from tests.ldap_server import GROUPS, PEOPLE, Slapd  # noqa: E402
+from tests.ports import free_port_run  # noqa: E402
 
-CONCURRENCY = 8
-BASELINE_ROOMS = 10
+CONCURRENCY = 8  # group sync's CONCURRENT_WRITES
 CHANGES = 20
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+GROUP_SYNC, BASELINE = "group sync", "baseline"
+BASELINE_PROVIDER = "bench-baseline"  # the baseline's external IDs, apart from the directory's
 
 
 def fill(server: Slapd, users: int, groups: int) -> None:
@@ -97,79 +111,219 @@ def fill(server: Slapd, users: int, groups: int) -> None:
         conn.unbind_s()
 
 
-async def baseline(running: RunningDeployment, per_room: int) -> tuple[float, float]:
-    """People per second (provisioned, then joined) and joins per second."""
-    deployment = running.deployment
-    async with service_client(deployment, "internal") as admin:
-        client = admin.client
-        server = deployment.homeservers["internal"].server_name
-        rooms = []
-        for r in range(BASELINE_ROOMS):
-            body = await client.request(
-                "POST",
-                "/_matrix/client/v3/createRoom",
-                json={"name": f"baseline {r}", "preset": "private_chat"},
-            )
-            rooms.append(body["room_id"])
-        users = [f"@base{i:04d}:{server}" for i in range(BASELINE_ROOMS * per_room)]
-        limit = asyncio.Semaphore(CONCURRENCY)
-
-        async def provision(user: str) -> None:
-            async with limit:
-                await client.request(
-                    "PUT", f"/_synapse/admin/v2/users/{quote(user)}", json={"admin": False}
-                )
-
-        async def join(room: str, user: str) -> None:
-            async with limit:
-                await client.request(
-                    "POST", f"/_synapse/admin/v1/join/{quote(room)}", json={"user_id": user}
-                )
-
-        started = time.monotonic()
-        await asyncio.gather(*(provision(u) for u in users))
-        joins_started = time.monotonic()
-        await asyncio.gather(
-            *(join(rooms[i % BASELINE_ROOMS], user) for i, user in enumerate(users))
-        )
-        ended = time.monotonic()
-        return len(users) / (ended - started), len(users) / (ended - joins_started)
+def batches(groups: int, rounds: int) -> list[range]:
+    """The groups split into `rounds` consecutive batches of (nearly) equal size."""
+    edges = [groups * r // rounds for r in range(rounds + 1)]
+    return [range(edges[r], edges[r + 1]) for r in range(rounds)]
 
 
-async def initial_sync(running: RunningDeployment) -> dict[str, Any]:
+class CpuMeter:
+    """CPU time of this process and of both homeservers' Synapse since it was made."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._me = psutil.Process()
+        self._synapse = [psutil.Process(pid) for pid in synapse_pids(deployment.data_dir)]
+        self._started = time.monotonic()
+        self._before = self._times()
+
+    def _times(self) -> tuple[float, float]:
+        mine = sum(self._me.cpu_times()[:2])
+        theirs = sum(sum(p.cpu_times()[:2]) for p in self._synapse)
+        return mine, theirs
+
+    def shares(self) -> tuple[float, float]:
+        """(this process, Synapse), each in cores used on average."""
+        elapsed = time.monotonic() - self._started
+        after = self._times()
+        return (after[0] - self._before[0]) / elapsed, (after[1] - self._before[1]) / elapsed
+
+
+@dataclass(frozen=True)
+class Round:
+    side: str
+    people: int
+    joins: int
+    seconds: float  # the whole round
+    join_s: float  # from the end of the phase before the joins to the last join
+    cpu: tuple[float, float]  # cores: this process, Synapse
+
+    @property
+    def people_rate(self) -> float:
+        return self.people / self.seconds
+
+    @property
+    def join_rate(self) -> float:
+        return self.joins / self.join_s
+
+
+def people_rate(result: Round) -> float:
+    return result.people_rate
+
+
+def join_rate(result: Round) -> float:
+    return result.join_rate
+
+
+def join_phase(done: list[tuple[str, float]], started: float) -> float:
+    """Seconds from the last action before the joins (or the start) to the last join."""
+    before = [t for kind, t in done if kind != "join"]
+    joins = [t for kind, t in done if kind == "join"]
+    return max(joins) - max(before, default=started)
+
+
+async def group_sync_round(running: RunningDeployment, groups: range) -> Round:
     deployment = running.deployment
     engine = open_store(deployment)
-    joins: list[float] = []
+    done: list[tuple[str, float]] = []
 
-    def done(action: Action, ok: bool) -> None:
-        if action.kind == "join" and ok:
-            joins.append(time.monotonic())
+    def note(action: Action, ok: bool) -> None:
+        if ok:
+            done.append((action.kind, time.monotonic()))
 
-    synapse = [psutil.Process(pid) for pid in synapse_pids(deployment.data_dir)]
-    me = psutil.Process()
-    cpu_before = me.cpu_times(), [p.cpu_times() for p in synapse]
+    meter = CpuMeter(deployment)
     try:
         started = time.monotonic()
-        report = await reconcile(deployment, engine, on_done=done)
+        only = [f"g{g:03d}" for g in groups]
+        report = await reconcile(deployment, engine, only=only, on_done=note)
         elapsed = time.monotonic() - started
-        mine = sum(me.cpu_times()[:2]) - sum(cpu_before[0][:2])
-        theirs = sum(
-            sum(p.cpu_times()[:2]) - sum(before[:2])
-            for p, before in zip(synapse, cpu_before[1], strict=True)
-        )
-        print(
-            f"  CPU during the initial sync: group sync {mine / elapsed:.0%} of a core, "
-            f"Synapse (both homeservers) {theirs / elapsed:.0%}"
-        )
     finally:
         engine.dispose()
     assert report.outcome == "ok", (report.outcome, report.failed[:3])
-    return {
-        "seconds": elapsed,
-        "actions": len(report.plan.actions),
-        "joins": len(joins),
-        "join_rate": len(joins) / (joins[-1] - joins[0]),
-    }
+    people = sum(1 for kind, _ in done if kind == "provision_user")
+    joins = sum(1 for kind, _ in done if kind == "join")
+    return Round(GROUP_SYNC, people, joins, elapsed, join_phase(done, started), meter.shares())
+
+
+async def baseline_round(
+    running: RunningDeployment, groups: range, users: int, group_count: int
+) -> Round:
+    """What group sync does for `groups`, by hand: spaces, then people, then joins."""
+    deployment = running.deployment
+    server = deployment.homeservers["internal"].server_name
+    members = {g: [f"@b{i:05d}:{server}" for i in range(g, users, group_count)] for g in groups}
+    done: list[tuple[str, float]] = []
+    async with service_client(deployment, "internal") as admin:
+        client = admin.client
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def call(kind: str, method: str, path: str, body: dict[str, Any]) -> Any:
+            async with limit:
+                answer = await client.request(method, path, json=body)
+            done.append((kind, time.monotonic()))
+            return answer
+
+        def space(g: int) -> Awaitable[Any]:
+            body = {  # the request group sync makes for a mapped space
+                "name": f"Baseline {g}",
+                "room_alias_name": f"b{g:03d}",
+                "preset": "private_chat",
+                "visibility": "private",
+                "initial_state": [
+                    {
+                        "type": "m.room.history_visibility",
+                        "state_key": "",
+                        "content": {"history_visibility": "shared"},
+                    }
+                ],
+                "creation_content": {"type": "m.space"},
+            }
+            return call("create_space", "POST", "/_matrix/client/v3/createRoom", body)
+
+        def provision(user: str) -> Awaitable[Any]:
+            localpart = user[1:].split(":", 1)[0]
+            body = {
+                "admin": False,
+                "external_ids": [{"auth_provider": BASELINE_PROVIDER, "external_id": localpart}],
+                "displayname": f"Person {int(localpart[1:])}",
+            }
+            return call("provision_user", "PUT", f"/_synapse/admin/v2/users/{quote(user)}", body)
+
+        def join(room: str, user: str) -> Awaitable[Any]:
+            path = f"/_synapse/admin/v1/join/{quote(room)}"
+            return call("join", "POST", path, {"user_id": user})
+
+        meter = CpuMeter(deployment)
+        started = time.monotonic()
+        created = await asyncio.gather(*(space(g) for g in groups))
+        rooms = {g: str(answer["room_id"]) for g, answer in zip(groups, created, strict=True)}
+        await asyncio.gather(
+            *(provision(u) for u in sorted(u for m in members.values() for u in m))
+        )
+        # One space's turn after another's, as group sync spreads them.
+        deepest = max(len(m) for m in members.values())
+        await asyncio.gather(
+            *(
+                join(rooms[g], members[g][rank])
+                for rank in range(deepest)
+                for g in groups
+                if rank < len(members[g])
+            )
+        )
+        elapsed = time.monotonic() - started
+    people = sum(len(m) for m in members.values())
+    return Round(BASELINE, people, people, elapsed, join_phase(done, started), meter.shares())
+
+
+def round_line(number: int, result: Round) -> str:
+    return (
+        f"  round {number} {result.side:<10}  {result.people} people in {result.seconds:6.1f} s: "
+        f"{result.people_rate:5.1f} people/s; joins {result.join_rate:5.1f}/s; CPU: "
+        f"{'group sync' if result.side == GROUP_SYNC else 'script'} {result.cpu[0]:.0%} of a "
+        f"core, Synapse {result.cpu[1]:.0%}"
+    )
+
+
+async def initial_sync(
+    running: RunningDeployment, users: int, groups: int, pairs: int
+) -> list[tuple[int, Round]]:
+    """Group sync's rounds and the baseline's, taking turns."""
+    parts = batches(groups, pairs)
+    rounds: list[tuple[int, Round]] = []
+    for number, side in turns(pairs, GROUP_SYNC, BASELINE):
+        part = parts[number - 1]
+        if side == GROUP_SYNC:
+            result = await group_sync_round(running, part)
+        else:
+            result = await baseline_round(running, part, users, groups)
+        rounds.append((number, result))
+        print(round_line(number, result), flush=True)
+    return rounds
+
+
+def print_initial_sync(rounds: list[tuple[int, Round]]) -> None:
+    sides: dict[str, list[Round]] = {GROUP_SYNC: [], BASELINE: []}
+    pairs: dict[int, dict[str, Round]] = {}
+    for number, result in rounds:
+        sides[result.side].append(result)
+        pairs.setdefault(number, {})[result.side] = result
+
+    def rates(side: str, rate: Callable[[Round], float]) -> list[float]:
+        return [rate(r) for r in sides[side]]
+
+    for side, label in ((GROUP_SYNC, "group sync"), (BASELINE, "baseline (Synapse alone)")):
+        people = sum(r.people for r in sides[side])
+        seconds = sum(r.seconds for r in sides[side])
+        cpu = [sum(r.cpu[i] * r.seconds for r in sides[side]) / seconds for i in (0, 1)]
+        print(
+            f"{label}: {people} people in {seconds:.1f} s; people/s "
+            f"{spread(rates(side, people_rate))}, joins/s "
+            f"{spread(rates(side, join_rate))}; CPU "
+            f"{'group sync' if side == GROUP_SYNC else 'script'} {cpu[0]:.0%} of a core, "
+            f"Synapse {cpu[1]:.0%}"
+        )
+    measures: list[tuple[str, Callable[[Round], float], str]] = [
+        ("people/s", people_rate, " (target >= 0.9)"),
+        ("joins/s", join_rate, ""),
+    ]
+    for what, rate, target in measures:
+        ratio = statistics.median(rates(GROUP_SYNC, rate)) / statistics.median(
+            rates(BASELINE, rate)
+        )
+        each = [rate(p[GROUP_SYNC]) / rate(p[BASELINE]) for p in pairs.values()]
+        print(
+            f"  group sync / baseline, {what}, pair by pair: {spread(each, 2)}; "
+            f"of the two medians: {ratio:.2f}{target}"
+        )
 
 
 async def quiet_reconcile(running: RunningDeployment) -> tuple[float, int, int]:
@@ -227,7 +381,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--groups", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of each side")
     args = parser.parse_args()
+    if not 0 < args.rounds <= args.groups:
+        parser.error("--rounds: at least 1, and at most one per group")
     work = Path(tempfile.mkdtemp(prefix="homeport-bench-groupsync-"))
     with Slapd(work / "slapd", size_limit=args.users * 2) as server:
         started = time.monotonic()
@@ -264,23 +421,13 @@ def main() -> None:
         running = RunningDeployment(config)
         running.start()
         try:
-            first = asyncio.run(initial_sync(running))
-            people_rate = args.users / first["seconds"]
+            started = time.monotonic()
+            rounds = asyncio.run(initial_sync(running, args.users, args.groups, args.rounds))
             print(
-                f"initial sync: {first['actions']} actions in {first['seconds']:.1f} s: "
-                f"{people_rate:.1f} people/s; join phase {first['join_rate']:.1f} joins/s"
+                f"initial sync and baseline, {args.rounds} rounds each, interleaved: "
+                f"{time.monotonic() - started:.0f} s"
             )
-            # Measured after the initial sync, on a database of the same size, into rooms
-            # that grow to the same number of members as the mapped spaces.
-            base_people, base_joins = asyncio.run(baseline(running, args.users // args.groups))
-            print(
-                f"Synapse's own admin API, same calls by hand (baseline): {base_people:.1f} "
-                f"people/s (provision, then join), {base_joins:.1f} joins/s"
-            )
-            print(
-                f"  group sync / baseline: people/s {people_rate / base_people:.2f} "
-                f"(target >= 0.9); joins/s {first['join_rate'] / base_joins:.2f}"
-            )
+            print_initial_sync(rounds)
             sync = running.deployment.group_sync
             assert sync is not None
             reads = []

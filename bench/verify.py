@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """Time of a full `homeport verify` for two homeservers, and random policies.
 
-Starts the starter deployment (Synapse's production rate limits as Homeport
-renders them), then measures, in the same run:
+Starts the starter deployment (on exactly the settings `homeport init` ships),
+then measures, in the same run:
 
-  verify    `homeport verify --json` as a user runs it (process start included),
-            on the starter policy; target: under 10 s;
+  first     the first `homeport verify --json` on the deployment that has just
+            started on fresh databases, printed on its own: what a newcomer
+            sees on their first try (it waits for whatever Synapse still
+            does on a new database, such as its background updates);
+  verify    the following runs, as a user runs it (process start included),
+            on the starter policy: their median; target: under 10 s;
   baseline  what Synapse itself takes for the heart of one pair's probe: two
             users created through the admin API, a room created on one server
-            and joined from the other (plain client requests, no Homeport);
+            and joined from the other (plain client requests, no Homeport),
+            one right after each verify: the first on its own, then the median
+            of the following;
   random    --policies random policy combinations, each applied with
             `homeport restart` on both homeservers, then verified; every
             mismatch is printed with its seed.
 
-    .venv/bin/python bench/verify.py --rounds 3 --policies 10
+    .venv/bin/python bench/verify.py --rounds 4 --policies 10
 """
 
 from __future__ import annotations
@@ -112,16 +118,21 @@ def set_policies(config: Path, policies: dict[str, dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="verify runs: the first, then the following"
+    )
     parser.add_argument("--policies", type=int, default=10)
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds: at least 2 (the first run, then at least one more)")
 
     with tempfile.TemporaryDirectory(prefix="homeport-bench-") as tmp:
-        # Homeport's production rate limits, as a real deployment has them.
-        config = init_deployment(Path(tmp))
+        config = init_deployment(Path(tmp))  # the shipped settings
         running = RunningDeployment(config)
+        started = time.monotonic()
         running.start()
+        up_s = time.monotonic() - started
         try:
             verify_times, baseline_times = [], []
             for index in range(args.rounds):
@@ -134,12 +145,24 @@ def main() -> None:
                     f"baseline {baseline_times[-1]:.2f} s",
                     flush=True,
                 )
-            verify_median = statistics.median(verify_times)
-            baseline_median = statistics.median(baseline_times)
-            print(f"full verify, 2 homeservers (median of {args.rounds}): {verify_median:.2f} s")
-            print(f"baseline, users + room + remote join (same run): {baseline_median:.2f} s")
+            first, first_baseline = verify_times[0], baseline_times[0]
+            print(
+                f"first verify, on the fresh databases of a deployment that had just started "
+                f"({up_s:.1f} s to start; what a newcomer sees): {first:.2f} s; "
+                f"baseline right after {first_baseline:.2f} s "
+                f"(ratio {first / first_baseline:.1f}x)"
+            )
+            following = len(verify_times) - 1
+            verify_median = statistics.median(verify_times[1:])
+            baseline_median = statistics.median(baseline_times[1:])
+            print(
+                f"full verify, 2 homeservers, the following runs (median of {following}): "
+                f"{verify_median:.2f} s"
+            )
+            print(f"baseline, users + room + remote join (same runs): {baseline_median:.2f} s")
             print(f"ratio verify / baseline: {verify_median / baseline_median:.1f}x")
-            print(f"target: verify under 10 s: {'met' if verify_median < 10 else 'MISSED'}")
+            for label, value in (("first", first), ("following", verify_median)):
+                print(f"target: verify under 10 s, {label}: {'met' if value < 10 else 'MISSED'}")
 
             seed = args.seed if args.seed is not None else random.randrange(1_000_000)
             rng = random.Random(seed)

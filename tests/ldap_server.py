@@ -28,7 +28,7 @@ import ldap.modlist
 
 from homeport.config.groupsync import LdapSettings
 from homeport.pki import ensure_ca, ensure_leaf
-from tests.harness import free_port_run
+from tests.ports import free_port_run
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
