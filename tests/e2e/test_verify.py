@@ -64,6 +64,9 @@ class PolicyDeployment:
     running: RunningDeployment
     starter: dict[str, dict[str, Any]]
     current: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per homeserver, a local user in a public room, found by search since the
+    # start whenever the directory is on: (user ID, a word of its name).
+    anchors: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def verify(self) -> tuple[int, dict[str, Any]]:
         """`homeport verify` on the servers as they run now (never an earlier answer:
@@ -126,11 +129,27 @@ def policy_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyDepl
     running = RunningDeployment(config)
     running.start()
     try:
-        yield PolicyDeployment(running, starter, copy.deepcopy(starter))
+        pair = PolicyDeployment(running, starter, copy.deepcopy(starter))
+        run_sync(_place_anchors(pair))
+        yield pair
     finally:
         if running.process is not None:
             running.stop()
         running.kill_leftovers()
+
+
+async def _place_anchors(pair: PolicyDeployment) -> None:
+    raw = Raw(pair)
+    for name in pair.deployment.homeservers:
+        word = f"anchor{secrets.token_hex(4)}"
+        anchor, token, _ = await raw.user(name, displayname=f"Anchor {word}")
+        await raw.create_room(name, token, {"preset": "public_chat"})
+        _, looker, _ = await raw.user(name)
+        deadline = time.monotonic() + 60
+        while anchor not in await _search(raw, name, looker, word):
+            assert time.monotonic() < deadline, f"{name}'s user directory never listed {anchor}"
+            await asyncio.sleep(0.2)
+        pair.anchors[name] = (anchor, word)
 
 
 def verify(config: Path) -> tuple[int, dict[str, Any]]:
@@ -385,6 +404,11 @@ def raw_search_remote_in_public_room(viewer: str, target: str) -> RawCheck:
         witness, witness_token, _ = await raw.user(viewer, displayname=f"Witness {word}")
         assert await raw.join(viewer, witness_token, room_id, via=target)
         _, looker, _ = await raw.user(viewer)
+        # With `user_directory.enabled: false` search finds nobody, ever: the
+        # anchor, indexed when the deployment started, tells that case apart.
+        anchor, anchor_word = raw.pair.anchors[viewer]
+        if anchor not in await _search(raw, viewer, looker, anchor_word):
+            return "hidden"
         deadline = time.monotonic() + 60
         while witness not in (found := await _search(raw, viewer, looker, word)):
             assert time.monotonic() < deadline, f"{viewer}'s user directory never listed {witness}"
