@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -146,14 +147,29 @@ class RunningDeployment:
         return "\n".join(parts) or "(no warning or error in the logs)"
 
     def start(self, timeout: float = 180, names: set[str] | None = None) -> None:
-        with self.output_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [*HOMEPORT, "up", "-c", str(self.config_path)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "COLUMNS": "200"},
-            )
-        self.wait_ready(timeout, names)
+        for attempt in range(PORT_ATTEMPTS):
+            seen = len(self.output())
+            with self.output_path.open("ab") as out:
+                self.process = subprocess.Popen(
+                    [*HOMEPORT, "up", "-c", str(self.config_path)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "COLUMNS": "200"},
+                )
+            try:
+                self.wait_ready(timeout, names)
+                return
+            except AssertionError:
+                lost_a_port = PORT_TAKEN in self.output()[seen:]
+                if not lost_a_port or attempt == PORT_ATTEMPTS - 1 or self._ever_started():
+                    raise
+                self.process = None
+                move_ports(self.config_path)  # someone bound one since it was picked
+
+    def _ever_started(self) -> bool:
+        """Whether `up` ever started a homeserver here: its server name (which carries
+        the port) is then in its database for good."""
+        return self.layout.applied_file.exists()
 
     def wait_ready(self, timeout: float = 180, names: set[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -212,6 +228,25 @@ def running_deployment(config: Path) -> Iterator[RunningDeployment]:
         running.kill_leftovers()
 
 
+# What `up`'s preflight says when a port it is to bind is taken.
+PORT_TAKEN = "is already in use by another program"
+PORT_ATTEMPTS = 3
+INIT_PORTS = 6  # two homeservers, the website, two audit bots, conference
+
+
+def move_ports(config: Path) -> None:
+    """Give a deployment that never started the next free run of ports: every
+    `init` port (and the server names that carry them) moves together."""
+    text = config.read_text()
+    old = min(int(port) for port in re.findall(r"^\s+port: (\d+)", text, re.M))
+    new = free_port_run(INIT_PORTS)
+    for offset in range(INIT_PORTS):
+        text = re.sub(rf"\b{old + offset}\b", f"<port {offset}>", text)
+    for offset in range(INIT_PORTS):
+        text = text.replace(f"<port {offset}>", str(new + offset))
+    config.write_text(text)
+
+
 def init_deployment(directory: Path, relaxed_because: str | None = None) -> Path:
     """`homeport init` into `directory` on free ports; returns the config path.
 
@@ -220,7 +255,7 @@ def init_deployment(directory: Path, relaxed_because: str | None = None) -> Path
     `TEST_SYNAPSE_SETTINGS` and `TEST_FEDERATION_RETRIES` apply, and the run's
     summary lists the test and its reason.
     """
-    base = free_port_run(6)  # two homeservers, the website, two audit bots, conference
+    base = free_port_run(INIT_PORTS)
     homeport("init", str(directory), "--port", str(base))
     config = directory / "homeport.yaml"
     if relaxed_because is not None:
