@@ -43,6 +43,7 @@ from homeport.layout import DeploymentLayout  # noqa: E402
 from homeport.runtime.prepare import materialize  # noqa: E402
 from homeport.synapse.admin_api import SynapseAdmin  # noqa: E402
 from homeport.synapse.api import SynapseClient  # noqa: E402
+from homeport.synapse.first_start import extra_config_files  # noqa: E402
 from homeport.synapse.process import probe, synapse_command  # noqa: E402
 from homeport.trust import client_ssl_context  # noqa: E402
 from tests.harness import free_port_run  # noqa: E402
@@ -162,9 +163,15 @@ def run_bare(config: Path) -> tuple[float, int]:
     materialize(deployment)  # the same rendered configs, written before the clock starts
     layout = DeploymentLayout(deployment.data_dir)
     started = time.monotonic()
+    # The same command line `up` gives each Synapse, with the file it adds on the
+    # start that creates the database (Synapse's background updates unpaced).
+    extra = {
+        name: extra_config_files(deployment.homeservers[name], layout.homeserver(name))
+        for name in deployment.homeservers
+    }
     processes = [
         subprocess.Popen(
-            synapse_command(layout.homeserver(name)),
+            synapse_command(layout.homeserver(name), extra[name]),
             cwd=layout.homeserver(name).root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
