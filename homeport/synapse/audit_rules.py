@@ -42,6 +42,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from homeport.synapse.module_config import AuditModuleConfig
+
 logger = logging.getLogger(__name__)
 
 ADD_PATH = "/_homeport/v1/audit/add"
@@ -251,12 +253,12 @@ def _direct_rooms_txn(txn: Any) -> set[str]:
 class AuditRules:
     """Registered by `HomeportModule` when the homeserver has an audit bot."""
 
-    def __init__(self, config: dict[str, Any], api: Any) -> None:
+    def __init__(self, config: AuditModuleConfig, api: Any) -> None:
         self._api = api
-        self.bot: str = config["user_id"]
-        self._displayname: str = config["displayname"]
-        self._auto_join = config.get("auto_join", "none") == "local_rooms"
-        self._include_dms = bool(config.get("include_direct_messages", False))
+        self.bot = config.user_id
+        self._displayname = config.displayname
+        self._auto_join = config.auto_join == "local_rooms"
+        self._include_dms = config.include_direct_messages
         self._adding: set[str] = set()  # rooms whose invite this module is sending
         api.register_third_party_rules_callbacks(
             check_event_allowed=self.check_event_allowed,

@@ -62,6 +62,7 @@ from typing import Any
 from homeport.identities import DIRECTORY_AUTH_PROVIDER
 from homeport.synapse import queries
 from homeport.synapse.audit_rules import AuditRules
+from homeport.synapse.module_config import HomeportModuleConfig
 from homeport.synapse.queries import NEXT_ATTEMPT, UNDELIVERED_SINCE
 
 logger = logging.getLogger(__name__)
@@ -263,10 +264,9 @@ def _destinations_resource(api: Any, paginate: Any) -> Any:
 
 
 class HomeportModule:
-    def __init__(self, config: dict[str, Any], api: Any) -> None:
-        self._rooms_federate = config.get("rooms_federation", "creator_choice") != "never"
-        audit = config.get("audit")
-        self._audit = AuditRules(audit, api) if audit else None
+    def __init__(self, config: HomeportModuleConfig, api: Any) -> None:
+        self._rooms_federate = config.rooms_federation != "never"
+        self._audit = AuditRules(config.audit, api) if config.audit is not None else None
         api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
         if not self._rooms_federate:
             api.register_spam_checker_callbacks(user_may_create_room=self.user_may_create_room)
@@ -282,13 +282,9 @@ class HomeportModule:
             logger.warning("homeport: this Synapse cannot list destinations for the module")
 
     @staticmethod
-    def parse_config(config: dict[str, Any]) -> dict[str, Any]:
-        federation = config.get("rooms_federation", "creator_choice")
-        if federation not in ("never", "creator_choice"):
-            raise ValueError(
-                f"rooms_federation must be 'never' or 'creator_choice', not {federation!r}"
-            )
-        return config
+    def parse_config(config: dict[str, Any]) -> HomeportModuleConfig:
+        """Synapse's start fails on a missing, unknown or mistyped key (a ValueError)."""
+        return HomeportModuleConfig.model_validate(config)
 
     async def on_create_room(
         self, requester: Any, request: dict[str, Any], _is_requester_admin: bool

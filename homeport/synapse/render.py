@@ -17,6 +17,7 @@ from homeport.config.homeserver import Homeserver
 from homeport.config.types import parse_postgres_url, split_server_name
 from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.policy.effective import effective_whitelist
+from homeport.synapse.module_config import AuditModuleConfig, HomeportModuleConfig
 
 DIRECTORY_LOGIN_MODULE = "homeport.synapse.directory_login.DirectoryLogin"
 
@@ -293,16 +294,21 @@ def conference_settings(deployment: Deployment) -> dict[str, Any]:
 
 
 def homeport_module(hs: Homeserver) -> dict[str, Any]:
-    config: dict[str, Any] = {"rooms_federation": hs.policy.rooms.federation}
-    bot = hs.audit_bot
-    if bot is not None:
-        config["audit"] = {
-            "user_id": hs.audit_user_id,
-            "displayname": bot.displayname,
-            "auto_join": bot.auto_join,
-            "include_direct_messages": bot.include_direct_messages,
-        }
-    return {"module": "homeport.synapse.module.HomeportModule", "config": config}
+    """The Homeport module's entry, its config typed by the model the module parses."""
+    bot, bot_user_id = hs.audit_bot, hs.audit_user_id
+    audit = None
+    if bot is not None and bot_user_id is not None:
+        audit = AuditModuleConfig(
+            user_id=bot_user_id,
+            displayname=bot.displayname,
+            auto_join=bot.auto_join,
+            include_direct_messages=bot.include_direct_messages,
+        )
+    config = HomeportModuleConfig(rooms_federation=hs.policy.rooms.federation, audit=audit)
+    return {
+        "module": "homeport.synapse.module.HomeportModule",
+        "config": config.model_dump(mode="json", exclude_none=True),
+    }
 
 
 def directory_login_module(deployment: Deployment, name: str) -> list[dict[str, Any]]:
