@@ -74,6 +74,7 @@ from homeport.layout import DeploymentLayout  # noqa: E402
 from homeport.runtime.state import set_held  # noqa: E402
 from homeport.store.database import open_store  # noqa: E402
 from homeport.synapse.service_account import service_client  # noqa: E402
+from homeport.synapse.spaces_api import create_room_body  # noqa: E402
 from tests.harness import (  # noqa: E402
     RunningDeployment,
     edit_yaml,
@@ -213,20 +214,7 @@ async def baseline_round(
             return answer
 
         def space(g: int) -> Awaitable[Any]:
-            body = {  # the request group sync makes for a mapped space
-                "name": f"Baseline {g}",
-                "room_alias_name": f"b{g:03d}",
-                "preset": "private_chat",
-                "visibility": "private",
-                "initial_state": [
-                    {
-                        "type": "m.room.history_visibility",
-                        "state_key": "",
-                        "content": {"history_visibility": "shared"},
-                    }
-                ],
-                "creation_content": {"type": "m.space"},
-            }
+            body = create_room_body(f"b{g:03d}", f"Baseline {g}", space=True)  # group sync's
             return call("create_space", "POST", "/_matrix/client/v3/createRoom", body)
 
         def provision(user: str) -> Awaitable[Any]:

@@ -7,7 +7,9 @@ import json
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +17,13 @@ from homeport.audit import store
 from homeport.audit.store import Recorded
 from homeport.store.database import open_store
 from homeport.synapse.api import SynapseApiError, SynapseClient
-from tests.harness import RunningDeployment, access_token
+from tests.harness import (
+    RunningDeployment,
+    access_token,
+    edit_yaml,
+    init_deployment,
+    running_deployment,
+)
 
 
 async def client_for(
@@ -98,3 +106,20 @@ def bodies(events: list[Recorded]) -> list[str]:
 
 def export_lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+@contextmanager
+def exporting_deployment(directory: Path, max_file_size: str) -> Iterator[RunningDeployment]:
+    """The starter as shipped, internal's audit bot writing its continuous export into
+    `exported/` beside homeport.yaml, files changing at `max_file_size`."""
+    config = init_deployment(directory)
+
+    def continuous_export(data: Any) -> None:
+        data["homeservers"]["internal"]["audit"]["export"] = {
+            "directory": "exported",
+            "max_file_size": max_file_size,
+        }
+
+    edit_yaml(config, continuous_export)
+    with running_deployment(config) as running:
+        yield running

@@ -29,6 +29,26 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
+def create_room_body(localpart: str, name: str, space: bool) -> dict[str, Any]:
+    """The `createRoom` request for a room or space group sync keeps: private, invite-only."""
+    body: dict[str, Any] = {
+        "name": name,
+        "room_alias_name": localpart,
+        "preset": "private_chat",
+        "visibility": "private",
+        "initial_state": [
+            {
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": {"history_visibility": "shared"},
+            }
+        ],
+    }
+    if space:
+        body["creation_content"] = {"type": "m.space"}
+    return body
+
+
 @dataclass(frozen=True)
 class StateEvent:
     type: str
@@ -133,21 +153,7 @@ class SpacesApi:
 
     async def create(self, localpart: str, name: str, space: bool) -> str:
         """A private, invite-only room or space owned by the service account."""
-        body: dict[str, Any] = {
-            "name": name,
-            "room_alias_name": localpart,
-            "preset": "private_chat",
-            "visibility": "private",
-            "initial_state": [
-                {
-                    "type": "m.room.history_visibility",
-                    "state_key": "",
-                    "content": {"history_visibility": "shared"},
-                }
-            ],
-        }
-        if space:
-            body["creation_content"] = {"type": "m.space"}
+        body = create_room_body(localpart, name, space)
         answer = await rate_limited(self.client.request, "POST", f"{V3}/createRoom", json=body)
         return str(answer["room_id"])
 

@@ -37,6 +37,7 @@ from tests.audit_helpers import (
     bodies,
     client_for,
     create_room,
+    exporting_deployment,
     membership,
     text,
     wait_recorded_async,
@@ -46,8 +47,6 @@ from tests.harness import (
     access_token,
     edit_yaml,
     homeport,
-    init_deployment,
-    running_deployment,
     status_json,
 )
 
@@ -56,16 +55,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
-    config = init_deployment(tmp_path_factory.mktemp("audit"))
-
-    def continuous_export(data: Any) -> None:
-        data["homeservers"]["internal"]["audit"]["export"] = {
-            "directory": "exported",
-            "max_file_size": "64K",
-        }
-
-    edit_yaml(config, continuous_export)
-    with running_deployment(config) as running:
+    with exporting_deployment(tmp_path_factory.mktemp("audit"), "64K") as running:
         yield running
 
 

@@ -27,6 +27,7 @@ from tests.audit_helpers import (
     client_for,
     create_room,
     export_lines,
+    exporting_deployment,
     membership,
     text,
     wait_recorded_async,
@@ -35,8 +36,6 @@ from tests.harness import (
     RunningDeployment,
     edit_yaml,
     homeport,
-    init_deployment,
-    running_deployment,
 )
 
 pytestmark = pytest.mark.e2e
@@ -46,16 +45,7 @@ MAX_FILE_SIZE = 16 * 1024  # `max_file_size: 16K`: a few messages fill a file
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
-    config = init_deployment(tmp_path_factory.mktemp("audit-settings"))
-
-    def continuous_export(data: Any) -> None:
-        data["homeservers"]["internal"]["audit"]["export"] = {
-            "directory": "exported",
-            "max_file_size": "16K",
-        }
-
-    edit_yaml(config, continuous_export)
-    with running_deployment(config) as running:
+    with exporting_deployment(tmp_path_factory.mktemp("audit-settings"), "16K") as running:
         yield running
 
 
