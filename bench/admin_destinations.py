@@ -62,7 +62,7 @@ from homeport.synapse.admin_api import (  # noqa: E402
     DestinationQuery,
 )
 from homeport.synapse.api import SynapseClient  # noqa: E402
-from homeport.synapse.module import DESTINATIONS_PATH  # noqa: E402
+from homeport.synapse_module.contract import DESTINATIONS_PATH  # noqa: E402
 from homeport.trust import client_ssl_context  # noqa: E402
 from tests.harness import (  # noqa: E402
     RunningDeployment,

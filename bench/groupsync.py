@@ -67,12 +67,12 @@ sys.path.insert(0, str(ROOT))
 from bench.interleaved import percentile, spread, turns  # noqa: E402
 from homeport.config.deployment import Deployment  # noqa: E402
 from homeport.config.loader import load_deployment  # noqa: E402
-from homeport.groupsync.ldap_reader import read_directory  # noqa: E402
+from homeport.directory.ldap_reader import read_directory  # noqa: E402
 from homeport.groupsync.plan import Action  # noqa: E402
 from homeport.groupsync.run import reconcile  # noqa: E402
 from homeport.layout import DeploymentLayout  # noqa: E402
-from homeport.runtime.state import set_held  # noqa: E402
 from homeport.store.database import open_store  # noqa: E402
+from homeport.supervision.state import set_held  # noqa: E402
 from homeport.synapse.service_account import service_client  # noqa: E402
 from homeport.synapse.spaces_api import create_room_body  # noqa: E402
 from tests.harness import (  # noqa: E402

@@ -39,12 +39,12 @@ sys.path.insert(0, str(ROOT))
 from homeport.config.deployment import Deployment  # noqa: E402
 from homeport.config.homeserver import Homeserver  # noqa: E402
 from homeport.config.loader import load_deployment  # noqa: E402
+from homeport.homeserver.first_start import extra_config_files  # noqa: E402
+from homeport.homeserver.process import probe, synapse_command  # noqa: E402
 from homeport.layout import DeploymentLayout  # noqa: E402
 from homeport.runtime.prepare import materialize  # noqa: E402
 from homeport.synapse.admin_api import SynapseAdmin  # noqa: E402
 from homeport.synapse.api import SynapseClient  # noqa: E402
-from homeport.synapse.first_start import extra_config_files  # noqa: E402
-from homeport.synapse.process import probe, synapse_command  # noqa: E402
 from homeport.trust import client_ssl_context  # noqa: E402
 from tests.harness import free_port_run  # noqa: E402
 

@@ -76,10 +76,10 @@ sys.path.insert(0, str(ROOT))
 
 from homeport.config.workers import WorkerSpec  # noqa: E402
 from homeport.credentials import registration_shared_secret  # noqa: E402
+from homeport.homeserver.render import SMALL_ORGANISATION_RATE_LIMITS  # noqa: E402
+from homeport.homeserver.worker_process import worker_health  # noqa: E402
 from homeport.synapse.admin_api import SynapseAdmin  # noqa: E402
 from homeport.synapse.api import RegisteredUser, SynapseClient  # noqa: E402
-from homeport.synapse.render import SMALL_ORGANISATION_RATE_LIMITS  # noqa: E402
-from homeport.synapse.worker_process import worker_health  # noqa: E402
 from homeport.trust import client_ssl_context  # noqa: E402
 from tests.conftest import POSTGRES_ADMIN_DSN  # noqa: E402
 from tests.harness import RunningDeployment, edit_yaml, init_deployment  # noqa: E402
@@ -89,7 +89,7 @@ PROXY = "127.10.0.1"
 WORKERS = {"generic": 2, "federation_senders": 2, "event_persisters": 1}
 READY_TIMEOUT_S = 300
 SETUP_CONCURRENCY = 16  # setting up is not what is measured
-CONNECTIONS_PER_PROCESS = 10  # `cp_max` of each Synapse process (homeport/synapse/render.py)
+CONNECTIONS_PER_PROCESS = 10  # `cp_max` of each Synapse process (homeport/homeserver/render.py)
 MACHINE = "machine"  # every core's time, in `cpu_by_type`
 
 

@@ -1,10 +1,10 @@
-# Synapse with Homeport's module (homeport.synapse.module): the image that
+# Synapse with Homeport's module (homeport.synapse_module.module): the image that
 # `homeport render --target kubernetes` names by default.
 #
 #   docker build -f deploy/synapse.Dockerfile -t homeport-synapse:1.163.2 .
 #
 # The module needs Synapse (and its pydantic) and, for group sync's directory
-# logins (homeport.synapse.directory_login), python-ldap: the package goes in
+# logins (homeport.synapse_module.directory_login), python-ldap: the package goes in
 # without its other dependencies (the CLI's are not needed here). python-ldap
 # builds against OpenLDAP's headers, which leave the image afterwards; its
 # runtime library stays.

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from homeport.layout import DeploymentLayout
-from homeport.runtime.state import set_held
+from homeport.supervision.state import set_held
 from homeport.trust import client_ssl_context
 from tests.harness import RunningDeployment, edit_yaml, init_deployment, run_sync
 from tests.ports import free_port_run

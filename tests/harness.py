@@ -27,8 +27,8 @@ from homeport.config.loader import load_deployment
 from homeport.layout import DeploymentLayout
 from homeport.runtime.status import gather_status
 from homeport.synapse.api import SynapseClient
+from homeport.synapse.users import create_user
 from homeport.trust import client_ssl_context
-from homeport.users import create_user
 from tests.ports import free_port_run
 
 T = TypeVar("T")

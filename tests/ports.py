@@ -19,7 +19,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from homeport.runtime.processes import pid_alive
+from homeport.supervision.processes import pid_alive
 
 LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 RESERVED = Path(tempfile.gettempdir()) / "homeport-test-ports"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homeport.identities import is_owned, localpart_of
-from homeport.users import check_localpart
+from homeport.synapse.users import check_localpart
 
 
 @pytest.mark.parametrize(

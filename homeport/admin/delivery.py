@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from homeport.admin.api import Homeservers
 from homeport.clock import Clock
+from homeport.policy.backoff import NOT_DELIVERING_AFTER_S
 from homeport.synapse.api import SynapseApiError
-from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S
 from homeport.synapse.models import Undelivered
 
 REFRESH_S = 10.0

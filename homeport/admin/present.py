@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
-from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S
+from homeport.policy.backoff import NOT_DELIVERING_AFTER_S
 from homeport.synapse.models import Destination, Undelivered
 
 DestinationStatus = Literal["Not delivering", "Failing", "Never worked", "Inactive", "Working"]

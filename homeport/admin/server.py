@@ -8,8 +8,8 @@ from homeport.admin.app import create_app
 from homeport.admin.synapse import LiveHomeservers
 from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
-from homeport.runtime.https_child import serve_https
 from homeport.store.database import open_store
+from homeport.supervision.https_child import serve_https
 from homeport.trust import client_ssl_context
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from homeport.config.admin import AdminWebsite
 from homeport.config.types import ADMIN_SERVICE
 from homeport.layout import DeploymentLayout
-from homeport.runtime.https_child import Child, HttpsChildService
+from homeport.supervision.https_child import Child, HttpsChildService
 
 
 class AdminWebsiteService(HttpsChildService):

@@ -27,10 +27,10 @@ from homeport.config.deployment import Deployment
 from homeport.config.types import size_bytes
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
-from homeport.runtime.loopback import loopback_server
 from homeport.store.database import open_store
+from homeport.supervision.loopback import loopback_server
 from homeport.synapse.api import tls_named_http
-from homeport.synapse.audit_rules import ORIGINAL_PATH
+from homeport.synapse_module.contract import AUDIT_ORIGINAL_PATH
 from homeport.trust import client_ssl_context
 
 logger = logging.getLogger("homeport.audit")
@@ -136,7 +136,7 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
 
         async def original(event_id: str) -> dict[str, Any] | None:
             response = await http.get(
-                ORIGINAL_PATH, params={"event_id": event_id, "user_id": state.bot_user_id}
+                AUDIT_ORIGINAL_PATH, params={"event_id": event_id, "user_id": state.bot_user_id}
             )
             if response.status_code == 404:
                 return None

@@ -19,8 +19,8 @@ from homeport.audit import store
 from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
 from homeport.synapse.api import SynapseApiError
-from homeport.synapse.audit_rules import NO_INVITER, NOT_LOCAL
 from homeport.synapse.service_account import service_client
+from homeport.synapse_module.contract import NO_INVITER, NOT_LOCAL
 
 CONFIRM_TIMEOUT_S = 20.0
 

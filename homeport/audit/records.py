@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MARK = "org.homeport.audit"  # the key the Homeport module puts in the bot's member events
+from homeport.synapse_module.contract import MARK
 
 
 @dataclass(frozen=True)

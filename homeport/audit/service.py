@@ -13,9 +13,9 @@ from homeport.audit.registration import BOT_ADDRESS
 from homeport.config.homeserver import Homeserver
 from homeport.config.types import AUDIT_SERVICE_PREFIX
 from homeport.layout import DeploymentLayout
-from homeport.runtime import processes
-from homeport.runtime.loopback import bind_loopback
-from homeport.runtime.service import RestartPolicy
+from homeport.supervision import processes
+from homeport.supervision.loopback import bind_loopback
+from homeport.supervision.service import RestartPolicy
 
 # A bot killed in the middle of a transaction loses nothing (Synapse sends it
 # again), so it comes back at once, then backs off if it keeps crashing.

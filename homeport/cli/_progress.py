@@ -12,8 +12,8 @@ from rich.table import Table
 from homeport.cli._shared import console
 from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
-from homeport.runtime.state import ServiceState
-from homeport.runtime.supervisor import Supervisor
+from homeport.supervision.state import ServiceState
+from homeport.supervision.supervisor import Supervisor
 
 SETTLED = ("ready", "stopped", "failed")
 

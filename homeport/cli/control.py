@@ -21,10 +21,10 @@ from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
 from homeport.config.types import ADMIN_SERVICE, AUDIT_SERVICE_PREFIX, GROUPSYNC_SERVICE
 from homeport.layout import DeploymentLayout
+from homeport.policy.backoff import spoken
 from homeport.runtime.control import Control
 from homeport.runtime.restart import restart_homeserver, worker_services
 from homeport.runtime.status import FederationSummary, Status, gather_status
-from homeport.synapse.backoff import spoken
 
 
 def _services(deployment: Deployment) -> tuple[str, ...]:

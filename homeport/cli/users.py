@@ -10,7 +10,7 @@ import click
 
 from homeport.cli._shared import check_homeserver, config_option, reports_errors
 from homeport.config.loader import load_deployment
-from homeport.users import check_localpart, create_user, generate_password
+from homeport.synapse.users import check_localpart, create_user, generate_password
 
 
 @click.group()

@@ -44,8 +44,8 @@ from homeport.conference.resolve import resolve
 from homeport.config.deployment import Deployment
 from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError
-from homeport.synapse.module import ROOM_MEMBER_PATH
 from homeport.synapse.service_account import service_client
+from homeport.synapse_module.contract import ROOM_MEMBER_PATH
 from homeport.trust import client_ssl_context
 
 logger = logging.getLogger("homeport.conference")

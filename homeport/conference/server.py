@@ -14,7 +14,7 @@ from homeport.conference.secrets import read_secrets
 from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
-from homeport.runtime.https_child import serve_https
+from homeport.supervision.https_child import serve_https
 
 MAX_CONNECTIONS = 512  # beyond it uvicorn answers 503 at once: a flood cannot pile up
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from homeport.config.conference import Conference
 from homeport.config.types import CONFERENCE_SERVICE
 from homeport.layout import DeploymentLayout
-from homeport.runtime.https_child import Child, HttpsChildService
+from homeport.supervision.https_child import Child, HttpsChildService
 
 
 class ConferenceService(HttpsChildService):

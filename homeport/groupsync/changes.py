@@ -33,9 +33,9 @@ import ldap.ldapobject
 from ldap.syncrepl import SyncreplConsumer
 
 from homeport.config.groupsync import LdapSettings
-from homeport.groupsync.directory import normal_dn
-from homeport.groupsync.ldap_connection import DirectoryUnavailable, connect, describe
-from homeport.groupsync.ldap_reader import paged_search
+from homeport.directory.ldap_connection import DirectoryUnavailable, connect, describe
+from homeport.directory.ldap_reader import paged_search
+from homeport.directory.model import normal_dn
 
 logger = logging.getLogger("homeport.groupsync")
 

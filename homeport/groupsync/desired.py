@@ -7,16 +7,12 @@ its level, the highest level winning.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from homeport.config.groupsync import GroupSync, SpaceMapping
-from homeport.groupsync.directory import Directory, Person
-from homeport.identities import is_owned, owned_reason
-
-# Matrix user IDs' historical grammar is wider; new ones must fit this one.
-_LOCALPART = re.compile(r"^[a-z0-9._=/+-]+$")
+from homeport.directory.accounts import skip_reason, user_id_of
+from homeport.directory.model import Directory
 
 
 @dataclass(frozen=True)
@@ -46,21 +42,6 @@ class DesiredState:
     rooms: dict[str, DesiredRoom]  # by alias, parents before children
     users: dict[str, DesiredUser]  # everyone some room wants
     problems: tuple[str, ...] = field(default=())
-
-
-def user_id_of(person: Person, server_name: str) -> str | None:
-    localpart = person.localpart.lower()
-    return f"@{localpart}:{server_name}" if _LOCALPART.match(localpart) else None
-
-
-def skip_reason(person: Person, bot_localparts: Iterable[str]) -> str | None:
-    """Why this person gets no Matrix account from group sync, if they get none."""
-    localpart = person.localpart.lower()
-    if not _LOCALPART.match(localpart):
-        return f"{person.dn}: {person.localpart!r} cannot be a Matrix user name; skipped"
-    if is_owned(localpart, bot_localparts):
-        return f"{person.dn}: {owned_reason(localpart)}; skipped"
-    return None
 
 
 class _Resolver:

@@ -15,10 +15,10 @@ import asyncio
 from dataclasses import dataclass
 
 from homeport.config.deployment import Deployment
+from homeport.directory.ldap_connection import connect
+from homeport.directory.ldap_login import LoginName, find_person
+from homeport.directory.model import Person
 from homeport.errors import HomeportError
-from homeport.groupsync.directory import Person
-from homeport.groupsync.ldap_connection import connect
-from homeport.groupsync.ldap_login import LoginName, find_person
 from homeport.groupsync.run import settings_of
 from homeport.identities import is_owned, localpart_of, owned_reason
 from homeport.synapse.service_account import service_client

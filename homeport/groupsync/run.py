@@ -19,13 +19,13 @@ from sqlalchemy import Engine
 
 from homeport.config.deployment import Deployment
 from homeport.config.groupsync import GroupSync
+from homeport.directory.ldap_connection import DirectoryUnavailable
+from homeport.directory.ldap_reader import read_directory
+from homeport.directory.model import Directory
 from homeport.errors import HomeportError
 from homeport.groupsync.apply import Executor
 from homeport.groupsync.desired import DesiredState, desired_state
-from homeport.groupsync.directory import Directory
 from homeport.groupsync.history import GroupSyncHistory
-from homeport.groupsync.ldap_connection import DirectoryUnavailable
-from homeport.groupsync.ldap_reader import read_directory
 from homeport.groupsync.matrix_state import read_matrix_state
 from homeport.groupsync.plan import Action, Plan, Rules, plan
 from homeport.groupsync.turns import Turn, turn

@@ -12,9 +12,9 @@ import httpx
 from homeport.config.groupsync import GroupSync
 from homeport.config.types import GROUPSYNC_SERVICE
 from homeport.layout import DeploymentLayout
-from homeport.runtime import processes
-from homeport.runtime.loopback import ADDRESS, bind_loopback
-from homeport.runtime.service import RestartPolicy
+from homeport.supervision import processes
+from homeport.supervision.loopback import ADDRESS, bind_loopback
+from homeport.supervision.service import RestartPolicy
 
 # A run cut short is finished by the next one (the plan is made again from
 # what Synapse holds), so a crash comes back soon, then backs off.

@@ -25,18 +25,18 @@ from starlette.routing import Route
 
 from homeport.config.deployment import Deployment
 from homeport.config.types import duration_ms
+from homeport.directory.ldap_connection import DirectoryUnavailable
 from homeport.errors import HomeportError
 from homeport.groupsync.changes import DirectoryWatch
 from homeport.groupsync.desired import DesiredState, changed_rooms, changed_users, desired_state
 from homeport.groupsync.history import GroupSyncHistory
-from homeport.groupsync.ldap_connection import DirectoryUnavailable
 from homeport.groupsync.run import GroupSyncError, RunReport, read, reconcile, settings_of
 from homeport.groupsync.turns import turn
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
-from homeport.runtime.loopback import loopback_server
 from homeport.store.database import open_store
 from homeport.store.leases import LeaseHolder
+from homeport.supervision.loopback import loopback_server
 
 logger = logging.getLogger("homeport.groupsync")
 

@@ -16,9 +16,9 @@ from typing import Literal
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.types import split_server_name
+from homeport.policy.backoff import promise, spoken
 from homeport.policy.effective import effective_whitelist, federation_allowed
-from homeport.synapse.backoff import promise, spoken
-from homeport.synapse.render import sibling_address
+from homeport.policy.siblings import sibling_address
 
 Severity = Literal["error", "warning"]
 KeyPath = tuple[str | int, ...]

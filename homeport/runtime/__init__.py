@@ -1,5 +1,6 @@
-"""`homeport up` and the commands that steer it: a supervisor over any Service.
+"""The assembly of a deployment: which capabilities run (`capabilities`), the services
+they contribute, preparing the machine, `up`, status, what each homeserver runs with,
+and the commands that steer a running `up`.
 
-Synapse is one kind of service, the admin website another; each capability
-that runs code of its own registers its service in `registry.py`.
+The floor above the capabilities: it iterates over them and names none.
 """

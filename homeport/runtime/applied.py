@@ -14,9 +14,9 @@ from typing import Any, TypedDict
 
 from homeport.config.deployment import Deployment
 from homeport.files import write_private
+from homeport.homeserver.render import render_homeserver
 from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import dump_yaml
-from homeport.synapse.render import render_homeserver
 
 IDENTITY_KEYS = ("server_name", "listeners", "database", "public_baseurl", "audit bot")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from homeport.errors import HomeportError, NotRunningError
 from homeport.layout import DeploymentLayout
-from homeport.runtime.state import RunLock, read_state, set_held, wake
+from homeport.supervision.state import RunLock, read_state, set_held, wake
 
 
 class Control:

@@ -20,8 +20,8 @@ from homeport.config.types import PROXY_SERVICE, connect_address
 from homeport.errors import HomeportError
 from homeport.files import ensure_dir, write_atomic
 from homeport.layout import DeploymentLayout
-from homeport.runtime import processes
-from homeport.runtime.service import RestartPolicy
+from homeport.supervision import processes
+from homeport.supervision.service import RestartPolicy
 from homeport.targets.nginx import CONFIG, main_config, render_nginx
 from homeport.trust import upstream_trust
 

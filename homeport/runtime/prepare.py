@@ -27,9 +27,10 @@ from homeport.config.types import split_server_name
 from homeport.credentials import ensure_secrets
 from homeport.errors import ConfigProblem, HomeportError
 from homeport.files import ensure_dir, read_or_create_private, write_atomic, write_private
+from homeport.homeserver.log_config import render_log_config, worker_log_config
+from homeport.homeserver.render import render_homeserver
+from homeport.homeserver.workers import worker_config
 from homeport.layout import AuditLayout, DeploymentLayout, HomeserverLayout
-from homeport.synapse.render import render_homeserver, render_log_config
-from homeport.synapse.workers import worker_config, worker_log_config
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from homeport.audit.service import AuditBotService
 from homeport.conference.service import ConferenceService
 from homeport.config.deployment import Deployment
 from homeport.groupsync.service import GroupSyncService
+from homeport.homeserver.process import SynapseService
+from homeport.homeserver.worker_process import WorkerService
 from homeport.layout import DeploymentLayout
 from homeport.runtime.nginx_service import NginxService
-from homeport.runtime.service import Service
-from homeport.synapse.process import SynapseService
-from homeport.synapse.worker_process import WorkerService
+from homeport.supervision.service import Service
 
 
 @dataclass(frozen=True)

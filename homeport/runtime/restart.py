@@ -14,12 +14,12 @@ import httpx
 
 from homeport.config.deployment import Deployment
 from homeport.errors import HomeportError
+from homeport.homeserver.worker_process import service_name
 from homeport.runtime.applied import identity_changes, record_applied
 from homeport.runtime.control import Control
 from homeport.runtime.prepare import materialize
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.service_account import service_client
-from homeport.synapse.worker_process import service_name
 from homeport.trust import client_ssl_context
 
 

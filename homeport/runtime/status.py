@@ -21,14 +21,14 @@ from homeport.conference.secrets import jitsi_secret_file, livekit_secret_file
 from homeport.config.deployment import Deployment
 from homeport.config.types import AUDIT_SERVICE_PREFIX
 from homeport.errors import HomeportError
+from homeport.homeserver.process import probe
 from homeport.layout import DeploymentLayout
-from homeport.runtime.processes import pid_alive
-from homeport.runtime.state import RunLock, ServiceState, read_held, read_state
+from homeport.policy.backoff import NOT_DELIVERING_AFTER_S
 from homeport.store.database import open_store
+from homeport.supervision.processes import pid_alive
+from homeport.supervision.state import RunLock, ServiceState, read_held, read_state
 from homeport.synapse.admin_api import DestinationQuery
 from homeport.synapse.api import SynapseApiError
-from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S
-from homeport.synapse.process import probe
 from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context
 

@@ -22,11 +22,11 @@ from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.runtime.applied import record_applied
 from homeport.runtime.registry import Context, services
-from homeport.runtime.service import Service
-from homeport.runtime.state import RunLock
-from homeport.runtime.supervisor import Reporter, Supervisor
 from homeport.store.database import create_store_engine, store_url
 from homeport.store.migrate import migrate
+from homeport.supervision.service import Service
+from homeport.supervision.state import RunLock
+from homeport.supervision.supervisor import Reporter, Supervisor
 from homeport.trust import client_ssl_context
 
 log = logging.getLogger("homeport")

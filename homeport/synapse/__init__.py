@@ -1,1 +1,3 @@
-"""Everything Homeport does with Synapse: render its config, run it, talk to it."""
+"""Talking to Synapse over HTTP: the client and admin APIs, typed, and Homeport's own
+admin account. Code that runs inside Synapse is `homeport.synapse_module`; its config
+is rendered by `homeport.homeserver`."""

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from homeport.synapse.api import RegisteredUser, SynapseApiError, SynapseClient
-from homeport.synapse.audit_rules import ADD_PATH, REMOVE_PATH
 from homeport.synapse.models import (
     AuditMembership,
     Destination,
@@ -26,7 +25,9 @@ from homeport.synapse.models import (
     RoomPage,
     Undelivered,
 )
-from homeport.synapse.module import (
+from homeport.synapse_module.contract import (
+    AUDIT_ADD_PATH,
+    AUDIT_REMOVE_PATH,
     BACKGROUND_UPDATES_PATH,
     DELIVERY_PATH,
     DESTINATIONS_PATH,
@@ -234,11 +235,11 @@ class SynapseAdmin:
 
     async def audit_add(self, room: str, by: str) -> AuditMembership:
         """Add the audit bot to a room (ID or alias) created on this server; `by` is recorded."""
-        body = await self.client.request("POST", ADD_PATH, json={"room": room, "by": by})
+        body = await self.client.request("POST", AUDIT_ADD_PATH, json={"room": room, "by": by})
         return AuditMembership.from_api(body)
 
     async def audit_remove(self, room: str, by: str) -> AuditMembership:
-        body = await self.client.request("POST", REMOVE_PATH, json={"room": room, "by": by})
+        body = await self.client.request("POST", AUDIT_REMOVE_PATH, json={"room": room, "by": by})
         return AuditMembership.from_api(body)
 
     # Federation ----------------------------------------------------------------
@@ -280,7 +281,7 @@ class SynapseAdmin:
         return rows, int(body.get("total", len(rows)))
 
     async def directory_login(self) -> dict[str, Any] | None:
-        """Whether directory login works (`homeport.synapse.directory_login`); None where
+        """Whether directory login works (`homeport.synapse_module.directory_login`); None where
         this homeserver has no directory login."""
         try:
             body = await self.client.request("GET", DIRECTORY_LOGIN_PATH)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from homeport.identities import DIRECTORY_AUTH_PROVIDER, localpart_of
 from homeport.synapse.api import SynapseApiError, SynapseClient
-from homeport.synapse.module import DIRECTORY_ACCOUNTS_PATH
+from homeport.synapse_module.contract import DIRECTORY_ACCOUNTS_PATH
 
 V3 = "/_matrix/client/v3"
 ADMIN_V1 = "/_synapse/admin/v1"

@@ -48,10 +48,11 @@ from homeport.config.homeserver import Homeserver
 from homeport.config.kubernetes import Kubernetes
 from homeport.config.types import parse_postgres_url
 from homeport.errors import HomeportError
+from homeport.homeserver import workers as workers_module
+from homeport.homeserver.log_config import render_log_config
+from homeport.homeserver.render import render_homeserver
 from homeport.layout import DeploymentLayout
 from homeport.policy.effective import federation_allowed
-from homeport.synapse import workers as workers_module
-from homeport.synapse.render import render_homeserver, render_log_config
 from homeport.targets import k8s
 from homeport.targets.cluster import (
     CONFIG,

@@ -13,7 +13,7 @@ Replication is plain HTTP inside the namespace, authenticated by the
 secret generated once, and a NetworkPolicy lets only this homeserver's
 Synapse processes reach it; Redis (bundled, with a password, or the
 `kubernetes.redis_url`) likewise. The Ingress sends each endpoint where
-Synapse's documentation assigns it (`homeport.synapse.routing`): ingress-nginx
+Synapse's documentation assigns it (`homeport.homeserver.routing`): ingress-nginx
 cannot route on the method, so the GET-only rows stay on the main process,
 and the media admin API is not routed (no admin path is on the Internet).
 """
@@ -30,9 +30,9 @@ import yaml
 from homeport.config.deployment import Deployment
 from homeport.config.kubernetes import Kubernetes
 from homeport.config.workers import Redis, WorkerKind, WorkerSpec
+from homeport.homeserver import workers
+from homeport.homeserver.routing import Route, routes
 from homeport.layout import HomeserverLayout
-from homeport.synapse import workers
-from homeport.synapse.routing import Route, routes
 from homeport.targets import k8s
 
 HTTP_PORT = 8008  # what the Ingress sends a worker (as the main process's plain listener)

@@ -29,11 +29,11 @@ from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.proxy import Proxy
 from homeport.config.types import connect_address, size_bytes
+from homeport.homeserver.routing import Route, routes
 from homeport.layout import DeploymentLayout
-from homeport.synapse.routing import Route, routes
 
 CONFIG = "homeport.conf"
-WORKER_ADDRESS = "127.0.0.1"  # workers listen on loopback (homeport.synapse.workers)
+WORKER_ADDRESS = "127.0.0.1"  # workers listen on loopback (homeport.homeserver.workers)
 UPSTREAM_CA = "upstream-ca.pem"
 JITSI_SNIPPET = "jitsi-well-known.conf"
 SYNAPSE_MAX_UPLOAD = "50M"  # Synapse's default `max_upload_size`

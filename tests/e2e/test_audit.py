@@ -14,8 +14,8 @@ import pytest
 from homeport.audit.records import MARK
 from homeport.audit.store import Recorded
 from homeport.synapse.api import SynapseClient
-from homeport.synapse.audit_rules import INTEGRITY_EVENT, NOT_LOCAL
 from homeport.synapse.service_account import service_client
+from homeport.synapse_module.contract import INTEGRITY_EVENT, NOT_LOCAL
 from homeport.trust import client_ssl_context
 from tests.audit_helpers import (
     bodies,

@@ -35,9 +35,9 @@ from homeport.audit import store
 from homeport.audit.registration import REGISTRATION_ID
 from homeport.audit.store import Recorded, last_seq
 from homeport.backup.archive import SQLITE_MAGIC
+from homeport.policy.backoff import promise
 from homeport.store.database import open_store
 from homeport.synapse.api import SynapseClient
-from homeport.synapse.backoff import promise
 from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context
 from tests.audit_helpers import (
@@ -112,7 +112,7 @@ async def _media(
 
 def _recovery_bound(running: RunningDeployment) -> float:
     """How long a restored server may take to hear its sibling: what the retry settings
-    promise for a server that is back (`homeport/synapse/backoff.py`: the longest backoff
+    promise for a server that is back (`homeport/policy/backoff.py`: the longest backoff
     plus Synapse's one-minute catch-up round, 2 min with Homeport's settings), and a
     minute for a machine shared with other tests."""
     homeservers = running.deployment.homeservers.values()

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from homeport.identities import DIRECTORY_AUTH_PROVIDER
-from homeport.synapse.module import DIRECTORY_LOGIN_PATH
 from homeport.synapse.service_account import service_client
+from homeport.synapse_module.contract import DIRECTORY_LOGIN_PATH
 from homeport.trust import client_ssl_context
 from tests.directory_deployment import group_sync_deployment, password_login, refused
 from tests.harness import (

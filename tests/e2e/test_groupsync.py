@@ -22,7 +22,7 @@ import pytest
 from playwright.async_api import expect
 
 from homeport.layout import DeploymentLayout
-from homeport.runtime.state import set_held
+from homeport.supervision.state import set_held
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse.service_account import service_client
 from homeport.trust import client_ssl_context

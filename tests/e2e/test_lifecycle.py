@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from homeport.runtime.state import set_held, wake
+from homeport.supervision.state import set_held, wake
 from tests.harness import (
     HOMEPORT,
     RunningDeployment,
@@ -71,7 +71,7 @@ def test_crash_restart_and_clean_shutdown(own_deployment: RunningDeployment) -> 
     assert len(synapse_pids(data_dir)) == 2
 
     # The start that created the databases ran Synapse's background updates unpaced
-    # (homeport/synapse/first_start.py); no later start does.
+    # (homeport/homeserver/first_start.py); no later start does.
     crashed = status_json(running.config_path)["homeservers"]["external"]["pid"]
     first_start = str(running.layout.homeserver("external").first_start_config)
     assert first_start in psutil.Process(crashed).cmdline()

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import pytest
 
 from homeport.synapse.api import SynapseApiError, SynapseClient
-from homeport.synapse.audit_rules import NOT_LOCAL
+from homeport.synapse_module.contract import NOT_LOCAL
 from tests.harness import RunningDeployment, access_token
 
 pytestmark = pytest.mark.e2e

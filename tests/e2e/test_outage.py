@@ -31,7 +31,7 @@ from playwright.async_api import Page, expect
 
 from homeport.admin.delivery import REFRESH_S
 from homeport.config.federation import FederationRetries
-from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S, RetryPromise, promise
+from homeport.policy.backoff import NOT_DELIVERING_AFTER_S, RetryPromise, promise
 from homeport.trust import client_ssl_context
 from tests.browser import chromium, log_in
 from tests.harness import (

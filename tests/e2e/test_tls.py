@@ -10,8 +10,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from homeport.homeserver.process import probe
 from homeport.synapse.api import SynapseClient
-from homeport.synapse.process import probe
 from homeport.trust import client_ssl_context
 from tests.harness import RunningDeployment, free_port_run
 

@@ -21,11 +21,11 @@ import psutil
 import pytest
 
 from homeport.config.groupsync import GroupSync
+from homeport.directory.ldap_connection import DirectoryUnavailable
+from homeport.directory.ldap_reader import read_directory, relative_id
+from homeport.directory.model import Directory, Group
 from homeport.groupsync.changes import DirectoryWatch
 from homeport.groupsync.desired import desired_state
-from homeport.groupsync.directory import Directory, Group
-from homeport.groupsync.ldap_connection import DirectoryUnavailable
-from homeport.groupsync.ldap_reader import read_directory, relative_id
 from homeport.groupsync.run import read
 from homeport.pki import ensure_ca
 from tests.samba_server import (

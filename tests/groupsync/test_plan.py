@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from homeport.config.groupsync import GroupSync
+from homeport.directory.model import Directory, Group, Person
 from homeport.groupsync.desired import desired_state
-from homeport.groupsync.directory import Directory, Group, Person
 from homeport.groupsync.plan import (
     Action,
     History,

@@ -10,8 +10,8 @@ from homeport.config.starter import starter_text
 from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import materialize
 from homeport.runtime.registry import Context, services
-from homeport.runtime.service import RestartPolicy
-from homeport.runtime.state import read_held, read_state, set_held
+from homeport.supervision.service import RestartPolicy
+from homeport.supervision.state import read_held, read_state, set_held
 from homeport.trust import client_ssl_context
 
 

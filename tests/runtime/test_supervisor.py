@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from homeport.layout import DeploymentLayout
-from homeport.runtime.service import RestartPolicy
-from homeport.runtime.state import ServiceState
-from homeport.runtime.supervisor import StartupFailed, Supervisor
+from homeport.supervision.service import RestartPolicy
+from homeport.supervision.state import ServiceState
+from homeport.supervision.supervisor import StartupFailed, Supervisor
 
 POLICY = RestartPolicy(backoff=(0.3, 0.6, 1.2), stable_after=1.0, max_failed_first_starts=3)
 

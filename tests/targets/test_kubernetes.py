@@ -19,8 +19,8 @@ import yaml
 from homeport.cli import main
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment, load_deployment_text
+from homeport.homeserver.render import render_homeserver
 from homeport.layout import DeploymentLayout
-from homeport.synapse.render import render_homeserver
 from homeport.targets.kubernetes import ClusterInputs, HomeserverSecrets, render_kubernetes
 from tests.harness import edit_yaml, homeport, init_deployment
 from tests.targets.manifests import documents as _documents

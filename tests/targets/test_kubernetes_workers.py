@@ -25,10 +25,10 @@ import yaml
 from synapse.config.homeserver import HomeServerConfig
 
 from homeport.config.loader import load_deployment
+from homeport.homeserver.routing import Target, route, routes
 from homeport.layout import DeploymentLayout
-from homeport.synapse.routing import Target, route, routes
 from tests.harness import edit_yaml, homeport, init_deployment
-from tests.synapse.test_routing import registered_endpoints, sample
+from tests.homeserver.test_routing import registered_endpoints, sample
 from tests.targets.manifests import documents as _documents
 from tests.targets.manifests import validate_strictly
 

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from homeport import pki
 from homeport.config.loader import load_deployment
-from homeport.synapse.routing import route, routes
+from homeport.homeserver.routing import route, routes
 from homeport.targets.nginx import json_body, nginx_string
 from homeport.trust import client_ssl_context
 from tests.harness import edit_yaml, free_port_run, homeport, init_deployment

@@ -21,7 +21,7 @@ from homeport.audit import store
 from homeport.audit.export import iso, parse_time
 from homeport.audit.manage import confirmed
 from homeport.synapse.api import SynapseApiError
-from homeport.synapse.audit_rules import INTEGRITY_EVENT, NO_INVITER, NOT_LOCAL
+from homeport.synapse_module.contract import INTEGRITY_EVENT, NO_INVITER, NOT_LOCAL
 
 PAGE_SIZE = 50
 CONFIRM_S = 10.0

@@ -13,9 +13,9 @@ from homeport.admin.actions import Action, last_action, record_action
 from homeport.admin.present import not_delivering, when
 from homeport.admin.rows import destination_row, room_row, unknown_room_row
 from homeport.admin.site import current_login, site_of
+from homeport.policy.backoff import NOT_DELIVERING_AFTER_S, spoken
 from homeport.policy.effective import effective_whitelist
 from homeport.synapse.admin_api import DestinationOrder, DestinationQuery, Direction
-from homeport.synapse.backoff import NOT_DELIVERING_AFTER_S, spoken
 from homeport.verify.report import latest_report
 
 PAGE_SIZE = 25

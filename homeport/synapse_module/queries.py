@@ -1,0 +1,180 @@
+"""The Homeport module's reads of Synapse's own tables, each run in one transaction.
+
+Functions of a database cursor (Synapse's `LoggingTransaction`, or any DB-API
+cursor with `?` placeholders), with no Synapse import, so tests can run them
+on a database of their own. Only columns Synapse has kept stable for years are
+read: `destinations`, `destination_rooms` (Synapse's catch-up bookkeeping,
+since 1.20), `events` and `background_updates`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeport.synapse_module.contract import NEXT_ATTEMPT
+
+MAX_UNDELIVERED = 1000
+
+# Delivery state, per destination: how many rooms hold events it lacks, and
+# when the oldest of those was sent. A room's waiting events begin after the
+# last event the destination received (with none ever, the room's latest
+# stands for the outage); the oldest is the first event after that point
+# sent by a local user (Synapse sends only those). Destinations in one outage
+# share (room, point) gaps, so each gap is looked up once.
+UNDELIVERED_SQL = """
+    WITH waiting AS (
+        SELECT dr.destination AS destination, dr.room_id AS room_id,
+            dr.stream_ordering AS latest,
+            COALESCE(d.last_successful_stream_ordering, dr.stream_ordering - 1) AS after
+        FROM destination_rooms AS dr
+        LEFT JOIN destinations AS d ON d.destination = dr.destination
+        WHERE dr.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0) {only}
+    ), gaps AS (
+        SELECT DISTINCT room_id, after FROM waiting
+    ), firsts AS (
+        SELECT g.room_id AS room_id, g.after AS after,
+            (SELECT e1.stream_ordering FROM events AS e1
+                WHERE e1.room_id = g.room_id AND e1.stream_ordering > g.after
+                AND e1.sender LIKE ? ESCAPE '!'
+                ORDER BY e1.stream_ordering LIMIT 1) AS first_waiting
+        FROM gaps AS g
+    ), per_destination AS (
+        SELECT w.destination AS destination, COUNT(*) AS rooms,
+            MIN(COALESCE(f.first_waiting, w.latest)) AS first_waiting
+        FROM waiting AS w
+        JOIN firsts AS f ON f.room_id = w.room_id AND f.after = w.after
+        GROUP BY w.destination
+    )
+    SELECT p.destination, p.rooms, COALESCE(e.received_ts, e.origin_server_ts)
+    FROM per_destination AS p
+    LEFT JOIN events AS e ON e.stream_ordering = p.first_waiting
+"""
+
+
+def count_rooms(txn: Any, destinations: list[str]) -> dict[str, int]:
+    placeholders = ", ".join("?" for _ in destinations)
+    txn.execute(
+        "SELECT destination, COUNT(*) FROM destination_rooms"  # noqa: S608 - placeholders only
+        f" WHERE destination IN ({placeholders}) GROUP BY destination",
+        destinations,
+    )
+    counts = dict.fromkeys(destinations, 0)
+    counts.update({str(row[0]): int(row[1]) for row in txn.fetchall()})
+    return counts
+
+
+def page_facts(
+    txn: Any, server_name: str, destinations: list[str]
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Room counts of a page of destinations and what each lacks, in one transaction."""
+    if not destinations:
+        return {}, {}
+    return count_rooms(txn, destinations), undelivered(txn, server_name, destinations)
+
+
+def oldest_first(waiting: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Destinations that lack events, the longest waiting first, at most MAX_UNDELIVERED."""
+    rows = sorted(
+        ({"destination": name, **facts} for name, facts in waiting.items()),
+        key=lambda row: (row["since"], row["destination"]),
+    )
+    return rows[:MAX_UNDELIVERED]
+
+
+def local_senders(server_name: str) -> str:
+    """A LIKE pattern for user IDs of `server_name` (escape character `!`)."""
+    escaped = server_name.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%:{escaped}"
+
+
+def undelivered(
+    txn: Any, server_name: str, destinations: list[str] | None
+) -> dict[str, dict[str, int]]:
+    """Destination -> {rooms, since}, for the named destinations or all that lack events."""
+    args: list[Any] = []
+    only = ""
+    if destinations is not None:
+        if not destinations:
+            return {}
+        only = f"AND dr.destination IN ({', '.join('?' for _ in destinations)})"
+        args.extend(destinations)
+    args.append(local_senders(server_name))
+    txn.execute(UNDELIVERED_SQL.format(only=only), args)
+    return {
+        str(row[0]): {"rooms": int(row[1]), "since": int(row[2] or 0)} for row in txn.fetchall()
+    }
+
+
+def paginate_own_order(
+    txn: Any,
+    server_name: str,
+    start: int,
+    limit: int,
+    search: str | None,
+    order_by: str,
+    descending: bool,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Synapse's destinations page (same search, same columns) in an order of the module's.
+
+    Destinations with no next attempt, or nothing waiting, come last either
+    way, by name.
+    """
+    where, args = "", []
+    if search:
+        where, args = "WHERE LOWER(d.destination) LIKE ?", ["%" + search.lower() + "%"]
+    columns = (
+        "d.destination, d.retry_last_ts, d.retry_interval, d.failure_ts,"
+        " d.last_successful_stream_ordering"
+    )
+    txn.execute(f"SELECT COUNT(*) FROM destinations AS d {where}", args)  # noqa: S608
+    total = int(txn.fetchone()[0])
+    order = "DESC" if descending else "ASC"
+    if order_by == NEXT_ATTEMPT:
+        key = "CASE WHEN d.retry_interval > 0 THEN d.retry_last_ts + d.retry_interval END"
+        txn.execute(
+            f"SELECT {columns} FROM destinations AS d {where}"  # noqa: S608
+            f" ORDER BY ({key}) IS NULL, {key} {order}, d.destination ASC LIMIT ? OFFSET ?",
+            [*args, limit, start],
+        )
+        return [tuple(row) for row in txn.fetchall()], total
+    # Undelivered since: the destinations that lack events are few even in a
+    # large outage; sort them here, then continue with the rest by name.
+    waiting = undelivered(txn, server_name, None)
+    txn.execute(f"SELECT d.destination FROM destinations AS d {where} ORDER BY 1", args)  # noqa: S608
+    matching = [str(row[0]) for row in txn.fetchall()]
+    late = sorted(
+        (name for name in matching if name in waiting),
+        key=lambda name: (waiting[name]["since"], name),
+        reverse=descending,
+    )
+    rest = [name for name in matching if name not in waiting]
+    names = (late + rest)[start : start + limit]
+    if not names:
+        return [], total
+    txn.execute(
+        f"SELECT {columns} FROM destinations AS d"  # noqa: S608
+        f" WHERE d.destination IN ({', '.join('?' for _ in names)})",
+        names,
+    )
+    rows = {str(row[0]): tuple(row) for row in txn.fetchall()}
+    return [rows[name] for name in names if name in rows], total
+
+
+def pending_background_updates(txn: Any) -> list[str]:
+    """The background updates Synapse has still to run, in the order it runs them.
+
+    Synapse's admin API names only the one running now, and none while it sleeps
+    between two; its own table lists what is left.
+    """
+    txn.execute("SELECT update_name FROM background_updates ORDER BY ordering, update_name")
+    return [str(row[0]) for row in txn.fetchall()]
+
+
+def accounts_of_provider(txn: Any, auth_provider: str) -> list[str]:
+    """The local accounts bound to `auth_provider` (Synapse's `user_external_ids`, kept
+    since single sign-on began): for group sync, the accounts the directory created."""
+    txn.execute(
+        "SELECT DISTINCT user_id FROM user_external_ids WHERE auth_provider = ? ORDER BY user_id",
+        (auth_provider,),
+    )
+    return [str(row[0]) for row in txn.fetchall()]
