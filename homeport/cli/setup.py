@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import secrets as secrets_module
 import sys
 from pathlib import Path
 
 import click
 from rich.table import Table
 
-from homeport import __version__
 from homeport.cli._shared import config_option, console, lint_or_refuse, reports_errors
-from homeport.config.checks import ingress_problems
-from homeport.config.deployment import Deployment
-from homeport.config.kubernetes import Kubernetes
 from homeport.config.loader import load_deployment
 from homeport.config.starter import write_starter
-from homeport.errors import ConfigError, HomeportError
-from homeport.files import ensure_dir, read_or_create_private, write_atomic, write_private
+from homeport.errors import ConfigError
+from homeport.files import ensure_dir, write_atomic
 from homeport.runtime.prepare import materialize, preflight
-from homeport.targets.kubernetes import (
-    ClusterInputs,
-    HomeserverSecrets,
-    needed_files,
-    render_kubernetes,
-    service_account,
+from homeport.targets.interface import RenderContext, RenderedFile
+from homeport.targets.kubernetes_inputs import (
+    synapse_version as synapse_version,  # `homeport backup` records it (cli/backup.py)
 )
-from homeport.targets.nginx import render_nginx
-from homeport.targets.systemd import render_systemd
-from homeport.trust import upstream_trust
+from homeport.targets.registry import TARGETS
 
 
 @click.command()
@@ -71,13 +61,10 @@ def init(directory: Path, host: str, base_port: int) -> None:
 @config_option
 @click.option(
     "--target",
-    type=click.Choice(["synapse", "systemd", "nginx", "kubernetes"]),
+    type=click.Choice(list(TARGETS)),
     default="synapse",
     show_default=True,
-    help="synapse: every homeserver's config into the data folder; systemd: units "
-    "that run the deployment under systemd, into --out; nginx: the reverse proxy of "
-    "`proxy:` (every host on one port), into --out; kubernetes: kustomize bases, one "
-    "namespace per homeserver, into --out.",
+    help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()) + ".",
 )
 @click.option(
     "--out",
@@ -100,125 +87,27 @@ def render(config_path: Path, target: str, out_dir: Path | None) -> None:
     problems = preflight(deployment, lines, config_path, check_ports=False)
     if problems:
         raise ConfigError(problems)
-    if target != "synapse":
-        if out_dir is None:
-            raise HomeportError(f"--target {target} writes files: name a folder with --out DIR")
-        if target == "nginx":
-            rendered = _render_nginx(deployment, config_path, out_dir)
-        elif target == "kubernetes":
-            ingress = ingress_problems(deployment, config_path, lines)
-            if ingress:
-                raise ConfigError(ingress)
-            rendered = _render_kubernetes(deployment)
-        else:
-            rendered = render_systemd(deployment, config_path, Path(sys.executable))
-        write_files(out_dir, rendered)
-        table = Table("file", title=f"Rendered for {target} into {out_dir}")
-        for name in rendered:
-            table.add_row(name)
-        console.print(table)
-        return
-    layout = materialize(deployment)
-    table = Table("homeserver", "homeserver.yaml", "log config", title="Rendered")
-    for name in deployment.homeservers:
-        files = layout.homeserver(name)
-        table.add_row(name, str(files.config_file), str(files.log_config_file))
+    context = RenderContext(
+        config_path=config_path,
+        lines=lines,
+        out_dir=out_dir,
+        prepare=materialize,
+        python=Path(sys.executable),
+    )
+    rendered = TARGETS[target].render(deployment, context)
+    if rendered.out_dir is not None:
+        write_files(rendered.out_dir, rendered.files)
+    summary = rendered.summary
+    table = Table(*summary.columns, title=summary.title)
+    for row in summary.rows:
+        table.add_row(*row)
     console.print(table)
 
 
-def _render_nginx(deployment: Deployment, config_path: Path, out_dir: Path) -> dict[str, str]:
-    """The proxy's files; the certificates it names are made first, as `up` makes them."""
-    if deployment.proxy is None:
-        raise HomeportError(
-            f"{config_path} has no `proxy:` section: add one (`proxy: {{port: 443}}` serves "
-            "every homeserver on 443), see docs/deployment.md"
-        )
-    layout = materialize(deployment)
-    return render_nginx(deployment, layout, out_dir.resolve(), upstream_trust(deployment, layout))
-
-
-def _render_kubernetes(deployment: Deployment) -> dict[str, str]:
-    """The manifests, with the keys and secrets of the data folder (made once, as by `up`)."""
-    if deployment.kubernetes is None:
-        deployment = deployment.model_copy(update={"kubernetes": Kubernetes()})
-    layout = materialize(deployment)
-    secrets = {}
-    for name, hs in deployment.homeservers.items():
-        files = layout.homeserver(name)
-        password = read_or_create_private(
-            layout.kubernetes_postgres_password(name), secrets_module.token_urlsafe(32).encode()
-        )
-        if hs.tls is not None:
-            pair = (hs.tls.certificate.read_text(), hs.tls.key.read_text())
-            tls = {hs.tls_name: pair, hs.served_host: pair}
-            listener = pair
-        else:
-            listener = (files.tls_certificate.read_text(), files.tls_key.read_text())
-            tls = {hs.tls_name: listener}
-            if hs.served_host != hs.tls_name:
-                tls[hs.served_host] = (
-                    files.public_tls_certificate.read_text(),
-                    files.public_tls_key.read_text(),
-                )
-        # The pods share one service account: that of this machine, or one made once.
-        account = files.service_account
-        if not account.exists():
-            account = layout.kubernetes_service_account(name)
-            read_or_create_private(
-                account, service_account(hs, None, secrets_module.token_urlsafe(32)).encode()
-            )
-        replication_secret = redis_password = ""
-        if hs.workers.count:
-            replication_secret = files.replication_secret.read_text().strip()
-            redis_password = (
-                read_or_create_private(
-                    layout.kubernetes_redis_password(name),
-                    secrets_module.token_urlsafe(32).encode(),
-                )
-                .decode()
-                .strip()
-            )
-        secrets[name] = HomeserverSecrets(
-            signing_key=files.signing_key.read_text(),
-            registration_shared_secret=files.registration_shared_secret.read_text(),
-            macaroon_secret_key=files.macaroon_secret_key.read_text(),
-            form_secret=files.form_secret.read_text(),
-            postgres_password=password.decode().strip(),
-            tls=tls,
-            listener=listener,
-            service_account=account.read_text(),
-            replication_secret=replication_secret,
-            redis_password=redis_password,
-        )
-    store_password = read_or_create_private(
-        layout.kubernetes_postgres_password("services"), secrets_module.token_urlsafe(32).encode()
-    )
-    ca_files = [layout.ca_certificate.read_text()]
-    ca_files += [path.read_text() for path in deployment.trusted_ca_files]
-    inputs = ClusterInputs(
-        synapse_version=synapse_version(),
-        homeport_version=__version__,
-        homeservers=secrets,
-        ca_files=ca_files,
-        files={path: path.read_text() for path in needed_files(deployment)},
-        store_password=store_password.decode().strip(),
-    )
-    return render_kubernetes(deployment, inputs)
-
-
-def synapse_version() -> str:
-    from synapse import __version__
-
-    return __version__.split()[0]
-
-
-def write_files(out_dir: Path, files: dict[str, str]) -> None:
-    """Into `out_dir` (sub-folders made); files holding secrets with mode 0600."""
+def write_files(out_dir: Path, files: dict[str, RenderedFile]) -> None:
+    """Into `out_dir` (sub-folders made), each file with its mode."""
     ensure_dir(out_dir)
-    for name, text in files.items():
+    for name, file in files.items():
         path = out_dir / name
         ensure_dir(path.parent)
-        if "secret" in path.name or path.suffix in (".key", ".pem"):
-            write_private(path, text.encode())
-        else:
-            write_atomic(path, text.encode())
+        write_atomic(path, file.text.encode(), file.mode)

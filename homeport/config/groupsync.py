@@ -8,8 +8,9 @@ groups, and removes the people it added once they leave the group.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
@@ -55,6 +56,27 @@ def check_group(value: str) -> str:
     if not value.strip():
         raise ValueError("a group name must not be empty")
     return value
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    """A directory group as the file names it: by its cn, searched under `group_base`,
+    or by its full DN. The kind is said once, where the file says it (`ldap_cn` or
+    `ldap_dn`); nothing downstream guesses it from the text, so a cn holding '=' is
+    still a cn."""
+
+    kind: Literal["cn", "dn"]
+    value: str
+
+    @classmethod
+    def named(cls, name: str) -> GroupRef:
+        """A group the file gives by one bare name, a `power_levels` key: a DN when it
+        holds '=', a cn otherwise. The only place a name's kind is read from its text."""
+        return cls("dn" if "=" in name else "cn", name)
+
+    def __str__(self) -> str:
+        """For people: `cn=staff`, or the DN as written."""
+        return f"cn={self.value}" if self.kind == "cn" else self.value
 
 
 Alias = Annotated[str, AfterValidator(check_alias)]
@@ -178,6 +200,19 @@ class SpaceMapping(StrictModel):
         if (self.ldap_cn is None) == (self.ldap_dn is None):
             raise ValueError(f"space {self.alias!r} needs exactly one of `ldap_cn` and `ldap_dn`")
         return self
+
+    @property
+    def group(self) -> GroupRef:
+        """The mapped group: `ldap_cn` or `ldap_dn`, whichever is set (exactly one is)."""
+        if self.ldap_dn is not None:
+            return GroupRef("dn", self.ldap_dn)
+        assert self.ldap_cn is not None  # `_one_group`
+        return GroupRef("cn", self.ldap_cn)
+
+    @property
+    def power_groups(self) -> dict[GroupRef, int]:
+        """`power_levels` by group."""
+        return {GroupRef.named(name): level for name, level in self.power_levels.items()}
 
     def walk(self) -> list[SpaceMapping]:
         """This space and every space below it, parents first."""

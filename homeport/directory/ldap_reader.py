@@ -18,7 +18,7 @@ import ldap
 import ldap.filter
 from ldap.controls import SimplePagedResultsControl
 
-from homeport.config.groupsync import LdapSettings
+from homeport.config.groupsync import GroupRef, LdapSettings
 from homeport.directory.ldap_connection import (
     UNREACHABLE,
     DirectoryUnavailable,
@@ -298,13 +298,13 @@ def _read_groups(
 
 def read_directory(
     settings: LdapSettings,
-    in_chain: Collection[str] = (),
+    in_chain: Collection[GroupRef] = (),
     *,
     range_size: int | None = None,
     factory: Callable[[str], Any] = ldap.initialize,
 ) -> Directory:
-    """Every person and group; on AD, the groups named in `in_chain` (cn or DN)
-    resolved by the server. Synchronous: run it in a thread from async code.
+    """Every person and group; on AD, the groups in `in_chain` resolved by the
+    server. Synchronous: run it in a thread from async code.
 
     `range_size` reads `member` that many values at a time, as Active Directory
     hands it out past its MaxValRange (1,500) unasked; Samba answers ranges only
@@ -340,17 +340,17 @@ def _resolve_in_chain(
     conn: Any,
     settings: LdapSettings,
     groups: list[Group],
-    names: Collection[str],
+    refs: Collection[GroupRef],
     rids: dict[str, int],
 ) -> list[Group]:
-    """The named groups with `resolved` set to every person in them, at any depth,
-    their primary members included."""
-    wanted = {n.strip().lower() for n in names if "=" not in n}
-    wanted |= {normal_dn(n) for n in names if "=" in n}
+    """The groups `refs` name, found as group sync finds them, with `resolved` set to
+    every person in them, at any depth, their primary members included."""
+    found_by = Directory((), tuple(groups))
+    wanted = {normal_dn(g.dn) for ref in refs for g in found_by.find_group(ref)}
     by_dn = {normal_dn(g.dn): g for g in groups}
     out = []
     for group in groups:
-        if group.cn.lower() in wanted or normal_dn(group.dn) in wanted:
+        if normal_dn(group.dn) in wanted:
             primary = sorted({rids[dn] for dn in _nested(group, by_dn) if dn in rids})
             found = paged_search(
                 conn,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from homeport.config.groupsync import GroupRef
+
 
 def normal_dn(dn: str) -> str:
     """A DN compared the way directories compare them: case and spaces around the
@@ -78,12 +80,12 @@ class Directory:
         object.__setattr__(self, "_people_by_uid", {p.uid.lower(): p for p in self.people if p.uid})
         object.__setattr__(self, "_groups_by_dn", {normal_dn(g.dn): g for g in self.groups})
 
-    def find_group(self, name: str) -> list[Group]:
-        """Groups named by a cn or, when the name holds '=', by a DN."""
-        if "=" in name:
-            group = self._groups_by_dn.get(normal_dn(name))
+    def find_group(self, ref: GroupRef) -> list[Group]:
+        """The group a DN names, or every group with the cn (several: ambiguous)."""
+        if ref.kind == "dn":
+            group = self._groups_by_dn.get(normal_dn(ref.value))
             return [] if group is None else [group]
-        wanted = name.strip().lower()
+        wanted = ref.value.strip().lower()
         return [g for g in self.groups if g.cn.lower() == wanted]
 
     def people_in(self, group: Group) -> frozenset[Person]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from homeport.config.groupsync import GroupSync, SpaceMapping
+from homeport.config.groupsync import GroupRef, GroupSync, SpaceMapping
 from homeport.directory.accounts import skip_reason, user_id_of
 from homeport.directory.model import Directory
 
@@ -54,14 +54,14 @@ class _Resolver:
         self.users: dict[str, DesiredUser] = {}
         self.problems: list[str] = []
 
-    def people(self, name: str, where: str) -> dict[str, str] | None:
-        """User IDs in the group named `name` (cn or DN), with the reason; None if the
-        group is missing or ambiguous: then nobody may be removed where it counts."""
-        groups = self.directory.find_group(name)
+    def people(self, ref: GroupRef, where: str) -> dict[str, str] | None:
+        """User IDs in the group `ref` names, with the reason; None if the group is
+        missing or ambiguous: then nobody may be removed where it counts."""
+        groups = self.directory.find_group(ref)
         if len(groups) != 1:
             found = "is not in the directory" if not groups else "names several groups"
             self.problems.append(
-                f"group {name!r} ({where}) {found}: nobody is removed there until it is fixed"
+                f"group {str(ref)!r} ({where}) {found}: nobody is removed there until it is fixed"
                 + ("; name it by `ldap_dn`" if groups else "")
             )
             return None
@@ -83,14 +83,12 @@ def _space_rooms(
 ) -> DesiredRoom:
     """Fill `out` with this space, its rooms and its subspaces; return this space."""
     start = len(resolver.problems)
-    group_name = space.ldap_dn or space.ldap_cn
-    assert group_name is not None
-    found = resolver.people(group_name, f"space {space.alias!r}")
+    found = resolver.people(space.group, f"space {space.alias!r}")
     complete = found is not None
     members = dict(found or {})
     power: dict[str, int] = {}
     power_why: dict[str, str] = {}
-    for group, level in space.power_levels.items():
+    for group, level in space.power_groups.items():
         holders = resolver.people(group, f"power levels of space {space.alias!r}")
         if holders is None:
             complete = False

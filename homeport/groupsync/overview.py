@@ -81,10 +81,14 @@ class Overview:
 def mapping_rows(spaces: list[SpaceMapping], parent: str | None = None) -> list[MappingRow]:
     rows: list[MappingRow] = []
     for space in spaces:
-        group = space.ldap_dn or f"cn={space.ldap_cn}"
         rows.append(
             MappingRow(
-                space.alias, space.name, group, parent, tuple(space.rooms), space.power_levels
+                space.alias,
+                space.name,
+                str(space.group),
+                parent,
+                tuple(space.rooms),
+                space.power_levels,
             )
         )
         rows += mapping_rows(space.subspaces, space.alias)

@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy import Engine
 
 from homeport.config.deployment import Deployment
-from homeport.config.groupsync import GroupSync
+from homeport.config.groupsync import GroupRef, GroupSync
 from homeport.directory.ldap_connection import DirectoryUnavailable
 from homeport.directory.ldap_reader import read_directory
 from homeport.directory.model import Directory
@@ -75,17 +75,14 @@ def protected_patterns(deployment: Deployment, sync: GroupSync) -> tuple[str, ..
     return (*sync.never_remove, *own)
 
 
-def group_names(sync: GroupSync) -> list[str]:
-    names: list[str] = []
-    for space in sync.all_spaces():
-        names.append(space.ldap_dn or space.ldap_cn or "")
-        names += list(space.power_levels)
-    return names
+def group_refs(sync: GroupSync) -> list[GroupRef]:
+    """Every group the mapping names: each space's and its power-level groups."""
+    return [ref for space in sync.all_spaces() for ref in (space.group, *space.power_groups)]
 
 
 async def read(sync: GroupSync) -> Directory:
     """The whole directory, read in a thread (python-ldap blocks)."""
-    in_chain = group_names(sync) if sync.ldap.active_directory else []
+    in_chain = group_refs(sync) if sync.ldap.active_directory else []
     return await asyncio.to_thread(read_directory, sync.ldap, in_chain)
 
 

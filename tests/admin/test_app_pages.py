@@ -23,6 +23,7 @@ import pytest
 
 from homeport.admin.api import HomeserverAdmin, NotAdminError
 from homeport.admin.app import create_app
+from homeport.admin.views.federation import COLUMNS
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment_text
 from homeport.config.policy import Policy
@@ -484,6 +485,33 @@ async def test_sorting_paging_and_searching_ask_synapse_for_that_page(site: Any)
     sorted_page = await client.get("/federation?order_by=undelivered_since&dir=f")
     assert 'aria-sort="ascending"' in sorted_page.text
     assert 'href="/federation?from=25&amp;order_by=undelivered_since&amp;dir=f' in sorted_page.text
+
+
+async def test_the_destinations_table_has_the_columns_the_view_defines(site: Any) -> None:
+    _, client = site
+    page = await client.get("/federation?order_by=next_attempt&dir=b")
+    head = re.search(r"<thead>(.*?)</thead>", page.text, re.S)
+    assert head, page.text
+    headings = re.findall(r'<th scope="col"([^>]*)>(.*?)</th>', head.group(1), re.S)
+    shown = [re.sub(r"<[^>]*>|[▲▼]", "", text).strip() for _, text in headings]
+    assert shown == [column.label for column in COLUMNS]
+    for (attributes, text), column in zip(headings, COLUMNS, strict=True):
+        if column.order_by is None:
+            assert attributes == "", column
+            assert "href" not in text, column
+        elif column.order_by == "next_attempt":  # the current order: its heading flips it
+            assert 'aria-sort="descending"' in attributes
+            assert 'href="/federation?order_by=next_attempt&amp;dir=f&amp;q="' in text
+        else:
+            assert attributes.strip() == ""
+            link = f'href="/federation?order_by={column.order_by}&amp;dir={column.first}&amp;q="'
+            assert link in text, column
+    body = re.search(r"<tbody>(.*?)</tbody>", page.text, re.S)
+    assert body, page.text
+    rows = re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S)
+    assert rows
+    for row in rows:  # a cell under every heading
+        assert len(re.findall(r"<td[ >]", row)) == len(COLUMNS), row
 
 
 async def test_the_homeserver_switcher_scopes_every_page(site: Any) -> None:

@@ -9,7 +9,7 @@ import ldap
 import psutil
 import pytest
 
-from homeport.config.groupsync import LdapSettings
+from homeport.config.groupsync import GroupRef, LdapSettings
 from homeport.directory.ldap_connection import DirectoryUnavailable
 from homeport.directory.ldap_reader import (
     group_of,
@@ -73,12 +73,13 @@ def people(settings_or_directory: LdapSettings | Directory, cn: str) -> set[str]
         if isinstance(settings_or_directory, Directory)
         else read_directory(settings_or_directory)
     )
-    [group] = directory.find_group(cn)
+    [group] = directory.find_group(GroupRef("cn", cn))
     return {p.localpart for p in directory.people_in(group)}
 
 
 def test_every_kind_of_group_resolves(settings: LdapSettings) -> None:
-    directory = read_directory(settings, in_chain=["outer"])  # in-chain is for AD only
+    # In-chain is for Active Directory only: here it changes nothing.
+    directory = read_directory(settings, in_chain=[GroupRef("cn", "outer")])
     assert people(directory, "names") == {"alice"}
     assert people(directory, "unique") == {"bob", "zoe"}  # the #'0101'B suffix is dropped
     assert people(directory, "posix") == {"carol", "zoe"}  # memberUid, case-insensitive

@@ -20,7 +20,7 @@ import ldap.ldapobject
 import psutil
 import pytest
 
-from homeport.config.groupsync import GroupSync
+from homeport.config.groupsync import GroupRef, GroupSync
 from homeport.directory.ldap_connection import DirectoryUnavailable
 from homeport.directory.ldap_reader import read_directory, relative_id
 from homeport.directory.model import Directory, Group
@@ -64,29 +64,37 @@ def dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
         yield server
 
 
-def localparts(directory: Directory, name: str) -> set[str]:
-    [group] = directory.find_group(name)
+def cn(value: str) -> GroupRef:
+    return GroupRef("cn", value)
+
+
+def dn(value: str) -> GroupRef:
+    return GroupRef("dn", value)
+
+
+def localparts(directory: Directory, ref: GroupRef) -> set[str]:
+    [group] = directory.find_group(ref)
     return {person.localpart for person in directory.people_in(group)}
 
 
 def test_nested_groups_resolve_and_disabled_accounts_are_skipped(dc: SambaDC) -> None:
     engineering = f"CN=engineering,{GROUPS}"
-    directory = read_directory(dc.settings(page_size=2), in_chain=["staff", engineering])
+    directory = read_directory(dc.settings(page_size=2), in_chain=[cn("staff"), dn(engineering)])
     assert {p.localpart for p in directory.people} == {"alice", "bob", "carol", "frank"}
     alice = next(p for p in directory.people if p.localpart == "alice")
     assert (alice.displayname, alice.email) == ("Alice Example", "alice@homeport.test")
     # Resolved by the domain controller itself (the in-chain matching rule)...
-    [staff] = directory.find_group("staff")
+    [staff] = directory.find_group(cn("staff"))
     assert staff.resolved is not None
-    assert localparts(directory, "staff") == {"alice", "bob", "carol"}
-    assert localparts(directory, engineering) == {"bob", "carol"}
+    assert localparts(directory, cn("staff")) == {"alice", "bob", "carol"}
+    assert localparts(directory, dn(engineering)) == {"bob", "carol"}
     # ...and by group sync's own walk of `member`, for a group not asked in-chain:
     # through the cycle back to engineering.
-    [contractors] = directory.find_group("contractors")
+    [contractors] = directory.find_group(cn("contractors"))
     assert contractors.resolved is None
-    assert localparts(directory, "contractors") == {"bob", "carol"}
+    assert localparts(directory, cn("contractors")) == {"bob", "carol"}
     walked = read_directory(dc.settings())
-    assert localparts(walked, "staff") == localparts(directory, "staff")
+    assert localparts(walked, cn("staff")) == localparts(directory, cn("staff"))
 
 
 def test_primary_group_members_count(dc: SambaDC) -> None:
@@ -94,33 +102,33 @@ def test_primary_group_members_count(dc: SambaDC) -> None:
     `memberOf` name it; its people come from `primaryGroupID`, nested in a group too."""
     domain_users = f"CN=Domain Users,CN=Users,{BASE_DN}"
     everyone = dc.add_group("everyone", [domain_users])
-    directory = read_directory(dc.settings(group_base=BASE_DN), ["Domain Users", everyone])
-    [group] = directory.find_group("Domain Users")
+    directory = read_directory(dc.settings(group_base=BASE_DN), [cn("Domain Users"), dn(everyone)])
+    [group] = directory.find_group(cn("Domain Users"))
     assert group.members == frozenset()
     enabled = {p.localpart for p in directory.people}
     assert {"alice", "bob", "carol", "frank"} <= enabled
-    assert localparts(directory, "Domain Users") == enabled
-    assert localparts(directory, everyone) == enabled
+    assert localparts(directory, cn("Domain Users")) == enabled
+    assert localparts(directory, dn(everyone)) == enabled
 
 
 def test_a_disabled_account_drops_out_and_comes_back(dc: SambaDC) -> None:
     gina = dc.add_user("gina")
     dc.add_group("temps", [gina])
     settings = dc.settings(uri=dc.start_tls_uri, start_tls=True)
-    assert localparts(read_directory(settings, in_chain=["temps"]), "temps") == {"gina"}
+    assert localparts(read_directory(settings, in_chain=[cn("temps")]), cn("temps")) == {"gina"}
     dc.set_disabled(gina)
-    directory = read_directory(settings, in_chain=["temps"])
+    directory = read_directory(settings, in_chain=[cn("temps")])
     assert "gina" not in {p.localpart for p in directory.people}
-    assert localparts(directory, "temps") == set()
+    assert localparts(directory, cn("temps")) == set()
     dc.set_disabled(gina, False)
-    assert localparts(read_directory(settings, in_chain=["temps"]), "temps") == {"gina"}
+    assert localparts(read_directory(settings, in_chain=[cn("temps")]), cn("temps")) == {"gina"}
 
 
 def test_ldaps_and_start_tls_verify_the_certificate(dc: SambaDC, tmp_path: Path) -> None:
     ldaps = dc.settings()
     start_tls = dc.settings(uri=dc.start_tls_uri, start_tls=True)
     for settings in (ldaps, start_tls):
-        assert localparts(read_directory(settings, in_chain=["staff"]), "staff") == {
+        assert localparts(read_directory(settings, in_chain=[cn("staff")]), cn("staff")) == {
             "alice",
             "bob",
             "carol",
@@ -212,12 +220,12 @@ def test_a_big_group_is_read_whole_in_ranges(
     settings = dc.settings(user_base=BULK, group_base=BASE_DN, page_size=10)
     asked: list[tuple[str, str]] = []
     directory = read_directory(
-        settings, in_chain=["bulk"], range_size=range_size, factory=recording(asked)
+        settings, in_chain=[cn("bulk")], range_size=range_size, factory=recording(asked)
     )
     # Every page of groups asked for the first range; the big group's next ranges followed.
     assert {a for base, a in asked if base == BASE_DN} == {f"member;range=0-{range_size - 1}"}
     assert [a for base, a in asked if base != BASE_DN] == followed_by
-    [group] = directory.find_group("bulk")
+    [group] = directory.find_group(cn("bulk"))
     expected = {f"bulk{i:04d}" for i in range(BULK_MEMBERS)}
     assert len(group.members) == BULK_MEMBERS
     assert {p.localpart for p in directory.people_in(group)} == expected  # in-chain
@@ -328,7 +336,7 @@ def test_a_second_domain_controller_takes_another_address(dc: SambaDC, tmp_path:
     assert not psutil.pid_exists(pid)  # no Samba left behind...
     shown = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True)
     assert f" {host}/32 ".encode() not in shown.stdout  # ...nor its address
-    assert localparts(read_directory(dc.settings(), in_chain=["staff"]), "staff") == {
+    assert localparts(read_directory(dc.settings(), in_chain=[cn("staff")]), cn("staff")) == {
         "alice",
         "bob",
         "carol",

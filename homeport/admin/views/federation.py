@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, get_args
 from urllib.parse import quote
 
@@ -19,16 +20,32 @@ from homeport.synapse.admin_api import DestinationOrder, DestinationQuery, Direc
 from homeport.verify.report import latest_report
 
 PAGE_SIZE = 25
-SORTABLE: dict[DestinationOrder, str] = {
-    "destination": "Destination",
-    "undelivered_since": "Undelivered since",
-    "retry_last_ts": "Last failed attempt",
-    "next_attempt": "Next attempt",
-    "retry_interval": "Retry interval",
-    "failure_ts": "First failed attempt",
-    "last_successful_stream_ordering": "Last successful stream ordering",
-}
-assert set(SORTABLE) == set(get_args(DestinationOrder))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the destinations table, which the template's heading row iterates.
+
+    `order_by`: what its heading sorts by (None: it does not sort); `first`: the
+    direction its heading asks for when the table is sorted by another column."""
+
+    label: str
+    order_by: DestinationOrder | None = None
+    first: Direction = "f"
+
+
+COLUMNS = (
+    Column("Destination", "destination"),
+    Column("Status"),
+    Column("Undelivered since", "undelivered_since"),
+    Column("First failed attempt", "failure_ts"),
+    Column("Last failed attempt", "retry_last_ts"),
+    Column("Next attempt", "next_attempt"),
+    Column("Federated rooms"),
+    Column("Last successful stream ordering", "last_successful_stream_ordering"),
+)
+# What `order_by` may ask for: every order, shown as a column or not (`retry_interval`).
+ORDERS: tuple[DestinationOrder, ...] = get_args(DestinationOrder)
 
 
 def offset(request: Request) -> int:
@@ -40,7 +57,7 @@ def offset(request: Request) -> int:
 
 
 def _order(value: str | None) -> DestinationOrder:
-    for key in SORTABLE:
+    for key in ORDERS:
         if key == value:
             return key
     return "destination"
@@ -93,7 +110,7 @@ async def federation(request: Request) -> Response:
         "order_by": order_by,
         "direction": direction,
         "search": search,
-        "sortable": SORTABLE,
+        "columns": COLUMNS,
     }
     if partial:
         response = site.templates.render(request, "_destinations.html", **context)
