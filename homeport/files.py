@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
 
 def ensure_dir(path: Path, mode: int = 0o700) -> Path:
     path.mkdir(mode=mode, parents=True, exist_ok=True)
@@ -47,3 +49,9 @@ def read_or_create_private(path: Path, make: bytes) -> bytes:
         return path.read_bytes()
     write_private(path, make)
     return make
+
+
+def dump_yaml(data: object) -> bytes:
+    """A rendered YAML file, headed by where it comes from."""
+    header = b"# Rendered by Homeport from homeport.yaml: edit that file, not this one.\n"
+    return header + yaml.safe_dump(data, sort_keys=False).encode()

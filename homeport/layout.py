@@ -194,6 +194,11 @@ class DeploymentLayout:
         return self.data_dir / "logs" / "admin.log"
 
     @property
+    def host_console(self) -> Path:
+        """What the process hosting Homeport's own services prints (tracebacks)."""
+        return self.data_dir / "logs" / "services.console.log"
+
+    @property
     def groupsync_log(self) -> Path:
         """The group sync service's structured log."""
         return self.data_dir / "logs" / "groupsync.log"

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,41 @@ class JsonFormatter(logging.Formatter):
 LOG_DESTINATION = "HOMEPORT_LOG"
 
 
+# The hosted service a task runs for, in the process that hosts several
+# (`homeport.supervision.host_process`): each service's log file takes only its own
+# records. Unset in a process that runs one service.
+SERVICE: ContextVar[str | None] = ContextVar("homeport_service", default=None)
+
+
+class _OneService(logging.Filter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return SERVICE.get() == self.service
+
+
 def log_to_file(path: Path, logger_name: str = "homeport") -> logging.Logger:
+    """JSON lines from `logger_name` into `path`; once per file, however often a hosted
+    service starts again, and only the calling service's records where several share
+    the process."""
     logger = logging.getLogger(logger_name)
+    service = SERVICE.get()
+    to_stderr = os.environ.get(LOG_DESTINATION) == "stderr"
+    for existing in logger.handlers:
+        if getattr(existing, "homeport_log", None) == (str(path), service, to_stderr):
+            return logger
     handler: logging.Handler
-    if os.environ.get(LOG_DESTINATION) == "stderr":
+    if to_stderr:
         handler = logging.StreamHandler(sys.stderr)
     else:
         ensure_dir(path.parent)
         handler = logging.FileHandler(path, encoding="utf-8")
+    handler.homeport_log = (str(path), service, to_stderr)  # type: ignore[union-attr]
     handler.setFormatter(JsonFormatter())
+    if service is not None:
+        handler.addFilter(_OneService(service))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False

@@ -208,3 +208,20 @@ def name_covers(name: str, host: str) -> bool:
         first, _, rest = host.partition(".")
         return bool(first) and rest == name[2:]
     return name == host
+
+
+def certificate_problem(path: Path, host: str) -> str | None:
+    """Why the certificate at `path` would fail TLS for `host`, if it would."""
+    if not path.is_file():
+        return None  # said already
+    try:
+        names = certificate_names(path.read_bytes())
+    except ValueError:
+        return f"{path} is not a PEM certificate"
+    if any(name_covers(name, host) for name in names):
+        return None
+    listed = ", ".join(names) or "no names"
+    return (
+        f"the certificate in {path} covers {listed}, not {host}: "
+        "other servers and clients would refuse it"
+    )

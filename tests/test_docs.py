@@ -8,7 +8,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from homeport.audit.capability import AuditStatus
+from homeport.capabilities import CAPABILITIES
 from homeport.cli import main
+from homeport.conference.capability import ConferenceStatus
 from homeport.config.admin import AdminWebsite
 from homeport.config.audit import AuditBot, AuditExport
 from homeport.config.backup import BackupSettings
@@ -21,8 +24,8 @@ from homeport.config.policy import Policy, RoomPolicy, UserDirectory
 from homeport.config.proxy import Proxy
 from homeport.config.store import StoreSettings
 from homeport.config.workers import Redis, Workers
+from homeport.groupsync.capability import DirectoryLoginStatus
 from homeport.runtime.status import (
-    AuditStatus,
     FederationSummary,
     HomeserverStatus,
     ServiceStatus,
@@ -98,6 +101,11 @@ def test_every_status_key_is_documented() -> None:
     keys += [f"`services.<name>.{k}`" for k in ServiceStatus.__annotations__]
     keys += [f"`{k}`" for k in FederationSummary.__annotations__]
     keys += [f"`{k}`" for k in AuditStatus.__annotations__]
+    keys += [f"`{k}`" for k in DirectoryLoginStatus.__annotations__]
+    keys += [f"`{k}`" for k in ConferenceStatus.__annotations__]
+    for capability in CAPABILITIES:
+        keys += [f"`{k}`" for k in capability.status_keys]
+        keys += [f"`homeservers.<name>.{k}`" for k in capability.homeserver_status_keys]
     missing = [k for k in keys if k not in text]
     assert not missing, f"undocumented in docs/status-json.md: {missing}"
 

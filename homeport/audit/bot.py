@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +29,8 @@ from homeport.config.types import size_bytes
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.store.database import open_store
-from homeport.supervision.loopback import loopback_server
+from homeport.supervision.loopback import loopback_config
+from homeport.supervision.serving import serve_until
 from homeport.synapse.api import tls_named_http
 from homeport.synapse_module.contract import AUDIT_ORIGINAL_PATH
 from homeport.trust import client_ssl_context
@@ -98,7 +100,10 @@ async def keep_trying(state: BotState, step: Callable[[], Awaitable[None]]) -> N
         return
 
 
-async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None:
+async def main(
+    deployment: Deployment, name: str, listening: socket.socket | None, stop: asyncio.Event
+) -> None:
+    """Record `name`'s audited rooms until `stop` is set."""
     hs = deployment.homeservers[name]
     bot = hs.audit_bot
     assert bot is not None
@@ -114,7 +119,7 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
         engine=engine,
     )
     as_token = files.as_token.read_text().strip()
-    server, sockets = loopback_server(create_app(state), bot.port, listen_fd, 64)
+    config = loopback_config(create_app(state), bot.port, 64)
     async with tls_named_http(
         hs.local_url,
         client_ssl_context(deployment),
@@ -175,7 +180,7 @@ async def main(deployment: Deployment, name: str, listen_fd: int | None) -> None
 
         background = [asyncio.create_task(start_up()), asyncio.create_task(follow(state))]
         try:
-            await server.serve(sockets=sockets)
+            await serve_until(config, listening, stop)
         finally:
             for task in background:
                 task.cancel()

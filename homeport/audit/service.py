@@ -1,20 +1,11 @@
-"""The audit bot as a supervised service: its own process, on a loopback port `up` binds."""
+"""The audit bot as `up` sees it: its restart policy, its name and its /health."""
 
 from __future__ import annotations
-
-import asyncio
-import socket
-import sys
-from pathlib import Path
 
 import httpx
 
 from homeport.audit.registration import BOT_ADDRESS
-from homeport.config.homeserver import Homeserver
 from homeport.config.types import AUDIT_SERVICE_PREFIX
-from homeport.layout import DeploymentLayout
-from homeport.supervision import processes
-from homeport.supervision.loopback import bind_loopback
 from homeport.supervision.service import RestartPolicy
 
 # A bot killed in the middle of a transaction loses nothing (Synapse sends it
@@ -35,63 +26,3 @@ async def bot_health(port: int) -> dict[str, object] | None:
     except (httpx.HTTPError, OSError, ValueError):
         return None
     return body if isinstance(body, dict) else None
-
-
-class AuditBotService:
-    kind = "audit bot"
-    restart = RESTART
-
-    def __init__(
-        self, homeserver: str, hs: Homeserver, config_path: Path, layout: DeploymentLayout
-    ) -> None:
-        bot = hs.audit_bot
-        assert bot is not None
-        self.name = service_name(homeserver)
-        self.after = (homeserver,)  # Synapse first: it loads the bot's registration
-        self._homeserver = homeserver
-        self._port = bot.port
-        self._config_path = config_path.resolve()
-        self._layout = layout
-        self._socket: socket.socket | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{BOT_ADDRESS}:{self._port}"
-
-    def prepare(self) -> None:
-        self._socket = bind_loopback(
-            self._port, f"the audit bot of {self._homeserver!r}", "audit.port"
-        )
-
-    async def spawn(self) -> asyncio.subprocess.Process:
-        assert self._socket is not None, "prepare() binds the socket first"
-        fd = self._socket.fileno()
-        command = [sys.executable, "-m", "homeport", "audit", "run", "-c", str(self._config_path)]
-        return await processes.spawn(
-            [*command, self._homeserver, "--fd", str(fd)],
-            cwd=self._layout.data_dir,
-            console_log=self._layout.audit(self._homeserver).root / "console.log",
-            label=f"the audit bot of {self._homeserver}",
-            pass_fds=(fd,),
-        )
-
-    async def wait_ready(self, process: asyncio.subprocess.Process) -> str | None:
-        """Ready once it serves: Synapse can then deliver to it, even before it registered."""
-
-        async def serving() -> str | None:
-            health = await bot_health(self._port)
-            return None if health is None else ""
-
-        return await processes.poll_until(serving, process, timeout=60)
-
-    async def terminate(self, process: asyncio.subprocess.Process) -> None:
-        await processes.terminate(process, grace=10)
-
-    def log_tail(self) -> str:
-        files = self._layout.audit(self._homeserver)
-        return processes.tails([files.root / "console.log", files.log_file])
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None

@@ -15,8 +15,10 @@ import importlib
 import click
 
 from homeport import __version__
+from homeport.capabilities import CAPABILITIES
 
-# Command name -> "module:attribute", in the order `--help` lists them.
+# Command name -> "module:attribute", in the order `--help` lists them: Homeport's
+# own, then each capability's (`Capability.commands`), then the store and backups.
 COMMANDS = {
     "init": "homeport.cli.setup:init",
     "render": "homeport.cli.setup:render",
@@ -28,13 +30,11 @@ COMMANDS = {
     "restart": "homeport.cli.control:restart",
     "verify": "homeport.cli.policy:verify_command",
     "user": "homeport.cli.users:user",
-    "audit": "homeport.cli.audit:audit",
-    "groupsync": "homeport.cli.groupsync:groupsync",
-    "admin": "homeport.cli.admin:admin_command",
-    "conference": "homeport.cli.conference:conference_command",
+    **{name: target for capability in CAPABILITIES for name, target in capability.commands},
     "store": "homeport.cli.store:store",
     "backup": "homeport.cli.backup:backup",
     "restore": "homeport.cli.backup:restore",
+    "host": "homeport.cli.host:host",  # hidden: `up`'s process for Homeport's own services
 }
 
 

@@ -63,7 +63,7 @@ def check_homeserver(deployment: Deployment, name: str, services: tuple[str, ...
     if name in deployment.homeservers or name in services:
         return
     known = ", ".join(deployment.homeservers)
-    extra = f" (and the service: {', '.join(services)})" if services else ""
+    extra = f" (and the service: {', '.join(sorted(services))})" if services else ""
     raise click.BadParameter(f"no homeserver named {name!r}; this file has: {known}{extra}")
 
 

@@ -1,4 +1,4 @@
-"""`homeport admin`: the admin website alone (for a cluster), or as `up`'s child process."""
+"""`homeport admin`: the admin website alone (for a cluster); `up` hosts it itself."""
 
 from __future__ import annotations
 
@@ -17,21 +17,13 @@ from homeport.runtime.up import migrate_store
 @click.command("admin")
 @config_option
 @click.option(
-    "--fd",
-    "listen_fd",
-    type=int,
-    default=None,
-    hidden=True,
-    help="Serve on this already listening socket (how `homeport up` starts the website).",
-)
-@click.option(
     "--prepared",
     is_flag=True,
     help="The data folder is complete (a cluster's Secret, rendered by `homeport render "
     "--target kubernetes`): create no key or certificate, migrate nothing.",
 )
 @reports_errors
-def admin_command(config_path: Path, listen_fd: int | None, prepared: bool) -> None:
+def admin_command(config_path: Path, prepared: bool) -> None:
     """Serve only the admin website (for Kubernetes, next to the homeservers' pods).
 
     The homeservers must be reachable at their URLs; `homeport up` serves the
@@ -43,7 +35,7 @@ def admin_command(config_path: Path, listen_fd: int | None, prepared: bool) -> N
             f"{config_path} has no `admin:` section; add one with a port "
             "(see docs/configuration.md#admin)"
         )
-    if listen_fd is None and not prepared:
+    if not prepared:
         # Alone, it prepares what `up` would: certificates and the store's schema.
         problems = preflight(deployment, lines, config_path, check_ports=False)
         if problems:
@@ -51,4 +43,4 @@ def admin_command(config_path: Path, listen_fd: int | None, prepared: bool) -> N
         materialize(deployment)
         migrate_store(deployment)
         console.print(f"Admin website on {deployment.admin.url} (Ctrl-C stops it)")
-    serve(deployment, listen_fd)
+    serve(deployment)

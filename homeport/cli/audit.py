@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import json
 import sys
@@ -177,11 +178,11 @@ def export(
 @audit.command("run", hidden=True)
 @config_option
 @click.argument("server")
-@click.option("--fd", "listen_fd", type=int, default=None)
 @reports_errors
-def run(config_path: Path, server: str, listen_fd: int | None) -> None:
-    """Run SERVER's audit bot (how `homeport up` starts it)."""
+def run(config_path: Path, server: str) -> None:
+    """Run SERVER's audit bot alone (in a pod; `homeport up` hosts it itself)."""
     from homeport.audit.bot import main
+    from homeport.supervision.serving import run_alone
 
     deployment = _load(config_path, server)
-    asyncio.run(main(deployment, server, listen_fd))
+    run_alone(functools.partial(main, deployment, server))

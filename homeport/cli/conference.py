@@ -1,4 +1,4 @@
-"""`homeport conference`: the conference verification service alone, or as `up`'s child."""
+"""`homeport conference`: the conference verification service alone; `up` hosts it itself."""
 
 from __future__ import annotations
 
@@ -16,21 +16,13 @@ from homeport.runtime.prepare import materialize, preflight
 @click.command("conference")
 @config_option
 @click.option(
-    "--fd",
-    "listen_fd",
-    type=int,
-    default=None,
-    hidden=True,
-    help="Serve on this already listening socket (how `homeport up` starts the service).",
-)
-@click.option(
     "--prepared",
     is_flag=True,
     help="The data folder is complete (a cluster's Secret, rendered by `homeport render "
     "--target kubernetes`): create no key or certificate, migrate nothing.",
 )
 @reports_errors
-def conference_command(config_path: Path, listen_fd: int | None, prepared: bool) -> None:
+def conference_command(config_path: Path, prepared: bool) -> None:
     """Serve only the conference verification service (Jitsi, Element Call).
 
     The homeservers must be reachable at their URLs; `homeport up` runs the
@@ -42,11 +34,11 @@ def conference_command(config_path: Path, listen_fd: int | None, prepared: bool)
             f"{config_path} has no `conference:` section; add one with a port "
             "(see docs/conference.md)"
         )
-    if listen_fd is None and not prepared:
+    if not prepared:
         # Alone, it prepares what `up` would: its certificate and secrets.
         problems = preflight(deployment, lines, config_path, check_ports=False)
         if problems:
             raise ConfigError(problems)
         materialize(deployment)
         console.print(f"Conference service on {deployment.conference.url} (Ctrl-C stops it)")
-    serve(deployment, listen_fd)
+    serve(deployment)

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
+from homeport.capabilities import CAPABILITIES
 from homeport.cli._shared import (
     check_homeserver,
     config_option,
@@ -19,7 +19,7 @@ from homeport.cli._shared import (
 )
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
-from homeport.config.types import ADMIN_SERVICE, AUDIT_SERVICE_PREFIX, GROUPSYNC_SERVICE
+from homeport.config.types import ADMIN_SERVICE
 from homeport.layout import DeploymentLayout
 from homeport.policy.backoff import spoken
 from homeport.runtime.control import Control
@@ -27,26 +27,25 @@ from homeport.runtime.restart import restart_homeserver, worker_services
 from homeport.runtime.status import FederationSummary, Status, gather_status
 
 
+def _controllable(deployment: Deployment) -> dict[str, Path]:
+    """Homeport's own services this file runs, which stop and start take by name too,
+    with each one's log."""
+    layout = DeploymentLayout(deployment.data_dir)
+    return {
+        name: log
+        for capability in CAPABILITIES
+        for name, log in capability.controllable(deployment, layout).items()
+    }
+
+
 def _services(deployment: Deployment) -> tuple[str, ...]:
-    """Homeport's own services this file runs, which stop and start take by name too."""
-    website = (ADMIN_SERVICE,) if deployment.admin is not None else ()
-    groupsync = (GROUPSYNC_SERVICE,) if deployment.group_sync is not None else ()
-    bots = tuple(
-        AUDIT_SERVICE_PREFIX + name
-        for name, hs in deployment.homeservers.items()
-        if hs.audit_bot is not None
-    )
-    return website + groupsync + bots
+    return tuple(_controllable(deployment))
 
 
 def _log_of(layout: DeploymentLayout, deployment: Deployment, name: str) -> Path:
     if name in deployment.homeservers:
         return layout.homeserver(name).log_file
-    if name.startswith(AUDIT_SERVICE_PREFIX):
-        return layout.audit(name.removeprefix(AUDIT_SERVICE_PREFIX)).log_file
-    if name == GROUPSYNC_SERVICE:
-        return layout.groupsync_log
-    return layout.admin_log
+    return _controllable(deployment)[name]
 
 
 @click.command()
@@ -168,27 +167,9 @@ def _status_table(status: Status) -> Table:
             str(service["pid"] or ""),
         )
     table.caption = f"CA certificate: {status['ca_cert']}"
-    if status["admin_url"]:
-        table.caption += f"\nAdmin website: {status['admin_url']}"
-    for hs in status["homeservers"].values():
-        audit = hs["audit"]
-        if audit is not None:
-            rooms = audit["audited_rooms"]
-            recording = "? rooms" if rooms is None else f"{rooms} room{'' if rooms == 1 else 's'}"
-            state = (
-                " (not running)"
-                if not audit["running"]
-                else ""
-                if audit["registered"]
-                else " (not registered with Synapse yet)"
-            )
-            table.caption += f"\n{audit['user_id']} records {recording}{state}"
-        login = hs["directory_login"]
-        if login is not None and login["state"] == "unreachable":
-            table.caption += (
-                f"\n[red]Directory login on {hs['server_name']}: the directory does not answer"
-                f"[/] ({escape(login['error'])}); local accounts still log in"
-            )
+    for capability in CAPABILITIES:
+        for line in capability.status_lines(status):
+            table.caption += f"\n{line}"
     return table
 
 

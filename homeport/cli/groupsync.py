@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -231,14 +232,14 @@ def _print_report(report: Any, dry_run: bool) -> None:
 
 @groupsync.command("watch")
 @config_option
-@click.option("--fd", "listen_fd", type=int, default=None, hidden=True)
 @reports_errors
-def watch(config_path: Path, listen_fd: int | None) -> None:
+def watch(config_path: Path) -> None:
     """Run continuously: a full reconcile every `interval`, directory changes in seconds."""
     from homeport.groupsync.service_main import main
+    from homeport.supervision.serving import run_alone
 
     deployment = _load(config_path)
-    asyncio.run(main(deployment, listen_fd))
+    run_alone(functools.partial(main, deployment))
 
 
 @groupsync.command("status")

@@ -1,9 +1,13 @@
-"""Serving the conference service over HTTPS: alone (`homeport conference`) or under `up`."""
+"""Serving the conference service over HTTPS: alone (`homeport conference`) or hosted
+under `up`."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -14,7 +18,7 @@ from homeport.conference.secrets import read_secrets
 from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
-from homeport.supervision.https_child import serve_https
+from homeport.supervision.serving import https_config, run_alone, serve_until
 
 MAX_CONNECTIONS = 512  # beyond it uvicorn answers 503 at once: a flood cannot pile up
 
@@ -28,8 +32,8 @@ def tls_files(deployment: Deployment) -> tuple[str, str]:
     return str(layout.conference_tls_certificate), str(layout.conference_tls_key)
 
 
-def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; on `listen_fd` when `up` bound the port already."""
+async def run(deployment: Deployment, listening: socket.socket | None, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set; on `listening` when `up` bound the port already."""
     conference = deployment.conference
     assert conference is not None
     layout = DeploymentLayout(deployment.data_dir)
@@ -46,12 +50,17 @@ def serve(deployment: Deployment, listen_fd: int | None = None) -> None:
     logging.getLogger("homeport.conference").info(
         "serving", extra={"url": conference.url, "jitsi": conference.jitsi is not None}
     )
-    serve_https(
+    config = https_config(
         app,
         conference.address,
         conference.port,
         tls_files(deployment),
-        listen_fd,
         limit_concurrency=MAX_CONNECTIONS,
         forwarded_from=None if deployment.proxy is None else deployment.proxy.forwarded_from,
     )
+    await serve_until(config, listening, stop)
+
+
+def serve(deployment: Deployment) -> None:
+    """Serve alone until SIGINT or SIGTERM."""
+    run_alone(functools.partial(run, deployment))

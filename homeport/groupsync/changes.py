@@ -21,6 +21,7 @@ that the poll does not, and the poll covers AD.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -188,7 +189,12 @@ class DirectoryWatch:
         self.mode = "starting"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="directory-watch", daemon=True)
+        # In the caller's context: where several services share a process, the watch's
+        # log records still go to group sync's log (`homeport.logs.SERVICE`).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name="directory-watch", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

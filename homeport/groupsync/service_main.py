@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from dataclasses import asdict, dataclass
 
@@ -36,7 +37,8 @@ from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.store.database import open_store
 from homeport.store.leases import LeaseHolder
-from homeport.supervision.loopback import loopback_server
+from homeport.supervision.loopback import loopback_config
+from homeport.supervision.serving import serve_until
 
 logger = logging.getLogger("homeport.groupsync")
 
@@ -220,7 +222,11 @@ class Watcher:
                 self.metrics.change_latency.observe(time.monotonic() - started)
 
 
-async def main(deployment: Deployment, listen_fd: int | None) -> None:
+async def main(
+    deployment: Deployment, listening: socket.socket | None, stop: asyncio.Event
+) -> None:
+    """Watch and reconcile until `stop` is set; a failed watch ends the service, so that
+    `up` starts it again."""
     sync = settings_of(deployment)
     layout = DeploymentLayout(deployment.data_dir)
     log_to_file(layout.groupsync_log)
@@ -236,22 +242,33 @@ async def main(deployment: Deployment, listen_fd: int | None) -> None:
         logger.warning("directory watch interrupted", extra={"reason": reason})
 
     watch = DirectoryWatch(sync.ldap, on_change, on_error)
-    server, sockets = loopback_server(create_app(state, watcher.metrics), sync.port, listen_fd, 32)
+    config = loopback_config(create_app(state, watcher.metrics), sync.port, 32)
+    ending = asyncio.Event()
+    failed: list[BaseException] = []
 
     def ended(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             logger.error("group sync stopped", exc_info=task.exception())
-            server.should_exit = True  # exit, so that `up` starts us again
+            failed.append(task.exception())  # type: ignore[arg-type]
+            ending.set()
+
+    async def until_stopped() -> None:
+        await stop.wait()
+        ending.set()
 
     watch.start()
     task = asyncio.create_task(watcher.run())
     task.add_done_callback(ended)
+    stopping = asyncio.create_task(until_stopped())
     logger.info("group sync watching", extra={"homeserver": sync.homeserver})
     try:
-        await server.serve(sockets=sockets)
+        await serve_until(config, listening, ending)
     finally:
+        stopping.cancel()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await asyncio.to_thread(watch.stop)
         engine.dispose()
+    if failed:
+        raise RuntimeError("group sync stopped; `up` starts it again") from failed[0]

@@ -14,7 +14,7 @@ from homeport.config.homeserver import Homeserver
 from homeport.homeserver.first_start import extra_config_files
 from homeport.layout import HomeserverLayout
 from homeport.supervision import processes
-from homeport.supervision.service import RestartPolicy
+from homeport.supervision.service import RestartPolicy, Running
 from homeport.synapse.api import SynapseApiError, SynapseClient
 
 
@@ -40,7 +40,7 @@ async def probe(hs: Homeserver, ssl_context: ssl.SSLContext, timeout: float = 3.
 async def wait_ready(
     hs: Homeserver,
     ssl_context: ssl.SSLContext,
-    process: asyncio.subprocess.Process | None = None,
+    process: Running | None = None,
     timeout: float = 180.0,
 ) -> str | None:
     """Poll until Synapse answers; None if it exits first or `timeout` passes."""
@@ -69,7 +69,7 @@ class SynapseService:
     def prepare(self) -> None:
         """Its port was checked by the preflight; Synapse binds it itself."""
 
-    async def spawn(self) -> asyncio.subprocess.Process:
+    async def spawn(self) -> Running:
         extra = await asyncio.to_thread(extra_config_files, self._homeserver, self._files)
         return await processes.spawn(
             synapse_command(self._files, extra),
@@ -78,10 +78,10 @@ class SynapseService:
             label="synapse",
         )
 
-    async def wait_ready(self, process: asyncio.subprocess.Process) -> str | None:
+    async def wait_ready(self, process: Running) -> str | None:
         return await wait_ready(self._homeserver, self._ssl, process, timeout=3600)
 
-    async def terminate(self, process: asyncio.subprocess.Process) -> None:
+    async def terminate(self, process: Running) -> None:
         await processes.terminate(process)
 
     def log_tail(self) -> str:

@@ -9,7 +9,6 @@ a homeserver.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import sys
 
@@ -20,7 +19,7 @@ from homeport.config.workers import WorkerSpec
 from homeport.homeserver.workers import LOOPBACK
 from homeport.layout import HomeserverLayout
 from homeport.supervision import processes
-from homeport.supervision.service import RestartPolicy
+from homeport.supervision.service import RestartPolicy, Running
 from homeport.synapse.api import tls_named_http
 
 
@@ -89,7 +88,7 @@ class WorkerService:
     def prepare(self) -> None:
         """Its port was checked with the file; Synapse binds it itself."""
 
-    async def spawn(self) -> asyncio.subprocess.Process:
+    async def spawn(self) -> Running:
         return await processes.spawn(
             worker_command(self._files, self._spec),
             cwd=self._files.root,
@@ -97,12 +96,12 @@ class WorkerService:
             label=f"synapse worker {self.name}",
         )
 
-    async def wait_ready(self, process: asyncio.subprocess.Process) -> str | None:
+    async def wait_ready(self, process: Running) -> str | None:
         return await processes.poll_until(
             lambda: worker_health(self._hs, self._spec, self._ssl), process, timeout=600
         )
 
-    async def terminate(self, process: asyncio.subprocess.Process) -> None:
+    async def terminate(self, process: Running) -> None:
         await processes.terminate(process)
 
     def log_tail(self) -> str:

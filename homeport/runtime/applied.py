@@ -12,13 +12,14 @@ import hashlib
 import json
 from typing import Any, TypedDict
 
+from homeport.capabilities import CAPABILITIES
 from homeport.config.deployment import Deployment
-from homeport.files import write_private
+from homeport.files import dump_yaml, write_private
 from homeport.homeserver.render import render_homeserver
 from homeport.layout import DeploymentLayout
-from homeport.runtime.prepare import dump_yaml
 
-IDENTITY_KEYS = ("server_name", "listeners", "database", "public_baseurl", "audit bot")
+# What of homeserver.yaml a restart cannot change; capabilities add their own keys.
+SYNAPSE_IDENTITY_KEYS = ("server_name", "listeners", "database", "public_baseurl")
 
 
 class Applied(TypedDict):
@@ -30,11 +31,9 @@ class Applied(TypedDict):
 
 def applied_record(deployment: Deployment, name: str, layout: DeploymentLayout) -> Applied:
     config = render_homeserver(deployment, name, layout)
-    identity = {key: config.get(key) for key in IDENTITY_KEYS}
-    # The bot is a service of `up` on a port `up` bound: turning it on or off, or
-    # moving it, needs a new `up` too.
-    bot = deployment.homeservers[name].audit_bot
-    identity["audit bot"] = None if bot is None else {"port": bot.port, "user": bot.localpart}
+    identity = {key: config.get(key) for key in SYNAPSE_IDENTITY_KEYS}
+    for capability in CAPABILITIES:
+        identity.update(capability.restart_identity(deployment, name))
     return {"identity": identity, "digest": hashlib.sha256(dump_yaml(config)).hexdigest()}
 
 
@@ -72,7 +71,8 @@ def identity_changes(deployment: Deployment) -> dict[str, list[str]]:
             changes[name] = ["the homeserver is not part of the running deployment"]
             continue
         running = applied[name]["identity"]
-        changed = [key for key in IDENTITY_KEYS if running.get(key) != wanted.get(key)]
+        keys = dict.fromkeys([*running, *wanted])
+        changed = [key for key in keys if running.get(key) != wanted.get(key)]
         if changed:
             changes[name] = changed
     return changes

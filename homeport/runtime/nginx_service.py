@@ -21,7 +21,7 @@ from homeport.errors import HomeportError
 from homeport.files import ensure_dir, write_atomic
 from homeport.layout import DeploymentLayout
 from homeport.supervision import processes
-from homeport.supervision.service import RestartPolicy
+from homeport.supervision.service import RestartPolicy, Running
 from homeport.targets.nginx import CONFIG, main_config, render_nginx
 from homeport.trust import upstream_trust
 
@@ -89,7 +89,7 @@ class NginxService:
         if checked.returncode != 0:
             raise HomeportError(f"nginx refuses the rendered configuration:\n{checked.stderr}")
 
-    async def spawn(self) -> asyncio.subprocess.Process:
+    async def spawn(self) -> Running:
         assert self._main is not None, "prepare() renders first"
         return await processes.spawn(
             [
@@ -106,7 +106,7 @@ class NginxService:
             label="nginx",
         )
 
-    async def wait_ready(self, process: asyncio.subprocess.Process) -> str | None:
+    async def wait_ready(self, process: Running) -> str | None:
         address = connect_address(self._proxy.address or "0.0.0.0")  # noqa: S104
 
         async def accepting() -> str | None:
@@ -119,7 +119,7 @@ class NginxService:
 
         return await processes.poll_until(accepting, process, timeout=30)
 
-    async def terminate(self, process: asyncio.subprocess.Process) -> None:
+    async def terminate(self, process: Running) -> None:
         await processes.terminate(process)
 
     def log_tail(self) -> str:

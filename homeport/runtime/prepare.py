@@ -15,22 +15,26 @@ import socket
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from homeport import pki
-from homeport.audit.registration import render_registration
-from homeport.conference.secrets import ensure_secrets as ensure_conference_secrets
+from homeport.capabilities import CAPABILITIES
+from homeport.capability import Preparing
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.lines import KeyPath, LineMap, problem_at
 from homeport.config.types import split_server_name
 from homeport.credentials import ensure_secrets
 from homeport.errors import ConfigProblem, HomeportError
-from homeport.files import ensure_dir, read_or_create_private, write_atomic, write_private
+from homeport.files import (
+    dump_yaml,
+    ensure_dir,
+    read_or_create_private,
+    write_atomic,
+    write_private,
+)
 from homeport.homeserver.log_config import render_log_config, worker_log_config
 from homeport.homeserver.render import render_homeserver
 from homeport.homeserver.workers import worker_config
-from homeport.layout import AuditLayout, DeploymentLayout, HomeserverLayout
+from homeport.layout import DeploymentLayout, HomeserverLayout
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +117,6 @@ def preflight(
     for index, ca_file in enumerate(deployment.trusted_ca_files):
         if not ca_file.is_file():
             problem(("trusted_ca_files", index), f"no such file: {ca_file}")
-    if check_ports and deployment.admin is not None:
-        why = _port_problem(deployment.admin.address, deployment.admin.port)
-        if why:
-            problem(("admin", "port"), why, "stop that program or choose another port")
     for name, hs in deployment.homeservers.items():
         base = ("homeservers", name)
         if hs.tls:
@@ -127,7 +127,7 @@ def preflight(
             if deployment.proxy is not None and hs.served_host not in hosts:
                 hosts.append(hs.served_host)  # the proxy serves the APIs on it
             for host in hosts:
-                why = _certificate_problem(hs.tls.certificate, host)
+                why = pki.certificate_problem(hs.tls.certificate, host)
                 if why:
                     problem(
                         (*base, "tls", "certificate"),
@@ -138,88 +138,14 @@ def preflight(
             why = _port_problem(hs.address, hs.port)
             if why:
                 problem((*base, "port"), why, "stop that program or choose another port")
-            why = _port_problem("127.0.0.1", hs.audit_bot.port) if hs.audit_bot else None
+    for capability in CAPABILITIES:
+        for found in capability.file_problems(deployment):
+            problem(found.key, found.message, found.hint)
+        for claim in capability.ports(deployment) if check_ports else ():
+            why = _port_problem(claim.address, claim.port)
             if why:
-                problem((*base, "audit", "port"), why, "stop that program or choose another port")
-    sync = deployment.group_sync
-    if sync is not None:
-        ldap = ("group_sync", "ldap")
-        secret = sync.ldap.bind_password_file
-        if secret is not None and not secret.is_file():
-            problem(
-                (*ldap, "bind_password_file"),
-                f"no such file: {secret}",
-                "write the directory's bind password into it (one line, chmod 600)",
-            )
-        elif secret is not None and secret.stat().st_mode & 0o077:
-            problem(
-                (*ldap, "bind_password_file"),
-                f"{secret} can be read by other users of this machine",
-                f"chmod 600 {secret}",
-            )
-        if sync.ldap.ca_file is not None and not sync.ldap.ca_file.is_file():
-            problem((*ldap, "ca_file"), f"no such file: {sync.ldap.ca_file}")
-        why = _port_problem("127.0.0.1", sync.port) if check_ports else None
-        if why:
-            problem(("group_sync", "port"), why, "stop that program or choose another port")
-    conference = deployment.conference
-    if conference is not None:
-        own: KeyPath = ("conference",)
-        if conference.tls:
-            for key, file in (
-                ("certificate", conference.tls.certificate),
-                ("key", conference.tls.key),
-            ):
-                if not file.is_file():
-                    problem((*own, "tls", key), f"no such file: {file}")
-            why = _certificate_problem(conference.tls.certificate, conference.host)
-            if why:
-                problem(
-                    (*own, "tls", "certificate"),
-                    why,
-                    f"use a certificate issued for {conference.host}, or set `host`",
-                )
-        named = (
-            (("jitsi", "app_secret_file"), conference.jitsi and conference.jitsi.app_secret_file),
-            (("livekit", "secret_file"), conference.livekit and conference.livekit.secret_file),
-        )
-        for path, secret_file in named:
-            if not secret_file:
-                continue
-            if not secret_file.is_file():
-                problem(
-                    (*own, *path),
-                    f"no such file: {secret_file}",
-                    "write the secret into it (one line, chmod 600), or leave the key out "
-                    "and Homeport generates one",
-                )
-            elif secret_file.stat().st_mode & 0o077:
-                problem(
-                    (*own, *path),
-                    f"{secret_file} can be read by other users of this machine",
-                    f"chmod 600 {secret_file}",
-                )
-        why = _port_problem(conference.address, conference.port) if check_ports else None
-        if why:
-            problem((*own, "port"), why, "stop that program or choose another port")
+                problem(claim.key, why, "stop that program or choose another port")
     return problems
-
-
-def _certificate_problem(path: Path, host: str) -> str | None:
-    """Why the certificate at `path` would fail TLS for `host`, if it would."""
-    if not path.is_file():
-        return None  # said already
-    try:
-        names = pki.certificate_names(path.read_bytes())
-    except ValueError:
-        return f"{path} is not a PEM certificate"
-    if any(pki.name_covers(name, host) for name in names):
-        return None
-    listed = ", ".join(names) or "no names"
-    return (
-        f"the certificate in {path} covers {listed}, not {host}: "
-        "other servers and clients would refuse it"
-    )
 
 
 def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLayout:
@@ -241,19 +167,8 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
     )
     if rotated:
         logger.info("homeport: new local CA for %s", ", ".join(hosts))
-    if deployment.admin is not None and only is None:
-        ensure_dir(layout.admin_tls_certificate.parent)
-        pki.ensure_leaf(
-            ca, deployment.admin.host, layout.admin_tls_certificate, layout.admin_tls_key
-        )
-    conference = deployment.conference
-    if conference is not None and only is None:
-        ensure_conference_secrets(conference, layout)
-        if conference.tls is None:
-            ensure_dir(layout.conference_tls_certificate.parent)
-            pki.ensure_leaf(
-                ca, conference.host, layout.conference_tls_certificate, layout.conference_tls_key
-            )
+    for capability in CAPABILITIES:
+        capability.materialize(deployment, Preparing(layout, ca, only))
     for name, hs in deployment.homeservers.items():
         if only is not None and name != only:
             continue
@@ -267,8 +182,6 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
             public = _separate_public_host(deployment, hs)
             if public is not None:
                 pki.ensure_leaf(ca, public, files.public_tls_certificate, files.public_tls_key)
-        if hs.audit_bot is not None:
-            register_audit_bot(hs, layout.audit(name))
         config = render_homeserver(deployment, name, layout)
         # Mode 0600: a PostgreSQL URL may carry a password into `database.args`.
         write_private(files.config_file, dump_yaml(config))
@@ -292,15 +205,6 @@ def write_worker_files(deployment: Deployment, name: str, files: HomeserverLayou
         )
 
 
-def register_audit_bot(hs: Homeserver, files: AuditLayout) -> None:
-    """The bot's tokens (generated once, 0600) and the registration Synapse loads."""
-    ensure_dir(files.keys_dir)
-    as_token = read_or_create_private(files.as_token, secrets.token_urlsafe(32).encode())
-    hs_token = read_or_create_private(files.hs_token, secrets.token_urlsafe(32).encode())
-    registration = render_registration(hs, as_token.decode().strip(), hs_token.decode().strip())
-    write_private(files.registration, dump_yaml(registration))
-
-
 def _separate_public_host(deployment: Deployment, hs: Homeserver) -> str | None:
     """The host a proxy or an Ingress serves `hs` on, when it is not the server name's host."""
     if hs.public_host is None or hs.public_host == hs.tls_name:
@@ -317,13 +221,7 @@ def local_ca_hosts(deployment: Deployment) -> list[str]:
             public = _separate_public_host(deployment, hs)
             if public is not None:
                 hosts.append(public)
-    if deployment.admin is not None:
-        hosts.append(deployment.admin.host)
-    if deployment.conference is not None and deployment.conference.tls is None:
-        hosts.append(deployment.conference.host)
+    hosts += [
+        host for capability in CAPABILITIES for host in capability.certificate_hosts(deployment)
+    ]
     return list(dict.fromkeys(hosts)) or ["localhost"]
-
-
-def dump_yaml(data: object) -> bytes:
-    header = b"# Rendered by Homeport from homeport.yaml: edit that file, not this one.\n"
-    return header + yaml.safe_dump(data, sort_keys=False).encode()

@@ -21,7 +21,7 @@ from homeport.errors import AlreadyRunningError
 from homeport.layout import DeploymentLayout
 from homeport.logs import log_to_file
 from homeport.runtime.applied import record_applied
-from homeport.runtime.registry import Context, services
+from homeport.runtime.registry import service_context, services
 from homeport.store.database import create_store_engine, store_url
 from homeport.store.migrate import migrate
 from homeport.supervision.service import Service
@@ -69,9 +69,10 @@ def run_up(deployment: Deployment, config_path: Path, reporter: Reporter, watch:
     try:
         log_to_file(layout.supervisor_log)
         migrate_store(deployment)
-        context = Context(config_path, layout, client_ssl_context(deployment))
+        context = service_context(config_path, layout, client_ssl_context(deployment))
         running = services(deployment, context)
         with contextlib.ExitStack() as claimed:
+            claimed.callback(context.host.close)
             for service in running:
                 service.prepare()
                 claimed.callback(service.close)

@@ -1,14 +1,13 @@
-"""Homeport's own small HTTP services on 127.0.0.1: the socket `up` binds, the server."""
+"""Homeport's own small HTTP services on 127.0.0.1: the socket `up` binds, the config."""
 
 from __future__ import annotations
 
-import logging
 import socket
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from homeport.supervision.https_child import bind_listener
+from homeport.supervision.serving import bind_listener
 
 ADDRESS = "127.0.0.1"
 
@@ -18,11 +17,9 @@ def bind_loopback(port: int, who: str, key: str) -> socket.socket:
     return bind_listener(ADDRESS, port, who, key)
 
 
-def loopback_server(
-    app: ASGIApp, port: int, listen_fd: int | None, limit_concurrency: int
-) -> tuple[uvicorn.Server, list[socket.socket] | None]:
-    """A quiet uvicorn on the socket `up` passed down (or on the port, run alone)."""
-    config = uvicorn.Config(
+def loopback_config(app: ASGIApp, port: int, limit_concurrency: int) -> uvicorn.Config:
+    """A quiet uvicorn on 127.0.0.1 (`serving.serve_until` under `up`)."""
+    return uvicorn.Config(
         app,
         host=ADDRESS,
         port=port,
@@ -33,6 +30,3 @@ def loopback_server(
         timeout_graceful_shutdown=5,
         limit_concurrency=limit_concurrency,
     )
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
-    return uvicorn.Server(config), sockets

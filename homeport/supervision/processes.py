@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from homeport.supervision.service import Running
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -66,8 +68,9 @@ async def spawn(
         )
 
 
-async def terminate(process: asyncio.subprocess.Process, grace: float = 30.0) -> int:
+async def terminate(process: Running, grace: float = 30.0) -> int:
     """SIGTERM, then SIGKILL if the process has not exited after `grace` seconds."""
+    assert isinstance(process, asyncio.subprocess.Process), "a child process of `up`"
     if process.returncode is not None:
         return process.returncode
     with contextlib.suppress(ProcessLookupError):
@@ -109,7 +112,7 @@ def pid_alive(pid: int) -> bool:
 
 async def poll_until(
     probe: Callable[[], Awaitable[str | None]],
-    process: asyncio.subprocess.Process | None,
+    process: Running | None,
     timeout: float,
 ) -> str | None:
     """Call the async `probe` with growing pauses until it answers (not None), the

@@ -8,7 +8,6 @@ each later capability that runs code of its own is one more, registered in
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +28,19 @@ class RestartPolicy:
 
     def delay(self, crashes_in_row: int) -> float:
         return self.backoff[min(crashes_in_row, len(self.backoff)) - 1]
+
+
+class Running(Protocol):
+    """One run of a service: a child process (`asyncio.subprocess.Process`), or a service
+    running inside the shared host process (`homeport.supervision.host.HostedRun`)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
 
 
 class Service(Protocol):
@@ -60,13 +72,13 @@ class Service(Protocol):
         """Claim what it needs before anything starts (a port); raise HomeportError if taken."""
         ...
 
-    async def spawn(self) -> asyncio.subprocess.Process: ...
+    async def spawn(self) -> Running: ...
 
-    async def wait_ready(self, process: asyncio.subprocess.Process) -> str | None:
+    async def wait_ready(self, process: Running) -> str | None:
         """Once it serves: a detail worth showing (a version), or "" ; None if it never did."""
         ...
 
-    async def terminate(self, process: asyncio.subprocess.Process) -> None: ...
+    async def terminate(self, process: Running) -> None: ...
 
     def log_tail(self) -> str: ...
 

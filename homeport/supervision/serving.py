@@ -1,30 +1,26 @@
-"""Homeport's own HTTPS services as supervised children: `homeport <command> --fd N`.
+"""Serving Homeport's own HTTP services with uvicorn: the socket `up` binds, the servers.
 
-`up` binds the service's port before any homeserver starts (a taken port
-stops `up` cleanly, before anything runs) and hands the listening socket to
-each process of the service it starts. The admin website and the conference
-service are such children.
+`up` binds each service's port before any homeserver starts (a taken port stops
+`up` cleanly, before anything runs) and hands the listening socket to the host
+process (`host.py`); run alone, a service listens on its port itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import ssl
-import sys
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 from ipaddress import ip_address
-from pathlib import Path
 
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
 from homeport.errors import HomeportError
-from homeport.layout import DeploymentLayout
-from homeport.supervision import processes
-from homeport.supervision.service import RestartPolicy
 
 
 def bind_listener(address: str, port: int, who: str, key: str) -> socket.socket:
@@ -45,27 +41,22 @@ def bind_listener(address: str, port: int, who: str, key: str) -> socket.socket:
     return sock
 
 
-def serve_https(
+def https_config(
     app: ASGIApp,
     address: str,
     port: int,
     tls: tuple[str, str],
-    listen_fd: int | None,
     limit_concurrency: int | None = None,
     forwarded_from: list[str] | None = None,
-) -> None:
-    """A quiet uvicorn over TLS (`tls`: certificate, key) until SIGINT or SIGTERM.
+) -> uvicorn.Config:
+    """A quiet uvicorn over TLS (`tls`: certificate, key).
 
     The client address comes from X-Forwarded-For only behind the deployment's
     proxy, and only on a connection from where the proxy connects from
     (`forwarded_from`: loopback on one machine); otherwise anyone could name
     their own address and dodge the per-address limits.
-
-    On the socket `up` bound, with its real address family: uvicorn's own
-    `fd=` would take it for a Unix socket, and asyncio then leaves Nagle's
-    algorithm on, which costs every response a 40 ms delayed ACK.
     """
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=address,
         port=port,
@@ -80,9 +71,50 @@ def serve_https(
         proxy_headers=forwarded_from is not None,
         forwarded_allow_ips=forwarded_from or [],
     )
+
+
+def run_alone(main: Callable[[socket.socket | None, asyncio.Event], Awaitable[None]]) -> None:
+    """Run one service by itself (by hand, or in a pod) until SIGINT or SIGTERM."""
+
+    async def until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(None, stop)
+
+    asyncio.run(until_signalled())
+
+
+class _HostedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its host and stops when told."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_until(
+    config: uvicorn.Config, listening: socket.socket | None, stop: asyncio.Event
+) -> None:
+    """Serve until `stop` is set: on the socket `up` bound, or alone on the port.
+
+    On that socket with its real address family: uvicorn's own `fd=` would take
+    it for a Unix socket, and asyncio then leaves Nagle's algorithm on, which
+    costs every response a 40 ms delayed ACK.
+    """
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    sockets = None if listen_fd is None else [socket.socket(fileno=listen_fd)]
-    uvicorn.Server(config).run(sockets=sockets)
+    server = _HostedServer(config)
+
+    async def stopping() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stopping())
+    try:
+        await server.serve(sockets=None if listening is None else [listening])
+    finally:
+        watcher.cancel()
 
 
 async def https_health(
@@ -106,82 +138,3 @@ async def https_health(
     except (httpx.HTTPError, OSError):
         return None
     return "" if response.status_code == 200 else None
-
-
-@dataclass(frozen=True)
-class Child:
-    """What differs between Homeport's HTTPS children."""
-
-    name: str  # in `services`, for `homeport stop NAME`
-    kind: str
-    command: str  # `homeport <command> -c FILE --fd N`
-    label: str  # "the admin website", in messages
-    port_key: str  # the setting to change when the port is taken
-    address: str
-    port: int
-    host: str
-    console_log: Path
-    logs: tuple[Path, ...] = ()  # shown with the console when it fails
-    niceness: int = 0
-
-
-class HttpsChildService:
-    restart = RestartPolicy()
-
-    def __init__(
-        self,
-        child: Child,
-        config_path: Path,
-        layout: DeploymentLayout,
-        ssl_context: ssl.SSLContext,
-        after: tuple[str, ...] = (),
-    ) -> None:
-        self.after = after
-        self.name = child.name
-        self.kind = child.kind
-        self._child = child
-        self._config_path = config_path.resolve()
-        self._layout = layout
-        self._ssl = ssl_context
-        self._socket: socket.socket | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://{self._child.host}:{self._child.port}"
-
-    def prepare(self) -> None:
-        child = self._child
-        self._socket = bind_listener(child.address, child.port, child.label, child.port_key)
-
-    async def spawn(self) -> asyncio.subprocess.Process:
-        assert self._socket is not None, "prepare() binds the socket first"
-        fd = self._socket.fileno()
-        child = self._child
-        command = [sys.executable, "-m", "homeport", child.command, "-c", str(self._config_path)]
-        return await processes.spawn(
-            [*command, "--fd", str(fd)],
-            cwd=self._layout.data_dir,
-            console_log=child.console_log,
-            label=child.label,
-            pass_fds=(fd,),
-            niceness=child.niceness,
-        )
-
-    async def wait_ready(self, process: asyncio.subprocess.Process) -> str | None:
-        child = self._child
-        return await processes.poll_until(
-            lambda: https_health(child.address, child.port, child.host, self._ssl),
-            process,
-            timeout=120,
-        )
-
-    async def terminate(self, process: asyncio.subprocess.Process) -> None:
-        await processes.terminate(process, grace=10)
-
-    def log_tail(self) -> str:
-        return processes.tails([self._child.console_log, *self._child.logs])
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
-from homeport.supervision.service import Service
+from homeport.supervision.service import Running, Service
 from homeport.supervision.state import ProcessState, RunState, ServiceState, read_held, write_state
 
 log = logging.getLogger("homeport.supervisor")
@@ -130,12 +130,12 @@ class Supervisor:
     def _should_run(self, name: str) -> bool:
         return not self._shutdown.is_set() and name not in self._held
 
-    async def _mark_ready(self, service: Service, process: asyncio.subprocess.Process) -> None:
+    async def _mark_ready(self, service: Service, process: Running) -> None:
         detail = await service.wait_ready(process)
         if detail is not None and process.returncode is None:
             self._set(service.name, "ready", process.pid, detail=detail)
 
-    async def _run_once(self, service: Service) -> asyncio.subprocess.Process:
+    async def _run_once(self, service: Service) -> Running:
         """Start the service and return once it exited or was stopped on request."""
         name = service.name
         process = await service.spawn()

@@ -37,11 +37,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
 from typing import Any
 
+from homeport.synapse_module.audit_marks import (
+    best_inviter,
+    domain_of,
+    is_joined,
+    mark_changed,
+    marked_content,
+    not_local_message,
+    upgrade_problem,
+)
+from homeport.synapse_module.audit_queries import (
+    is_direct_txn,
+    local_rooms_txn,
+)
+from homeport.synapse_module.audit_resources import membership_resource, original_resource
 from homeport.synapse_module.config import AuditModuleConfig
 from homeport.synapse_module.contract import (
     AUDIT_ADD_PATH,
@@ -57,199 +69,6 @@ logger = logging.getLogger(__name__)
 
 BACKFILL_DELAY_MS = 5_000
 STORED_WAIT_S = 30.0  # how long an event that passed the rules may take to be stored
-
-
-def domain_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1]
-
-
-def not_local_message(bot: str, home: str | None) -> str:
-    if home is None:
-        return (
-            f"The audit bot {bot} can only be added to rooms created on its own homeserver, "
-            "and this server does not know which server created this room."
-        )
-    return (
-        f"The audit bot {bot} can only be added to rooms created on its own homeserver; "
-        f"this room was created on {home}."
-    )
-
-
-def _power(state: dict[tuple[str, str], Any], user_id: str) -> float:
-    """A member's power level, creators unlimited where the room version says so."""
-    create = state[("m.room.create", "")]
-    creators = {create.sender, *create.content.get("additional_creators", [])}
-    version = getattr(create, "room_version", None)
-    if getattr(version, "msc4289_creator_power_enabled", False) and user_id in creators:
-        return float("inf")
-    levels = state.get(("m.room.power_levels", ""))
-    if levels is None:
-        return 100.0 if user_id == create.sender else 0.0
-    users = levels.content.get("users", {})
-    return float(users.get(user_id, levels.content.get("users_default", 0)))
-
-
-def best_inviter(state: dict[tuple[str, str], Any], is_mine: Any, bot: str) -> str | None:
-    """The joined local member with the most power, if that power suffices to invite."""
-    levels = state.get(("m.room.power_levels", ""))
-    needed = float(levels.content.get("invite", 0)) if levels is not None else 0.0
-    members = [
-        key[1]
-        for key, event in state.items()
-        if key[0] == "m.room.member"
-        and key[1] != bot
-        and event.content.get("membership") == "join"
-        and is_mine(key[1])
-    ]
-    ranked = sorted(members, key=lambda user: (-_power(state, user), user))
-    if ranked and _power(state, ranked[0]) >= needed:
-        return ranked[0]
-    return None
-
-
-def _joined(state: dict[tuple[str, str], Any], user_id: str) -> bool:
-    member = state.get(("m.room.member", user_id))
-    return member is not None and member.content.get("membership") == "join"
-
-
-def _valid_mark(content: Any) -> dict[str, Any] | None:
-    """The recording mark, as a plain dict (Synapse hands events' content in frozen)."""
-    mark = content.get(MARK) if isinstance(content, Mapping) else None
-    if isinstance(mark, Mapping) and mark.get("recording") is True:
-        return dict(mark)
-    return None
-
-
-def marked_content(content: dict[str, Any], before: Any, displayname: str) -> dict[str, Any]:
-    """The bot's join as Homeport sets it: its display name, and its recording mark (the
-    one this event carries, else the one it had, else a plain one)."""
-    previous = None
-    if before is not None and before.content.get("membership") == "join":
-        previous = _valid_mark(before.content)
-    mark = _valid_mark(content) or previous or {"recording": True, "added_by": "unknown"}
-    return {**content, "displayname": displayname, MARK: mark}
-
-
-def _changed(content: Mapping[str, Any], marked: dict[str, Any]) -> bool:
-    same_name = content.get("displayname") == marked["displayname"]
-    return not same_name or _valid_mark(content) != marked[MARK]
-
-
-def upgrade_problem(
-    recorded_room: str, tombstone_sender: str, create: Any, server_name: str
-) -> str | None:
-    """Why a tombstone's replacement is not a real upgrade of the recorded room, if not.
-
-    A real upgrade's successor names the recorded room as predecessor in its
-    create event, which the upgrader sent on this homeserver; anything else
-    (a room of someone else's, a direct chat) is not the bot's to enter.
-    """
-    if create is None:
-        return "this homeserver is not in that room"
-    predecessor = create.content.get("predecessor")
-    if not isinstance(predecessor, dict) or predecessor.get("room_id") != recorded_room:
-        return (
-            "that room is not an upgrade of this one (its create event names no such predecessor)"
-        )
-    if domain_of(create.sender) != server_name:
-        return f"that room was created on {domain_of(create.sender)}, not on {server_name}"
-    if create.sender != tombstone_sender:
-        return (
-            f"that room was created by {create.sender}, not by {tombstone_sender}, "
-            "who sent the tombstone"
-        )
-    return None
-
-
-def _is_direct_txn(txn: Any, room_id: str) -> bool:
-    """Whether a room is a direct chat: two members at most, and created or listed as one."""
-    txn.execute(
-        "SELECT COUNT(*) FROM current_state_events WHERE room_id = ? AND type = 'm.room.member' "
-        "AND membership IN ('join', 'invite')",
-        (room_id,),
-    )
-    row = txn.fetchone()
-    if row is None or int(row[0]) > 2:
-        return False
-    txn.execute(
-        "SELECT j.json FROM events AS e JOIN event_json AS j USING (event_id) "
-        "WHERE e.room_id = ? AND e.type = 'm.room.member' AND j.json LIKE '%is_direct%'",
-        (room_id,),
-    )
-    for (raw,) in txn.fetchall():
-        try:
-            if json.loads(raw).get("content", {}).get("is_direct") is True:
-                return True
-        except (ValueError, AttributeError):
-            continue
-    txn.execute(
-        "SELECT content FROM account_data WHERE account_data_type = 'm.direct' "
-        "AND content LIKE ? ESCAPE '!'",
-        (f"%{_like_escaped(room_id)}%",),
-    )
-    for (content,) in txn.fetchall():
-        try:
-            mapping = json.loads(content)
-        except ValueError:
-            continue
-        if isinstance(mapping, dict) and any(
-            isinstance(rooms, list) and room_id in rooms for rooms in mapping.values()
-        ):
-            return True
-    return False
-
-
-def _like_escaped(text: str) -> str:
-    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-
-
-def _local_rooms_txn(txn: Any, server_name: str, bot: str, include_dms: bool) -> list[str]:
-    """Rooms created here that the bot never was in (DMs left out unless asked for)."""
-    txn.execute(
-        "SELECT c.room_id, e.sender FROM current_state_events AS c "
-        "JOIN events AS e USING (event_id) WHERE c.type = 'm.room.create' AND c.state_key = ''"
-    )
-    local = [room for room, sender in txn.fetchall() if domain_of(sender) == server_name]
-    txn.execute("SELECT room_id FROM local_current_membership WHERE user_id = ?", (bot,))
-    known = {row[0] for row in txn.fetchall()}
-    direct = set() if include_dms else _direct_rooms_txn(txn) & _small_rooms_txn(txn)
-    return [room for room in local if room not in known and room not in direct]
-
-
-def _small_rooms_txn(txn: Any) -> set[str]:
-    """Rooms of two members at most (joined or invited): only those can be DMs. Marking a
-    group room as direct (anyone can) does not keep the bot out of it."""
-    txn.execute(
-        "SELECT room_id FROM current_state_events WHERE type = 'm.room.member' "
-        "AND membership IN ('join', 'invite') GROUP BY room_id HAVING COUNT(*) <= 2"
-    )
-    return {row[0] for row in txn.fetchall()}
-
-
-def _direct_rooms_txn(txn: Any) -> set[str]:
-    """Direct-message rooms: invited to with `is_direct` (what createRoom does for a DM),
-    or listed in a local user's `m.direct` (what Element keeps)."""
-    direct: set[str] = set()
-    txn.execute(
-        "SELECT e.room_id, j.json FROM events AS e JOIN event_json AS j USING (event_id) "
-        "WHERE e.type = 'm.room.member' AND j.json LIKE '%is_direct%'"
-    )
-    for room_id, raw in txn.fetchall():
-        try:
-            if json.loads(raw).get("content", {}).get("is_direct") is True:
-                direct.add(room_id)
-        except (ValueError, AttributeError):
-            continue
-    txn.execute("SELECT content FROM account_data WHERE account_data_type = 'm.direct'")
-    for (content,) in txn.fetchall():
-        try:
-            mapping = json.loads(content)
-        except ValueError:
-            continue
-        for rooms in mapping.values() if isinstance(mapping, dict) else ():
-            if isinstance(rooms, list):
-                direct.update(r for r in rooms if isinstance(r, str))
-    return direct
 
 
 class AuditRules:
@@ -270,9 +89,9 @@ class AuditRules:
             user_may_join_room=self.user_may_join_room,
             federated_user_may_invite=self.federated_user_may_invite,
         )
-        api.register_web_resource(AUDIT_ADD_PATH, _membership_resource(api, self.add))
-        api.register_web_resource(AUDIT_REMOVE_PATH, _membership_resource(api, self.remove))
-        api.register_web_resource(AUDIT_ORIGINAL_PATH, _original_resource(api, self.bot))
+        api.register_web_resource(AUDIT_ADD_PATH, membership_resource(api, self.add))
+        api.register_web_resource(AUDIT_REMOVE_PATH, membership_resource(api, self.remove))
+        api.register_web_resource(AUDIT_ORIGINAL_PATH, original_resource(api, self.bot))
         if self._auto_join:
             api.delayed_background_call(BACKFILL_DELAY_MS, self.backfill, desc="homeport_audit")
 
@@ -299,7 +118,7 @@ class AuditRules:
             # creator is in it (an upgrade skips `on_create_room`).
             event.type == "m.room.tombstone"
             and isinstance(event.content.get("replacement_room"), str)
-            and _joined(state_events, self.bot)
+            and is_joined(state_events, self.bot)
         ):
             self._in_background(self._once_stored, event, self._follow_upgrade)
             return True, None
@@ -313,7 +132,7 @@ class AuditRules:
             return True, None
         before = state_events.get(("m.room.member", self.bot))
         content = marked_content(event.content, before, self._displayname)
-        if not _changed(event.content, content):
+        if not mark_changed(event.content, content):
             return True, None
         self._in_background(self._report_integrity, event.room_id, event.content, content)
         return True, {**event.get_dict(), "content": content}
@@ -353,7 +172,7 @@ class AuditRules:
         if self._include_dms or event.room_id in self._adding:
             return False
         if not await self._api.run_db_interaction(
-            "homeport_audit_is_direct", _is_direct_txn, event.room_id
+            "homeport_audit_is_direct", is_direct_txn, event.room_id
         ):
             return False
         return not await self._api.is_user_admin(event.sender)
@@ -506,7 +325,7 @@ class AuditRules:
         """With `auto_join: local_rooms`: every local room the bot was never in."""
         rooms = await self._api.run_db_interaction(
             "homeport_audit_local_rooms",
-            _local_rooms_txn,
+            local_rooms_txn,
             self._api.server_name,
             self.bot,
             self._include_dms,
@@ -602,77 +421,3 @@ class AuditRules:
         )
         logger.info("homeport: the audit bot stopped recording %s (by %s)", room_id, by)
         return {"room_id": room_id, "already": False}
-
-
-def _membership_resource(api: Any, action: Any) -> Any:
-    from synapse.api.errors import SynapseError
-    from synapse.http.servlet import parse_json_object_from_request
-    from synapse.module_api import DirectServeJsonResource
-
-    class AuditMembership(DirectServeJsonResource):
-        """`POST {"room": ID or alias, "by": who}`: server admins only."""
-
-        async def _async_render_POST(self, request: Any) -> tuple[int, dict[str, Any]]:
-            requester = await api.get_user_by_req(request)
-            if not await api.is_user_admin(requester.user.to_string()):
-                raise SynapseError(403, "You are not a server admin", "M_FORBIDDEN")
-            body = parse_json_object_from_request(request)
-            room, by = body.get("room"), body.get("by")
-            if not isinstance(room, str) or not room or not isinstance(by, str):
-                raise SynapseError(400, "give `room` (ID or alias) and `by`", "M_BAD_JSON")
-            room_id = room
-            if room.startswith("#"):
-                room_id, _ = await api.lookup_room_alias(room)
-            elif not room.startswith("!"):
-                raise SynapseError(
-                    400, f"{room!r} is neither a room ID nor an alias", "M_INVALID_PARAM"
-                )
-            return 200, await action(room_id, by[:255])
-
-    return AuditMembership()
-
-
-def _original_txn(txn: Any, event_id: str, bot: str) -> dict[str, Any] | None:
-    """The event's content as stored before any redaction, if the bot is in its room."""
-    txn.execute(
-        "SELECT e.room_id, j.json FROM events AS e JOIN event_json AS j USING (event_id) "
-        "WHERE e.event_id = ?",
-        (event_id,),
-    )
-    row = txn.fetchone()
-    if row is None:
-        return None
-    txn.execute(
-        "SELECT membership FROM local_current_membership WHERE user_id = ? AND room_id = ?",
-        (bot, row[0]),
-    )
-    membership = txn.fetchone()
-    if membership is None or membership[0] != "join":
-        return None
-    content = json.loads(row[1]).get("content")
-    return content if isinstance(content, dict) else None
-
-
-def _original_resource(api: Any, bot: str) -> Any:
-    """`GET ?event_id=`: for the audit bot alone, an event of a room it records as it was
-    sent, when it reaches the bot already redacted (delivered late: the bot was down, and
-    someone redacted it meanwhile). Synapse keeps it for `redaction_retention_period`
-    (7 days by default)."""
-    from synapse.api.errors import NotFoundError, SynapseError
-    from synapse.http.servlet import parse_string
-    from synapse.module_api import DirectServeJsonResource
-
-    class Original(DirectServeJsonResource):
-        async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
-            requester = await api.get_user_by_req(request)
-            if requester.user.to_string() != bot:
-                raise SynapseError(403, "Only the audit bot reads this", "M_FORBIDDEN")
-            event_id = parse_string(request, "event_id", required=True)
-            content = await api.run_db_interaction(
-                "homeport_audit_original", _original_txn, event_id, bot
-            )
-            if content is None:
-                raise NotFoundError("No such event in a room the audit bot records")
-            return 200, {"content": content}
-
-    return Original()

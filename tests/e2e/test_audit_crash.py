@@ -283,13 +283,16 @@ async def test_an_encrypted_room_is_recorded_in_plaintext_across_a_restart(
         # Sent while the bot is down, under a new room key: the event is recorded when
         # Synapse delivers it, its key arrives by the device's sync, and the plaintext
         # completes the record. A restart is the same device with the same keys.
-        pid = bot_service(running)["pid"]
         homeport("stop", "-c", str(running.config_path), "audit-internal")
+        # Really down while the second message is sent (it shares its process with
+        # Homeport's other services, which keep running: no pid while stopped).
+        stopped = bot_service(running)
+        assert (stopped["state"], stopped["running"], stopped["pid"]) == ("stopped", False, None)
         client.olm.outbound_group_sessions.pop(room, None)  # what rotation does
         second = await _send_encrypted(client, room, "the second plan")
         homeport("start", "-c", str(running.config_path), "audit-internal")
         await wait_recorded_async(running, "internal", room, decrypted(second))
-        assert bot_service(running)["pid"] != pid
+        assert bot_service(running)["state"] == "ready"
         third = await _send_encrypted(client, room, "the third plan")  # the same session
         events = await wait_recorded_async(running, "internal", room, decrypted(third))
         texts = [e.decrypted["content"]["body"] for e in events if e.decrypted]

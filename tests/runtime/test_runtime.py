@@ -9,7 +9,7 @@ from homeport.config.loader import load_deployment_text
 from homeport.config.starter import starter_text
 from homeport.layout import DeploymentLayout
 from homeport.runtime.prepare import materialize
-from homeport.runtime.registry import Context, services
+from homeport.runtime.registry import service_context, services
 from homeport.supervision.service import RestartPolicy
 from homeport.supervision.state import read_held, read_state, set_held
 from homeport.trust import client_ssl_context
@@ -21,7 +21,7 @@ def test_the_starter_runs_two_homeservers_their_audit_bots_conference_and_websit
     text = starter_text().replace("data_dir: data", f"data_dir: {tmp_path}")
     deployment, _ = load_deployment_text(text, tmp_path / "homeport.yaml")
     layout = materialize(deployment)
-    context = Context(tmp_path / "homeport.yaml", layout, client_ssl_context(deployment))
+    context = service_context(tmp_path / "homeport.yaml", layout, client_ssl_context(deployment))
     found = services(deployment, context)
     assert [(s.name, s.kind, s.url) for s in found] == [
         ("internal", "homeserver", "https://localhost:8448"),

@@ -1,0 +1,179 @@
+"""What a capability contributes to a deployment, declared in one place.
+
+A capability (the audit bot, group sync, the conference service, the admin
+website, Synapse's workers, the proxy) is one package with a `capability.py`
+that defines a subclass of `Capability` and one line in
+`homeport.capabilities.CAPABILITIES`. The assembly (`up`'s services and
+preparation, `status`, what each homeserver runs with, the commands, each
+homeserver's `homeserver.yaml`) iterates over the registered capabilities and
+never names one. Every hook contributes nothing by default, so a capability
+overrides only what it has.
+
+Hooks that run in `up` (services, materialize) may import their package's heavy
+modules inside the method: `homeport status` and the command line load the
+registry, not every capability's server code.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from homeport.config.deployment import Deployment
+from homeport.config.lines import KeyPath
+from homeport.layout import DeploymentLayout
+from homeport.pki import CertificateAuthority
+from homeport.supervision.host import ServiceHost
+from homeport.supervision.host_process import HostedMain
+from homeport.supervision.service import Service
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What a capability's services may need besides the model."""
+
+    config_path: Path
+    layout: DeploymentLayout
+    ssl_context: ssl.SSLContext  # Homeport's own client trust (verification on)
+    host: ServiceHost  # the one process Homeport's own Python services share
+
+
+@dataclass(frozen=True)
+class PortClaim:
+    """A port `up` listens on for a capability, checked free before anything starts."""
+
+    key: KeyPath  # where homeport.yaml sets it, for the error's file, line and key
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file the model names that is missing or unsafe: said before anything starts."""
+
+    key: KeyPath
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class SynapsePieces:
+    """What a capability adds to one homeserver's `homeserver.yaml`.
+
+    Modules run before the administrator's own (`synapse: modules:`), application
+    service registrations likewise; `resources` are named on the homeserver's
+    listeners (and its request-serving workers'); `settings` are top-level keys,
+    which the administrator's `synapse:` passthrough may still override.
+    """
+
+    modules: Sequence[Mapping[str, Any]] = ()
+    module_config: Mapping[str, Any] = field(default_factory=dict)  # into the Homeport module's
+    app_service_config_files: Sequence[str] = ()
+    resources: Sequence[str] = ()
+    listeners: Sequence[Mapping[str, Any]] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+NO_PIECES = SynapsePieces()
+
+
+def merge_pieces(pieces: Sequence[SynapsePieces]) -> SynapsePieces:
+    """Every capability's pieces for one homeserver as one, in registry order."""
+    module_config: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    for piece in pieces:
+        module_config.update(piece.module_config)
+        settings.update(piece.settings)
+    return SynapsePieces(
+        modules=[m for piece in pieces for m in piece.modules],
+        module_config=module_config,
+        app_service_config_files=[f for piece in pieces for f in piece.app_service_config_files],
+        resources=list(dict.fromkeys(r for piece in pieces for r in piece.resources)),
+        listeners=[listener for piece in pieces for listener in piece.listeners],
+        settings=settings,
+    )
+
+
+@dataclass(frozen=True)
+class Preparing:
+    """What `materialize` writes with: the data folder, the local CA, and `only`: just that
+    homeserver's part (a restart), or None for the whole deployment."""
+
+    layout: DeploymentLayout
+    ca: CertificateAuthority
+    only: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusContext:
+    """What a capability's part of `homeport status` is gathered with."""
+
+    layout: DeploymentLayout
+    ssl_context: ssl.SSLContext | None  # None before the local CA exists
+    services: Mapping[str, Mapping[str, Any]]  # `status["services"]`, by service name
+
+
+class Capability:
+    """The contributions of one capability; each hook's default contributes nothing."""
+
+    name: str = ""
+
+    # Commands it adds to `homeport`: (name, "module:attribute"), loaded when run.
+    commands: tuple[tuple[str, str], ...] = ()
+
+    # Keys it adds to each homeserver's entry of `status --json`, and to the top level.
+    homeserver_status_keys: tuple[str, ...] = ()
+    status_keys: tuple[str, ...] = ()
+
+    def services(self, deployment: Deployment, context: ServiceContext) -> list[Service]:
+        """The processes `up` supervises for it, in start order."""
+        return []
+
+    def hosted_main(self, deployment: Deployment, service: str) -> HostedMain | None:
+        """In the host process: what runs its hosted service named `service`, if it is one
+        of its own (the services it returns as `HostedService`)."""
+        return None
+
+    def controllable(self, deployment: Deployment, layout: DeploymentLayout) -> dict[str, Path]:
+        """Its services `homeport stop` and `start` take by name, with each one's log."""
+        return {}
+
+    def ports(self, deployment: Deployment) -> list[PortClaim]:
+        return []
+
+    def file_problems(self, deployment: Deployment) -> list[FileProblem]:
+        """Files the model names for it that are missing or readable by others."""
+        return []
+
+    def certificate_hosts(self, deployment: Deployment) -> list[str]:
+        """Hosts the local CA must issue a certificate for (its NameConstraints)."""
+        return []
+
+    def materialize(self, deployment: Deployment, preparing: Preparing) -> None:
+        """Write what it needs before start (secrets made once, certificates, registrations)."""
+
+    def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:
+        """What it adds to homeserver `name`'s `homeserver.yaml`. Pure."""
+        return NO_PIECES
+
+    def restart_identity(self, deployment: Deployment, name: str) -> dict[str, Any]:
+        """What of it on homeserver `name` a restart cannot change (a new `up` can)."""
+        return {}
+
+    async def homeserver_status(
+        self, deployment: Deployment, name: str, context: StatusContext, ready: bool
+    ) -> dict[str, Any]:
+        """Its keys (`homeserver_status_keys`) in homeserver `name`'s status entry; `ready`:
+        whether that homeserver answers. Gathered concurrently with the others'."""
+        return dict.fromkeys(self.homeserver_status_keys)
+
+    def status(self, deployment: Deployment, layout: DeploymentLayout) -> dict[str, Any]:
+        """Its keys (`status_keys`) at the top level of `status --json`."""
+        return dict.fromkeys(self.status_keys)
+
+    def status_lines(self, status: Mapping[str, Any]) -> list[str]:
+        """Lines (Rich markup) under the `homeport status` table, read from the JSON."""
+        return []
