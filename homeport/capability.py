@@ -148,6 +148,10 @@ class Capability:
         """Files the model names for it that are missing or readable by others."""
         return []
 
+    def writable_paths(self, deployment: Deployment) -> list[Path]:
+        """Folders outside the data folder it writes to (a sandbox must leave them open)."""
+        return []
+
     def certificate_hosts(self, deployment: Deployment) -> list[str]:
         """Hosts the local CA must issue a certificate for (its NameConstraints)."""
         return []

@@ -124,6 +124,13 @@ class Audit(Capability):
             if hs.audit_bot is not None
         ]
 
+    def writable_paths(self, deployment: Deployment) -> list[Path]:
+        return [
+            hs.audit.export.directory
+            for hs in deployment.homeservers.values()
+            if hs.audit is not None and hs.audit.export is not None
+        ]
+
     def materialize(self, deployment: Deployment, preparing: Preparing) -> None:
         for name, hs in deployment.homeservers.items():
             if hs.audit_bot is not None and preparing.only in (None, name):

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from homeport.config.deployment import Deployment
+from homeport.capability import SynapsePieces
+
+BASE_RESOURCES = ("client", "federation")
 
 
-def listener_resources(deployment: Deployment) -> list[str]:
-    """Client and federation; `openid` named too where the conference service checks tokens.
-
-    `federation` already serves `openid/userinfo` (Synapse adds `openid` alone
-    only without it); naming it keeps the need visible should a layout split
-    federation off this listener. A closed `federation_domain_whitelist` does
-    not block `openid/userinfo`, and naming it opens nothing more.
-    """
-    names = ["client", "federation"]
-    if deployment.conference is not None:
-        names.append("openid")
-    return names
+def listener_resources(pieces: SynapsePieces) -> list[str]:
+    """Client and federation, and what the capabilities name (`openid` for the conference
+    service)."""
+    return list(dict.fromkeys([*BASE_RESOURCES, *pieces.resources]))

@@ -8,9 +8,11 @@ explicit port is all a sibling needs to reach it.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import homeport.homeserver.workers as workers
+from homeport.capability import SynapsePieces
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.types import parse_postgres_url
@@ -18,8 +20,8 @@ from homeport.homeserver.listeners import listener_resources
 from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.policy.effective import effective_whitelist
 from homeport.policy.siblings import sibling_ip_allowlist
-from homeport.synapse_module.config import AuditModuleConfig, HomeportModuleConfig
-from homeport.synapse_module.contract import DIRECTORY_LOGIN_MODULE, HOMEPORT_MODULE
+from homeport.synapse_module.config import HomeportModuleConfig
+from homeport.synapse_module.contract import HOMEPORT_MODULE
 
 # Sized for an organisation of a few hundred people, many behind one NAT:
 # Synapse's defaults are tuned for big public servers and would throttle an
@@ -129,9 +131,12 @@ def _database(hs: Homeserver, layout: HomeserverLayout) -> dict[str, Any]:
 
 
 def render_homeserver(
-    deployment: Deployment, name: str, layout: DeploymentLayout
+    deployment: Deployment, name: str, layout: DeploymentLayout, pieces: SynapsePieces
 ) -> dict[str, Any]:
-    """The complete `homeserver.yaml` of homeserver `name`, as a dict."""
+    """The complete `homeserver.yaml` of homeserver `name`, as a dict.
+
+    `pieces`: what the capabilities add to it (`homeport.capabilities.synapse_pieces`).
+    """
     hs = deployment.homeservers[name]
     files = layout.homeserver(name)
     certificate = hs.tls.certificate if hs.tls else files.tls_certificate
@@ -149,7 +154,7 @@ def render_homeserver(
                 # Behind the proxy, the client's address is in X-Forwarded-For
                 # (rate limits, logs); the listener is private then.
                 "x_forwarded": deployment.proxy is not None,
-                "resources": [{"names": listener_resources(deployment), "compress": False}],
+                "resources": [{"names": listener_resources(pieces), "compress": False}],
             }
         ],
         "tls_certificate_path": str(certificate),
@@ -180,66 +185,35 @@ def render_homeserver(
     if allowlist:
         config["ip_range_whitelist"] = allowlist
     config.update(synapse_policy_settings(deployment, name))
-    config.update(conference_settings(deployment))
+    config.update(pieces.settings)
     shared_with_workers = workers.main_settings(deployment, name, files)
     if shared_with_workers:
         config.update(shared_with_workers)
         assert hs.workers.port_base is not None
         config["listeners"].append(workers.replication_listener(hs.workers.port_base))
+    config["listeners"] += [dict(listener) for listener in pieces.listeners]
     passthrough = dict(hs.synapse)
-    # The administrator's own modules run after ours; ours is never dropped.
+    # The administrator's own modules run after ours; ours are never dropped.
     config["modules"] = [
-        homeport_module(hs),
-        *directory_login_module(deployment, name),
+        homeport_module(hs, pieces.module_config),
+        *(dict(module) for module in pieces.modules),
         *passthrough.pop("modules", []),
     ]
-    # Likewise the administrator's application services (bridges) besides the audit bot.
-    registrations = [str(layout.audit(name).registration)] if hs.audit_bot else []
+    # Likewise the administrator's application services (bridges) besides ours.
+    registrations = list(pieces.app_service_config_files)
     registrations += passthrough.pop("app_service_config_files", [])
     if registrations:
         config["app_service_config_files"] = registrations
     return deep_merge(config, passthrough)
 
 
-def conference_settings(deployment: Deployment) -> dict[str, Any]:
-    """Element Call finds its LiveKit authoriser in `/.well-known/matrix/client` (MSC4143)."""
-    conference = deployment.conference
-    if conference is None or conference.livekit is None:
-        return {}
-    focus = {"type": "livekit", "livekit_service_url": deployment.conference_url}
-    return {
-        "serve_client_wellknown": True,
-        "extra_well_known_client_content": {"org.matrix.msc4143.rtc_foci": [focus]},
-    }
-
-
-def homeport_module(hs: Homeserver) -> dict[str, Any]:
-    """The Homeport module's entry, its config typed by the model the module parses."""
-    bot, bot_user_id = hs.audit_bot, hs.audit_user_id
-    audit = None
-    if bot is not None and bot_user_id is not None:
-        audit = AuditModuleConfig(
-            user_id=bot_user_id,
-            displayname=bot.displayname,
-            auto_join=bot.auto_join,
-            include_direct_messages=bot.include_direct_messages,
-        )
-    config = HomeportModuleConfig(rooms_federation=hs.policy.rooms.federation, audit=audit)
+def homeport_module(hs: Homeserver, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The Homeport module's entry, its config typed by the model the module parses:
+    the homeserver's own settings and what the capabilities add (`audit`)."""
+    config = HomeportModuleConfig.model_validate(
+        {"rooms_federation": hs.policy.rooms.federation, **extra}
+    )
     return {
         "module": HOMEPORT_MODULE,
         "config": config.model_dump(mode="json", exclude_none=True),
     }
-
-
-def directory_login_module(deployment: Deployment, name: str) -> list[dict[str, Any]]:
-    """Homeport's directory login (`homeport.synapse_module.directory_login`), from group sync's
-    own `ldap:` settings: the people group sync provisions log in with their directory
-    password, never as one of Homeport's own accounts, with bounded waits."""
-    sync = deployment.group_sync
-    if sync is None or not sync.login or sync.homeserver != name:
-        return []
-    config = {
-        "ldap": sync.ldap.model_dump(mode="json", exclude_unset=True),  # defaults stay defaults
-        "bot_localparts": list(deployment.homeservers[name].bot_localparts),
-    }
-    return [{"module": DIRECTORY_LOGIN_MODULE, "config": config}]

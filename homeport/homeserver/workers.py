@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from homeport.capability import SynapsePieces
 from homeport.config.deployment import Deployment
 from homeport.config.workers import WorkerSpec
 from homeport.homeserver.listeners import listener_resources
@@ -95,6 +96,7 @@ def replication_listener(port: int, bind: str = LOOPBACK) -> dict[str, Any]:
 def worker_listener(
     deployment: Deployment,
     spec: WorkerSpec,
+    pieces: SynapsePieces,
     port: int | None = None,
     bind: str = LOOPBACK,
     tls: bool = True,
@@ -109,7 +111,7 @@ def worker_listener(
     if spec.replication:
         return replication_listener(port, bind)
     if spec.serves_http:
-        names = listener_resources(deployment) if spec.kind == "generic" else ["media"]
+        names = listener_resources(pieces) if spec.kind == "generic" else ["media"]
         return {
             "port": port,
             "bind_addresses": [bind],
@@ -132,6 +134,7 @@ def worker_config(
     deployment: Deployment,
     spec: WorkerSpec,
     files: HomeserverLayout,
+    pieces: SynapsePieces,
     listener: dict[str, Any] | None = None,
     log_config: str | None = None,
 ) -> dict[str, Any]:
@@ -142,7 +145,7 @@ def worker_config(
     config: dict[str, Any] = {
         "worker_app": "synapse.app.generic_worker",
         "worker_name": spec.name,
-        "worker_listeners": [listener or worker_listener(deployment, spec)],
+        "worker_listeners": [listener or worker_listener(deployment, spec, pieces)],
         "worker_log_config": log_config or str(files.worker_log_config_file(spec.name)),
     }
     if spec.kind == "media":

@@ -12,10 +12,9 @@ import hashlib
 import json
 from typing import Any, TypedDict
 
-from homeport.capabilities import CAPABILITIES
+from homeport.capabilities import CAPABILITIES, homeserver_config
 from homeport.config.deployment import Deployment
 from homeport.files import dump_yaml, write_private
-from homeport.homeserver.render import render_homeserver
 from homeport.layout import DeploymentLayout
 
 # What of homeserver.yaml a restart cannot change; capabilities add their own keys.
@@ -30,7 +29,7 @@ class Applied(TypedDict):
 
 
 def applied_record(deployment: Deployment, name: str, layout: DeploymentLayout) -> Applied:
-    config = render_homeserver(deployment, name, layout)
+    config = homeserver_config(deployment, name, layout)
     identity = {key: config.get(key) for key in SYNAPSE_IDENTITY_KEYS}
     for capability in CAPABILITIES:
         identity.update(capability.restart_identity(deployment, name))

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from homeport import pki
-from homeport.capabilities import CAPABILITIES
+from homeport.capabilities import CAPABILITIES, homeserver_config, synapse_pieces
 from homeport.capability import Preparing
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
@@ -32,7 +32,6 @@ from homeport.files import (
     write_private,
 )
 from homeport.homeserver.log_config import render_log_config, worker_log_config
-from homeport.homeserver.render import render_homeserver
 from homeport.homeserver.workers import worker_config
 from homeport.layout import DeploymentLayout, HomeserverLayout
 
@@ -182,7 +181,7 @@ def materialize(deployment: Deployment, only: str | None = None) -> DeploymentLa
             public = _separate_public_host(deployment, hs)
             if public is not None:
                 pki.ensure_leaf(ca, public, files.public_tls_certificate, files.public_tls_key)
-        config = render_homeserver(deployment, name, layout)
+        config = homeserver_config(deployment, name, layout)
         # Mode 0600: a PostgreSQL URL may carry a password into `database.args`.
         write_private(files.config_file, dump_yaml(config))
         write_atomic(files.log_config_file, dump_yaml(render_log_config(files)))
@@ -196,10 +195,10 @@ def write_worker_files(deployment: Deployment, name: str, files: HomeserverLayou
     if not specs:
         return
     read_or_create_private(files.replication_secret, secrets.token_urlsafe(48).encode())
+    pieces = synapse_pieces(deployment, name, DeploymentLayout(deployment.data_dir))
     for spec in specs:
-        write_atomic(
-            files.worker_config_file(spec.name), dump_yaml(worker_config(deployment, spec, files))
-        )
+        config = worker_config(deployment, spec, files, pieces)
+        write_atomic(files.worker_config_file(spec.name), dump_yaml(config))
         write_atomic(
             files.worker_log_config_file(spec.name), dump_yaml(worker_log_config(files, spec))
         )

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from homeport.capabilities import homeserver_config
 from homeport.config.deployment import Deployment
 from homeport.config.kubernetes import Kubernetes
 from homeport.homeserver import workers as workers_module
 from homeport.homeserver.log_config import render_log_config
-from homeport.homeserver.render import render_homeserver
 from homeport.layout import DeploymentLayout
 from homeport.targets.cluster import DATA, in_cluster, namespace_of, synapse_service_host
 from homeport.targets.kubernetes_workers import REPLICATION_PORT, redis_settings
@@ -45,7 +45,7 @@ def synapse_settings(
     """
     cluster = in_cluster(deployment, kube, "")
     layout = DeploymentLayout(Path(str(DATA)))
-    config = render_homeserver(cluster, name, layout)
+    config = homeserver_config(cluster, name, layout)
     hs = cluster.homeservers[name]
     files = layout.homeserver(name)
     public = dict(config["listeners"][0])

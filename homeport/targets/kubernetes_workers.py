@@ -22,18 +22,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
+from homeport.capabilities import synapse_pieces
+from homeport.capability import SynapsePieces
 from homeport.config.deployment import Deployment
 from homeport.config.kubernetes import Kubernetes
 from homeport.config.workers import Redis, WorkerKind, WorkerSpec
 from homeport.homeserver import workers
 from homeport.homeserver.routing import Route, routes
-from homeport.layout import HomeserverLayout
+from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.targets import k8s
+from homeport.targets.cluster import DATA
 
 HTTP_PORT = 8008  # what the Ingress sends a worker (as the main process's plain listener)
 REPLICATION_PORT = 9093
@@ -147,9 +150,16 @@ class WorkerManifests:
     def bundled_redis(self) -> bool:
         return self.kube.redis_url is None
 
+    @property
+    def pieces(self) -> SynapsePieces:
+        """What the capabilities add to the homeserver's config (listener resources)."""
+        return synapse_pieces(self.cluster, self.name, DeploymentLayout(Path(str(DATA))))
+
     def listener(self, spec: WorkerSpec) -> dict[str, Any]:
         port = REPLICATION_PORT if spec.replication else HTTP_PORT
-        return workers.worker_listener(self.cluster, spec, port, EVERY_ADDRESS, tls=False)
+        return workers.worker_listener(
+            self.cluster, spec, self.pieces, port, EVERY_ADDRESS, tls=False
+        )
 
     def config_files(self) -> dict[str, str]:
         """ConfigMap entries: each worker's own file, read after the shared ones."""
@@ -157,7 +167,7 @@ class WorkerManifests:
         return {
             f"worker-{spec.name}.yaml": yaml.safe_dump(
                 workers.worker_config(
-                    self.cluster, spec, self.files, self.listener(spec), log_config
+                    self.cluster, spec, self.files, self.pieces, self.listener(spec), log_config
                 ),
                 sort_keys=False,
             )

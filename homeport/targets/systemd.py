@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from homeport.capabilities import CAPABILITIES
 from homeport.config.deployment import Deployment
 from homeport.config.types import parse_postgres_url
 
@@ -35,21 +36,15 @@ HOME_PATHS = (Path("/home"), Path("/root"), Path("/run/user"))
 
 def _ports(deployment: Deployment) -> list[int]:
     ports = [hs.port for hs in deployment.homeservers.values()]
-    ports += [hs.audit_bot.port for hs in deployment.homeservers.values() if hs.audit_bot]
-    if deployment.admin is not None:
-        ports.append(deployment.admin.port)
-    if deployment.conference is not None:
-        ports.append(deployment.conference.port)
-    if deployment.group_sync is not None:
-        ports.append(deployment.group_sync.port)
-    return ports
+    return ports + [
+        claim.port for capability in CAPABILITIES for claim in capability.ports(deployment)
+    ]
 
 
 def _writable(deployment: Deployment) -> list[Path]:
     paths = [deployment.data_dir, deployment.backup.directory]
-    for hs in deployment.homeservers.values():
-        if hs.audit is not None and hs.audit.export is not None:
-            paths.append(hs.audit.export.directory)
+    for capability in CAPABILITIES:
+        paths += capability.writable_paths(deployment)
     return sorted(set(paths))
 
 

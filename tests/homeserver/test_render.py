@@ -13,11 +13,12 @@ import pytest
 import yaml
 
 from homeport.audit.registration import render_registration
+from homeport.capabilities import homeserver_config
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment_text
 from homeport.config.starter import starter_text
 from homeport.homeserver.log_config import render_log_config
-from homeport.homeserver.render import deep_merge, render_homeserver
+from homeport.homeserver.render import deep_merge
 from homeport.layout import DeploymentLayout
 from homeport.synapse_module.directory_login import DirectoryLogin
 
@@ -228,7 +229,7 @@ def _subset(expected: Any, actual: Any) -> bool:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_render(case: Case) -> None:
     name = next(iter(case.model.homeservers))
-    config = render_homeserver(case.model, name, DeploymentLayout(case.model.data_dir))
+    config = homeserver_config(case.model, name, DeploymentLayout(case.model.data_dir))
     for key, value in case.expected.items():
         assert _subset(value, config.get(key)), (key, config.get(key))
     for key in case.absent:
@@ -248,7 +249,7 @@ def test_starter_renders_like_the_golden_files() -> None:
     layout = DeploymentLayout(model.data_dir)
     rewritten = []
     for name in model.homeservers:
-        rendered = yaml.safe_dump(render_homeserver(model, name, layout), sort_keys=False)
+        rendered = yaml.safe_dump(homeserver_config(model, name, layout), sort_keys=False)
         golden = GOLDEN / f"{name}.yaml"
         if os.environ.get("UPDATE_GOLDEN") and rendered != golden.read_text():
             golden.write_text(rendered)
@@ -292,7 +293,7 @@ def test_the_audit_bot_is_registered_as_an_exclusive_application_service() -> No
     assert not pattern.fullmatch("@recorder:localhost:84489")
     # The application service's own user is not the bot: Synapse refuses it /sync.
     assert registration["sender_localpart"] != "recorder"
-    config = render_homeserver(model, "internal", layout)
+    config = homeserver_config(model, "internal", layout)
     assert config["app_service_config_files"] == [
         str(layout.audit("internal").registration),
         "/etc/bridges/irc.yaml",  # the administrator's own bridges stay
@@ -305,10 +306,10 @@ def test_the_audit_bot_is_registered_as_an_exclusive_application_service() -> No
         "include_direct_messages": False,
     }
     # No bot, no registration; a disabled bot likewise.
-    assert "app_service_config_files" not in render_homeserver(model, "external", layout)
+    assert "app_service_config_files" not in homeserver_config(model, "external", layout)
     off = two("    audit: {port: 9100, enabled: false}\n")
-    assert "app_service_config_files" not in render_homeserver(off, "internal", layout)
-    assert "audit" not in render_homeserver(off, "internal", layout)["modules"][0]["config"]
+    assert "app_service_config_files" not in homeserver_config(off, "internal", layout)
+    assert "audit" not in homeserver_config(off, "internal", layout)["modules"][0]["config"]
 
 
 GROUP_SYNC = """
@@ -338,7 +339,7 @@ def test_group_sync_people_log_in_through_homeports_directory_login() -> None:
         "  external: {server_name: 'localhost:8449', port: 8449}\n" + GROUP_SYNC
     )
     layout = DeploymentLayout(model.data_dir)
-    modules = render_homeserver(model, "internal", layout)["modules"]
+    modules = homeserver_config(model, "internal", layout)["modules"]
     assert [m["module"] for m in modules] == [
         "homeport.synapse_module.module.HomeportModule",
         "homeport.synapse_module.directory_login.DirectoryLogin",
@@ -351,13 +352,13 @@ def test_group_sync_people_log_in_through_homeports_directory_login() -> None:
     assert parsed["ldap"].localpart_attribute == "sAMAccountName"
     assert str(parsed["ldap"].bind_password_file) == "/srv/homeport/ad.secret"
     assert str(parsed["ldap"].ca_file) == "/srv/homeport/ad-ca.pem"
-    external = render_homeserver(model, "external", layout)["modules"]
+    external = homeserver_config(model, "external", layout)["modules"]
     assert [m["module"] for m in external] == ["homeport.synapse_module.module.HomeportModule"]
     without_login = deployment(
         "homeservers:\n  internal: {server_name: 'localhost:8448', port: 8448}\n"
         + GROUP_SYNC.replace("  spaces:", "  login: false\n  spaces:")
     )
-    modules = render_homeserver(without_login, "internal", layout)["modules"]
+    modules = homeserver_config(without_login, "internal", layout)["modules"]
     assert [m["module"] for m in modules] == ["homeport.synapse_module.module.HomeportModule"]
 
 
@@ -372,8 +373,8 @@ def test_the_conference_service_adds_openid_and_element_call_s_focus_and_nothing
         + "  external:\n    server_name: localhost:8449\n    port: 8449\n"
     )
     layout = DeploymentLayout(model.data_dir)
-    before = render_homeserver(without, "internal", layout)
-    after = render_homeserver(model, "internal", layout)
+    before = homeserver_config(without, "internal", layout)
+    after = homeserver_config(model, "internal", layout)
     assert after["listeners"][0]["resources"][0]["names"] == ["client", "federation", "openid"]
     assert after["serve_client_wellknown"] is True
     assert after["extra_well_known_client_content"] == {
@@ -402,8 +403,8 @@ PROXIED = (
 def test_behind_the_proxy_synapse_takes_its_urls_and_client_addresses_from_it() -> None:
     model = deployment(PROXIED)
     layout = DeploymentLayout(model.data_dir)
-    internal = render_homeserver(model, "internal", layout)
-    external = render_homeserver(model, "external", layout)
+    internal = homeserver_config(model, "internal", layout)
+    external = homeserver_config(model, "external", layout)
     assert internal["public_baseurl"] == "https://internal.example.org/"
     assert external["public_baseurl"] == "https://matrix.example.org/"
     assert internal["listeners"][0]["x_forwarded"] is True
@@ -423,7 +424,7 @@ def test_behind_the_proxy_synapse_takes_its_urls_and_client_addresses_from_it() 
 def test_a_proxy_on_every_address_opens_nothing_for_siblings() -> None:
     model = deployment(PROXIED.replace("proxy: {address: 127.10.0.1}", "proxy: {port: 8443}"))
     layout = DeploymentLayout(model.data_dir)
-    rendered = render_homeserver(model, "internal", layout)
+    rendered = homeserver_config(model, "internal", layout)
     assert "ip_range_whitelist" not in rendered
     assert rendered["public_baseurl"] == "https://internal.example.org:8443/"
-    assert render_homeserver(two(), "internal", layout)["listeners"][0]["x_forwarded"] is False
+    assert homeserver_config(two(), "internal", layout)["listeners"][0]["x_forwarded"] is False

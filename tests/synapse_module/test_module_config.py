@@ -10,16 +10,22 @@ import pytest
 from synapse.config import ConfigError
 from synapse.util.module_loader import load_module
 
+from homeport.capabilities import homeserver_config
 from homeport.config.loader import load_deployment_text
 from homeport.config.starter import starter_text
-from homeport.homeserver.render import homeport_module
+from homeport.layout import DeploymentLayout
 from homeport.synapse_module.config import HomeportModuleConfig
+from homeport.synapse_module.contract import HOMEPORT_MODULE
 from tests.homeserver.test_render import SOURCE
 
 
 def starter_module(name: str) -> dict[str, Any]:
+    """The Homeport module's entry as the starter's homeserver.yaml has it."""
     deployment = load_deployment_text(starter_text(), SOURCE)[0]
-    return homeport_module(deployment.homeservers[name])
+    config = homeserver_config(deployment, name, DeploymentLayout(deployment.data_dir))
+    entry: dict[str, Any] = config["modules"][0]
+    assert entry["module"] == HOMEPORT_MODULE
+    return entry
 
 
 @pytest.mark.parametrize("name", ["internal", "external"])

@@ -16,10 +16,10 @@ import click
 import pytest
 import yaml
 
+from homeport.capabilities import homeserver_config
 from homeport.cli import main
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment, load_deployment_text
-from homeport.homeserver.render import render_homeserver
 from homeport.layout import DeploymentLayout
 from homeport.targets.kubernetes import ClusterInputs, HomeserverSecrets, render_kubernetes
 from tests.harness import edit_yaml, homeport, init_deployment
@@ -159,7 +159,7 @@ def test_synapse_runs_confined_with_the_rendering_of_one_machine(
         if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "synapse-config"
     )
     in_cluster = yaml.safe_load(config_map["data"]["homeserver.yaml"])
-    on_one_machine = render_homeserver(
+    on_one_machine = homeserver_config(
         deployment, "external", DeploymentLayout(deployment.data_dir)
     )
     for key in (
