@@ -41,6 +41,7 @@ from sqlalchemy import Engine
 from homeport.audit import store
 from homeport.audit.records import relates_to, searchable_body
 from homeport.files import ensure_dir, read_or_create_private
+from homeport.synapse.api import login_body
 
 logger = logging.getLogger("homeport.audit")
 
@@ -69,12 +70,7 @@ async def device_login(http: httpx.AsyncClient, localpart: str, device: str) -> 
     """An access token for the bot's device, by the application service's own login."""
     response = await http.post(
         "/_matrix/client/v3/login",
-        json={
-            "type": "m.login.application_service",
-            "identifier": {"type": "m.id.user", "user": localpart},
-            "device_id": device,
-            "initial_device_display_name": DEVICE_NAME,
-        },
+        json=login_body("m.login.application_service", localpart, DEVICE_NAME, device_id=device),
     )
     response.raise_for_status()
     return str(response.json()["access_token"])

@@ -134,6 +134,12 @@ def _optional(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _openid_token(data: dict[str, Any]) -> tuple[str, str]:
+    """The OpenID token Element Call passes on, and the homeserver that issued it."""
+    token = _field(data, "openid_token", "access_token")
+    return token, _field(data, "openid_token", "matrix_server_name")
+
+
 def _expires_in(data: dict[str, Any]) -> float | None:
     """The token's remaining life as the caller states it (seconds), if it does."""
     openid = data.get("openid_token")
@@ -318,17 +324,17 @@ def create_app(
         logger.info("livekit token", extra={"user": user_id, "room_id": facts.room_id})
         return JSONResponse({"url": livekit.url, "jwt": tokens.sign(claims, secrets.livekit)})
 
-    def livekit_configured() -> None:
+    async def livekit_body(request: Request) -> dict[str, Any]:
+        """The body of a request for a LiveKit token, once LiveKit is known to be set up."""
         if conference.livekit is None or secrets.livekit is None:
             raise Refused("LiveKit is not configured here", status=404, errcode="M_NOT_FOUND")
+        return await _json_body(request)
 
     @endpoint("get_token", bearer=False, cors=True, lk_errors=True)
     async def get_token(request: Request) -> Response:
-        livekit_configured()
-        data = await _json_body(request)
+        data = await livekit_body(request)
         room_id, slot_id = _field(data, "room_id"), _field(data, "slot_id")
-        token = _field(data, "openid_token", "access_token")
-        server = _field(data, "openid_token", "matrix_server_name")
+        token, server = _openid_token(data)
         member_id = _field(data, "member", "id")
         claimed_user = _field(data, "member", "claimed_user_id")
         device = _field(data, "member", "claimed_device_id")
@@ -340,11 +346,9 @@ def create_app(
 
     @endpoint("sfu_get", bearer=False, cors=True, lk_errors=True)
     async def sfu_get(request: Request) -> Response:
-        livekit_configured()
-        data = await _json_body(request)
+        data = await livekit_body(request)
         room_id, device = _field(data, "room"), _field(data, "device_id")
-        token = _field(data, "openid_token", "access_token")
-        server = _field(data, "openid_token", "matrix_server_name")
+        token, server = _openid_token(data)
         user_id, facts = await member(server, token, room_id, _expires_in(data))
         room = tokens.livekit_room_alias(room_id, tokens.LEGACY_SLOT)
         return livekit_answer(user_id, f"{user_id}:{device}", room, facts)

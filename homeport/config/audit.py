@@ -7,27 +7,16 @@ encrypted or not, into Homeport's store.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
-from homeport.config.types import ByteSize
+from homeport.config.fields import Port
+from homeport.config.types import ByteSize, localpart_check
 
-_LOCALPART = re.compile(r"^[a-z0-9._=/+-]{1,64}$")
-
-
-def check_localpart(value: str) -> str:
-    if not _LOCALPART.match(value):
-        raise ValueError(
-            f"{value!r} is not a user name: use up to 64 lower-case letters, digits and "
-            "._=/+- (the bot's user ID is @<localpart>:<server name>)"
-        )
-    return value
-
-
+check_localpart = localpart_check("a user name", "the bot's user ID is @<localpart>:<server name>")
 Localpart = Annotated[str, AfterValidator(check_localpart)]
 
 
@@ -56,9 +45,7 @@ class AuditBot(StrictModel):
         max_length=100,
         description="What members see; say that the room is recorded.",
     )
-    port: int = Field(
-        ge=1,
-        le=65535,
+    port: Port = Field(
         description="Loopback port where the bot receives Synapse's transactions (HTTP on "
         "127.0.0.1 only, authenticated by a token generated once).",
     )

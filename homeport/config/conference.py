@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
+from homeport.config.fields import Port, listen_address, url_host
 from homeport.config.homeserver import TlsFiles
 from homeport.config.types import Duration, IpAddress, ServerName
 
@@ -118,15 +119,9 @@ class LiveKit(StrictModel):
 class Conference(StrictModel):
     """The conference verification service that `homeport up` runs over HTTPS."""
 
-    address: IpAddress = Field(
-        default="127.0.0.1", description="IP address the service's HTTPS listener binds to."
-    )
-    port: int = Field(ge=1, le=65535, description="TCP port of the service (HTTPS).")
-    host: str = Field(
-        default="localhost",
-        description="Host name in the service's URL; the local CA issues its certificate "
-        "unless `tls` names your own.",
-    )
+    address: IpAddress = listen_address("service's HTTPS listener")
+    port: Port = Field(description="TCP port of the service (HTTPS).")
+    host: str = url_host("service", own_tls=True)
     tls: TlsFiles | None = Field(
         default=None, description="Your own certificate and key instead of the local CA's."
     )

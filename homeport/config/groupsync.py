@@ -16,18 +16,10 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from homeport.config.base import StrictModel
-from homeport.config.types import Duration
+from homeport.config.fields import Port
+from homeport.config.types import Duration, localpart_check
 
-_ALIAS = re.compile(r"^[a-z0-9._=/+-]{1,64}$")
-
-
-def check_alias(value: str) -> str:
-    if not _ALIAS.match(value):
-        raise ValueError(
-            f"{value!r} is not an alias: use up to 64 lower-case letters, digits and ._=/+- "
-            "(it becomes #<alias>:<server name>)"
-        )
-    return value
+check_alias = localpart_check("an alias", "it becomes #<alias>:<server name>")
 
 
 def check_ldap_uri(value: str) -> str:
@@ -223,9 +215,7 @@ class GroupSync(StrictModel):
     """Directory groups that drive space membership on one homeserver."""
 
     homeserver: str = Field(description="Whose users and spaces (a homeserver of this file).")
-    port: int = Field(
-        ge=1,
-        le=65535,
+    port: Port = Field(
         description="Loopback port of the group sync service's /health and /metrics "
         "(HTTP on 127.0.0.1 only).",
     )

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field
 from homeport.config.audit import AuditBot
 from homeport.config.base import StrictModel
 from homeport.config.federation import FederationRetries
+from homeport.config.fields import Port, listen_address
 from homeport.config.policy import POLICY_SYNAPSE_KEYS, Policy
 from homeport.config.types import (
     Database,
@@ -86,12 +87,8 @@ class Homeserver(StrictModel):
         description="The Matrix server name, `host[:port]`; user IDs end in it. "
         "With an explicit port, other servers connect straight to that port over TLS."
     )
-    address: IpAddress = Field(
-        default="127.0.0.1", description="IP address the TLS listener binds to."
-    )
-    port: int = Field(
-        ge=1, le=65535, description="TCP port of the TLS listener (federation and client API)."
-    )
+    address: IpAddress = listen_address("TLS listener")
+    port: Port = Field(description="TCP port of the TLS listener (federation and client API).")
     public_baseurl: str | None = Field(
         default=None,
         description="URL clients use; defaults to https://<server name host>:<port>/, "

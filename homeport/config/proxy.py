@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
+from homeport.config.fields import Port
 from homeport.config.types import IpAddress
 
 DEFAULT_ADMIN_FROM = ["127.0.0.1/32", "::1/128"]
@@ -41,10 +42,8 @@ class Proxy(StrictModel):
         default=None,
         description="Address the proxy listens on; left out: every address, IPv4 and IPv6.",
     )
-    port: int = Field(
+    port: Port = Field(
         default=443,
-        ge=1,
-        le=65535,
         description="Port the proxy serves HTTPS on; federation and clients use it.",
     )
     admin_from: list[Network] = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
@@ -100,6 +101,24 @@ def check_homeserver_name(name: str) -> str:
 ServerName = Annotated[str, AfterValidator(check_server_name)]
 
 
+_LOCALPART = re.compile(r"^[a-z0-9._=/+-]{1,64}$")
+
+
+def localpart_check(what: str, becomes: str) -> Callable[[str], str]:
+    """The check of a name that becomes the localpart of a Matrix ID or alias: `what`
+    the file calls it, and what it `becomes`."""
+
+    def check(value: str) -> str:
+        if not _LOCALPART.match(value):
+            raise ValueError(
+                f"{value!r} is not {what}: use up to 64 lower-case letters, digits and "
+                f"._=/+- ({becomes})"
+            )
+        return value
+
+    return check
+
+
 def check_ip_address(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -192,48 +211,56 @@ def check_database(value: str) -> str:
 Database = Annotated[str, AfterValidator(check_database)]
 
 
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+@dataclass(frozen=True)
+class _Units:
+    """A quantity written as Synapse writes durations and sizes: a whole number, a unit."""
+
+    noun: str  # what the error messages call it: "a duration"
+    scale: dict[str, int]  # each unit's worth
+    how: str  # how to write one, for a text that is not one
+    examples: str  # a few, for a value that is not text at all
+    zero: bool  # whether 0 is an amount (a size of 0 is not)
+
+    def amount(self, text: str) -> int:
+        match = re.match(rf"^(\d+)({'|'.join(self.scale)})$", text)
+        if match is None or (not self.zero and int(match.group(1)) == 0):
+            raise ValueError(f"{text!r} is not {self.noun}: {self.how}")
+        return int(match.group(1)) * self.scale[match.group(2)]
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not {self.noun}: give it a unit, e.g. {self.examples}")
+        self.amount(value)
+        return value
+
+
+_DURATIONS = _Units(
+    "a duration",
+    {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000},
+    "write a whole number and a unit, e.g. 500ms, 30s, 5m, 2h, 7d or 1w",
+    "30s, 5m or 7d",
+    zero=True,
+)
+_SIZES = _Units(
+    "a size",
+    {"K": 1024, "M": 1024**2, "G": 1024**3},
+    "write a whole number and K, M or G, e.g. 100M",
+    "100M or 1G",
+    zero=False,
+)
 
 
 def duration_ms(text: str) -> int:
     """Milliseconds of a duration such as `30s`, `5m` or `7d` (Synapse's units)."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(
-            f"{text!r} is not a duration: write a whole number and a unit, e.g. 500ms, 30s, "
-            "5m, 2h, 7d or 1w"
-        )
-    return int(match.group(1)) * _UNIT_MS[match.group(2)]
-
-
-def check_duration(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a duration: give it a unit, e.g. 30s, 5m or 7d")
-    duration_ms(value)
-    return value
-
-
-Duration = Annotated[str, BeforeValidator(check_duration)]
-
-
-_SIZE = re.compile(r"^(\d+)([KMG])$")
-_UNIT_BYTES = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    return _DURATIONS.amount(text)
 
 
 def size_bytes(text: str) -> int:
     """Bytes of a size such as `512K`, `100M` or `1G` (Synapse's units)."""
-    match = _SIZE.match(text)
-    if match is None or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a size: write a whole number and K, M or G, e.g. 100M")
-    return int(match.group(1)) * _UNIT_BYTES[match.group(2)]
+    return _SIZES.amount(text)
 
 
-def check_size(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a size: give it a unit, e.g. 100M or 1G")
-    size_bytes(value)
-    return value
-
-
+check_duration = _DURATIONS.check
+check_size = _SIZES.check
+Duration = Annotated[str, BeforeValidator(check_duration)]
 ByteSize = Annotated[str, BeforeValidator(check_size)]

@@ -10,12 +10,13 @@ hand.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
+from homeport.config.fields import Port
 
 WorkerKind = Literal["generic", "media", "federation_sender", "pusher", "event_persister"]
 
@@ -39,37 +40,31 @@ class WorkerSpec:
         return self.kind == "event_persister"
 
 
+def _processes(most: int, description: str) -> Any:
+    """How many worker processes of one kind: none unless the file says, `most` at most."""
+    return Field(default=0, ge=0, le=most, description=description)
+
+
 class Workers(StrictModel):
     """How many worker processes of each kind run beside a homeserver's main process."""
 
-    generic: int = Field(
-        default=0,
-        ge=0,
-        le=32,
-        description="Client and federation requests Synapse lets workers serve (sync, "
+    generic: int = _processes(
+        32,
+        "Client and federation requests Synapse lets workers serve (sync, "
         "reads, event sending, inbound federation); the proxy spreads them.",
     )
-    federation_senders: int = Field(
-        default=0, ge=0, le=16, description="Outgoing federation, sharded by destination."
-    )
-    media: int = Field(
-        default=0,
-        ge=0,
-        le=8,
-        description="The media repository (uploads, downloads, thumbnails); the first "
+    federation_senders: int = _processes(16, "Outgoing federation, sharded by destination.")
+    media: int = _processes(
+        8,
+        "The media repository (uploads, downloads, thumbnails); the first "
         "one runs its background jobs.",
     )
-    pushers: int = Field(default=0, ge=0, le=16, description="Push notifications, sharded.")
-    event_persisters: int = Field(
-        default=0,
-        ge=0,
-        le=16,
-        description="Writers of the events stream (sharded by room); 0: the main process.",
+    pushers: int = _processes(16, "Push notifications, sharded.")
+    event_persisters: int = _processes(
+        16, "Writers of the events stream (sharded by room); 0: the main process."
     )
-    port_base: int | None = Field(
+    port_base: Port | None = Field(
         default=None,
-        ge=1,
-        le=65535,
         description="First port of the workers' listeners, on 127.0.0.1: the main "
         "process's replication listener, then one per worker in order. Required with workers.",
     )

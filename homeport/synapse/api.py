@@ -32,6 +32,17 @@ class RegisteredUser:
     device_id: str
 
 
+def login_body(kind: str, user: str, device_name: str, **proof: str) -> dict[str, Any]:
+    """The body of `POST /_matrix/client/v3/login` as `user` (a localpart or a user ID):
+    `kind` of login and the `proof` it takes; the new device is named `device_name`."""
+    return {
+        "type": kind,
+        "identifier": {"type": "m.id.user", "user": user},
+        **proof,
+        "initial_device_display_name": device_name,
+    }
+
+
 def tls_named_http(
     base_url: str, ssl_context: ssl.SSLContext, tls_name: str | None = None, **kwargs: Any
 ) -> httpx.AsyncClient:
@@ -121,12 +132,7 @@ class SynapseClient:
         body = await self.request(
             "POST",
             "/_matrix/client/v3/login",
-            json={
-                "type": "m.login.password",
-                "identifier": {"type": "m.id.user", "user": user},
-                "password": password,
-                "initial_device_display_name": device_name,
-            },
+            json=login_body("m.login.password", user, device_name, password=password),
         )
         return RegisteredUser(body["user_id"], body["access_token"], body["device_id"])
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
+from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from homeport.admin.actions import Action, record_action
+from homeport.admin.sessions import Login
 from homeport.admin.site import Site, current_login, site_of
 from homeport.audit import store
 from homeport.audit.export import iso, parse_time
@@ -34,23 +38,40 @@ def _field(request: Request, key: str) -> str:
     return request.query_params.get(key, "").strip()[:MAX_FIELD]
 
 
-def _no_bot(site: Site, request: Request, name: str) -> Response | None:
-    if site.deployment.homeservers[name].audit_bot is None:
-        return site.templates.error(
-            request, 404, f"{name} has no audit bot: add `audit:` to it in homeport.yaml."
-        )
-    if site.store is None:
-        return site.templates.error(request, 503, "The website runs without Homeport's store.")
-    return None
+@dataclass(frozen=True)
+class _Scope:
+    """What an Audit view works on: the current homeserver, which has an audit bot, the
+    admin's login there, and the store holding the bot's records."""
+
+    site: Site
+    name: str
+    login: Login
+    engine: Engine
 
 
-async def audit(request: Request) -> Response:
-    site = site_of(request)
-    name, _login = current_login(request)
-    refused = _no_bot(site, request, name)
-    if refused is not None:
-        return refused
-    assert site.store is not None
+def _with_bot(
+    view: Callable[[Request, _Scope], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The view, for a homeserver with an audit bot on a website with a store; else an
+    error page saying which is missing."""
+
+    async def page(request: Request) -> Response:
+        site = site_of(request)
+        name, login = current_login(request)
+        if site.deployment.homeservers[name].audit_bot is None:
+            return site.templates.error(
+                request, 404, f"{name} has no audit bot: add `audit:` to it in homeport.yaml."
+            )
+        if site.store is None:
+            return site.templates.error(request, 503, "The website runs without Homeport's store.")
+        return await view(request, _Scope(site, name, login, site.store))
+
+    return page
+
+
+@_with_bot
+async def audit(request: Request, scope: _Scope) -> Response:
+    site, name, engine = scope.site, scope.name, scope.engine
     filters_text = {k: _field(request, k) for k in ("room", "sender", "text", "since", "until")}
     problem = ""
     try:
@@ -66,10 +87,10 @@ async def audit(request: Request) -> Response:
     before_text = request.query_params.get("before", "")
     before = int(before_text) if before_text.isascii() and before_text.isdigit() else None
     rooms, changes, events, integrity = await asyncio.gather(
-        asyncio.to_thread(store.audited_rooms, site.store, name),
-        asyncio.to_thread(store.room_changes, site.store, name, None, RECENT_CHANGES),
-        asyncio.to_thread(store.search, site.store, name, filters, before, PAGE_SIZE),
-        asyncio.to_thread(store.search, site.store, name, INTEGRITY, None, RECENT_CHANGES),
+        asyncio.to_thread(store.audited_rooms, engine, name),
+        asyncio.to_thread(store.room_changes, engine, name, None, RECENT_CHANGES),
+        asyncio.to_thread(store.search, engine, name, filters, before, PAGE_SIZE),
+        asyncio.to_thread(store.search, engine, name, INTEGRITY, None, RECENT_CHANGES),
     )
     older = None
     if len(events) == PAGE_SIZE:
@@ -91,15 +112,11 @@ async def audit(request: Request) -> Response:
     )
 
 
-async def event(request: Request) -> Response:
-    site = site_of(request)
-    name, _login = current_login(request)
-    refused = _no_bot(site, request, name)
-    if refused is not None:
-        return refused
-    assert site.store is not None
+@_with_bot
+async def event(request: Request, scope: _Scope) -> Response:
+    site = scope.site
     event_id = request.path_params["event_id"][:MAX_FIELD]
-    found = await asyncio.to_thread(store.event, site.store, name, event_id)
+    found = await asyncio.to_thread(store.event, scope.engine, scope.name, event_id)
     if found is None:
         return site.templates.error(request, 404, "No such recorded event.")
     return site.templates.render(
@@ -111,13 +128,8 @@ async def event(request: Request) -> Response:
     )
 
 
-async def _change(request: Request, add: bool) -> Response:
-    site = site_of(request)
-    name, login = current_login(request)
-    refused = _no_bot(site, request, name)
-    if refused is not None:
-        return refused
-    assert site.store is not None
+async def _change(request: Request, scope: _Scope, add: bool) -> Response:
+    site, name, login = scope.site, scope.name, scope.login
     form = await request.form()
     room = str(form.get("room", "")).strip()[:MAX_FIELD]
     if not room.startswith(("!", "#")):
@@ -134,21 +146,23 @@ async def _change(request: Request, add: bool) -> Response:
         room, message = done.room_id, ""
         # The bot records the change from Synapse's transaction: wait for it, so that the
         # page shows the room (or its absence), or say that the bot is behind.
-        recorded = await confirmed(site.store, name, room, add, timeout=CONFIRM_S)
+        recorded = await confirmed(scope.engine, name, room, add, timeout=CONFIRM_S)
         outcome = "done" if recorded else "done, not yet recorded by the bot"
     action = Action(
         site.now_ms(), name, login.user_id, "audit_add" if add else "audit_remove", room, outcome
     )
-    await asyncio.to_thread(record_action, site.store, action)
+    await asyncio.to_thread(record_action, scope.engine, action)
     if message:
         return site.templates.error(request, 400, message)
     verb = ("added" if add else "removed") if outcome == "done" else "pending"
     return RedirectResponse(f"/audit?done={verb}:{quote(room, safe='')}", status_code=303)
 
 
-async def add(request: Request) -> Response:
-    return await _change(request, add=True)
+@_with_bot
+async def add(request: Request, scope: _Scope) -> Response:
+    return await _change(request, scope, add=True)
 
 
-async def remove(request: Request) -> Response:
-    return await _change(request, add=False)
+@_with_bot
+async def remove(request: Request, scope: _Scope) -> Response:
+    return await _change(request, scope, add=False)
