@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
-
-from homeport.audit.registration import BOT_ADDRESS
 from homeport.config.types import AUDIT_SERVICE_PREFIX
+from homeport.supervision.loopback import loopback_health
 from homeport.supervision.service import RestartPolicy
 
 # A bot killed in the middle of a transaction loses nothing (Synapse sends it
@@ -19,10 +17,5 @@ def service_name(homeserver: str) -> str:
 
 async def bot_health(port: int) -> dict[str, object] | None:
     """The bot's /health answer, or None when it does not answer."""
-    try:
-        async with httpx.AsyncClient(timeout=3.0) as http:
-            response = await http.get(f"http://{BOT_ADDRESS}:{port}/health")
-        body = response.json()
-    except (httpx.HTTPError, OSError, ValueError):
-        return None
-    return body if isinstance(body, dict) else None
+    answer = await loopback_health(port)
+    return None if answer is None else answer[1]

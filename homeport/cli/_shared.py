@@ -34,6 +34,24 @@ config_option = click.option(
 )
 
 
+prepared_option = click.option(
+    "--prepared",
+    is_flag=True,
+    help="The data folder is complete (a cluster's Secret, rendered by `homeport render "
+    "--target kubernetes`): create no key or certificate, migrate nothing.",
+)
+
+
+def prepare_alone(deployment: Deployment, lines: LineMap, config_path: Path) -> None:
+    """What `up` would prepare, for a service run alone: keys, certificates, secrets."""
+    from homeport.runtime.prepare import materialize, preflight
+
+    problems = preflight(deployment, lines, config_path, check_ports=False)
+    if problems:
+        raise ConfigError(problems)
+    materialize(deployment)
+
+
 def reports_errors(command: F) -> F:
     """Turn domain errors into a message on stderr and their exit code.
 

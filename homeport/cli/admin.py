@@ -7,21 +7,21 @@ from pathlib import Path
 import click
 
 from homeport.admin.server import serve
-from homeport.cli._shared import config_option, console, reports_errors
+from homeport.cli._shared import (
+    config_option,
+    console,
+    prepare_alone,
+    prepared_option,
+    reports_errors,
+)
 from homeport.config.loader import load_deployment
-from homeport.errors import ConfigError, HomeportError
-from homeport.runtime.prepare import materialize, preflight
+from homeport.errors import HomeportError
 from homeport.runtime.up import migrate_store
 
 
 @click.command("admin")
 @config_option
-@click.option(
-    "--prepared",
-    is_flag=True,
-    help="The data folder is complete (a cluster's Secret, rendered by `homeport render "
-    "--target kubernetes`): create no key or certificate, migrate nothing.",
-)
+@prepared_option
 @reports_errors
 def admin_command(config_path: Path, prepared: bool) -> None:
     """Serve only the admin website (for Kubernetes, next to the homeservers' pods).
@@ -37,10 +37,7 @@ def admin_command(config_path: Path, prepared: bool) -> None:
         )
     if not prepared:
         # Alone, it prepares what `up` would: certificates and the store's schema.
-        problems = preflight(deployment, lines, config_path, check_ports=False)
-        if problems:
-            raise ConfigError(problems)
-        materialize(deployment)
+        prepare_alone(deployment, lines, config_path)
         migrate_store(deployment)
         console.print(f"Admin website on {deployment.admin.url} (Ctrl-C stops it)")
     serve(deployment)

@@ -6,21 +6,21 @@ from pathlib import Path
 
 import click
 
-from homeport.cli._shared import config_option, console, reports_errors
+from homeport.cli._shared import (
+    config_option,
+    console,
+    prepare_alone,
+    prepared_option,
+    reports_errors,
+)
 from homeport.conference.server import serve
 from homeport.config.loader import load_deployment
-from homeport.errors import ConfigError, HomeportError
-from homeport.runtime.prepare import materialize, preflight
+from homeport.errors import HomeportError
 
 
 @click.command("conference")
 @config_option
-@click.option(
-    "--prepared",
-    is_flag=True,
-    help="The data folder is complete (a cluster's Secret, rendered by `homeport render "
-    "--target kubernetes`): create no key or certificate, migrate nothing.",
-)
+@prepared_option
 @reports_errors
 def conference_command(config_path: Path, prepared: bool) -> None:
     """Serve only the conference verification service (Jitsi, Element Call).
@@ -36,9 +36,6 @@ def conference_command(config_path: Path, prepared: bool) -> None:
         )
     if not prepared:
         # Alone, it prepares what `up` would: its certificate and secrets.
-        problems = preflight(deployment, lines, config_path, check_ports=False)
-        if problems:
-            raise ConfigError(problems)
-        materialize(deployment)
+        prepare_alone(deployment, lines, config_path)
         console.print(f"Conference service on {deployment.conference.url} (Ctrl-C stops it)")
     serve(deployment)

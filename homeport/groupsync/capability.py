@@ -23,7 +23,7 @@ from homeport.config.types import GROUPSYNC_SERVICE
 from homeport.layout import DeploymentLayout
 from homeport.supervision.host import HostedService
 from homeport.supervision.host_process import HostedMain
-from homeport.supervision.loopback import ADDRESS, bind_loopback
+from homeport.supervision.loopback import ADDRESS, bind_loopback, loopback_health
 from homeport.supervision.service import Service
 from homeport.synapse_module.contract import DIRECTORY_LOGIN_MODULE
 
@@ -72,11 +72,11 @@ class GroupSyncCapability(Capability):
         sync = deployment.group_sync
         if sync is None:
             return []
-        from homeport.groupsync.service import RESTART, health
+        from homeport.groupsync.service import RESTART
 
         async def serving() -> str | None:
             """Ready once it serves; whether the directory answers is its /health's to say."""
-            return None if await health(sync.port) is None else ""
+            return None if await loopback_health(sync.port) is None else ""
 
         return [
             HostedService(

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from homeport.config.deployment import Deployment
 from homeport.config.groupsync import SpaceMapping
 from homeport.groupsync.history import ActionRecord, GroupSyncHistory, RunRecord
-from homeport.groupsync.service import health
+from homeport.supervision.loopback import loopback_health
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ async def overview(deployment: Deployment, engine: Engine, limit: int = 20) -> O
         return history.runs(limit), history.actions(limit), history.actions(limit, failed_only=True)
 
     (runs, recent, errors), answer = await asyncio.gather(
-        asyncio.to_thread(stored), health(sync.port)
+        asyncio.to_thread(stored), loopback_health(sync.port)
     )
     return Overview(
         homeserver=sync.homeserver,

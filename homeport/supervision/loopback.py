@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from homeport.supervision.serving import bind_listener
+from homeport.supervision.serving import bind_listener, quiet_config
 
 ADDRESS = "127.0.0.1"
 
@@ -19,14 +20,15 @@ def bind_loopback(port: int, who: str, key: str) -> socket.socket:
 
 def loopback_config(app: ASGIApp, port: int, limit_concurrency: int) -> uvicorn.Config:
     """A quiet uvicorn on 127.0.0.1 (`serving.serve_until` under `up`)."""
-    return uvicorn.Config(
-        app,
-        host=ADDRESS,
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-        limit_concurrency=limit_concurrency,
-    )
+    return quiet_config(app, ADDRESS, port, limit_concurrency, lifespan="off")
+
+
+async def loopback_health(port: int) -> tuple[int, dict[str, object]] | None:
+    """A loopback service's /health status and body, or None when it does not answer."""
+    try:
+        async with httpx.AsyncClient(timeout=3.0) as http:
+            response = await http.get(f"http://{ADDRESS}:{port}/health")
+        body = response.json()
+    except (httpx.HTTPError, OSError, ValueError):
+        return None
+    return (response.status_code, body) if isinstance(body, dict) else None

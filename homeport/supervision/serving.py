@@ -15,6 +15,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from ipaddress import ip_address
+from typing import Any, Literal
 
 import httpx
 import uvicorn
@@ -56,20 +57,40 @@ def https_config(
     (`forwarded_from`: loopback on one machine); otherwise anyone could name
     their own address and dodge the per-address limits.
     """
+    return quiet_config(
+        app,
+        address,
+        port,
+        limit_concurrency,
+        lifespan="on",
+        ssl_certfile=tls[0],
+        ssl_keyfile=tls[1],
+        proxy_headers=forwarded_from is not None,
+        forwarded_allow_ips=forwarded_from or [],
+    )
+
+
+def quiet_config(
+    app: ASGIApp,
+    address: str,
+    port: int,
+    limit_concurrency: int | None,
+    lifespan: Literal["on", "off"],
+    **tls_and_proxy: Any,
+) -> uvicorn.Config:
+    """uvicorn as every Homeport service runs it: no access log, no server header, Homeport's
+    own logging, five seconds to finish what is in flight."""
     return uvicorn.Config(
         app,
         host=address,
         port=port,
-        ssl_certfile=tls[0],
-        ssl_keyfile=tls[1],
         log_config=None,
         access_log=False,
         server_header=False,
-        lifespan="on",
+        lifespan=lifespan,
         timeout_graceful_shutdown=5,
         limit_concurrency=limit_concurrency,
-        proxy_headers=forwarded_from is not None,
-        forwarded_allow_ips=forwarded_from or [],
+        **tls_and_proxy,
     )
 
 
