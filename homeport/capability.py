@@ -108,6 +108,22 @@ class Preparing:
 
 
 @dataclass(frozen=True)
+class ClusterRole:
+    """One of a capability's services in a Kubernetes cluster, and what its pods get.
+
+    The Kubernetes target renders its pods; the pods get `files` (of this machine:
+    the data folder's or ones the model names) besides the CA certificates, and the
+    service account of each homeserver it `reaches` (whose admin API it uses), and
+    nothing more: no pod holds more secrets than its work needs.
+    """
+
+    name: str  # its service name: "audit-internal", "groupsync", "conference", "admin"
+    homeserver: str | None  # whose namespace it runs in; None: the services' namespace
+    files: tuple[Path, ...] = ()
+    reaches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class StatusContext:
     """What a capability's part of `homeport status` is gathered with."""
 
@@ -158,6 +174,10 @@ class Capability:
 
     def materialize(self, deployment: Deployment, preparing: Preparing) -> None:
         """Write what it needs before start (secrets made once, certificates, registrations)."""
+
+    def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
+        """Its services in a Kubernetes cluster (`layout`: this machine's data folder)."""
+        return []
 
     def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:
         """What it adds to homeserver `name`'s `homeserver.yaml`. Pure."""

@@ -71,7 +71,15 @@ def _covers(certificate: x509.Certificate, hosts: list[str]) -> bool:
         found = certificate.extensions.get_extension_for_class(x509.NameConstraints)
     except x509.ExtensionNotFound:
         return False  # made by an older Homeport: unconstrained
-    return found.critical and found.value == _constraints(hosts)
+    wanted = _constraints(hosts)
+    permitted = found.value.permitted_subtrees or []
+    # The same names in any order: the order hosts are listed in is no reason for a new CA.
+    return (
+        found.critical
+        and found.value.excluded_subtrees is None
+        and set(permitted) == set(wanted.permitted_subtrees or [])
+        and len(permitted) == len(wanted.permitted_subtrees or [])
+    )
 
 
 def ca_fits(cert_path: Path, hosts: list[str]) -> bool:

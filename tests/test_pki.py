@@ -173,3 +173,17 @@ def test_a_new_name_or_an_ageing_ca_brings_a_new_ca_and_new_leaves(tmp_path: Pat
 )
 def test_certificate_names_cover_hosts_as_tls_does(name: str, host: str, covers: bool) -> None:
     assert pki.name_covers(name, host) is covers
+
+
+def test_the_same_names_in_another_order_keep_the_ca(tmp_path: Path) -> None:
+    """The capabilities list their hosts in registry order; an upgrade that lists them in
+    another order must not replace the CA (which would make every sibling trust anew)."""
+    paths = (tmp_path / "ca.crt", tmp_path / "ca.key")
+    first, made = pki.ensure_ca(*paths, "t", HOSTS)
+    assert made
+    reordered = list(reversed(HOSTS))
+    assert pki.ca_fits(paths[0], reordered)
+    same, made = pki.ensure_ca(*paths, "t", reordered)
+    assert (same.certificate, made) == (first.certificate, False)
+    assert not pki.ca_fits(paths[0], [*HOSTS, "meet.example.org"])
+    assert not pki.ca_fits(paths[0], HOSTS[:-1])

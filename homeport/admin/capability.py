@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from homeport import pki
-from homeport.capability import Capability, PortClaim, Preparing, ServiceContext
+from homeport.capability import Capability, ClusterRole, PortClaim, Preparing, ServiceContext
 from homeport.config.deployment import Deployment
 from homeport.config.types import ADMIN_SERVICE
 from homeport.files import ensure_dir
@@ -54,6 +54,13 @@ class AdminWebsite(Capability):
     def ports(self, deployment: Deployment) -> list[PortClaim]:
         admin = deployment.admin
         return [] if admin is None else [PortClaim(("admin", "port"), admin.address, admin.port)]
+
+    def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
+        """In the services' namespace: its TLS files; every homeserver's admin API."""
+        if deployment.admin is None:
+            return []
+        files = (layout.admin_tls_certificate, layout.admin_tls_key)
+        return [ClusterRole(ADMIN_SERVICE, None, files, tuple(deployment.homeservers))]
 
     def certificate_hosts(self, deployment: Deployment) -> list[str]:
         return [] if deployment.admin is None else [deployment.admin.host]

@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 from homeport.audit.registration import BOT_ADDRESS
 from homeport.capability import (
     Capability,
+    ClusterRole,
     PortClaim,
     Preparing,
     ServiceContext,
@@ -151,6 +152,16 @@ class Audit(Capability):
             module_config={"audit": rules.model_dump(mode="json", exclude_none=True)},
             app_service_config_files=[str(layout.audit(name).registration)],
         )
+
+    def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
+        """Beside each audited homeserver's Synapse: its tokens and registration."""
+        roles = []
+        for name, hs in deployment.homeservers.items():
+            if hs.audit_bot is not None:
+                files = layout.audit(name)
+                tokens = (files.as_token, files.hs_token, files.registration)
+                roles.append(ClusterRole(AUDIT_SERVICE_PREFIX + name, name, tokens))
+        return roles
 
     def restart_identity(self, deployment: Deployment, name: str) -> dict[str, Any]:
         # The bot is a service of `up` on a port `up` bound: turning it on or off, or

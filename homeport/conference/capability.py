@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 from homeport import pki
 from homeport.capability import (
     Capability,
+    ClusterRole,
     FileProblem,
     PortClaim,
     Preparing,
@@ -137,6 +138,24 @@ class ConferenceCapability(Capability):
                 layout.conference_tls_certificate,
                 layout.conference_tls_key,
             )
+
+    def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
+        """In the services' namespace: Prosody's token, its TLS files, the token secrets."""
+        conference = deployment.conference
+        if conference is None:
+            return []
+        files = [layout.conference_auth_token]
+        if conference.tls is None:
+            files += [layout.conference_tls_certificate, layout.conference_tls_key]
+        else:
+            files += [conference.tls.certificate, conference.tls.key]
+        jitsi, livekit = conference.jitsi, conference.livekit
+        if jitsi is not None:
+            files.append(jitsi.app_secret_file or layout.conference_jitsi_secret)
+        if livekit is not None:
+            files.append(livekit.secret_file or layout.conference_livekit_secret)
+        everyone = tuple(deployment.homeservers)
+        return [ClusterRole(CONFERENCE_SERVICE, None, tuple(files), everyone)]
 
     def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:
         """`openid` named on the listeners; Element Call's LiveKit authoriser in

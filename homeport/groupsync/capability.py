@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from homeport.capability import (
     Capability,
+    ClusterRole,
     FileProblem,
     PortClaim,
     ServiceContext,
@@ -132,6 +133,15 @@ class GroupSyncCapability(Capability):
         if sync.ldap.ca_file is not None and not sync.ldap.ca_file.is_file():
             problems.append(FileProblem((*ldap, "ca_file"), f"no such file: {sync.ldap.ca_file}"))
         return problems
+
+    def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
+        """In its homeserver's namespace: the directory's CA and bind password."""
+        sync = deployment.group_sync
+        if sync is None:
+            return []
+        named = (sync.ldap.ca_file, sync.ldap.bind_password_file)
+        files = tuple(path for path in named if path is not None)
+        return [ClusterRole(GROUPSYNC_SERVICE, sync.homeserver, files, (sync.homeserver,))]
 
     def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:
         """Directory login (`homeport.synapse_module.directory_login`), from group sync's own

@@ -15,12 +15,13 @@ none of them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 import yaml
 
+from homeport.capabilities import CAPABILITIES
+from homeport.capability import ClusterRole
 from homeport.config.deployment import Deployment
 from homeport.config.kubernetes import Kubernetes
 from homeport.config.paths import map_named_files, named_files
@@ -106,54 +107,18 @@ def cluster_yaml(cluster: Deployment) -> str:
     return header + yaml.safe_dump(data, sort_keys=False)
 
 
-@dataclass(frozen=True)
-class Role:
-    """One of Homeport's services in the cluster and the files it needs."""
-
-    name: str  # "admin", "conference", "groupsync", "audit-<homeserver>"
-    homeserver: str | None  # whose namespace it runs in; None: the services' namespace
+Role = ClusterRole  # one of Homeport's services in the cluster and the files it needs
 
 
 def roles(deployment: Deployment) -> list[Role]:
-    found = [
-        Role(f"audit-{name}", name) for name, hs in deployment.homeservers.items() if hs.audit_bot
-    ]
-    if deployment.group_sync is not None:
-        found.append(Role("groupsync", deployment.group_sync.homeserver))
-    if deployment.conference is not None:
-        found.append(Role("conference", None))
-    if deployment.admin is not None:
-        found.append(Role("admin", None))
-    return found
+    layout = DeploymentLayout(deployment.data_dir)
+    return [r for c in CAPABILITIES for r in c.cluster_roles(deployment, layout)]
 
 
 def role_files(deployment: Deployment, role: Role) -> list[Path]:
     """The files of this machine a role's pods get (data folder and named files)."""
     layout = DeploymentLayout(deployment.data_dir)
-    files = [layout.ca_certificate, *deployment.trusted_ca_files]
-    if role.name == "admin":
-        files += [layout.admin_tls_certificate, layout.admin_tls_key]
-    elif role.name == "conference":
-        conference = deployment.conference
-        assert conference is not None
-        files.append(layout.conference_auth_token)
-        if conference.tls is None:
-            files += [layout.conference_tls_certificate, layout.conference_tls_key]
-        else:
-            files += [conference.tls.certificate, conference.tls.key]
-        jitsi, livekit = conference.jitsi, conference.livekit
-        if jitsi is not None:
-            files.append(jitsi.app_secret_file or layout.conference_jitsi_secret)
-        if livekit is not None:
-            files.append(livekit.secret_file or layout.conference_livekit_secret)
-    elif role.name == "groupsync":
-        sync = deployment.group_sync
-        assert sync is not None
-        files += [p for p in (sync.ldap.ca_file, sync.ldap.bind_password_file) if p is not None]
-    else:
-        assert role.homeserver is not None
-        audit = layout.audit(role.homeserver)
-        files += [audit.as_token, audit.hs_token, audit.registration]
+    files = [layout.ca_certificate, *deployment.trusted_ca_files, *role.files]
     for name in reaches(deployment, role):
         files.append(layout.homeserver(name).registration_shared_secret)
     return files
@@ -166,12 +131,7 @@ def service_account_path(name: str) -> PurePosixPath:
 
 def reaches(deployment: Deployment, role: Role) -> list[str]:
     """The homeservers whose admin API a role uses (it gets their service account)."""
-    if role.name in ("admin", "conference"):
-        return list(deployment.homeservers)
-    if role.name == "groupsync":
-        assert deployment.group_sync is not None
-        return [deployment.group_sync.homeserver]
-    return []
+    return list(role.reaches)
 
 
 def cluster_path(deployment: Deployment, path: Path) -> PurePosixPath:
