@@ -20,15 +20,17 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeport.config.deployment import Deployment
 from homeport.config.lines import KeyPath
 from homeport.layout import DeploymentLayout
-from homeport.pki import CertificateAuthority
-from homeport.supervision.host import ServiceHost
-from homeport.supervision.host_process import HostedMain
-from homeport.supervision.service import Service
+
+if TYPE_CHECKING:  # types only: the registry loads in every command, the services in `up`
+    from homeport.pki import CertificateAuthority
+    from homeport.supervision.host import ServiceHost
+    from homeport.supervision.host_process import HostedMain
+    from homeport.supervision.service import Service
 
 
 @dataclass(frozen=True)

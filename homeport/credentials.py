@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import secrets
 
-from signedjson.key import encode_signing_key_base64, generate_signing_key
-
 from homeport.files import ensure_dir, read_or_create_private
 from homeport.layout import HomeserverLayout
 
 
 def _signing_key_line() -> bytes:
     version = "a_" + secrets.token_hex(2)
+    from signedjson.key import encode_signing_key_base64, generate_signing_key
+
     key = generate_signing_key(version)
     return f"ed25519 {version} {encode_signing_key_base64(key)}\n".encode()
 

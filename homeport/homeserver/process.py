@@ -8,14 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-
 from homeport.config.homeserver import Homeserver
 from homeport.homeserver.first_start import extra_config_files
 from homeport.layout import HomeserverLayout
 from homeport.supervision import processes
 from homeport.supervision.service import RestartPolicy, Running
-from homeport.synapse.api import SynapseApiError, SynapseClient
 
 
 def synapse_command(files: HomeserverLayout, extra_configs: Sequence[Path] = ()) -> list[str]:
@@ -28,6 +25,10 @@ def synapse_command(files: HomeserverLayout, extra_configs: Sequence[Path] = ())
 
 async def probe(hs: Homeserver, ssl_context: ssl.SSLContext, timeout: float = 3.0) -> str | None:
     """The Synapse version if its own listener answers over verified TLS, else None."""
+    import httpx  # once `up` has started Synapse: its imports overlap Synapse's start
+
+    from homeport.synapse.api import SynapseApiError, SynapseClient
+
     try:
         async with SynapseClient(
             hs.local_url, ssl_context, timeout=timeout, tls_name=hs.tls_name

@@ -12,15 +12,12 @@ from __future__ import annotations
 import ssl
 import sys
 
-import httpx
-
 from homeport.config.homeserver import Homeserver
 from homeport.config.workers import WorkerSpec
 from homeport.homeserver.workers import LOOPBACK
 from homeport.layout import HomeserverLayout
 from homeport.supervision import processes
 from homeport.supervision.service import RestartPolicy, Running
-from homeport.synapse.api import tls_named_http
 
 
 def worker_command(files: HomeserverLayout, spec: WorkerSpec) -> list[str]:
@@ -46,6 +43,10 @@ async def worker_health(
     hs: Homeserver, spec: WorkerSpec, ssl_context: ssl.SSLContext, timeout: float = 3.0
 ) -> str | None:
     """ "" once the worker answers /health on its listener, else None."""
+    import httpx
+
+    from homeport.synapse.api import tls_named_http
+
     if spec.serves_http:
         base = f"https://{LOOPBACK}:{spec.port}"
         client = tls_named_http(base, ssl_context, hs.tls_name, timeout=timeout)

@@ -32,7 +32,6 @@ from pathlib import Path
 
 from homeport.supervision import processes
 from homeport.supervision.service import RestartPolicy, Running
-from homeport.supervision.serving import bind_listener, https_health
 
 log = logging.getLogger("homeport.supervisor")
 
@@ -233,6 +232,8 @@ def https_hosted(
 ) -> HostedService:
     """A hosted HTTPS service on `address`:`port`, ready once /health answers over TLS
     verified for `tls_host`; `port_key` is the setting to change when the port is taken."""
+    from homeport.supervision.serving import bind_listener, https_health
+
     return HostedService(
         host,
         name,

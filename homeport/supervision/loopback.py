@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
-
-import httpx
-import uvicorn
-from starlette.types import ASGIApp
+from typing import TYPE_CHECKING
 
 from homeport.supervision.serving import bind_listener, quiet_config
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
 
 ADDRESS = "127.0.0.1"
 
@@ -25,6 +26,8 @@ def loopback_config(app: ASGIApp, port: int, limit_concurrency: int) -> uvicorn.
 
 async def loopback_health(port: int) -> tuple[int, dict[str, object]] | None:
     """A loopback service's /health status and body, or None when it does not answer."""
+    import httpx
+
     try:
         async with httpx.AsyncClient(timeout=3.0) as http:
             response = await http.get(f"http://{ADDRESS}:{port}/health")

@@ -15,13 +15,13 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from ipaddress import ip_address
-from typing import Any, Literal
-
-import httpx
-import uvicorn
-from starlette.types import ASGIApp
+from typing import TYPE_CHECKING, Any, Literal
 
 from homeport.errors import HomeportError
+
+if TYPE_CHECKING:  # uvicorn and httpx load where a service runs, not in every command
+    import uvicorn
+    from starlette.types import ASGIApp
 
 
 def bind_listener(address: str, port: int, who: str, key: str) -> socket.socket:
@@ -80,6 +80,8 @@ def quiet_config(
 ) -> uvicorn.Config:
     """uvicorn as every Homeport service runs it: no access log, no server header, Homeport's
     own logging, five seconds to finish what is in flight."""
+    import uvicorn
+
     return uvicorn.Config(
         app,
         host=address,
@@ -107,14 +109,6 @@ def run_alone(main: Callable[[socket.socket | None, asyncio.Event], Awaitable[No
     asyncio.run(until_signalled())
 
 
-class _HostedServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to its host and stops when told."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve_until(
     config: uvicorn.Config, listening: socket.socket | None, stop: asyncio.Event
 ) -> None:
@@ -124,8 +118,17 @@ async def serve_until(
     it for a Unix socket, and asyncio then leaves Nagle's algorithm on, which
     costs every response a 40 ms delayed ACK.
     """
+    import uvicorn
+
+    class HostedServer(uvicorn.Server):
+        """A uvicorn server that leaves signals to its host and stops when told."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    server = _HostedServer(config)
+    server = HostedServer(config)
 
     async def stopping() -> None:
         await stop.wait()
@@ -149,6 +152,8 @@ async def https_health(
     if ip_address(address).is_unspecified:
         address = "::1" if ":" in address else "127.0.0.1"
     literal = f"[{address}]" if ":" in address else address
+    import httpx
+
     try:
         async with httpx.AsyncClient(verify=ssl_context, timeout=3.0) as http:
             response = await http.get(

@@ -68,19 +68,37 @@ def report(*oks: bool, at: float | None = None) -> Report:
     return Report(checks, finished_at=at if at is not None else time.time())
 
 
-def test_migrate_from_empty_builds_the_schema_the_code_reads(engine: Engine) -> None:
+def _differences(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return list(compare_metadata(context, metadata))
+
+
+def test_the_migrations_build_the_schema_the_code_reads(engine: Engine) -> None:
+    """The history, step by step through Alembic, ends where schema.py stands."""
     assert head_revision() == SCHEMA_REVISION, "schema.py describes the newest migration"
+    assert migrate(engine, FIRST).after == FIRST
+    migration = migrate(engine)
+    assert (migration.before, migration.after) == (FIRST, head_revision())
+    assert _differences(engine) == []
+
+
+def test_an_empty_store_gets_the_latest_schema_at_once(engine: Engine) -> None:
+    """What `up` does on a new deployment: schema.py's tables, stamped with the newest
+    revision, as the migrations would have left them; then nothing more to do."""
     migration = migrate(engine)
     assert (migration.before, migration.after) == (None, head_revision())
     assert migration.changed
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        assert compare_metadata(context, metadata) == []
+    assert _differences(engine) == []
     assert {"verify_runs", "verify_checks", "admin_actions"} <= set(
         inspect(engine).get_table_names()
     )
     again = migrate(engine)
     assert (again.before, again.after, again.changed) == (head_revision(), head_revision(), False)
+    # Stamped as Alembic stamps: a later migration runs from here.
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert context.get_current_revision() == head_revision()
 
 
 def test_migrate_from_the_previous_schema_keeps_the_data(
