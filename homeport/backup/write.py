@@ -20,9 +20,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from homeport import __version__
-from homeport.backup._shared import CHUNK, Step, quiet
+from homeport.backup._shared import Step, quiet
 from homeport.backup.contents import (
     CONFIG,
     DATA,
@@ -58,18 +59,18 @@ class _Writer:
         self.files: dict[str, Member] = {}
 
     def add_file(self, name: PurePosixPath, path: Path, mode: int | None = None) -> None:
-        digest = hashlib.sha256()
+        """One open file gives the member's size, bytes and digest: a file replaced or
+        grown meanwhile (the audit bot's export cursor, a log) is stored as it was when
+        opened, and its digest is of exactly those bytes."""
         with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(CHUNK), b""):
-                digest.update(chunk)
-        info = self.tar.gettarinfo(str(path), arcname=str(name))
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        if mode is not None:
-            info.mode = mode
-        with path.open("rb") as handle:
-            self.tar.addfile(info, handle)
-        self.files[str(name)] = Member(digest.hexdigest(), info.size, info.mode & 0o777)
+            info = self.tar.gettarinfo(arcname=str(name), fileobj=handle)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if mode is not None:
+                info.mode = mode
+            summed = _Summing(handle)
+            self.tar.addfile(info, summed)
+        self.files[str(name)] = Member(summed.digest.hexdigest(), info.size, info.mode & 0o777)
 
     def add_bytes(self, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
@@ -77,6 +78,19 @@ class _Writer:
         info.mode = 0o600
         info.mtime = int(time.time())
         self.tar.addfile(info, io.BytesIO(data))
+
+
+class _Summing:
+    """A file read through once, summed on the way (tarfile reads exactly the size)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.digest.update(data)
+        return data
 
 
 def _is_sqlite(path: Path) -> bool:

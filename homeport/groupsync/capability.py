@@ -26,6 +26,7 @@ from homeport.supervision.host import HostedService
 from homeport.supervision.host_process import HostedMain
 from homeport.supervision.loopback import ADDRESS, bind_loopback, loopback_health
 from homeport.supervision.service import Service
+from homeport.synapse_module.config import DirectoryLoginConfig
 from homeport.synapse_module.contract import DIRECTORY_LOGIN_MODULE
 
 
@@ -150,11 +151,12 @@ class GroupSyncCapability(Capability):
         sync = deployment.group_sync
         if sync is None or not _login_served_by(deployment, name):
             return SynapsePieces()
-        config = {
-            "ldap": sync.ldap.model_dump(mode="json", exclude_unset=True),  # defaults stay
-            "bot_localparts": list(deployment.homeservers[name].bot_localparts),
-        }
-        return SynapsePieces(modules=[{"module": DIRECTORY_LOGIN_MODULE, "config": config}])
+        config = DirectoryLoginConfig(
+            ldap=sync.ldap, bot_localparts=tuple(deployment.homeservers[name].bot_localparts)
+        )
+        # Unset LDAP settings stay unset: the module takes the same defaults.
+        written = config.model_dump(mode="json", exclude_unset=True)
+        return SynapsePieces(modules=[{"module": DIRECTORY_LOGIN_MODULE, "config": written}])
 
     async def homeserver_status(
         self, deployment: Deployment, name: str, context: StatusContext, ready: bool

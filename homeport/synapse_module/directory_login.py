@@ -36,7 +36,6 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from homeport.config.groupsync import LdapSettings
 from homeport.config.types import duration_ms
 from homeport.directory.accounts import skip_reason
 from homeport.directory.ldap_connection import DirectoryUnavailable
@@ -47,6 +46,7 @@ from homeport.directory.ldap_login import (
     login_name,
 )
 from homeport.identities import DIRECTORY_AUTH_PROVIDER, is_owned
+from homeport.synapse_module.config import DirectoryLoginConfig
 from homeport.synapse_module.contract import DIRECTORY_LOGIN_PATH
 
 logger = logging.getLogger(__name__)
@@ -109,12 +109,12 @@ def _ms(ts: float | None) -> int | None:
 class DirectoryLogin:
     """`modules:` entry `homeport.synapse_module.directory_login.DirectoryLogin`."""
 
-    def __init__(self, config: dict[str, Any], api: Any) -> None:
+    def __init__(self, config: DirectoryLoginConfig, api: Any) -> None:
         self._api = api
-        settings: LdapSettings = config["ldap"]
+        settings = config.ldap
         wait_ms = min(duration_ms(settings.timeout), int(LOGIN_TIMEOUT_SECONDS * 1000))
         self._settings = settings.model_copy(update={"timeout": f"{wait_ms}ms"})
-        self._bots: tuple[str, ...] = tuple(config.get("bot_localparts", ()))
+        self._bots = config.bot_localparts
         self.state = DirectoryState()
         api.register_password_auth_provider_callbacks(
             auth_checkers={("m.login.password", ("password",)): self.check_auth}
@@ -122,12 +122,9 @@ class DirectoryLogin:
         api.register_web_resource(DIRECTORY_LOGIN_PATH, _state_resource(api, self.state))
 
     @staticmethod
-    def parse_config(config: dict[str, Any]) -> dict[str, Any]:
-        """A bad setting stops Synapse at start, not at the first login."""
-        return {
-            "ldap": LdapSettings.model_validate(config.get("ldap") or {}),
-            "bot_localparts": [str(b) for b in config.get("bot_localparts", [])],
-        }
+    def parse_config(config: dict[str, Any]) -> DirectoryLoginConfig:
+        """A bad, missing or unknown setting stops Synapse at start, not at the first login."""
+        return DirectoryLoginConfig.model_validate(config)
 
     async def check_auth(
         self, username: str, _login_type: str, login_dict: dict[str, Any]

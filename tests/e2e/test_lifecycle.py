@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from homeport.files import write_private
 from homeport.supervision.state import set_held, wake
 from tests.harness import (
     HOMEPORT,
@@ -89,26 +90,66 @@ def test_crash_restart_and_clean_shutdown(own_deployment: RunningDeployment) -> 
     assert "external exited with code -9" in running.output()
     assert "homeserver.log" in running.output()
 
-    # The admin website is a supervised process of its own: killed, it comes back,
-    # and the homeservers never notice.
+    # Homeport's own services share one process (`homeport host`): killed, as a fault in
+    # native code would end it, every one of them comes back in a new one, and the
+    # homeservers never notice.
+    hosted = ("audit-internal", "audit-external", "conference", "admin")
     before = status_json(running.config_path)
     website = before["services"]["admin"]
     assert (website["kind"], website["state"]) == ("admin website", "ready")
+    assert {before["services"][name]["pid"] for name in hosted} == {website["pid"]}
+    assert "homeport host" in " ".join(psutil.Process(website["pid"]).cmdline())
     os.kill(website["pid"], signal.SIGKILL)
-    _wait(
-        lambda: (
-            status_json(running.config_path)["services"]["admin"]["state"] == "ready"
-            and status_json(running.config_path)["services"]["admin"]["restarts"] == 1
-        ),
-        what="the website to be restarted",
-    )
+
+    def all_back() -> bool:
+        services = status_json(running.config_path)["services"]
+        return all(
+            (services[name]["state"], services[name]["restarts"]) == ("ready", 1) for name in hosted
+        )
+
+    _wait(all_back, what="Homeport's services to be restarted")
     after = status_json(running.config_path)
-    assert after["services"]["admin"]["pid"] != website["pid"]
+    host_pid = after["services"]["admin"]["pid"]
+    assert host_pid != website["pid"]
+    assert {after["services"][name]["pid"] for name in hosted} == {host_pid}
     for name in ("internal", "external"):
         assert after["homeservers"][name]["pid"] == before["homeservers"][name]["pid"]
 
-    # One homeserver stopped and started while the other keeps running.
+    # An exception in one of them ends that one alone: internal's audit bot, its token
+    # gone, fails at each start (the traceback in its own log) while the others serve
+    # on in the same process; the token back, it starts again by itself.
     config = str(running.config_path)
+    bot_files = running.layout.audit("internal")
+    token = bot_files.hs_token.read_bytes()
+    homeport("stop", "-c", config, "audit-internal")
+    bot_files.hs_token.unlink()
+    starting = subprocess.Popen(  # `start` waits for ready: the bot is not, yet
+        [*HOMEPORT, "start", "-c", config, "audit-internal"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(
+            lambda: status_json(running.config_path)["services"]["audit-internal"]["restarts"] >= 3,
+            what="internal's bot to fail and be started again",
+        )
+        during = status_json(running.config_path)["services"]
+        for name in ("audit-external", "conference", "admin"):
+            assert (during[name]["state"], during[name]["pid"]) == ("ready", host_pid), name
+        assert during["audit-internal"]["state"] != "ready"
+        assert "FileNotFoundError" in bot_files.log_file.read_text()
+        assert "hs_token" not in running.layout.audit("external").log_file.read_text()
+        write_private(bot_files.hs_token, token)
+        out, err = starting.communicate(timeout=120)
+    finally:
+        if starting.poll() is None:
+            starting.kill()
+    assert starting.returncode == 0, err
+    assert "audit-internal is ready" in out
+    assert status_json(running.config_path)["services"]["admin"]["pid"] == host_pid
+
+    # One homeserver stopped and started while the other keeps running.
     before = status_json(running.config_path)["homeservers"]
     internal_pid, external_pid = before["internal"]["pid"], before["external"]["pid"]
     out = homeport("stop", "-c", config, "internal")

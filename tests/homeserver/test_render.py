@@ -348,10 +348,19 @@ def test_group_sync_people_log_in_through_homeports_directory_login() -> None:
     assert config["bot_localparts"] == ["recorder"]
     parsed = DirectoryLogin.parse_config(json.loads(json.dumps(config)))
     assert model.group_sync is not None
-    assert parsed["ldap"] == model.group_sync.ldap
-    assert parsed["ldap"].localpart_attribute == "sAMAccountName"
-    assert str(parsed["ldap"].bind_password_file) == "/srv/homeport/ad.secret"
-    assert str(parsed["ldap"].ca_file) == "/srv/homeport/ad-ca.pem"
+    assert parsed.ldap == model.group_sync.ldap
+    assert parsed.bot_localparts == ("recorder",)
+    assert parsed.ldap.localpart_attribute == "sAMAccountName"
+    assert str(parsed.ldap.bind_password_file) == "/srv/homeport/ad.secret"
+    assert str(parsed.ldap.ca_file) == "/srv/homeport/ad-ca.pem"
+    # Typed both ways: what the module does not know, or lacks, stops Synapse's start.
+    for wrong, refusal in (
+        ({k: v for k, v in config.items() if k != "bot_localparts"}, "bot_localparts\n.*missing"),
+        ({**config, "bot_localpart": ["recorder"]}, "bot_localpart\n.*not permitted"),
+        ({**config, "ldap": {**config["ldap"], "timeout": "soon"}}, "ldap.timeout"),
+    ):
+        with pytest.raises(ValueError, match=refusal):
+            DirectoryLogin.parse_config(json.loads(json.dumps(wrong)))
     external = homeserver_config(model, "external", layout)["modules"]
     assert [m["module"] for m in external] == ["homeport.synapse_module.module.HomeportModule"]
     without_login = deployment(
