@@ -110,6 +110,37 @@ class Preparing:
 
 
 @dataclass(frozen=True)
+class ClusterProcess:
+    """A role whose pods run `homeport COMMAND...` with /health on a loopback port."""
+
+    container: str  # the container's name (and its Deployment's, unless beside Synapse)
+    command: tuple[str, ...]  # after `homeport`; "{config}" stands for the model's path
+    health_port: int
+    cpu_request: str
+    memory_request: str
+    memory_limit: str
+    # A second container of Synapse's pod (Synapse reaches it on the pod's loopback):
+    # its state in the part `state_subpath` of Synapse's volume, at `state_dir` (in
+    # the data folder).
+    beside_synapse: bool = False
+    state_subpath: str | None = None
+    state_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterWeb:
+    """A role that serves HTTPS in the services' namespace, behind the cluster's Ingress."""
+
+    command: tuple[str, ...]  # after `homeport`; "{config}" stands for the model's path
+    port: int
+    host: str
+    certificate: Path  # of this machine: its TLS Secret's
+    key: Path
+    open_paths: tuple[str, ...] = ()  # the Ingress lets anyone reach these
+    admin_paths: tuple[str, ...] = ("/",)  # only from `proxy.admin_from`
+
+
+@dataclass(frozen=True)
 class ClusterRole:
     """One of a capability's services in a Kubernetes cluster, and what its pods get.
 
@@ -123,6 +154,8 @@ class ClusterRole:
     homeserver: str | None  # whose namespace it runs in; None: the services' namespace
     files: tuple[Path, ...] = ()
     reaches: tuple[str, ...] = ()
+    process: ClusterProcess | None = None
+    web: ClusterWeb | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from homeport import pki
-from homeport.capability import Capability, ClusterRole, PortClaim, Preparing, ServiceContext
+from homeport.capability import (
+    Capability,
+    ClusterRole,
+    ClusterWeb,
+    PortClaim,
+    Preparing,
+    ServiceContext,
+)
 from homeport.config.deployment import Deployment
 from homeport.config.types import ADMIN_SERVICE
 from homeport.files import ensure_dir
@@ -59,8 +66,16 @@ class AdminWebsite(Capability):
         """In the services' namespace: its TLS files; every homeserver's admin API."""
         if deployment.admin is None:
             return []
+        admin = deployment.admin
         files = (layout.admin_tls_certificate, layout.admin_tls_key)
-        return [ClusterRole(ADMIN_SERVICE, None, files, tuple(deployment.homeservers))]
+        web = ClusterWeb(
+            command=("admin", "-c", "{config}", "--prepared"),
+            port=admin.port,
+            host=admin.host,
+            certificate=layout.admin_tls_certificate,
+            key=layout.admin_tls_key,
+        )
+        return [ClusterRole(ADMIN_SERVICE, None, files, tuple(deployment.homeservers), web=web)]
 
     def certificate_hosts(self, deployment: Deployment) -> list[str]:
         return [] if deployment.admin is None else [deployment.admin.host]

@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 from homeport.audit.registration import BOT_ADDRESS
 from homeport.capability import (
     Capability,
+    ClusterProcess,
     ClusterRole,
     PortClaim,
     Preparing,
@@ -160,7 +161,20 @@ class Audit(Capability):
             if hs.audit_bot is not None:
                 files = layout.audit(name)
                 tokens = (files.as_token, files.hs_token, files.registration)
-                roles.append(ClusterRole(AUDIT_SERVICE_PREFIX + name, name, tokens))
+                bot = ClusterProcess(
+                    container="audit-bot",
+                    command=("audit", "run", "-c", "{config}", name),
+                    health_port=hs.audit_bot.port,
+                    cpu_request="50m",
+                    memory_request="128Mi",
+                    memory_limit="512Mi",
+                    # Synapse delivers transactions on the pod's loopback, as on one
+                    # machine; the device keys live on Synapse's volume.
+                    beside_synapse=True,
+                    state_subpath="audit",
+                    state_dir=f"audit/{name}",
+                )
+                roles.append(ClusterRole(AUDIT_SERVICE_PREFIX + name, name, tokens, process=bot))
         return roles
 
     def restart_identity(self, deployment: Deployment, name: str) -> dict[str, Any]:

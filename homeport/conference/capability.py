@@ -10,6 +10,7 @@ from homeport import pki
 from homeport.capability import (
     Capability,
     ClusterRole,
+    ClusterWeb,
     FileProblem,
     PortClaim,
     Preparing,
@@ -144,18 +145,27 @@ class ConferenceCapability(Capability):
         conference = deployment.conference
         if conference is None:
             return []
-        files = [layout.conference_auth_token]
         if conference.tls is None:
-            files += [layout.conference_tls_certificate, layout.conference_tls_key]
+            certificate, key = layout.conference_tls_certificate, layout.conference_tls_key
         else:
-            files += [conference.tls.certificate, conference.tls.key]
+            certificate, key = conference.tls.certificate, conference.tls.key
+        files = [layout.conference_auth_token, certificate, key]
         jitsi, livekit = conference.jitsi, conference.livekit
         if jitsi is not None:
             files.append(jitsi.app_secret_file or layout.conference_jitsi_secret)
         if livekit is not None:
             files.append(livekit.secret_file or layout.conference_livekit_secret)
+        web = ClusterWeb(
+            command=("conference", "-c", "{config}", "--prepared"),
+            port=conference.port,
+            host=conference.host,
+            certificate=certificate,
+            key=key,
+            open_paths=("/",),  # Prosody and Element Call, from anywhere
+            admin_paths=("/metrics",),
+        )
         everyone = tuple(deployment.homeservers)
-        return [ClusterRole(CONFERENCE_SERVICE, None, tuple(files), everyone)]
+        return [ClusterRole(CONFERENCE_SERVICE, None, tuple(files), everyone, web=web)]
 
     def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:
         """`openid` named on the listeners; Element Call's LiveKit authoriser in

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from homeport.capability import (
     Capability,
+    ClusterProcess,
     ClusterRole,
     FileProblem,
     PortClaim,
@@ -142,7 +143,19 @@ class GroupSyncCapability(Capability):
             return []
         named = (sync.ldap.ca_file, sync.ldap.bind_password_file)
         files = tuple(path for path in named if path is not None)
-        return [ClusterRole(GROUPSYNC_SERVICE, sync.homeserver, files, (sync.homeserver,))]
+        watch = ClusterProcess(
+            container="group-sync",
+            command=("groupsync", "watch", "-c", "{config}"),
+            health_port=sync.port,
+            cpu_request="100m",
+            memory_request="256Mi",
+            memory_limit="1Gi",
+        )
+        return [
+            ClusterRole(
+                GROUPSYNC_SERVICE, sync.homeserver, files, (sync.homeserver,), process=watch
+            )
+        ]
 
     def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:
         """Directory login (`homeport.synapse_module.directory_login`), from group sync's own

@@ -2,8 +2,8 @@
 
 The parts live in modules of their own: Synapse's configuration objects
 (`kubernetes_synapse_files`), its StatefulSet (`kubernetes_synapse`), the
-audit bot beside it (`kubernetes_audit`), group sync (`kubernetes_groupsync`),
-the Ingress and NetworkPolicies (`kubernetes_network`), and the workers
+capabilities' processes beside it or in Deployments of their own
+(`kubernetes_processes`), the Ingress and NetworkPolicies (`kubernetes_network`), and the workers
 (`kubernetes_workers`); this module puts them into files.
 """
 
@@ -16,7 +16,6 @@ from homeport.config.deployment import Deployment
 from homeport.layout import DeploymentLayout
 from homeport.targets import k8s
 from homeport.targets.cluster import DATA, in_cluster
-from homeport.targets.kubernetes_groupsync import group_sync
 from homeport.targets.kubernetes_namespace import HomeserverNamespace, homeserver_namespace
 from homeport.targets.kubernetes_network import (
     ingress,
@@ -25,6 +24,7 @@ from homeport.targets.kubernetes_network import (
     public_sources,
 )
 from homeport.targets.kubernetes_pods import ClusterInputs, kustomization
+from homeport.targets.kubernetes_processes import process_deployments
 from homeport.targets.kubernetes_synapse import (
     process_container,
     process_volumes,
@@ -88,9 +88,8 @@ def homeserver_files(deployment: Deployment, name: str, inputs: ClusterInputs) -
         )
     if ns.roles:
         files["homeport-secrets.yaml"] = k8s.dump(*ns.pods.secrets(ns.roles, name))
-    group_sync_deployment = group_sync(ns)
-    if group_sync_deployment is not None:
-        files["group-sync.yaml"] = k8s.dump(group_sync_deployment)
+    for file, deployment_object in process_deployments(ns).items():
+        files[file] = k8s.dump(deployment_object)
     if workers is not None:
         files.update(workers.manifests(ns.kube.ingress_class))
     return {f"{name}/{file}": text for file, text in files.items()} | {

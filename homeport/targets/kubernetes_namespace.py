@@ -47,12 +47,9 @@ class HomeserverNamespace:
         return bool(self.hs.workers.count)
 
     @property
-    def audit(self) -> Role | None:
-        return next((r for r in self.roles if r.name.startswith("audit-")), None)
-
-    @property
-    def groupsync(self) -> Role | None:
-        return next((r for r in self.roles if r.name == "groupsync"), None)
+    def beside_synapse(self) -> list[Role]:
+        """Homeport's processes that run as containers of Synapse's pod."""
+        return [r for r in self.roles if r.process is not None and r.process.beside_synapse]
 
     def labels(self, component: str) -> dict[str, str]:
         return k8s.labels(self.name, component)

@@ -9,9 +9,9 @@ several namespaces share it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from homeport.capability import ClusterWeb
 from homeport.config.deployment import Deployment
 from homeport.config.kubernetes import Kubernetes
 from homeport.config.proxy import DEFAULT_ADMIN_FROM
@@ -45,23 +45,14 @@ class Services:
     def needed(self) -> bool:
         return bool(self.roles) or (self.bundled_store and bool(roles(self.deployment)))
 
-    def _web(self, role: Role) -> tuple[str, int, str, Path, Path]:
-        """(name, port, host, certificate, key) of the admin website or conference service."""
-        if role.name == "admin":
-            admin = self.deployment.admin
-            assert admin is not None
-            cert, key = self.layout.admin_tls_certificate, self.layout.admin_tls_key
-            return "admin", admin.port, admin.host, cert, key
-        conference = self.deployment.conference
-        assert conference is not None
-        if conference.tls is not None:
-            cert, key = conference.tls.certificate, conference.tls.key
-        else:
-            cert, key = self.layout.conference_tls_certificate, self.layout.conference_tls_key
-        return "conference", conference.port, conference.host, cert, key
+    @staticmethod
+    def _web(role: Role) -> ClusterWeb:
+        assert role.web is not None, f"{role.name} serves no website"
+        return role.web
 
     def web_deployment(self, role: Role) -> dict[str, Any]:
-        name, port, _host, _, _ = self._web(role)
+        name, web = role.name, self._web(role)
+        port = web.port
         # It serves HTTPS itself; kubelet's probes do not check the certificate.
         probe = {
             "httpGet": {"path": "/health", "port": port, "scheme": "HTTPS"},
@@ -69,7 +60,7 @@ class Services:
         }
         container = self.pods.container(
             name,
-            [name, "-c", str(CONFIG), "--prepared"],
+            [str(CONFIG) if arg == "{config}" else arg for arg in web.command],
             [role],
             {
                 "ports": [{"name": "https", "containerPort": port}],
@@ -84,8 +75,10 @@ class Services:
         return self.pods.deployment_object(name, self.INSTANCE, [container], [role])
 
     def web_ingresses(self, role: Role) -> list[dict[str, Any]]:
-        """Its host on 443; the website (and the conference's /metrics) only from admin_from."""
-        name, port, host, _, _ = self._web(role)
+        """Its host on 443: its open paths from anywhere, its admin paths only from
+        admin_from (the website; the conference service's /metrics)."""
+        name, web = role.name, self._web(role)
+        port, host = web.port, web.host
         proxy = self.deployment.proxy
         admin_from = ",".join(proxy.admin_from if proxy is not None else DEFAULT_ADMIN_FROM)
         base = {
@@ -99,11 +92,8 @@ class Services:
         if self.kube.cert_manager_issuer is not None:
             base["cert-manager.io/cluster-issuer"] = self.kube.cert_manager_issuer
         restricted = {**base, "nginx.ingress.kubernetes.io/whitelist-source-range": admin_from}
-        parts = (
-            [(name, "/", restricted)]
-            if name == "admin"
-            else [(name, "/", base), (f"{name}-metrics", "/metrics", restricted)]
-        )
+        parts = [(_ingress_name(name, path), path, base) for path in web.open_paths]
+        parts += [(_ingress_name(name, path), path, restricted) for path in web.admin_paths]
         return [
             k8s.ingress(
                 ingress,
@@ -128,7 +118,8 @@ class Services:
             files["upstream-ca-secret.yaml"] = k8s.dump(upstream)
         policies = []
         for role in self.roles:
-            name, port, _host, cert, key = self._web(role)
+            name, web = role.name, self._web(role)
+            port, cert, key = web.port, web.certificate, web.key
             service = k8s.service(name, self.ns, k8s.labels(self.INSTANCE, name), {"https": port})
             files[f"{name}.yaml"] = k8s.dump(self.web_deployment(role), service)
             files[f"{name}-ingress.yaml"] = k8s.dump(*self.web_ingresses(role))
@@ -178,6 +169,11 @@ class Services:
         return {f"services/{file}": text for file, text in files.items()} | {
             "services/kustomization.yaml": kustomization(self.ns, files)
         }
+
+
+def _ingress_name(name: str, path: str) -> str:
+    """`admin` for the root, `conference-metrics` for /metrics."""
+    return name if path == "/" else f"{name}-{path.strip('/').replace('/', '-')}"
 
 
 def store_postgres(kube: Kubernetes, namespace: str) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from typing import Any
 from homeport.config.kubernetes import Kubernetes
 from homeport.targets import k8s
 from homeport.targets.cluster import DATA
-from homeport.targets.kubernetes_audit import audit_containers
 from homeport.targets.kubernetes_namespace import HomeserverNamespace
+from homeport.targets.kubernetes_processes import sidecar_containers
 from homeport.targets.kubernetes_synapse_config import CA, CONFIG_DIR, SECRETS, SYNAPSE_PORT
 from homeport.targets.kubernetes_synapse_files import secret_config_paths, synapse_files
 from homeport.targets.kubernetes_workers import PROCESS, REPLICATION_PORT
@@ -119,11 +119,11 @@ def synapse_container(ns: HomeserverNamespace) -> dict[str, Any]:
 
 def synapse_stateful_set(ns: HomeserverNamespace) -> dict[str, Any]:
     labels = ns.labels("synapse")
-    init, sidecars = audit_containers(ns)
+    init, sidecars = sidecar_containers(ns)
     volumes = process_volumes(ns)
-    if ns.audit is not None:
+    if ns.beside_synapse:
         names = {v["name"] for v in volumes}
-        volumes += [v for v in ns.pods.volumes([ns.audit]) if v["name"] not in names]
+        volumes += [v for v in ns.pods.volumes(ns.beside_synapse) if v["name"] not in names]
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "securityContext": {"fsGroup": SYNAPSE_UID},
