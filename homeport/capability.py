@@ -81,6 +81,8 @@ class SynapsePieces:
 
 NO_PIECES = SynapsePieces()
 
+EVERY_ADDRESS = "0.0.0.0"  # noqa: S104 - a pod's: the cluster's network policies guard it
+
 
 def merge_pieces(pieces: Sequence[SynapsePieces]) -> SynapsePieces:
     """Every capability's pieces for one homeserver as one, in registry order."""
@@ -107,6 +109,16 @@ class Preparing:
     layout: DeploymentLayout
     ca: CertificateAuthority
     only: str | None = None
+
+
+@dataclass(frozen=True)
+class PodFile:
+    """A file of this machine that a homeserver's Synapse pod needs for a capability's
+    pieces, at the path its homeserver.yaml names; `key`: its name in Synapse's Secret
+    (the file's own name when None)."""
+
+    path: Path
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,8 +222,19 @@ class Capability:
     def materialize(self, deployment: Deployment, preparing: Preparing) -> None:
         """Write what it needs before start (secrets made once, certificates, registrations)."""
 
+    def in_cluster(self, cluster: Deployment) -> Deployment:
+        """The model as the pods of a cluster load it, with what it changes of its own
+        section there (services listen on every address of their pod, say)."""
+        return cluster
+
     def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
         """Its services in a Kubernetes cluster (`layout`: this machine's data folder)."""
+        return []
+
+    def synapse_pod_files(
+        self, deployment: Deployment, name: str, layout: DeploymentLayout
+    ) -> list[PodFile]:
+        """What homeserver `name`'s Synapse pod needs in a cluster for what `synapse` adds."""
         return []
 
     def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:

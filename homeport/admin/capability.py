@@ -9,6 +9,7 @@ from typing import Any
 
 from homeport import pki
 from homeport.capability import (
+    EVERY_ADDRESS,
     Capability,
     ClusterRole,
     ClusterWeb,
@@ -61,6 +62,13 @@ class AdminWebsite(Capability):
     def ports(self, deployment: Deployment) -> list[PortClaim]:
         admin = deployment.admin
         return [] if admin is None else [PortClaim(("admin", "port"), admin.address, admin.port)]
+
+    def in_cluster(self, cluster: Deployment) -> Deployment:
+        """It listens on every address of its pod (the Ingress reaches it)."""
+        if cluster.admin is None:
+            return cluster
+        listening = cluster.admin.model_copy(update={"address": EVERY_ADDRESS})
+        return cluster.model_copy(update={"admin": listening})
 
     def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
         """In the services' namespace: its TLS files; every homeserver's admin API."""

@@ -14,6 +14,7 @@ from homeport.capability import (
     Capability,
     ClusterProcess,
     ClusterRole,
+    PodFile,
     PortClaim,
     Preparing,
     ServiceContext,
@@ -154,6 +155,16 @@ class Audit(Capability):
             app_service_config_files=[str(layout.audit(name).registration)],
         )
 
+    def in_cluster(self, cluster: Deployment) -> Deployment:
+        """No continuous export in a cluster: a pod's file system is no place to keep it."""
+        homeservers = {
+            name: hs
+            if hs.audit is None or hs.audit.export is None
+            else hs.model_copy(update={"audit": hs.audit.model_copy(update={"export": None})})
+            for name, hs in cluster.homeservers.items()
+        }
+        return cluster.model_copy(update={"homeservers": homeservers})
+
     def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
         """Beside each audited homeserver's Synapse: its tokens and registration."""
         roles = []
@@ -176,6 +187,14 @@ class Audit(Capability):
                 )
                 roles.append(ClusterRole(AUDIT_SERVICE_PREFIX + name, name, tokens, process=bot))
         return roles
+
+    def synapse_pod_files(
+        self, deployment: Deployment, name: str, layout: DeploymentLayout
+    ) -> list[PodFile]:
+        """Its registration (it holds its tokens), where homeserver.yaml names it."""
+        if deployment.homeservers[name].audit_bot is None:
+            return []
+        return [PodFile(layout.audit(name).registration, "audit-registration.yaml")]
 
     def restart_identity(self, deployment: Deployment, name: str) -> dict[str, Any]:
         # The bot is a service of `up` on a port `up` bound: turning it on or off, or

@@ -8,6 +8,7 @@ from typing import Any, TypedDict
 
 from homeport import pki
 from homeport.capability import (
+    EVERY_ADDRESS,
     Capability,
     ClusterRole,
     ClusterWeb,
@@ -139,6 +140,14 @@ class ConferenceCapability(Capability):
                 layout.conference_tls_certificate,
                 layout.conference_tls_key,
             )
+
+    def in_cluster(self, cluster: Deployment) -> Deployment:
+        """It listens on every address of its pod (the Ingress and Prosody reach it)."""
+        conference = cluster.conference
+        if conference is None:
+            return cluster
+        listening = conference.model_copy(update={"address": EVERY_ADDRESS})
+        return cluster.model_copy(update={"conference": listening})
 
     def cluster_roles(self, deployment: Deployment, layout: DeploymentLayout) -> list[ClusterRole]:
         """In the services' namespace: Prosody's token, its TLS files, the token secrets."""

@@ -15,6 +15,7 @@ from homeport.capability import (
     ClusterProcess,
     ClusterRole,
     FileProblem,
+    PodFile,
     PortClaim,
     ServiceContext,
     StatusContext,
@@ -156,6 +157,16 @@ class GroupSyncCapability(Capability):
                 GROUPSYNC_SERVICE, sync.homeserver, files, (sync.homeserver,), process=watch
             )
         ]
+
+    def synapse_pod_files(
+        self, deployment: Deployment, name: str, layout: DeploymentLayout
+    ) -> list[PodFile]:
+        """Directory login's CA and bind password, on the homeserver that has it only."""
+        sync = deployment.group_sync
+        if sync is None or not _login_served_by(deployment, name):
+            return []
+        named = (sync.ldap.ca_file, sync.ldap.bind_password_file)
+        return [PodFile(path) for path in named if path is not None]
 
     def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:
         """Directory login (`homeport.synapse_module.directory_login`), from group sync's own

@@ -67,27 +67,16 @@ def in_cluster(deployment: Deployment, k8s: Kubernetes, store_password: str) -> 
             update={
                 "service_host": synapse_service_host(k8s, name),
                 "public_baseurl": hs.public_baseurl or f"https://{hs.served_host}",
-                "audit": hs.audit
-                if hs.audit is None or hs.audit.export is None
-                else hs.audit.model_copy(update={"export": None}),
             }
         )
         for name, hs in moved.homeservers.items()
     }
-    conference = moved.conference
-    if conference is not None:
-        conference = conference.model_copy(update={"address": "0.0.0.0"})  # noqa: S104
-    admin = deployment.admin
-    if admin is not None:
-        admin = admin.model_copy(update={"address": "0.0.0.0"})  # noqa: S104
     proxy = deployment.proxy or Proxy()
     proxy = proxy.model_copy(update={"forwarded_from": list(k8s.pod_networks)})
-    return moved.model_copy(
+    cluster = moved.model_copy(
         update={
             "data_dir": Path(str(DATA)),
             "homeservers": homeservers,
-            "conference": conference,
-            "admin": admin,
             "proxy": proxy,
             "kubernetes": None,
             "store": deployment.store.model_copy(
@@ -95,6 +84,9 @@ def in_cluster(deployment: Deployment, k8s: Kubernetes, store_password: str) -> 
             ),
         }
     )
+    for capability in CAPABILITIES:
+        cluster = capability.in_cluster(cluster)
+    return cluster
 
 
 def cluster_yaml(cluster: Deployment) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from homeport.capabilities import CAPABILITIES
 from homeport.layout import DeploymentLayout
 from homeport.targets import k8s
 from homeport.targets.cluster import cluster_path
@@ -51,23 +52,16 @@ def ca_config_map(ns: HomeserverNamespace) -> dict[str, Any]:
 def synapse_files(ns: HomeserverNamespace) -> dict[str, tuple[str, str]]:
     """Files of Synapse's Secret besides its keys: key -> (path in the pod, content).
 
-    The audit bot's registration (it holds its tokens) and group sync's LDAP
-    files, where the rendered homeserver.yaml expects them.
+    What the capabilities' pieces of its homeserver.yaml name (the audit bot's
+    registration, directory login's LDAP files), where that file expects them.
     """
     deployment = ns.deployment
+    layout = DeploymentLayout(deployment.data_dir)
     files: dict[str, tuple[str, str]] = {}
-    if ns.hs.audit_bot is not None:
-        registration = DeploymentLayout(deployment.data_dir).audit(ns.name).registration
-        files["audit-registration.yaml"] = (
-            str(cluster_path(deployment, registration)),
-            ns.inputs.files[registration],
-        )
-    sync = deployment.group_sync
-    if sync is not None:
-        for path in (sync.ldap.ca_file, sync.ldap.bind_password_file):
-            if path is not None:
-                target = cluster_path(deployment, path)
-                files[target.name] = (str(target), ns.inputs.files[path])
+    for capability in CAPABILITIES:
+        for needed in capability.synapse_pod_files(deployment, ns.name, layout):
+            target = cluster_path(deployment, needed.path)
+            files[needed.key or target.name] = (str(target), ns.inputs.files[needed.path])
     return files
 
 

@@ -372,6 +372,12 @@ def test_each_pod_gets_only_the_files_its_work_needs(rendered: tuple[Path, Path]
     # Synapse reads group sync's bind password for LDAP logins where its config says.
     synapse = secrets[("hp-internal", "synapse-secrets")]
     assert synapse["ldap-bind-password"] == "the bind password of the directory\n"
+    # Only there: external's Synapse has no directory login, so not the directory's
+    # password either (it once went to every homeserver's Synapse).
+    directory_password = "the bind password of the directory"
+    for (namespace, name), data in secrets.items():
+        if directory_password in "".join(data.values()):
+            assert namespace == "hp-internal", (namespace, name)
     # Each volume's items name keys its Secret has.
     for namespace, pod in _pods(out):
         for volume in pod.get("volumes", []):
