@@ -12,10 +12,11 @@ Per homeserver, in namespace `<namespace_prefix><name>`:
   machine; the database section, the keys and the secrets in Secrets, with
   the values generated once in the data folder (the same keys as on one
   machine: a homeserver moved to the cluster keeps its identity);
-- its audit bot as a second container of Synapse's pod: Synapse delivers
-  transactions to it on the pod's loopback, as on one machine, and its
-  device keys live on Synapse's volume;
-- group sync, when it serves this homeserver, as a Deployment;
+- the capabilities' processes of this homeserver, as each declares them
+  (`ClusterProcess`): the audit bot as a second container of Synapse's pod
+  (Synapse delivers transactions to it on the pod's loopback, as on one
+  machine; its device keys live on Synapse's volume), group sync, when it
+  serves this homeserver, as a Deployment;
 - PostgreSQL as a StatefulSet when the homeserver is on `sqlite` and
   `bundled_postgres` is on; a `postgresql://` URL is used as is;
 - with `workers:`, a StatefulSet per worker kind, Redis, and Ingresses that
@@ -25,16 +26,16 @@ Per homeserver, in namespace `<namespace_prefix><name>`:
   with it, and on its TLS listener from Homeport's services; PostgreSQL
   only from Synapse.
 
-In `<namespace_prefix>services`: the admin website and the conference
-service as Deployments behind Ingresses (the website only from
-`admin_from`), and Homeport's store as a bundled PostgreSQL when the file
-keeps it on SQLite. Every Homeport pod loads the same homeport.yaml,
+In `<namespace_prefix>services`: the capabilities' web services, as each
+declares them (`ClusterWeb`): the admin website and the conference service
+as Deployments behind Ingresses (the website only from `admin_from`), and
+Homeport's store as a bundled PostgreSQL when the file keeps it on SQLite. Every Homeport pod loads the same homeport.yaml,
 rendered for the cluster (`homeport.targets.cluster`), and gets only the
 files of the data folder its work needs.
 
 The pieces: `kubernetes_homeserver` (a homeserver's base, from
-`kubernetes_synapse`, `kubernetes_synapse_files`, `kubernetes_audit`,
-`kubernetes_groupsync`, `kubernetes_network` and `kubernetes_workers`) and
+`kubernetes_synapse`, `kubernetes_synapse_files`, `kubernetes_processes`,
+`kubernetes_network` and `kubernetes_workers`) and
 `kubernetes_services`; what this machine's data folder gives them,
 `kubernetes_inputs`.
 

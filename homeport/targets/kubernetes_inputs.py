@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 from homeport import __version__
+from homeport.capabilities import CAPABILITIES
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.files import read_or_create_private
@@ -101,9 +102,10 @@ def needed_files(deployment: Deployment) -> list[Path]:
     paths: list[Path] = []
     for role in roles(deployment):
         paths += role_files(deployment, role)
-    sync = deployment.group_sync
-    if sync is not None:
-        paths += [p for p in (sync.ldap.ca_file, sync.ldap.bind_password_file) if p is not None]
+    layout = DeploymentLayout(deployment.data_dir)
+    for name in deployment.homeservers:
+        for capability in CAPABILITIES:
+            paths += [f.path for f in capability.synapse_pod_files(deployment, name, layout)]
     return sorted(set(paths))
 
 

@@ -1,10 +1,10 @@
 """The namespace of Homeport's services that span homeservers, and of its store. Pure.
 
-The admin website and the conference service as Deployments behind
-Ingresses (TLS to the pod checked against the local CA, the website and the
-conference service's metrics only from `admin_from`), and Homeport's store
-as a bundled PostgreSQL when homeport.yaml keeps it on SQLite: pods in
-several namespaces share it.
+The capabilities' web services, as each declares them (`ClusterWeb`: the admin
+website and the conference service), as Deployments behind Ingresses (TLS to
+the pod checked against the local CA, their admin paths only from
+`admin_from`), and Homeport's store as a bundled PostgreSQL when homeport.yaml
+keeps it on SQLite: pods in several namespaces share it.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ PostgreSQL); probes on `/health` with a generous startup probe (a first
 start or an upgrade migrates the database); non-root, read-only root
 filesystem, no capabilities, no service-account token. Two listeners:
 plain HTTP for the Ingress, where TLS ends, and TLS on the homeserver's
-port for Homeport's services. The audit bot, when there is one, is a second
-container of the pod (`homeport.targets.kubernetes_audit`). Workers reuse
+port for Homeport's services. A capability's process beside Synapse (the audit
+bot) is a second container of the pod (`homeport.targets.kubernetes_processes`). Workers reuse
 `process_container` and `process_volumes` (`homeport.targets.kubernetes_workers`).
 """
 

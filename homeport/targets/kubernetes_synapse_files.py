@@ -2,8 +2,9 @@
 
 `synapse-config` (homeserver.yaml, the log config, each worker's file) holds
 nothing secret; `synapse-secrets` holds the keys, the secrets, the parts of
-homeserver.yaml with passwords in them and the files Homeport's roles give
-Synapse (the audit bot's registration, group sync's LDAP files). Without
+homeserver.yaml with passwords in them and the files the capabilities' pieces
+need (`Capability.synapse_pod_files`: the audit bot's registration, directory
+login's LDAP files). Without
 cert-manager, `federation-ca` (the CAs Synapse trusts for federation) and a
 TLS Secret for each host of the Ingress.
 """
