@@ -29,9 +29,10 @@ Per homeserver, in namespace `<namespace_prefix><name>`:
 In `<namespace_prefix>services`: the capabilities' web services, as each
 declares them (`ClusterWeb`): the admin website and the conference service
 as Deployments behind Ingresses (the website only from `admin_from`), and
-Homeport's store as a bundled PostgreSQL when the file keeps it on SQLite. Every Homeport pod loads the same homeport.yaml,
-rendered for the cluster (`homeport.targets.cluster`), and gets only the
-files of the data folder its work needs.
+Homeport's store as a bundled PostgreSQL when the file keeps it on SQLite.
+Every Homeport pod loads the same homeport.yaml, rendered for the cluster
+(`homeport.targets.cluster`), and gets only the files of the data folder its
+work needs.
 
 The pieces: `kubernetes_homeserver` (a homeserver's base, from
 `kubernetes_synapse`, `kubernetes_synapse_files`, `kubernetes_processes`,
