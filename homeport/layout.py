@@ -189,11 +189,6 @@ class DeploymentLayout:
         return self.data_dir / "admin" / "tls" / "server.key"
 
     @property
-    def admin_log(self) -> Path:
-        """The admin website's output when `up` runs it."""
-        return self.data_dir / "logs" / "admin.log"
-
-    @property
     def host_console(self) -> Path:
         """What the process hosting Homeport's own services prints (tracebacks)."""
         return self.data_dir / "logs" / "services.console.log"
@@ -202,11 +197,6 @@ class DeploymentLayout:
     def groupsync_log(self) -> Path:
         """The group sync service's structured log."""
         return self.data_dir / "logs" / "groupsync.log"
-
-    @property
-    def groupsync_console(self) -> Path:
-        """What the group sync process printed (a crash's traceback)."""
-        return self.data_dir / "logs" / "groupsync.console.log"
 
     @property
     def conference_dir(self) -> Path:
@@ -244,11 +234,6 @@ class DeploymentLayout:
     def conference_log(self) -> Path:
         """The conference service's structured log."""
         return self.data_dir / "logs" / "conference.log"
-
-    @property
-    def conference_console(self) -> Path:
-        """What the conference process printed (a crash's traceback)."""
-        return self.data_dir / "logs" / "conference.console.log"
 
     @property
     def nginx_dir(self) -> Path:
