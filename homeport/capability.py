@@ -141,9 +141,12 @@ class ClusterProcess:
 
 @dataclass(frozen=True)
 class ClusterWeb:
-    """A role that serves HTTPS in the services' namespace, behind the cluster's Ingress."""
+    """A role that serves HTTPS on its own host: behind a proxy on one machine (the nginx
+    target), in the services' namespace behind the Ingress in a cluster."""
 
     command: tuple[str, ...]  # after `homeport`; "{config}" stands for the model's path
+    description: str  # what the proxy's configuration says of it, in a comment
+    address: str  # where it listens on one machine
     port: int
     host: str
     certificate: Path  # of this machine: its TLS Secret's

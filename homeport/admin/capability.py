@@ -78,6 +78,8 @@ class AdminWebsite(Capability):
         files = (layout.admin_tls_certificate, layout.admin_tls_key)
         web = ClusterWeb(
             command=("admin", "-c", "{config}", "--prepared"),
+            description="The admin website: administrators' addresses only",
+            address=admin.address,
             port=admin.port,
             host=admin.host,
             certificate=layout.admin_tls_certificate,

@@ -166,6 +166,8 @@ class ConferenceCapability(Capability):
             files.append(livekit.secret_file or layout.conference_livekit_secret)
         web = ClusterWeb(
             command=("conference", "-c", "{config}", "--prepared"),
+            description="The conference service: Jitsi's Prosody, Element Call and clients",
+            address=conference.address,
             port=conference.port,
             host=conference.host,
             certificate=certificate,

@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homeport.capabilities import synapse_pieces
+from homeport.capability import ClusterWeb
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.proxy import Proxy
 from homeport.config.types import connect_address, size_bytes
 from homeport.homeserver.routing import Route, routes
 from homeport.layout import DeploymentLayout
+from homeport.targets.cluster import roles
 
 CONFIG = "homeport.conf"
 WORKER_ADDRESS = "127.0.0.1"  # workers listen on loopback (homeport.homeserver.workers)
@@ -77,13 +80,15 @@ def max_upload_bytes(hs: Homeserver) -> int:
     return value if isinstance(value, int) else size_bytes(str(value))
 
 
-def well_known_client(deployment: Deployment, hs: Homeserver) -> dict[str, Any]:
-    """What clients read to find the homeserver (and Element Call its LiveKit service)."""
+def well_known_client(
+    deployment: Deployment, name: str, layout: DeploymentLayout
+) -> dict[str, Any]:
+    """What clients read to find the homeserver, and what the capabilities add to it in
+    Synapse's own (`extra_well_known_client_content`: Element Call's LiveKit service)."""
+    hs = deployment.homeservers[name]
     document: dict[str, Any] = {"m.homeserver": {"base_url": hs.base_url + "/"}}
-    conference = deployment.conference
-    if conference is not None and conference.livekit is not None:
-        focus = {"type": "livekit", "livekit_service_url": deployment.conference_url}
-        document["org.matrix.msc4143.rtc_foci"] = [focus]
+    pieces = synapse_pieces(deployment, name, layout)
+    document.update(pieces.settings.get("extra_well_known_client_content", {}))
     return document
 
 
@@ -187,10 +192,11 @@ class _Renderer:
         w.line(f"return 200 {json_body(document)};")
         w.close()
 
-    def well_knowns(self, hs: Homeserver) -> None:
+    def well_knowns(self, name: str, hs: Homeserver) -> None:
         delegated = f"{hs.served_host}:{self.proxy.port}"
         self.static_json("/.well-known/matrix/server", {"m.server": delegated})
-        self.static_json("/.well-known/matrix/client", well_known_client(self.deployment, hs))
+        document = well_known_client(self.deployment, name, self.layout)
+        self.static_json("/.well-known/matrix/client", document)
 
     def upstream(self, upstream: Upstream) -> None:
         self.w.open(f"upstream {upstream.name}")
@@ -266,7 +272,7 @@ class _Renderer:
         self.server_head(hs.served_host, certificate, key)
         self.upstream_settings(upstream)
         w.line(f"client_max_body_size {max_upload_bytes(hs)};")
-        self.well_knowns(hs)
+        self.well_knowns(name, hs)
         for prefix in ("/_synapse/admin", "/_homeport/"):
             w.open(f"location ^~ {prefix}")
             self.allow_admins()
@@ -291,54 +297,31 @@ class _Renderer:
                 certificate, key = files.tls_certificate, files.tls_key
             w.line(f"# Delegation of {hs.server_name} to {hs.served_host}")
             self.server_head(hs.tls_name, certificate, key)
-            self.well_knowns(hs)
+            self.well_knowns(name, hs)
             w.open("location /")
             w.line("return 404;")
             w.close()
             w.close()
             w.line()
 
-    def admin_website(self) -> None:
-        admin = self.deployment.admin
-        if admin is None:
-            return
-        address = connect_address(admin.address)
-        upstream = Upstream("homeport_admin", address, admin.port, admin.host)
+    def web_service(self, name: str, web: ClusterWeb) -> None:
+        """A capability's own HTTPS service on its host: its admin paths to administrators'
+        addresses only, its open paths to anyone."""
+        upstream = Upstream(f"homeport_{name}", connect_address(web.address), web.port, web.host)
         self.upstream(upstream)
-        self.w.line("# The admin website: administrators' addresses only")
-        self.server_head(admin.host, self.layout.admin_tls_certificate, self.layout.admin_tls_key)
+        self.w.line(f"# {web.description}")
+        self.server_head(web.host, web.certificate, web.key)
         self.upstream_settings(upstream)
         self.w.line("client_max_body_size 64k;")
-        self.w.open("location /")
-        self.allow_admins()
-        self.to_upstream(upstream)
-        self.w.close()
-        self.w.close()
-        self.w.line()
-
-    def conference(self) -> None:
-        conference = self.deployment.conference
-        if conference is None:
-            return
-        address = connect_address(conference.address)
-        upstream = Upstream("homeport_conference", address, conference.port, conference.host)
-        self.upstream(upstream)
-        if conference.tls is not None:
-            certificate, key = conference.tls.certificate, conference.tls.key
-        else:
-            certificate = self.layout.conference_tls_certificate
-            key = self.layout.conference_tls_key
-        self.w.line("# The conference service: Jitsi's Prosody, Element Call and clients")
-        self.server_head(conference.host, certificate, key)
-        self.upstream_settings(upstream)
-        self.w.line("client_max_body_size 64k;")
-        self.w.open("location = /metrics")
-        self.allow_admins()
-        self.to_upstream(upstream)
-        self.w.close()
-        self.w.open("location /")
-        self.to_upstream(upstream)
-        self.w.close()
+        for path in web.admin_paths:
+            self.w.open("location /" if path == "/" else f"location = {path}")
+            self.allow_admins()
+            self.to_upstream(upstream)
+            self.w.close()
+        for path in web.open_paths:
+            self.w.open("location /" if path == "/" else f"location = {path}")
+            self.to_upstream(upstream)
+            self.w.close()
         self.w.close()
         self.w.line()
 
@@ -370,8 +353,9 @@ class _Renderer:
         self.reject_unknown_hosts()
         for name, hs in self.deployment.homeservers.items():
             self.homeserver(name, hs)
-        self.admin_website()
-        self.conference()
+        for role in roles(self.deployment):
+            if role.web is not None:
+                self.web_service(role.name, role.web)
         return "\n".join(self.w.lines).rstrip() + "\n"
 
 
