@@ -33,6 +33,11 @@ from homeport.supervision.service import Service
 from homeport.synapse_module.config import AuditModuleConfig
 
 
+def bot_service_name(homeserver: str) -> str:
+    """The bot's name among the services: `homeport stop audit-internal`."""
+    return AUDIT_SERVICE_PREFIX + homeserver
+
+
 class AuditStatus(TypedDict):
     user_id: str
     service: str  # its name in `services`, for `homeport stop/start`
@@ -82,7 +87,7 @@ def _bot_service(context: ServiceContext, name: str, port: int) -> Service:
 
     return HostedService(
         context.host,
-        AUDIT_SERVICE_PREFIX + name,
+        bot_service_name(name),
         "audit bot",
         f"http://{BOT_ADDRESS}:{port}",
         lambda: bind_loopback(port, f"the audit bot of {name!r}", "audit.port"),
@@ -115,7 +120,7 @@ class Audit(Capability):
 
     def controllable(self, deployment: Deployment, layout: DeploymentLayout) -> dict[str, Path]:
         return {
-            AUDIT_SERVICE_PREFIX + name: layout.audit(name).log_file
+            bot_service_name(name): layout.audit(name).log_file
             for name, hs in deployment.homeservers.items()
             if hs.audit_bot is not None
         }
@@ -185,7 +190,7 @@ class Audit(Capability):
                     state_subpath="audit",
                     state_dir=f"audit/{name}",
                 )
-                roles.append(ClusterRole(AUDIT_SERVICE_PREFIX + name, name, tokens, process=bot))
+                roles.append(ClusterRole(bot_service_name(name), name, tokens, process=bot))
         return roles
 
     def synapse_pod_files(
@@ -210,7 +215,7 @@ class Audit(Capability):
             return {"audit": None}
         from homeport.audit.service import bot_health
 
-        service_name = AUDIT_SERVICE_PREFIX + name
+        service_name = bot_service_name(name)
         service: Mapping[str, Any] = context.services.get(service_name) or {
             "state": "stopped",
             "running": False,

@@ -72,7 +72,6 @@ def run_up(deployment: Deployment, config_path: Path, reporter: Reporter, watch:
         context = service_context(config_path, layout, client_ssl_context(deployment))
         running = services(deployment, context)
         with contextlib.ExitStack() as claimed:
-            claimed.callback(context.host.close)
             for service in running:
                 service.prepare()
                 claimed.callback(service.close)

@@ -86,10 +86,14 @@ def migrate(engine: Engine, target: str = "head") -> Migration:
             else:
                 _upgrade(connection, target)
             after = recorded_revision(connection)
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, _AlembicRefused) as error:
         raise StoreError(f"cannot migrate Homeport's store at {where(engine)}: {error}") from error
     assert after is not None
     return Migration(before, after)
+
+
+class _AlembicRefused(Exception):
+    """Alembic's own refusal (an unknown revision), without importing Alembic to catch it."""
 
 
 def _create_latest(connection: Connection) -> None:
@@ -115,4 +119,4 @@ def _upgrade(connection: Connection, target: str) -> None:
     try:
         command.upgrade(config, target)
     except CommandError as error:
-        raise StoreError(f"cannot migrate Homeport's store: {error}") from error
+        raise _AlembicRefused(str(error)) from error

@@ -163,11 +163,6 @@ class ServiceHost:
             await self._reader_task
             self._reader_task = None
 
-    def close(self) -> None:
-        for sock in self._sockets.values():
-            sock.close()
-        self._sockets.clear()
-
 
 class HostedService:
     """A service of the supervisor that runs inside the shared host process."""

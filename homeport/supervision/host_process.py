@@ -41,7 +41,11 @@ class _Host:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(self, name: str) -> None:
-        if name in self._tasks or name not in self._sockets:
+        if name in self._tasks:
+            return  # running: `up` asks again only after it reported its end
+        if name not in self._sockets:
+            print(f"--- no socket for {name}: `up` did not bind one", file=sys.stderr, flush=True)
+            self._report({"exited": name, "code": 1})
             return
         stop = asyncio.Event()
         self._stops[name] = stop

@@ -306,3 +306,8 @@ def test_an_event_the_database_could_not_hold_as_sent_is_still_recorded(engine: 
     assert stored["$e2"].relates_to is None
     assert stored["$e3"].state_key == "a\ufffdb"
     assert stored["$e4"].body == "message 4 100%_sure"
+
+
+def test_a_revision_alembic_does_not_know_is_refused_saying_where(engine: Engine) -> None:
+    with pytest.raises(StoreError, match="cannot migrate Homeport's store at .*9999"):
+        migrate(engine, "9999")
