@@ -309,5 +309,5 @@ def test_an_event_the_database_could_not_hold_as_sent_is_still_recorded(engine: 
 
 
 def test_a_revision_alembic_does_not_know_is_refused_saying_where(engine: Engine) -> None:
-    with pytest.raises(StoreError, match="cannot migrate Homeport's store at .*9999"):
+    with pytest.raises(StoreError, match=r"cannot migrate Homeport's store at .*9999"):
         migrate(engine, "9999")
