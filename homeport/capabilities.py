@@ -10,7 +10,7 @@ from typing import Any
 
 from homeport.admin.capability import CAPABILITY as ADMIN_WEBSITE
 from homeport.audit.capability import CAPABILITY as AUDIT
-from homeport.capability import Capability, SynapsePieces, merge_pieces
+from homeport.capability import Capability, SynapsePieces, WebsitePages, merge_pieces
 from homeport.conference.capability import CAPABILITY as CONFERENCE
 from homeport.config.deployment import Deployment
 from homeport.groupsync.capability import CAPABILITY as GROUP_SYNC
@@ -38,3 +38,8 @@ def homeserver_config(
 ) -> dict[str, Any]:
     """The complete `homeserver.yaml` of homeserver `name` (on this machine's `layout`)."""
     return render_homeserver(deployment, name, layout, synapse_pieces(deployment, name, layout))
+
+
+def website_pages() -> list[WebsitePages]:
+    """The admin website's tabs contributed by capabilities, in registry order."""
+    return [c.website for c in CAPABILITIES if c.website is not None]

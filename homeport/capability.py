@@ -16,8 +16,9 @@ registry, not every capability's server code.
 
 from __future__ import annotations
 
+import importlib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,6 +174,52 @@ class ClusterRole:
     web: ClusterWeb | None = None
 
 
+def imported(target: str) -> Any:
+    """The attribute a "module:attribute" string names, its module imported now: how the
+    command line and the website load a capability's parts only when they are used."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def templates_of(pages: WebsitePages) -> Path:
+    """The folder of a tab's templates: `templates/` beside its routes' module."""
+    module = importlib.import_module(pages.routes.partition(":")[0])
+    assert module.__file__ is not None
+    return Path(module.__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class RoomsColumn:
+    """A column a capability adds to the website's Rooms table.
+
+    `marks` ("module:attribute", imported by the website only) is an async function of
+    the website's `Site` and a homeserver's name: the room IDs its cell marks, or None
+    where the column does not apply to that homeserver. `cell` is the template of one
+    cell, rendered with the row (`r`), `marked` and the page's context.
+    """
+
+    header: str
+    marks: str
+    cell: str
+
+
+@dataclass(frozen=True)
+class WebsitePages:
+    """A tab a capability adds to the admin website, after the website's own.
+
+    `routes` ("module:attribute", imported by the website only) is a list of Starlette
+    routes; that module's folder `templates/` holds the tab's templates, which extend the
+    website's `base.html`. `name` is what the tab's templates set as `tab`.
+    """
+
+    name: str
+    label: str
+    path: str
+    routes: str
+    shown: Callable[[Deployment], bool] = lambda _deployment: True
+    rooms_column: RoomsColumn | None = None
+
+
 @dataclass(frozen=True)
 class StatusContext:
     """What a capability's part of `homeport status` is gathered with."""
@@ -190,6 +237,9 @@ class Capability:
     # Commands it adds to `homeport`: (name, "module:attribute"), loaded when run.
     commands: tuple[tuple[str, str], ...] = ()
 
+    # Its tab of the admin website, if it has one.
+    website: WebsitePages | None = None
+
     # Keys it adds to each homeserver's entry of `status --json`, and to the top level.
     homeserver_status_keys: tuple[str, ...] = ()
     status_keys: tuple[str, ...] = ()
@@ -198,9 +248,12 @@ class Capability:
         """The processes `up` supervises for it, in start order."""
         return []
 
-    def hosted_main(self, deployment: Deployment, service: str) -> HostedMain | None:
+    def hosted_main(
+        self, deployment: Deployment, service: str, registered: Sequence[Capability]
+    ) -> HostedMain | None:
         """In the host process: what runs its hosted service named `service`, if it is one
-        of its own (the services it returns as `HostedService`)."""
+        of its own (the services it returns as `HostedService`). `registered`: every
+        capability, for a service that gathers what the others contribute."""
         return None
 
     def controllable(self, deployment: Deployment, layout: DeploymentLayout) -> dict[str, Path]:

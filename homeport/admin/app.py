@@ -9,7 +9,7 @@ homeservers are injected (`api`), so tests can build the app in process.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -45,7 +45,8 @@ from homeport.admin.throttle import (
     USER_REFILL_SECONDS,
     Throttle,
 )
-from homeport.admin.views import audit, auth, federation, groupsync, policy, rooms, system
+from homeport.admin.views import auth, federation, policy, rooms, system
+from homeport.capability import WebsitePages, imported
 from homeport.clock import Clock, SystemClock
 from homeport.config.deployment import Deployment
 from homeport.synapse.api import SynapseApiError
@@ -75,8 +76,10 @@ def create_app(
     api: Homeservers,
     clock: Clock | None = None,
     store: Engine | None = None,
+    pages: Sequence[WebsitePages] = (),
 ) -> Starlette:
-    """The website for `deployment`, talking to the homeservers through `api`.
+    """The website for `deployment`, talking to the homeservers through `api`, with the
+    tabs of the capabilities that add one (`pages`, from the registry).
 
     `store` is Homeport's store (verify reports, recorded actions); without
     one, the pages leave those parts out. The caller owns `api` and `store`.
@@ -88,12 +91,13 @@ def create_app(
         api=api,
         clock=clock,
         store=store,
+        pages=pages,
         sessions=SessionStore(
             deployment.admin.session_idle_minutes * 60,
             deployment.admin.session_lifetime_hours * 3600,
             clock.monotonic,
         ),
-        templates=Templates(deployment),
+        templates=Templates(deployment, pages),
         metrics=Metrics(),
         prelogin=PreLoginTokens(),
         logins_by_address=Throttle(LOGINS_PER_ADDRESS, ADDRESS_REFILL_SECONDS, clock.monotonic),
@@ -128,11 +132,7 @@ def create_app(
             Route("/federation/{destination}", federation.destination, name="destination"),
             Route("/rooms", rooms.rooms, name="rooms"),
             Route("/policy", policy.policy, name="policy"),
-            Route("/audit", audit.audit, name="audit"),
-            Route("/audit/add", audit.add, methods=["POST"], name="audit_add"),
-            Route("/audit/remove", audit.remove, methods=["POST"], name="audit_remove"),
-            Route("/audit/event/{event_id:path}", audit.event, name="audit_event"),
-            Route("/groupsync", groupsync.groupsync, name="groupsync"),
+            *(route for page in pages for route in imported(page.routes)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,16 @@ class AdminWebsite(Capability):
             )
         ]
 
-    def hosted_main(self, deployment: Deployment, service: str) -> HostedMain | None:
+    def hosted_main(
+        self, deployment: Deployment, service: str, registered: Sequence[Capability]
+    ) -> HostedMain | None:
+        """The website, with the tabs of every capability that has one."""
         if service != ADMIN_SERVICE:
             return None
         from homeport.admin.server import run
 
-        return functools.partial(run, deployment)
+        pages = [c.website for c in registered if c.website is not None]
+        return functools.partial(run, deployment, pages)
 
     def controllable(self, deployment: Deployment, layout: DeploymentLayout) -> dict[str, Path]:
         return {} if deployment.admin is None else {ADMIN_SERVICE: layout.host_console}

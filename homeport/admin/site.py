@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from homeport.admin.delivery import DeliverySnapshot
 from homeport.admin.directory import DirectoryLoginSnapshot
 from homeport.admin.sessions import Login, PreLoginTokens, Session, SessionStore
 from homeport.admin.throttle import Throttle
+from homeport.capability import WebsitePages, templates_of
 from homeport.clock import Clock
 from homeport.config.deployment import Deployment
 
@@ -50,10 +52,12 @@ class Metrics:
 class Templates:
     """Jinja2 with autoescaping on for every template; every page gets the session's basics."""
 
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(self, deployment: Deployment, pages: Sequence[WebsitePages] = ()) -> None:
         self._deployment = deployment
+        self._tabs = [p for p in pages if p.shown(deployment)]  # after the website's own
+        folders = [HERE / "templates", *(templates_of(p) for p in pages)]
         self._env = Environment(
-            loader=FileSystemLoader(HERE / "templates"),
+            loader=FileSystemLoader(folders),
             autoescape=select_autoescape(default=True),
             auto_reload=False,  # package files: no need to look at them on every page
         )
@@ -66,7 +70,7 @@ class Templates:
             request=request,
             session=session,
             homeservers=self._deployment.homeservers,
-            deployment_has_groupsync=self._deployment.group_sync is not None,
+            tabs=self._tabs,
             current=session.current if session else None,
             csrf_token=session.csrf_token if session else request.scope.get(PRELOGIN_SCOPE_KEY, ""),
             **context,
@@ -85,6 +89,7 @@ class Site:
     api: Homeservers
     clock: Clock
     store: Engine | None
+    pages: Sequence[WebsitePages]  # the capabilities' tabs
     sessions: SessionStore
     templates: Templates
     metrics: Metrics

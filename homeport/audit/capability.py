@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -17,9 +17,11 @@ from homeport.capability import (
     PodFile,
     PortClaim,
     Preparing,
+    RoomsColumn,
     ServiceContext,
     StatusContext,
     SynapsePieces,
+    WebsitePages,
 )
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
@@ -101,6 +103,17 @@ def _bot_service(context: ServiceContext, name: str, port: int) -> Service:
 class Audit(Capability):
     name = "audit"
     commands = (("audit", "homeport.cli.audit:audit"),)
+    website = WebsitePages(
+        name="audit",
+        label="Audit",
+        path="/audit",
+        routes="homeport.audit.website:ROUTES",
+        rooms_column=RoomsColumn(
+            header="Recorded",
+            marks="homeport.audit.website:recorded_rooms",
+            cell="audit_rooms_cell.html",
+        ),
+    )
     homeserver_status_keys = ("audit",)
 
     def services(self, deployment: Deployment, context: ServiceContext) -> list[Service]:
@@ -110,7 +123,9 @@ class Audit(Capability):
             if hs.audit_bot is not None
         ]
 
-    def hosted_main(self, deployment: Deployment, service: str) -> HostedMain | None:
+    def hosted_main(
+        self, deployment: Deployment, service: str, registered: Sequence[Capability]
+    ) -> HostedMain | None:
         name = service.removeprefix(AUDIT_SERVICE_PREFIX)
         if name == service or name not in deployment.homeservers:
             return None

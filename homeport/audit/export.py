@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from homeport.audit.store import Recorded
+from homeport.clock import iso
 
 CSV_COLUMNS = (
     "seq",
@@ -43,10 +44,6 @@ def parse_time(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def as_json(event: Recorded) -> dict[str, Any]:

@@ -10,12 +10,11 @@ resident) loads only what it supervises with.
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
 from homeport import __version__
 from homeport.capabilities import CAPABILITIES
+from homeport.capability import imported
 
 # Command name -> "module:attribute", in the order `--help` lists them: Homeport's
 # own, then each capability's (`Capability.commands`), then the store and backups.
@@ -48,8 +47,7 @@ class LazyGroup(click.Group):
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
-        module, attribute = target.split(":")
-        command = getattr(importlib.import_module(module), attribute)
+        command = imported(target)
         assert isinstance(command, click.Command)
         return command
 

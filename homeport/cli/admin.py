@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from homeport.admin.server import serve
+from homeport.capabilities import website_pages
 from homeport.cli._shared import (
     config_option,
     console,
@@ -40,4 +41,4 @@ def admin_command(config_path: Path, prepared: bool) -> None:
         prepare_alone(deployment, lines, config_path)
         migrate_store(deployment)
         console.print(f"Admin website on {deployment.admin.url} (Ctrl-C stops it)")
-    serve(deployment)
+    serve(deployment, website_pages())

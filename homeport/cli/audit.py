@@ -100,7 +100,7 @@ def remove(config_path: Path, server: str, room: str) -> None:
 def list_rooms(config_path: Path, server: str, as_json: bool) -> None:
     """The rooms SERVER's audit bot records: since when, added by whom, events recorded."""
     from homeport.audit import store
-    from homeport.audit.export import iso
+    from homeport.clock import iso
 
     deployment = _load(config_path, server)
     engine = open_store(deployment)

@@ -36,7 +36,7 @@ def host(config_path: Path, control_fd: int, sockets: dict[str, int]) -> None:
 
     def main_of(service: str) -> HostedMain:
         for capability in CAPABILITIES:
-            main = capability.hosted_main(deployment, service)
+            main = capability.hosted_main(deployment, service, CAPABILITIES)
             if main is not None:
                 return main
         raise LookupError(f"no capability runs a service named {service!r}")

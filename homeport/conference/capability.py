@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -60,7 +61,9 @@ class ConferenceCapability(Capability):
             )
         ]
 
-    def hosted_main(self, deployment: Deployment, service: str) -> HostedMain | None:
+    def hosted_main(
+        self, deployment: Deployment, service: str, registered: Sequence[Capability]
+    ) -> HostedMain | None:
         if service != CONFERENCE_SERVICE:
             return None
         from homeport.conference.server import run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -20,6 +20,7 @@ from homeport.capability import (
     ServiceContext,
     StatusContext,
     SynapsePieces,
+    WebsitePages,
 )
 from homeport.config.deployment import Deployment
 from homeport.config.types import GROUPSYNC_SERVICE
@@ -70,6 +71,13 @@ async def _directory_login(
 class GroupSyncCapability(Capability):
     name = "groupsync"
     commands = (("groupsync", "homeport.cli.groupsync:groupsync"),)
+    website = WebsitePages(
+        name="groupsync",
+        label="Group sync",
+        path="/groupsync",
+        routes="homeport.groupsync.website:ROUTES",
+        shown=lambda deployment: deployment.group_sync is not None,
+    )
     homeserver_status_keys = ("directory_login",)
 
     def services(self, deployment: Deployment, context: ServiceContext) -> list[Service]:
@@ -96,7 +104,9 @@ class GroupSyncCapability(Capability):
             )
         ]
 
-    def hosted_main(self, deployment: Deployment, service: str) -> HostedMain | None:
+    def hosted_main(
+        self, deployment: Deployment, service: str, registered: Sequence[Capability]
+    ) -> HostedMain | None:
         if service != GROUPSYNC_SERVICE:
             return None
         from homeport.groupsync.service_main import main

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 
 from homeport.admin.app import create_app
 from homeport.admin.synapse import LiveHomeservers
+from homeport.capabilities import website_pages
 from homeport.policy.surfaces import expectations
 from homeport.store.database import open_store
 from homeport.synapse.service_account import service_client
@@ -46,7 +47,7 @@ async def live(pair: RunningDeployment, pair_ssl: ssl.SSLContext) -> AsyncIterat
     store = open_store(deployment)
     try:
         yield Live(
-            create_app(deployment, api, store=store),
+            create_app(deployment, api, store=store, pages=website_pages()),
             admin,
             user,
             deployment.homeservers["external"].server_name,

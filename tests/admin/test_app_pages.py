@@ -24,6 +24,7 @@ import pytest
 from homeport.admin.api import HomeserverAdmin, NotAdminError
 from homeport.admin.app import create_app
 from homeport.admin.views.federation import COLUMNS
+from homeport.capabilities import website_pages
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment_text
 from homeport.config.policy import Policy
@@ -42,6 +43,7 @@ from homeport.synapse.models import (
 from tests.admin.website import browser, csrf_token, log_in
 from tests.policy.test_statements import policies
 
+PAGES = website_pages()  # the capabilities' tabs, as `up` serves them
 RECORDED: dict[str, Any] = json.loads(
     (Path(__file__).parent / "recorded" / "failing_destination.json").read_text()
 )
@@ -174,7 +176,7 @@ CLOCK = FixedClock(LAST_FAILED_MS / 1000 + 120)
 @pytest.fixture
 async def site() -> AsyncIterator[tuple[RecordedHomeservers, Any]]:
     api = RecordedHomeservers()
-    async with browser(create_app(STARTER, api, CLOCK)) as client:
+    async with browser(create_app(STARTER, api, CLOCK, pages=PAGES)) as client:
         assert (await log_in(client, "internal", "root", "right")).status_code == 303
         api.calls.clear()
         yield api, client
@@ -294,7 +296,9 @@ async def test_the_rendered_policy_page_says_what_verify_expects() -> None:
     combinations = [(rng.choice(internal), rng.choice(external)) for _ in range(60)]
     for first, second in itertools.chain([(internal[0], external[0])], combinations):
         deployment = _with_policies(STARTER, {"internal": first, "external": second})
-        async with browser(create_app(deployment, RecordedHomeservers(), CLOCK)) as client:
+        async with browser(
+            create_app(deployment, RecordedHomeservers(), CLOCK, pages=PAGES)
+        ) as client:
             for name, peer in (("internal", "external"), ("external", "internal")):
                 await log_in(client, name, "root", "right")
                 await client.post(
@@ -323,7 +327,7 @@ async def test_the_rendered_policy_page_says_what_verify_expects() -> None:
 
 async def test_anonymous_requests_store_nothing_and_push_no_admin_out() -> None:
     api = RecordedHomeservers()
-    app = create_app(STARTER, api, FixedClock(CLOCK.now))
+    app = create_app(STARTER, api, FixedClock(CLOCK.now), pages=PAGES)
     site = app.state.site
     async with browser(app) as admin:
         assert (await log_in(admin, "internal", "root", "right")).status_code == 303
@@ -337,7 +341,9 @@ async def test_anonymous_requests_store_nothing_and_push_no_admin_out() -> None:
 
 
 async def test_a_forged_pre_login_cookie_cannot_log_in() -> None:
-    async with browser(create_app(STARTER, RecordedHomeservers(), FixedClock(CLOCK.now))) as client:
+    async with browser(
+        create_app(STARTER, RecordedHomeservers(), FixedClock(CLOCK.now), pages=PAGES)
+    ) as client:
         form = await client.get("/login")
         token = csrf_token(form.text)
         client.cookies.set("__Host-homeport_login", f"{token}.{'0' * 64}", domain="admin.test")
@@ -352,7 +358,7 @@ async def test_a_forged_pre_login_cookie_cannot_log_in() -> None:
 async def test_logins_are_throttled_per_address_and_per_user() -> None:
     api = RecordedHomeservers()
     clock = FixedClock(CLOCK.now)
-    app = create_app(STARTER, api, clock)
+    app = create_app(STARTER, api, clock, pages=PAGES)
     async with browser(app, "198.51.100.7") as guesser:
         for _ in range(10):
             assert (await log_in(guesser, "internal", f"u{_}", "guess")).status_code == 400
@@ -376,7 +382,7 @@ async def test_logins_are_throttled_per_address_and_per_user() -> None:
 async def test_a_demoted_admin_is_logged_out_within_a_minute() -> None:
     api = RecordedHomeservers()
     clock = FixedClock(CLOCK.now)
-    async with browser(create_app(STARTER, api, clock)) as client:
+    async with browser(create_app(STARTER, api, clock, pages=PAGES)) as client:
         assert (await log_in(client, "internal", "root", "right")).status_code == 303
         assert (await client.get("/policy")).status_code == 200  # needs no Synapse call
         api.admins.discard("root")  # demoted in Synapse
@@ -394,7 +400,7 @@ async def test_a_demoted_admin_is_logged_out_within_a_minute() -> None:
 
 async def test_a_401_from_synapse_ends_the_session_and_its_token() -> None:
     api = RecordedHomeservers()
-    async with browser(create_app(STARTER, api, FixedClock(CLOCK.now))) as client:
+    async with browser(create_app(STARTER, api, FixedClock(CLOCK.now), pages=PAGES)) as client:
         assert (await log_in(client, "internal", "root", "right")).status_code == 303
         api.fail_with = SynapseApiError(401, "M_UNKNOWN_TOKEN", "Invalid access token")
         answer = await client.get("/rooms")
@@ -407,7 +413,7 @@ async def test_a_401_from_synapse_ends_the_session_and_its_token() -> None:
 async def test_a_session_ends_at_its_lifetime_however_active() -> None:
     api = RecordedHomeservers()
     clock = FixedClock(CLOCK.now)
-    async with browser(create_app(STARTER, api, clock)) as client:
+    async with browser(create_app(STARTER, api, clock, pages=PAGES)) as client:
         assert (await log_in(client, "internal", "root", "right")).status_code == 303
         for _ in range(12 * 3):  # a request every 20 minutes for 12 hours
             assert (await client.get("/policy")).status_code == 200
@@ -427,7 +433,7 @@ async def test_forms_are_small_and_urlencoded_before_any_parsing(site: Any) -> N
     assert multipart.status_code == 415
     huge = await client.post("/logout", data={"csrf_token": token, "pad": "x" * 20_000})
     assert huge.status_code == 413
-    async with browser(create_app(STARTER, RecordedHomeservers(), CLOCK)) as anonymous:
+    async with browser(create_app(STARTER, RecordedHomeservers(), CLOCK, pages=PAGES)) as anonymous:
         lying = await anonymous.post(
             "/login",
             content=b"a=1",
@@ -440,7 +446,7 @@ async def test_forms_are_small_and_urlencoded_before_any_parsing(site: Any) -> N
 
 async def test_security_headers_on_every_answer(site: Any) -> None:
     _, client = site
-    async with browser(create_app(STARTER, RecordedHomeservers(), CLOCK)) as anonymous:
+    async with browser(create_app(STARTER, RecordedHomeservers(), CLOCK, pages=PAGES)) as anonymous:
         reload = await anonymous.get("/federation", headers={"sec-fetch-site": "cross-site"})
         login = await anonymous.get("/login")
     page = await client.get("/federation")
@@ -457,7 +463,7 @@ async def test_security_headers_on_every_answer(site: Any) -> None:
 async def test_an_idle_session_ends_with_a_note_and_its_token_logged_out() -> None:
     api = RecordedHomeservers()
     clock = FixedClock(CLOCK.now)
-    async with browser(create_app(STARTER, api, clock)) as client:
+    async with browser(create_app(STARTER, api, clock, pages=PAGES)) as client:
         assert (await log_in(client, "internal", "root", "right")).status_code == 303
         clock.now += 31 * 60  # the starter's 30 idle minutes
         answer = await client.get("/rooms")
@@ -552,7 +558,9 @@ async def test_a_hanging_homeserver_holds_no_page(monkeypatch: pytest.MonkeyPatc
             return await super().undelivered(name)
 
     monkeypatch.setattr("homeport.admin.delivery.READ_TIMEOUT_S", 0.2)
-    async with browser(create_app(STARTER, Hanging(), FixedClock(CLOCK.now))) as client:
+    async with browser(
+        create_app(STARTER, Hanging(), FixedClock(CLOCK.now), pages=PAGES)
+    ) as client:
         text = (await client.get("/metrics")).text
     assert 'homeport_federation_delivery_known{homeserver="external"} 0.0' in text
     assert 'homeport_federation_delivery_known{homeserver="internal"} 1.0' in text

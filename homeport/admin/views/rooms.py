@@ -1,19 +1,41 @@
 """The Rooms tab: the rooms a homeserver knows, where each was created, who is in it,
-and whether its audit bot records it (with the button to start or stop)."""
+and the capabilities' columns (whether its audit bot records it, with the button to
+start or stop)."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from homeport.admin.rows import room_row
-from homeport.admin.site import current_login, site_of
+from homeport.admin.site import Site, current_login, site_of
 from homeport.admin.views.federation import offset
-from homeport.audit.store import audited_rooms
+from homeport.capability import imported
 
 PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Column:
+    """A capability's column on this page: its header, its cell's template, the rooms it marks."""
+
+    header: str
+    cell: str
+    marked: set[str]
+
+
+async def columns(site: Site, name: str) -> list[Column]:
+    """The columns the capabilities add for homeserver `name` (those that apply to it)."""
+    declared = [page.rooms_column for page in site.pages if page.rooms_column is not None]
+    marks = await asyncio.gather(*(imported(c.marks)(site, name) for c in declared))
+    return [
+        Column(c.header, c.cell, marked)
+        for c, marked in zip(declared, marks, strict=True)
+        if marked is not None
+    ]
 
 
 async def rooms(request: Request) -> Response:
@@ -33,16 +55,10 @@ async def rooms(request: Request) -> Response:
         if (row.federated or not federated_only)
         and (row.creator_server != own or not elsewhere_only)
     ]
-    bot = site.deployment.homeservers[name].audit_bot is not None and site.store is not None
-    audited: set[str] = set()
-    if bot and site.store is not None:
-        found = await asyncio.to_thread(audited_rooms, site.store, name)
-        audited = {room.room_id for room in found}
     return site.templates.render(
         request,
         "rooms.html",
-        bot=bot,
-        audited=audited,
+        columns=await columns(site, name),
         rooms=rows,
         total=page.total,
         start=start,

@@ -1,4 +1,5 @@
-"""The Audit page: audited rooms, adding and removing, searching what the bot recorded.
+"""The audit bot's tab of the admin website: audited rooms, adding and removing,
+searching what the bot recorded; and its column of the Rooms table.
 
 Adding and removing go through the Homeport module as the logged-in admin
 (Synapse checks that they are a server admin), so a room created elsewhere
@@ -17,13 +18,15 @@ from urllib.parse import quote, urlencode
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
 from homeport.admin.actions import Action, record_action
 from homeport.admin.sessions import Login
 from homeport.admin.site import Site, current_login, site_of
 from homeport.audit import store
-from homeport.audit.export import iso, parse_time
+from homeport.audit.export import parse_time
 from homeport.audit.manage import confirmed
+from homeport.clock import iso
 from homeport.synapse.api import SynapseApiError
 from homeport.synapse_module.contract import INTEGRITY_EVENT, NO_INVITER, NOT_LOCAL
 
@@ -166,3 +169,19 @@ async def add(request: Request, scope: _Scope) -> Response:
 @_with_bot
 async def remove(request: Request, scope: _Scope) -> Response:
     return await _change(request, scope, add=False)
+
+
+async def recorded_rooms(site: Site, name: str) -> set[str] | None:
+    """The Rooms table's "Recorded" column: the rooms homeserver `name`'s bot records;
+    None (no column) without a bot or a store."""
+    if site.deployment.homeservers[name].audit_bot is None or site.store is None:
+        return None
+    return {room.room_id for room in await asyncio.to_thread(store.audited_rooms, site.store, name)}
+
+
+ROUTES = [
+    Route("/audit", audit, name="audit"),
+    Route("/audit/add", add, methods=["POST"], name="audit_add"),
+    Route("/audit/remove", remove, methods=["POST"], name="audit_remove"),
+    Route("/audit/event/{event_id:path}", event, name="audit_event"),
+]

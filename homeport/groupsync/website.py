@@ -1,4 +1,5 @@
-"""The Group sync page: mappings, the service's state, recent runs, changes and errors.
+"""Group sync's tab of the admin website: mappings, the service's state, recent runs,
+changes and errors.
 
 Read-only: group sync follows the directory, and the directory is where people
 are added or removed. The page belongs to the homeserver group sync manages.
@@ -9,9 +10,10 @@ from __future__ import annotations
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from homeport.admin.site import current_login, site_of
-from homeport.audit.export import iso
+from homeport.clock import iso
 from homeport.groupsync.overview import overview
 from homeport.synapse.api import SynapseApiError
 
@@ -42,3 +44,6 @@ async def groupsync(request: Request) -> Response:
     return site.templates.render(
         request, "groupsync.html", view=view, login_state=login_state, iso=iso
     )
+
+
+ROUTES = [Route("/groupsync", groupsync, name="groupsync")]
