@@ -182,8 +182,8 @@ def imported(target: str) -> Any:
 
 
 def templates_of(pages: WebsitePages) -> Path:
-    """The folder of a tab's templates: `templates/` beside its routes' module."""
-    module = importlib.import_module(pages.routes.partition(":")[0])
+    """The folder of a tab's templates: `templates/` beside its module."""
+    module = importlib.import_module(pages.module)
     assert module.__file__ is not None
     return Path(module.__file__).parent / "templates"
 
@@ -192,10 +192,10 @@ def templates_of(pages: WebsitePages) -> Path:
 class RoomsColumn:
     """A column a capability adds to the website's Rooms table.
 
-    `marks` ("module:attribute", imported by the website only) is an async function of
-    the website's `Site` and a homeserver's name: the room IDs its cell marks, or None
-    where the column does not apply to that homeserver. `cell` is the template of one
-    cell, rendered with the row (`r`), `marked` and the page's context.
+    `marks` names an async function of its tab's module, taking the website's `Site` and
+    a homeserver's name: the room IDs its cell marks, or None where the column does not
+    apply to that homeserver. `cell` is the template of one cell, rendered with the row
+    (`r`), `marked` and the page's context.
     """
 
     header: str
@@ -205,19 +205,22 @@ class RoomsColumn:
 
 @dataclass(frozen=True)
 class WebsitePages:
-    """A tab a capability adds to the admin website, after the website's own.
+    """A tab a capability adds to the admin website, after the website's own, at `/name`.
 
-    `routes` ("module:attribute", imported by the website only) is a list of Starlette
-    routes; that module's folder `templates/` holds the tab's templates, which extend the
-    website's `base.html`. `name` is what the tab's templates set as `tab`.
+    `module` (imported by the website only) holds the tab's Starlette routes as `ROUTES`;
+    the folder `templates/` beside it the tab's templates, which extend the website's
+    `base.html` and set `tab` to `name`.
     """
 
     name: str
     label: str
-    path: str
-    routes: str
+    module: str
     shown: Callable[[Deployment], bool] = lambda _deployment: True
     rooms_column: RoomsColumn | None = None
+
+    @property
+    def path(self) -> str:
+        return f"/{self.name}"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,26 @@ RENEW_BEFORE = dt.timedelta(days=30)
 CA_RENEW_BEFORE = dt.timedelta(days=90)
 
 
+# The nine uses X.509 names for a key; cryptography wants each one said.
+KEY_USES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+
+
+def _key_usage(*allowed: str) -> x509.KeyUsage:
+    """A KeyUsage extension allowing only the uses named."""
+    assert set(allowed) <= set(KEY_USES), allowed
+    return x509.KeyUsage(**{use: use in allowed for use in KEY_USES})
+
+
 @dataclass(frozen=True)
 class CertificateAuthority:
     certificate: x509.Certificate
@@ -113,17 +133,7 @@ def ensure_ca(
         .not_valid_after(now + CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("key_cert_sign", "crl_sign"),
             critical=True,
         )
         .add_extension(_constraints(hosts), critical=True)

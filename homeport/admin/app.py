@@ -132,7 +132,7 @@ def create_app(
             Route("/federation/{destination}", federation.destination, name="destination"),
             Route("/rooms", rooms.rooms, name="rooms"),
             Route("/policy", policy.policy, name="policy"),
-            *(route for page in pages for route in imported(page.routes)),
+            *(route for page in pages for route in imported(f"{page.module}:ROUTES")),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[

@@ -1,11 +1,11 @@
-"""The typed rows the website's templates show, built from Synapse's typed answers. Pure."""
+"""The typed rows the Federation tab shows, built from Synapse's typed answers. Pure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from homeport.admin.present import DestinationStatus, When, destination_status, when
-from homeport.synapse.models import Destination, Room, Undelivered
+from homeport.synapse.models import Destination, Undelivered
 
 
 @dataclass(frozen=True)
@@ -42,37 +42,3 @@ def destination_row(
         stream_ordering=destination.last_successful_stream_ordering,
         can_reset=destination.can_reset,
     )
-
-
-@dataclass(frozen=True)
-class RoomRow:
-    """A room as the Rooms page and a destination's room list show it."""
-
-    room_id: str
-    name: str | None
-    alias: str | None
-    creator_server: str  # '' when Synapse does not know the creator
-    federated: bool
-    published: bool
-    space: bool
-    local: int
-    remote: int
-
-
-def room_row(room: Room) -> RoomRow:
-    return RoomRow(
-        room_id=room.room_id,
-        name=room.name,
-        alias=room.canonical_alias,
-        creator_server=room.creator_server,
-        federated=room.federatable,
-        published=room.public,
-        space=room.is_space,
-        local=room.joined_local_members,
-        remote=room.remote_members,
-    )
-
-
-def unknown_room_row(room_id: str) -> RoomRow:
-    """A room Synapse no longer describes (purged since it was listed)."""
-    return RoomRow(room_id, None, None, "", False, False, False, 0, 0)

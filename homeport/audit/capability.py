@@ -104,15 +104,10 @@ class Audit(Capability):
     name = "audit"
     commands = (("audit", "homeport.cli.audit:audit"),)
     website = WebsitePages(
-        name="audit",
-        label="Audit",
-        path="/audit",
-        routes="homeport.audit.website:ROUTES",
-        rooms_column=RoomsColumn(
-            header="Recorded",
-            marks="homeport.audit.website:recorded_rooms",
-            cell="audit_rooms_cell.html",
-        ),
+        "audit",
+        "Audit",
+        "homeport.audit.website",
+        rooms_column=RoomsColumn("Recorded", "recorded_rooms", "audit_rooms_cell.html"),
     )
     homeserver_status_keys = ("audit",)
 

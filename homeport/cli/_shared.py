@@ -42,14 +42,34 @@ prepared_option = click.option(
 )
 
 
-def prepare_alone(deployment: Deployment, lines: LineMap, config_path: Path) -> None:
-    """What `up` would prepare, for a service run alone: keys, certificates, secrets."""
-    from homeport.runtime.prepare import materialize, preflight
+def alone_command(name: str) -> Callable[[F], click.Command]:
+    """A command serving one of `up`'s services by itself: `-c`, `--prepared`, errors."""
 
-    problems = preflight(deployment, lines, config_path, check_ports=False)
-    if problems:
-        raise ConfigError(problems)
-    materialize(deployment)
+    def command(function: F) -> click.Command:
+        return click.command(name)(config_option(prepared_option(reports_errors(function))))
+
+    return command
+
+
+def to_serve_alone(config_path: Path, key: str, docs: str, prepared: bool) -> Deployment:
+    """The deployment, for a command that serves its section `key`'s service alone (in a
+    pod, say): refused without that section; unless `prepared`, with what `up` would
+    prepare (keys, certificates, secrets) done first."""
+    from homeport.config.loader import load_deployment
+
+    deployment, lines = load_deployment(config_path)
+    if getattr(deployment, key) is None:
+        raise HomeportError(
+            f"{config_path} has no `{key}:` section; add one with a port (see {docs})"
+        )
+    if not prepared:
+        from homeport.runtime.prepare import materialize, preflight
+
+        problems = preflight(deployment, lines, config_path, check_ports=False)
+        if problems:
+            raise ConfigError(problems)
+        materialize(deployment)
+    return deployment
 
 
 def reports_errors(command: F) -> F:

@@ -68,15 +68,15 @@ async def _directory_login(
     )
 
 
+def _configured(deployment: Deployment) -> bool:
+    return deployment.group_sync is not None
+
+
 class GroupSyncCapability(Capability):
     name = "groupsync"
     commands = (("groupsync", "homeport.cli.groupsync:groupsync"),)
     website = WebsitePages(
-        name="groupsync",
-        label="Group sync",
-        path="/groupsync",
-        routes="homeport.groupsync.website:ROUTES",
-        shown=lambda deployment: deployment.group_sync is not None,
+        "groupsync", "Group sync", "homeport.groupsync.website", shown=_configured
     )
     homeserver_status_keys = ("directory_login",)
 

@@ -26,12 +26,39 @@ SCHEMA_REVISION = "0005"
 
 metadata = MetaData()
 
+
+# The kinds of column the tables share, each with its one size.
+def _serial(name: str = "id") -> Column[int]:
+    """A row's number, counted by the database: the order rows were written in."""
+    return Column(name, Integer, primary_key=True, autoincrement=True)
+
+
+def _homeserver(key: bool = False) -> Column[str]:
+    """A homeserver's short name, as homeport.yaml gives it (`internal`)."""
+    return Column("homeserver", String(64), primary_key=key, nullable=False)
+
+
+def _ident(name: str, nullable: bool = False, key: bool = False) -> Column[str]:
+    """A Matrix ID (room, event, user: at most 255 bytes) or a name as long."""
+    return Column(name, String(255), primary_key=key, nullable=nullable and not key)
+
+
+def _ms(name: str, nullable: bool = False) -> Column[int]:
+    """A time in milliseconds since the epoch, as Synapse counts them."""
+    return Column(name, BigInteger, nullable=nullable)
+
+
+def _text(name: str, nullable: bool = False) -> Column[str]:
+    """Text of any length (JSON, a message's body, a reason)."""
+    return Column(name, Text, nullable=nullable)
+
+
 # `homeport verify`: one row per run, one per check of the run.
 verify_runs = Table(
     "verify_runs",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("finished_ts", BigInteger, nullable=False),
+    _serial(),
+    _ms("finished_ts"),
     Column("mismatches", Integer, nullable=False),
 )
 
@@ -51,19 +78,19 @@ verify_checks = Table(
     Column("expected", String(32), nullable=False),
     Column("observed", String(32), nullable=False),
     Column("ok", Boolean, nullable=False),
-    Column("detail", Text, nullable=False),
+    _text("detail"),
 )
 
 # What administrators did through the admin website, and what came of it.
 admin_actions = Table(
     "admin_actions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("ts", BigInteger, nullable=False),
-    Column("homeserver", String(64), nullable=False),
-    Column("user_id", String(255), nullable=False),
+    _serial(),
+    _ms("ts"),
+    _homeserver(),
+    _ident("user_id"),
     Column("action", String(64), nullable=False),
-    Column("target", String(255), nullable=False),
+    _ident("target"),
     Column("outcome", String(64), nullable=False),
     Index("admin_actions_by_target", "homeserver", "target", "ts"),
 )
@@ -74,20 +101,20 @@ admin_actions = Table(
 audit_events = Table(
     "audit_events",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("homeserver", String(64), nullable=False),
-    Column("event_id", String(255), nullable=False),
-    Column("room_id", String(255), nullable=False),
-    Column("sender", String(255), nullable=False),
-    Column("type", String(255), nullable=False),
-    Column("state_key", Text, nullable=True),
-    Column("content", Text, nullable=False),  # JSON, as Synapse sent it
-    Column("body", Text, nullable=True),  # the text people search: a message's body
-    Column("relates_to", String(255), nullable=True),  # the event an edit or reaction is about
-    Column("redacts", String(255), nullable=True),
+    _serial("seq"),
+    _homeserver(),
+    _ident("event_id"),
+    _ident("room_id"),
+    _ident("sender"),
+    _ident("type"),
+    _text("state_key", nullable=True),
+    _text("content"),  # JSON, as Synapse sent it
+    _text("body", nullable=True),  # the text people search: a message's body
+    _ident("relates_to", nullable=True),  # the event an edit or reaction is about
+    _ident("redacts", nullable=True),
     Column("encrypted", Boolean, nullable=False),
-    Column("origin_server_ts", BigInteger, nullable=False),
-    Column("received_ts", BigInteger, nullable=False),
+    _ms("origin_server_ts"),
+    _ms("received_ts"),
     UniqueConstraint("homeserver", "event_id", name="audit_events_once"),
     Index("audit_events_by_room", "homeserver", "room_id", "seq"),
     Index("audit_events_by_time", "homeserver", "origin_server_ts"),
@@ -98,13 +125,13 @@ audit_events = Table(
 audit_decrypted = Table(
     "audit_decrypted",
     metadata,
-    Column("homeserver", String(64), primary_key=True),
-    Column("event_id", String(255), primary_key=True),
-    Column("type", String(255), nullable=False),
-    Column("content", Text, nullable=False),
-    Column("body", Text, nullable=True),
-    Column("relates_to", String(255), nullable=True),
-    Column("decrypted_ts", BigInteger, nullable=False),
+    _homeserver(key=True),
+    _ident("event_id", key=True),
+    _ident("type"),
+    _text("content"),
+    _text("body", nullable=True),
+    _ident("relates_to", nullable=True),
+    _ms("decrypted_ts"),
 )
 
 # When each room started and stopped being recorded, by whom (from the bot's
@@ -112,14 +139,14 @@ audit_decrypted = Table(
 audit_room_changes = Table(
     "audit_room_changes",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("homeserver", String(64), nullable=False),
-    Column("room_id", String(255), nullable=False),
+    _serial(),
+    _homeserver(),
+    _ident("room_id"),
     Column("change", String(16), nullable=False),  # "added" or "removed"
-    Column("by", String(255), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("event_id", String(255), nullable=False),
-    Column("ts", BigInteger, nullable=False),
+    _ident("by"),
+    _text("reason"),
+    _ident("event_id"),
+    _ms("ts"),
     UniqueConstraint("homeserver", "event_id", name="audit_room_changes_once"),
     Index("audit_room_changes_by_room", "homeserver", "room_id", "id"),
 )
@@ -128,16 +155,16 @@ audit_room_changes = Table(
 groupsync_runs = Table(
     "groupsync_runs",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("homeserver", String(64), nullable=False),
+    _serial(),
+    _homeserver(),
     Column("trigger", String(32), nullable=False),  # "full", "change", "manual", "forced"
-    Column("started_ts", BigInteger, nullable=False),
-    Column("finished_ts", BigInteger, nullable=True),
+    _ms("started_ts"),
+    _ms("finished_ts", nullable=True),
     Column("outcome", String(32), nullable=False),  # "running", "ok", "guarded", "failed", ...
     Column("planned", Integer, nullable=False),
     Column("applied", Integer, nullable=False),
     Column("failed", Integer, nullable=False),
-    Column("detail", Text, nullable=False),  # why a run stopped or was guarded
+    _text("detail"),  # why a run stopped or was guarded
     Index("groupsync_runs_by_time", "homeserver", "id"),
 )
 
@@ -145,18 +172,18 @@ groupsync_runs = Table(
 groupsync_actions = Table(
     "groupsync_actions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _serial(),
     Column("run_id", Integer, ForeignKey("groupsync_runs.id", ondelete="CASCADE"), nullable=False),
-    Column("ts", BigInteger, nullable=False),
-    Column("homeserver", String(64), nullable=False),
+    _ms("ts"),
+    _homeserver(),
     Column("kind", String(32), nullable=False),
-    Column("room", String(255), nullable=True),  # the alias, as the mapping names it
-    Column("room_id", String(255), nullable=True),
-    Column("user_id", String(255), nullable=True),
-    Column("value", Text, nullable=True),
-    Column("why", Text, nullable=False),
+    _ident("room", nullable=True),  # the alias, as the mapping names it
+    _ident("room_id", nullable=True),
+    _ident("user_id", nullable=True),
+    _text("value", nullable=True),
+    _text("why"),
     Column("result", String(16), nullable=False),  # "ok", "failed", "held" (guarded)
-    Column("error", Text, nullable=False),
+    _text("error"),
     Index("groupsync_actions_by_time", "homeserver", "id"),
 )
 
@@ -165,11 +192,11 @@ groupsync_actions = Table(
 groupsync_members = Table(
     "groupsync_members",
     metadata,
-    Column("homeserver", String(64), primary_key=True),
-    Column("room_id", String(255), primary_key=True),
-    Column("user_id", String(255), primary_key=True),
+    _homeserver(key=True),
+    _ident("room_id", key=True),
+    _ident("user_id", key=True),
     Column("power_level", Integer, nullable=True),
-    Column("added_ts", BigInteger, nullable=False),
+    _ms("added_ts"),
 )
 
 # Who runs a homeserver's exclusive job now (a group sync run), until when: one row
@@ -178,8 +205,8 @@ leases = Table(
     "leases",
     metadata,
     Column("job", String(32), primary_key=True),
-    Column("homeserver", String(64), primary_key=True),
-    Column("holder", String(255), nullable=False),
-    Column("acquired_ts", BigInteger, nullable=False),
-    Column("expires_ts", BigInteger, nullable=False),
+    _homeserver(key=True),
+    _ident("holder"),
+    _ms("acquired_ts"),
+    _ms("expires_ts"),
 )

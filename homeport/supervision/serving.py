@@ -70,6 +70,16 @@ def https_config(
     )
 
 
+# No access log, no server header, Homeport's own logging, five seconds to finish what is
+# in flight.
+QUIET: dict[str, Any] = {
+    "log_config": None,
+    "access_log": False,
+    "server_header": False,
+    "timeout_graceful_shutdown": 5,
+}
+
+
 def quiet_config(
     app: ASGIApp,
     address: str,
@@ -78,22 +88,11 @@ def quiet_config(
     lifespan: Literal["on", "off"],
     **tls_and_proxy: Any,
 ) -> uvicorn.Config:
-    """uvicorn as every Homeport service runs it: no access log, no server header, Homeport's
-    own logging, five seconds to finish what is in flight."""
+    """uvicorn as every Homeport service runs it (`QUIET`)."""
     import uvicorn
 
-    return uvicorn.Config(
-        app,
-        host=address,
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan=lifespan,
-        timeout_graceful_shutdown=5,
-        limit_concurrency=limit_concurrency,
-        **tls_and_proxy,
-    )
+    options = {**QUIET, "lifespan": lifespan, "limit_concurrency": limit_concurrency}
+    return uvicorn.Config(app, address, port, **options, **tls_and_proxy)
 
 
 def run_alone(main: Callable[[socket.socket | None, asyncio.Event], Awaitable[None]]) -> None:

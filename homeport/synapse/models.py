@@ -151,6 +151,11 @@ class Room:
             creator=_str_or_none(row.get("creator")),
         )
 
+    @classmethod
+    def unknown(cls, room_id: str) -> Room:
+        """A room Synapse no longer describes (purged since it was listed)."""
+        return cls(room_id, None, None, 0, 0, False, False, None, None)
+
     @property
     def remote_members(self) -> int:
         return max(0, self.joined_members - self.joined_local_members)

@@ -87,13 +87,16 @@ def volume_claim(k8s: Kubernetes, name: str, size: str) -> dict[str, Any]:
     return {"metadata": {"name": name}, "spec": spec}
 
 
+def core(kind: str, name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The head of an object of Kubernetes' core API (`v1`)."""
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta(name, namespace, labels)}
+
+
 def service(
     name: str, namespace: str, selector: dict[str, str], ports: dict[str, int]
 ) -> dict[str, Any]:
     return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta(name, namespace, selector),
+        **core("Service", name, namespace, selector),
         "spec": {
             "selector": selector,
             "ports": [
@@ -107,13 +110,8 @@ def service(
 def secret(
     name: str, namespace: str, labels: dict[str, str], data: dict[str, str]
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": meta(name, namespace, labels),
-        "type": "Opaque",
-        "data": {key: b64(value) for key, value in data.items()},
-    }
+    data = {key: b64(value) for key, value in data.items()}
+    return {**core("Secret", name, namespace, labels), "type": "Opaque", "data": data}
 
 
 def stateful_set(

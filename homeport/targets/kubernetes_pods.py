@@ -234,10 +234,9 @@ def kustomization(namespace: str, files: dict[str, str]) -> str:
 def tls_secret(
     name: str, namespace: str, labels: dict[str, str], certificate: str, key: str
 ) -> dict[str, Any]:
+    data = {"tls.crt": k8s.b64(certificate), "tls.key": k8s.b64(key)}
     return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": k8s.meta(name, namespace, labels),
+        **k8s.core("Secret", name, namespace, labels),
         "type": "kubernetes.io/tls",
-        "data": {"tls.crt": k8s.b64(certificate), "tls.key": k8s.b64(key)},
+        "data": data,
     }

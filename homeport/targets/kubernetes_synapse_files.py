@@ -31,9 +31,7 @@ def config_map(ns: HomeserverNamespace, worker_files: dict[str, str]) -> dict[st
     }
     data.update(worker_files)
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": k8s.meta("synapse-config", ns.namespace, ns.labels("synapse")),
+        **k8s.core("ConfigMap", "synapse-config", ns.namespace, ns.labels("synapse")),
         "data": data,
     }
 
@@ -43,9 +41,7 @@ def ca_config_map(ns: HomeserverNamespace) -> dict[str, Any]:
     data = {"ca.crt": ca_files[0]}
     data.update({f"trusted-{i}.crt": text for i, text in enumerate(ca_files[1:])})
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": k8s.meta("federation-ca", ns.namespace, ns.labels("synapse")),
+        **k8s.core("ConfigMap", "federation-ca", ns.namespace, ns.labels("synapse")),
         "data": data,
     }
 

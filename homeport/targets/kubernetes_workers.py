@@ -233,12 +233,8 @@ class WorkerManifests:
         count = self.cluster.homeservers[self.name].workers.media
         claim = k8s.volume_claim(self.kube, "media", self.kube.media_storage)
         claim["spec"]["accessModes"] = ["ReadWriteOnce" if count == 1 else "ReadWriteMany"]
-        return {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": k8s.meta("media", self.namespace, self.labels("media")),
-            "spec": claim["spec"],
-        }
+        head = k8s.core("PersistentVolumeClaim", "media", self.namespace, self.labels("media"))
+        return {**head, "spec": claim["spec"]}
 
     def redis_secret(self) -> dict[str, Any]:
         """The bundled Redis's configuration: it holds the password."""

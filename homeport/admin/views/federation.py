@@ -12,11 +12,12 @@ from starlette.responses import RedirectResponse, Response
 
 from homeport.admin.actions import Action, last_action, record_action
 from homeport.admin.present import not_delivering, when
-from homeport.admin.rows import destination_row, room_row, unknown_room_row
+from homeport.admin.rows import destination_row
 from homeport.admin.site import current_login, site_of
 from homeport.policy.backoff import NOT_DELIVERING_AFTER_S, spoken
 from homeport.policy.effective import effective_whitelist
 from homeport.synapse.admin_api import DestinationOrder, DestinationQuery, Direction
+from homeport.synapse.models import Room
 from homeport.verify.report import latest_report
 
 PAGE_SIZE = 25
@@ -137,7 +138,7 @@ async def destination(request: Request) -> Response:
     )
     details = await asyncio.gather(*(admin.room(entry.room_id) for entry in listing.rooms))
     rooms = [
-        room_row(room) if room is not None else unknown_room_row(entry.room_id)
+        room if room is not None else Room.unknown(entry.room_id)
         for entry, room in zip(listing.rooms, details, strict=True)
     ]
     now = site.now_ms()

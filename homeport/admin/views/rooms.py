@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homeport.admin.rows import room_row
 from homeport.admin.site import Site, current_login, site_of
 from homeport.admin.views.federation import offset
 from homeport.capability import imported
@@ -29,11 +28,11 @@ class Column:
 
 async def columns(site: Site, name: str) -> list[Column]:
     """The columns the capabilities add for homeserver `name` (those that apply to it)."""
-    declared = [page.rooms_column for page in site.pages if page.rooms_column is not None]
-    marks = await asyncio.gather(*(imported(c.marks)(site, name) for c in declared))
+    declared = [(page.module, page.rooms_column) for page in site.pages if page.rooms_column]
+    marks = await asyncio.gather(*(imported(f"{m}:{c.marks}")(site, name) for m, c in declared))
     return [
         Column(c.header, c.cell, marked)
-        for c, marked in zip(declared, marks, strict=True)
+        for (_, c), marked in zip(declared, marks, strict=True)
         if marked is not None
     ]
 
@@ -50,10 +49,10 @@ async def rooms(request: Request) -> Response:
     own = site.deployment.homeservers[name].server_name
     # Synapse's rooms admin API has no such filters: they apply to this page.
     rows = [
-        row
-        for row in map(room_row, page.rooms)
-        if (row.federated or not federated_only)
-        and (row.creator_server != own or not elsewhere_only)
+        room
+        for room in page.rooms
+        if (room.federatable or not federated_only)
+        and (room.creator_server != own or not elsewhere_only)
     ]
     return site.templates.render(
         request,
