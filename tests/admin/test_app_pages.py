@@ -25,6 +25,7 @@ from homeport.admin.api import HomeserverAdmin, NotAdminError
 from homeport.admin.app import create_app
 from homeport.admin.views.federation import COLUMNS
 from homeport.capabilities import website_pages
+from homeport.capability import RoomsColumn, WebsitePages
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment_text
 from homeport.config.policy import Policy
@@ -40,6 +41,7 @@ from homeport.synapse.models import (
     RoomPage,
     Undelivered,
 )
+from tests.admin.extra_tab import website as extra_tab
 from tests.admin.website import browser, csrf_token, log_in
 from tests.policy.test_statements import policies
 
@@ -564,3 +566,54 @@ async def test_a_hanging_homeserver_holds_no_page(monkeypatch: pytest.MonkeyPatc
         text = (await client.get("/metrics")).text
     assert 'homeport_federation_delivery_known{homeserver="external"} 0.0' in text
     assert 'homeport_federation_delivery_known{homeserver="internal"} 1.0' in text
+
+
+# A tab no part of Homeport, plugged in the way a capability declares its own.
+EXTRA = WebsitePages(
+    "extra",
+    "Extra tab",
+    "tests.admin.extra_tab.website",
+    rooms_column=RoomsColumn("Extra mark", "marks", "extra_cell.html"),
+)
+
+
+async def test_a_capabilitys_tab_and_rooms_column_plug_into_the_website() -> None:
+    rooms = [r["room_id"] for r in RECORDED["rooms"]["rooms"]]
+    extra_tab.MARKED.clear()
+    extra_tab.MARKED.add(rooms[0])
+    hidden = WebsitePages("hidden", "Hidden tab", "tests.admin.extra_tab.website", shown=_never)
+    app = create_app(STARTER, RecordedHomeservers(), CLOCK, pages=[EXTRA, hidden])
+    async with browser(app) as client:
+        assert (await log_in(client, "internal", "root", "right")).status_code == 303
+        page = await client.get("/extra")
+        assert page.status_code == 200
+        assert "<h1>Extra on internal</h1>" in page.text
+        nav = re.search(r'<nav aria-label="Pages">(.*?)</nav>', page.text, re.S)
+        assert nav, page.text
+        assert '<a href="/extra" aria-current="page">Extra tab</a>' in nav.group(1)
+        assert 'href="/federation"' in nav.group(1)
+        # Only the tabs given: no audit bot's, and a tab not shown for this model.
+        assert "/audit" not in nav.group(1)
+        assert "Hidden tab" not in nav.group(1)
+        assert (await client.get("/audit")).status_code == 404
+        # The column, with each row's cell from the tab's template.
+        listing = await client.get("/rooms")
+        assert '<th scope="col">Extra mark</th>' in listing.text
+        cells = re.findall(r'<span class="extra-mark">(\w+)</span>', listing.text)
+        assert cells == ["marked"] + ["plain"] * (len(rooms) - 1)
+        # Where its `marks` says it does not apply, no column at all.
+        form = await client.get("/rooms")
+        switched = await client.post(
+            "/switch",
+            data={"csrf_token": csrf_token(form.text), "homeserver": "external", "next": "/rooms"},
+        )
+        assert switched.status_code == 303
+        assert (await log_in(client, "external", "root", "right")).status_code == 303
+        elsewhere = await client.get("/rooms")
+        assert elsewhere.status_code == 200
+        assert "Extra mark" not in elsewhere.text
+        assert "extra-mark" not in elsewhere.text
+
+
+def _never(_deployment: Deployment) -> bool:
+    return False

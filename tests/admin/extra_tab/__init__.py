@@ -1,0 +1,1 @@
+"""A capability's tab as a stranger would write one: what the website's seam promises."""
