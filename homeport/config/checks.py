@@ -11,6 +11,7 @@ from homeport.config.federation import RETRY_KEYS
 from homeport.config.groupsync import SpaceMapping
 from homeport.config.homeserver import RESERVED_SYNAPSE_KEYS, Homeserver
 from homeport.config.lines import KeyPath, LineMap, problem_at
+from homeport.config.policy import internal_space
 from homeport.config.types import check_server_name
 from homeport.errors import ConfigProblem
 
@@ -140,6 +141,7 @@ def _homeserver_problems(
                 f"use a server name such as matrix.example.org:8448, or one of: "
                 f"{', '.join(model.homeservers)}",
             )
+    yield from _internal_space_problems(hs, base)
     if hs.audit_bot is not None:
         clash = listeners.claim("127.0.0.1", hs.audit_bot.port, f"the audit bot of {name!r}")
         if clash is not None:
@@ -163,6 +165,25 @@ def _homeserver_problems(
                 f"Synapse setting federation.{key!r} is managed by Homeport",
                 f"set `federation_retries.{key}` on the homeserver, so that lint and "
                 "the Federation tab know it",
+            )
+
+
+def _internal_space_problems(hs: Homeserver, base: KeyPath) -> Iterator[Found]:
+    """Internal spaces must be this homeserver's own: its module is what enforces them."""
+    seen: set[str] = set()
+    for index, reference in enumerate(hs.policy.rooms.internal_spaces):
+        key = (*base, "policy", "rooms", "internal_spaces", index)
+        full = internal_space(reference, hs.server_name)
+        if full in seen:
+            yield (key, f"{reference!r} is listed twice", "name each internal space once")
+        seen.add(full)
+        server = reference.partition(":")[2]
+        if server and server != hs.server_name:
+            yield (
+                key,
+                f"{reference!r} is a space of {server}, not of this homeserver ({hs.server_name})",
+                "name spaces created here: the Homeport module of each homeserver guards "
+                "its own spaces (list the other one under that homeserver, if it is one)",
             )
 
 

@@ -6,11 +6,36 @@ it at once; `homeport.policy` says what each setting means for each surface.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
+from homeport.config.types import check_server_name
+
+
+def check_space_reference(value: str) -> str:
+    """An internal space: `#alias:server` or `#alias` (on this homeserver), or a room ID."""
+    sigil, body = value[:1], value[1:]
+    local, _, server = body.partition(":")
+    if sigil not in ("#", "!") or not local or any(c.isspace() for c in value):
+        raise ValueError(
+            f"{value!r} names no space: write its alias (#staff:example.org, or #staff on "
+            "this homeserver) or its room ID (!abc123:example.org)"
+        )
+    if server:
+        check_server_name(server)
+    return value
+
+
+SpaceReference = Annotated[str, AfterValidator(check_space_reference)]
+
+
+def internal_space(reference: str, server_name: str) -> str:
+    """A reference as Synapse reads it: `#staff` is `#staff:<server name>`."""
+    if reference.startswith("#") and ":" not in reference:
+        return f"{reference}:{server_name}"
+    return reference
 
 
 class UserDirectory(StrictModel):
@@ -43,6 +68,15 @@ class RoomPolicy(StrictModel):
         description="`never`: every room and space created on this homeserver is "
         "non-federated (`m.federate: false`), enforced by the Homeport module; "
         "`creator_choice`: the creator decides, as in plain Synapse.",
+    )
+    internal_spaces: list[SpaceReference] = Field(
+        default_factory=list,
+        description="Spaces of this homeserver whose rooms never federate, for one homeserver "
+        "that talks to the outside too: each by its alias (`#staff:example.org`, or `#staff`) "
+        "or room ID. Their subspaces are internal too. The Homeport module creates every "
+        "room and subspace made in them non-federated, refuses to add a federated room to "
+        "them and to let another server's user in; `homeport verify` and the website report "
+        "what was there before (docs/visibility.md).",
     )
 
 

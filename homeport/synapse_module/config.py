@@ -38,6 +38,7 @@ class HomeportModuleConfig(_Strict):
     """`modules: [{module: homeport.synapse_module.module.HomeportModule, config: ...}]`."""
 
     rooms_federation: RoomsFederation
+    internal_spaces: list[str]  # aliases (#staff:example.org) and room IDs, this server's
     audit: AuditModuleConfig | None = None
 
 

@@ -1,9 +1,10 @@
 """The Homeport module, loaded into every Synapse that Homeport renders.
 
-It enforces what Synapse's settings cannot express. Today: `policy.rooms.
+It enforces what Synapse's settings cannot express: `policy.rooms.
 federation: never` makes every room and space created on the homeserver
 non-federated (`m.federate: false`), for every client and every user, server
-admins included.
+admins included; `policy.rooms.internal_spaces` keeps the rooms of chosen
+spaces non-federated on a homeserver that federates (`internal_spaces`).
 
 A creation request is rewritten, not refused: Element and other clients never
 ask about federation, and refusing their requests would make room creation
@@ -74,6 +75,7 @@ from homeport.synapse_module.contract import (
     ROOM_MEMBER_PATH,
     UNDELIVERED_SINCE,
 )
+from homeport.synapse_module.internal_spaces import InternalSpaces
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +270,17 @@ def _destinations_resource(api: Any, paginate: Any) -> Any:
 class HomeportModule:
     def __init__(self, config: HomeportModuleConfig, api: Any) -> None:
         self._rooms_federate = config.rooms_federation != "never"
+        # Before the audit bot's rules: a refusal must come before its rewrite of an event.
+        self._internal: InternalSpaces | None = None
+        if config.internal_spaces:
+            self._internal = InternalSpaces(config.internal_spaces, api)
+            api.register_third_party_rules_callbacks(
+                check_event_allowed=self._internal.check_event_allowed,
+                on_new_event=self._internal.on_new_event,
+            )
+            api.register_spam_checker_callbacks(
+                user_may_create_room=self._internal.user_may_create_room
+            )
         self._audit = AuditRules(config.audit, api) if config.audit is not None else None
         api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
         if not self._rooms_federate:
@@ -292,6 +305,8 @@ class HomeportModule:
         self, requester: Any, request: dict[str, Any], _is_requester_admin: bool
     ) -> None:
         # Server admins are no exception: `_is_requester_admin` is deliberately unused.
+        if self._internal is not None:
+            await self._internal.on_create_room(request)
         if self._audit is not None:
             await self._audit.on_create_room(request)
         if self._rooms_federate:

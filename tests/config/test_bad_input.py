@@ -160,6 +160,38 @@ CASES = [
         "Input should be 'never' or 'creator_choice'",
     ),
     Case(
+        "internal-space-not-a-space",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    policy:\n      rooms:\n        internal_spaces: ['staff']",
+        ),
+        8,
+        "homeservers.internal.policy.rooms.internal_spaces[0]",
+        "names no space: write its alias (#staff:example.org",
+    ),
+    Case(
+        "internal-space-elsewhere",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    policy:\n      rooms:\n"
+            "        internal_spaces: ['#staff', '#staff:example.org']",
+        ),
+        8,
+        "homeservers.internal.policy.rooms.internal_spaces[1]",
+        "'#staff:example.org' is a space of example.org, not of this homeserver",
+    ),
+    Case(
+        "internal-space-twice",
+        _replace(
+            "    port: {p0}",
+            "    port: {p0}\n    policy:\n      rooms:\n"
+            "        internal_spaces: ['#staff', '#staff:localhost:{p0}']",
+        ),
+        8,
+        "homeservers.internal.policy.rooms.internal_spaces[1]",
+        "'#staff:localhost:{p0}' is listed twice",
+    ),
+    Case(
         "policy-unknown-key",
         _replace(
             "    port: {p0}",

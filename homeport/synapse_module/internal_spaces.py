@@ -1,0 +1,204 @@
+"""Internal spaces: the care of the one-homeserver model, taken over inside Synapse.
+
+`policy.rooms.internal_spaces` names spaces of this homeserver whose rooms never federate.
+The internal rooms are those spaces and every room and subspace their `m.space.child`
+events hold, recursively. The rules, for every user, server admins included:
+
+- a room or subspace created in an internal room (`createRoom` with an `m.space.parent`
+  in `initial_state`, as Element does), or created with an internal space's alias, is
+  created non-federated (`m.federate: false`), whatever the client asked;
+- an `m.space.child` that would bring a federated room (or a room this server cannot
+  see) into an internal space is refused, and so is one that puts an internal space in
+  a space that federates, or an `m.space.parent` naming an internal space from a
+  federated room;
+- another server's user is never invited into an internal room, nor let join or knock
+  (a non-federated room refuses them anyway; a federated one, there from before, is
+  refused here);
+- an upgrade of a federated room that sits in an internal space is refused: it would
+  create another federated room. (A non-federated room's upgrade stays non-federated:
+  Synapse copies `m.federate`.)
+
+Every refusal is M_FORBIDDEN, in words a user understands. The internal rooms are read in
+one transaction (`space_queries`) and kept until an `m.space.child` event arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from homeport.synapse_module import space_queries
+
+logger = logging.getLogger(__name__)
+
+ADMIN_HINT = "a server admin can replace it with a non-federated room (Homeport's admin website)"
+
+
+def _domain(user_id: str) -> str:
+    return user_id.partition(":")[2]
+
+
+class InternalSpaces:
+    """Registered by `HomeportModule` when the homeserver has internal spaces."""
+
+    def __init__(self, references: list[str], api: Any) -> None:
+        self._api = api
+        self._server = api.server_name
+        self._aliases = [r for r in references if r.startswith("#")]
+        self._ids = [r for r in references if r.startswith("!")]
+        self._cached: tuple[frozenset[str], frozenset[str]] | None = None  # roots, rooms
+        self._unresolved: set[str] = set()  # aliases already said to be missing
+
+    # What is internal.
+
+    async def roots(self) -> frozenset[str]:
+        """The internal spaces' room IDs; an alias that names no room yet is left out."""
+        from synapse.api.errors import SynapseError
+
+        found = set(self._ids)
+        for alias in self._aliases:
+            try:
+                room_id, _servers = await self._api.lookup_room_alias(alias)
+            except SynapseError:
+                if alias not in self._unresolved:
+                    self._unresolved.add(alias)
+                    logger.info("homeport: internal space %s does not exist yet", alias)
+                continue
+            found.add(room_id)
+        return frozenset(found)
+
+    async def internal_rooms(self) -> frozenset[str]:
+        roots = await self.roots()
+        if self._cached is not None and self._cached[0] == roots:
+            return self._cached[1]
+        rooms = await self._api.run_db_interaction(
+            "homeport_internal_rooms", space_queries.internal_rooms, roots
+        )
+        self._cached = (roots, frozenset(rooms))
+        return self._cached[1]
+
+    async def on_new_event(self, event: Any, _state_events: Any) -> None:
+        """A space changed what it holds: read the internal rooms again when next asked."""
+        if event.type == "m.space.child":
+            self._cached = None
+
+    async def _federated(self, room_ids: set[str]) -> list[str]:
+        """Those of `room_ids` that federate, or that this server cannot see."""
+        flags = await self._api.run_db_interaction(
+            "homeport_federates", space_queries.federates, room_ids
+        )
+        return sorted(room for room in room_ids if flags.get(room, True))
+
+    def _refuse(self, message: str) -> Exception:
+        from synapse.api.errors import Codes, SynapseError
+
+        return SynapseError(403, message, Codes.FORBIDDEN)
+
+    # Room creation.
+
+    async def on_create_room(self, request: dict[str, Any]) -> None:
+        alias_name = request.get("room_alias_name")
+        alias = f"#{alias_name}:{self._server}" if isinstance(alias_name, str) else None
+        parents = {
+            entry.get("state_key")
+            for entry in request.get("initial_state") or []
+            if isinstance(entry, dict)
+            and entry.get("type") == "m.space.parent"
+            and space_queries.linked(entry.get("content"))
+        }
+        if alias not in self._aliases and not parents & await self.internal_rooms():
+            return
+        content = request.setdefault("creation_content", {})
+        if content.get("m.federate") is not False:
+            logger.info("homeport: creating a non-federated room in an internal space")
+        content["m.federate"] = False
+
+    async def user_may_create_room(self, user_id: str, room_config: dict[str, Any]) -> Any:
+        """An upgrade (`creation_content.predecessor`) of a federated room in an internal
+        space would create another federated room: refused."""
+        from synapse.api.errors import Codes
+        from synapse.module_api import NOT_SPAM
+
+        creation = room_config.get("creation_content") or {}
+        predecessor = (creation.get("predecessor") or {}).get("room_id")
+        if creation.get("m.federate") is False or not isinstance(predecessor, str):
+            return NOT_SPAM
+        if predecessor not in await self.internal_rooms():
+            return NOT_SPAM
+        logger.info("homeport: refused %s's upgrade of %s (internal space)", user_id, predecessor)
+        return Codes.FORBIDDEN, {
+            "error": f"This room is in an internal space of {self._server} but federates "
+            "with other servers; upgrading it would create another federated room. Instead, "
+            f"{ADMIN_HINT}."
+        }
+
+    # Events.
+
+    async def check_event_allowed(
+        self, event: Any, state_events: dict[tuple[str, str], Any]
+    ) -> tuple[bool, None]:
+        kind = event.type
+        if kind == "m.room.member":
+            await self._check_member(event)
+        elif kind == "m.room.third_party_invite":
+            if event.room_id in await self.internal_rooms():
+                raise self._refuse(
+                    "This room belongs to an internal space: invitations by email or phone "
+                    "are refused, since they could bring in a user of another server."
+                )
+        elif kind == "m.space.child" and space_queries.linked(event.content):
+            await self._check_child(event, state_events)
+        elif kind == "m.space.parent" and space_queries.linked(event.content):
+            await self._check_parent(event, state_events)
+        return True, None
+
+    async def _check_parent(self, event: Any, state_events: dict[tuple[str, str], Any]) -> None:
+        if event.state_key in await self.internal_rooms() and _federates(state_events):
+            raise self._refuse(
+                f"{event.state_key} is an internal space of {self._server}, and this room "
+                "federates with other servers: it cannot name that space as its parent. "
+                "Create the room in the space instead: rooms made there never federate."
+            )
+
+    async def _check_member(self, event: Any) -> None:
+        membership = event.content.get("membership")
+        user = event.state_key
+        if membership not in ("invite", "join", "knock") or _domain(user) == self._server:
+            return
+        if event.room_id in await self.internal_rooms():
+            raise self._refuse(
+                f"This room belongs to an internal space of {self._server}: users of other "
+                f"servers, such as {user}, cannot be invited or join."
+            )
+
+    async def _check_child(self, event: Any, state_events: dict[tuple[str, str], Any]) -> None:
+        child, space = event.state_key, event.room_id
+        internal = await self.internal_rooms()
+        if space in internal:
+            brought = await self._api.run_db_interaction(
+                "homeport_subtree", space_queries.subtree, child
+            )
+            federated = await self._federated(brought)
+            if not federated:
+                return
+            what = (
+                f"{child} federates with other servers, or this server cannot see it"
+                if federated == [child]
+                else f"{child} holds {len(federated)} rooms that federate with other servers"
+            )
+            raise self._refuse(
+                f"This is an internal space of {self._server}, whose rooms never federate: "
+                f"{what}. Create the room in the space instead (rooms made there are "
+                f"non-federated), or {ADMIN_HINT}."
+            )
+        if child in internal and _federates(state_events):
+            raise self._refuse(
+                f"{child} is an internal space of {self._server}, and this space federates "
+                "with other servers: their users would see the internal space listed. Keep "
+                "internal spaces in internal spaces only."
+            )
+
+
+def _federates(state_events: dict[tuple[str, str], Any]) -> bool:
+    create = state_events.get(("m.room.create", ""))
+    return create is None or create.content.get("m.federate", True) is True
