@@ -247,7 +247,9 @@ def move_ports(config: Path) -> None:
     config.write_text(text)
 
 
-def init_deployment(directory: Path, relaxed_because: str | None = None) -> Path:
+def init_deployment(
+    directory: Path, relaxed_because: str | None = None, model: str = "two"
+) -> Path:
     """`homeport init` into `directory` on free ports; returns the config path.
 
     The deployment runs on exactly what `homeport init` writes (Homeport's rate
@@ -256,7 +258,7 @@ def init_deployment(directory: Path, relaxed_because: str | None = None) -> Path
     summary lists the test and its reason.
     """
     base = free_port_run(INIT_PORTS)
-    homeport("init", str(directory), "--port", str(base))
+    homeport("init", str(directory), "--port", str(base), "--model", model)
     config = directory / "homeport.yaml"
     if relaxed_because is not None:
         if not relaxed_because.strip():

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from homeport.cli._shared import config_option, console, lint_or_refuse, reports_errors
 from homeport.config.loader import load_deployment
-from homeport.config.starter import write_starter
+from homeport.config.starter import MODELS, write_starter
 from homeport.errors import ConfigError
 from homeport.files import ensure_dir, write_atomic
 from homeport.runtime.prepare import materialize, preflight
@@ -23,28 +23,39 @@ from homeport.targets.registry import TARGETS
 
 @click.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--host", default="localhost", show_default=True, help="Host of both server names.")
+@click.option("--host", default="localhost", show_default=True, help="Host of the server names.")
 @click.option(
     "--port",
     "base_port",
     default=8448,
     show_default=True,
     type=click.IntRange(1, 65530),
-    help="Port of internal; external, the admin website, the two audit bots and the "
-    "conference service get the next five.",
+    help="Port of the first homeserver; the other services get the next ones (two "
+    "homeservers: external, the admin website, two audit bots, the conference service; "
+    "single: the admin website, the audit bot).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(MODELS),
+    default="two",
+    show_default=True,
+    help="two: an internal and an external homeserver, federating with each other; "
+    "single: one federating homeserver whose internal spaces never federate.",
 )
 @reports_errors
-def init(directory: Path, host: str, base_port: int) -> None:
-    """Write a commented starter DIRECTORY/homeport.yaml for two federating homeservers.
+def init(directory: Path, host: str, base_port: int, model: str) -> None:
+    """Write a commented starter DIRECTORY/homeport.yaml: two federating homeservers, or
+    one with internal spaces (--model single).
 
     Running it again keeps the existing file, keys and secrets.
 
     \b
     Example:
       homeport init ./deployment --port 8448
+      homeport init ./one --model single
     """
     target = directory / "homeport.yaml"
-    if write_starter(target, host, base_port):
+    if write_starter(target, host, base_port, model):
         console.print(f"[green]Wrote[/] {target}")
     else:
         console.print(f"[yellow]Keeping[/] the existing {target}")

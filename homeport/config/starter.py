@@ -133,6 +133,80 @@ homeservers:
 """
 
 
+SINGLE_TEMPLATE = """\
+# homeport.yaml: the one source of truth for this deployment.
+# Everything else (Synapse configs, certificates, keys) is rendered from it
+# into `data_dir` by `homeport render` and `homeport up`; do not edit those.
+#
+# Scenario: an organisation runs ONE homeserver, which talks to the outside
+# (it federates), and keeps its internal communication in internal spaces:
+# every room and subspace made in #staff is non-federated, whatever the client
+# asks, and no user of another server is ever let in (the Homeport Synapse
+# module enforces it; docs/visibility.md compares this model with two
+# homeservers). Create the space with the address #staff (Element: "Create a
+# space", address "staff"): it is made non-federated too.
+
+# Where keys, certificates, databases, media and logs live (relative to this file).
+data_dir: data
+
+# Extra CA certificates to trust for federation, besides the local CA.
+trusted_ca_files: []
+
+# The admin website, served by `homeport up` over HTTPS (certificate from the
+# local CA): log in with a server admin's Matrix username and password. Its
+# "Internal spaces" tab shows each internal space, its rooms and any drift.
+admin:
+  address: 127.0.0.1
+  port: {admin_port}
+  host: {host}
+  session_idle_minutes: 30
+
+homeservers:
+  main:
+    # The Matrix server name: user IDs end in it (@alice:{host}:{port}).
+    server_name: "{host}:{port}"
+    address: 127.0.0.1
+    port: {port}
+    # `sqlite` (a file in the data folder) or a postgresql://user@host:5432/db URL.
+    database: sqlite
+    # What other servers' users may see of this one (Synapse's own setting
+    # names; `homeport verify` proves it, docs/visibility.md explains each).
+    policy:
+      # No whitelist: it federates with anyone.
+      allow_public_rooms_over_federation: false
+      # Other servers may not look up the profiles of users they share no room
+      # with; names in shared rooms still show (they travel in member events).
+      allow_profile_lookup_over_federation: false
+      allow_device_name_lookup_over_federation: false
+      user_directory:
+        # Local users find local users in public rooms or shared rooms, and
+        # remote users only once they share a room.
+        search_all_users: false
+      rooms:
+        # Rooms outside internal spaces: the creator decides.
+        federation: creator_choice
+        # Spaces whose rooms and subspaces never federate (by alias or room ID).
+        internal_spaces: ["#staff"]
+    # The audit bot (@audit:{host}:{port}): administrators add it to chosen
+    # rooms created here (`homeport audit add main ROOM`, or the admin website).
+    audit:
+      port: {audit_port}        # loopback port where Synapse delivers to it
+      auto_join: none
+    synapse: {{}}
+"""
+
+MODELS = ("two", "single")  # `homeport init --model`
+
+
+def single_starter_text(
+    host: str = "localhost", port: int = 8448, admin_port: int = 8449, audit_port: int = 8450
+) -> str:
+    """The one-homeserver starter: a federating homeserver with one internal space."""
+    return SINGLE_TEMPLATE.format(
+        host=host, port=port, admin_port=admin_port, audit_port=audit_port
+    )
+
+
 def starter_text(
     host: str = "localhost",
     internal_port: int = 8448,
@@ -153,14 +227,18 @@ def starter_text(
     )
 
 
-def write_starter(target: Path, host: str, base_port: int) -> bool:
-    """Write the starter to `target` unless a file is there; True when written."""
+def write_starter(target: Path, host: str, base_port: int, model: str = "two") -> bool:
+    """Write the starter of `model` to `target` unless a file is there; True when written."""
     if target.exists():
         return False
+    if model == "single":
+        text = single_starter_text(host, base_port, base_port + 1, base_port + 2)
+    else:
+        text = starter_text(host, base_port, base_port + 1, base_port + 2)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("x", encoding="utf-8") as handle:
-            handle.write(starter_text(host, base_port, base_port + 1, base_port + 2))
+            handle.write(text)
     except FileExistsError:
         return False
     except OSError as error:

@@ -10,7 +10,7 @@ internal spaces come out of one consistent view of the state.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +40,9 @@ _MEMBERS_SQL = """
 
 def linked(content: Any) -> bool:
     """Whether an `m.space.child` or `m.space.parent` content links (a `via` that is not
-    empty); an empty content is how a child is removed."""
-    via = content.get("via") if isinstance(content, dict) else None
+    empty); an empty content is how a child is removed. Events' contents are mappings
+    that are not dicts (Synapse freezes them)."""
+    via = content.get("via") if isinstance(content, Mapping) else None
     return isinstance(via, list) and bool(via)
 
 
