@@ -12,8 +12,14 @@ events hold, recursively. The rules, for every user, server admins included:
   a space that federates, or an `m.space.parent` naming an internal space from a
   federated room;
 - another server's user is never invited into an internal room, nor let join or knock
-  (a non-federated room refuses them anyway; a federated one, there from before, is
-  refused here);
+  through this server (a non-federated room refuses them anyway; a federated one, there
+  from before, is refused here; its other servers still admit their own users: the
+  remedy is a non-federated replacement);
+- no internal room is one Synapse describes to other servers: its room hierarchy API
+  answers any server for a public, knocking or world-readable room, `m.federate` or
+  not. A room created internal with such settings is created for the members of its
+  space (invite-only for a space of its own) with history for members; changing an
+  internal room to them, or adding such a room to an internal space, is refused;
 - an upgrade of a federated room that sits in an internal space is refused: it would
   create another federated room. (A non-federated room's upgrade stays non-federated:
   Synapse copies `m.federate`.)
@@ -99,19 +105,21 @@ class InternalSpaces:
     async def on_create_room(self, request: dict[str, Any]) -> None:
         alias_name = request.get("room_alias_name")
         alias = f"#{alias_name}:{self._server}" if isinstance(alias_name, str) else None
-        parents = {
-            entry.get("state_key")
+        parents: set[str] = {
+            str(entry.get("state_key"))
             for entry in request.get("initial_state") or []
             if isinstance(entry, dict)
             and entry.get("type") == "m.space.parent"
             and space_queries.linked(entry.get("content"))
         }
-        if alias not in self._aliases and not parents & await self.internal_rooms():
+        internal_parents = sorted(parents & await self.internal_rooms())
+        if alias not in self._aliases and not internal_parents:
             return
         content = request.setdefault("creation_content", {})
         if content.get("m.federate") is not False:
             logger.info("homeport: creating a non-federated room in an internal space")
         content["m.federate"] = False
+        _keep_undescribed(request, internal_parents)
 
     async def user_may_create_room(self, user_id: str, room_config: dict[str, Any]) -> Any:
         """An upgrade (`creation_content.predecessor`) of a federated room in an internal
@@ -150,7 +158,25 @@ class InternalSpaces:
             await self._check_child(event, state_events)
         elif kind == "m.space.parent" and space_queries.linked(event.content):
             await self._check_parent(event, state_events)
+        elif _opens(event) and event.room_id in await self.internal_rooms():
+            raise self._refuse(
+                "This room belongs to an internal space: with that setting Synapse would "
+                "describe it (name, topic, members, rooms) to any server that asks. Use "
+                '"space members" or invite-only, and history for members only.'
+            )
         return True, None
+
+    async def _check_undescribed(self, child: str, brought: set[str]) -> None:
+        open_rooms = await self._api.run_db_interaction(
+            "homeport_exposed", space_queries.exposed, brought
+        )
+        if open_rooms:
+            raise self._refuse(
+                f"{child} is open to anyone (its join rule or history visibility), so Synapse "
+                "would describe it to any server that asks once it is in this internal space. "
+                'Make it "space members" or invite-only, with history for members only, '
+                "first."
+            )
 
     async def _check_parent(self, event: Any, state_events: dict[tuple[str, str], Any]) -> None:
         if event.state_key in await self.internal_rooms() and _federates(state_events):
@@ -180,6 +206,7 @@ class InternalSpaces:
             )
             federated = await self._federated(brought)
             if not federated:
+                await self._check_undescribed(child, brought)
                 return
             what = (
                 f"{child} federates with other servers, or this server cannot see it"
@@ -197,6 +224,41 @@ class InternalSpaces:
                 "with other servers: their users would see the internal space listed. Keep "
                 "internal spaces in internal spaces only."
             )
+
+
+def _opens(event: Any) -> bool:
+    """A join rule or history visibility that would have Synapse describe the room."""
+    if event.type == "m.room.join_rules":
+        return bool(event.content.get("join_rule") in space_queries.OPEN_JOIN_RULES)
+    if event.type == "m.room.history_visibility":
+        return bool(event.content.get("history_visibility") == space_queries.OPEN_HISTORY)
+    return False
+
+
+def _keep_undescribed(request: dict[str, Any], parents: list[str]) -> None:
+    """A room created internal is not one that Synapse describes to other servers: a
+    public or knocking room becomes one for the members of its internal space (invite-only
+    without one: the space itself), history readable by anyone becomes members-only."""
+    state = [e for e in request.get("initial_state") or [] if isinstance(e, dict)]
+    rules = [e for e in state if e.get("type") == "m.room.join_rules"]
+    rule = rules[-1].get("content", {}).get("join_rule") if rules else None
+    public_preset = request.get("preset") == "public_chat" or (
+        request.get("preset") is None and request.get("visibility") == "public"
+    )
+    if rule in space_queries.OPEN_JOIN_RULES or (rule is None and public_preset):
+        state = [e for e in state if e.get("type") != "m.room.join_rules"]
+        if parents:
+            allow = [{"type": "m.room_membership", "room_id": parent} for parent in parents]
+            content: dict[str, Any] = {"join_rule": "restricted", "allow": allow}
+        else:
+            content = {"join_rule": "invite"}
+        state.append({"type": "m.room.join_rules", "state_key": "", "content": content})
+    for entry in state:
+        if entry.get("type") == "m.room.history_visibility" and (
+            entry.get("content", {}).get("history_visibility") == space_queries.OPEN_HISTORY
+        ):
+            entry["content"] = {"history_visibility": "shared"}
+    request["initial_state"] = state
 
 
 def _federates(state_events: dict[tuple[str, str], Any]) -> bool:

@@ -92,6 +92,29 @@ def federates(txn: Any, room_ids: Iterable[str]) -> dict[str, bool]:
     }
 
 
+# Join rules and history visibility that make Synapse describe a room (name, topic, member
+# count, children) to any server that asks for a space's hierarchy, federated room or not.
+OPEN_JOIN_RULES = ("public", "knock", "knock_restricted")
+OPEN_HISTORY = "world_readable"
+
+
+def exposed(txn: Any, room_ids: Iterable[str]) -> set[str]:
+    """Those of `room_ids` whose join rule or history visibility lets Synapse describe
+    them to other servers (its room hierarchy API does not look at `m.federate`)."""
+    rooms = set(room_ids)
+    open_rule = {
+        room
+        for room, _k, c in _state(txn, "m.room.join_rules", rooms)
+        if isinstance(c, dict) and c.get("join_rule") in OPEN_JOIN_RULES
+    }
+    readable = {
+        room
+        for room, _k, c in _state(txn, "m.room.history_visibility", rooms)
+        if isinstance(c, dict) and c.get("history_visibility") == OPEN_HISTORY
+    }
+    return open_rule | readable
+
+
 def subtree(txn: Any, room_id: str) -> set[str]:
     """A room and, if it is a space, every room and subspace it holds."""
     return internal_rooms(txn, [room_id])
@@ -106,6 +129,7 @@ class SpaceRoom:
     federates: bool
     space: bool
     name: str | None
+    exposed: bool  # Synapse describes it to other servers (join rule, history visibility)
     parents: tuple[str, ...]  # the internal spaces that hold it
     remote_members: tuple[str, ...]  # other servers' users joined, invited or knocking
     outside_parents: tuple[str, ...]  # spaces outside the internal ones that hold it
@@ -121,6 +145,7 @@ def describe(txn: Any, roots: Iterable[str], server_name: str) -> list[SpaceRoom
         for room, _k, c in _state(txn, "m.room.create", rooms)
     }
     names = {room: c.get("name") for room, _k, c in _state(txn, "m.room.name", rooms) if c}
+    open_rooms = exposed(txn, rooms)
     held_by: dict[str, list[str]] = {}
     for parent, kids in children(txn, rooms).items():
         for kid in kids:
@@ -144,6 +169,7 @@ def describe(txn: Any, roots: Iterable[str], server_name: str) -> list[SpaceRoom
             federates=flags.get(room, True),
             space=kinds.get(room, False),
             name=names.get(room) if isinstance(names.get(room), str) else None,
+            exposed=room in open_rooms,
             parents=tuple(sorted(held_by.get(room, []))),
             remote_members=tuple(sorted(remote.get(room, []))),
             outside_parents=tuple(sorted(outside.get(room, []))),

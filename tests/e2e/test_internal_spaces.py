@@ -158,6 +158,15 @@ def _in_space(space_id: str, server: str, **body: Any) -> dict[str, Any]:
     }
 
 
+async def _join_rule(client: Client, room_id: str) -> Any:
+    return await client.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.join_rules/")
+
+
+async def _history(client: Client, room_id: str) -> Any:
+    path = f"/rooms/{quote(room_id)}/state/m.room.history_visibility/"
+    return (await client.ok("GET", path))["history_visibility"]
+
+
 async def _add_child(client: Client, space_id: str, room_id: str, server: str) -> httpx.Response:
     return await client.state(space_id, "m.space.child", room_id, {"via": [server]})
 
@@ -175,6 +184,10 @@ async def test_the_space_and_rooms_made_in_it_as_element_does_never_federate(
 ) -> None:
     alice, server = staff.alice, staff.server
     assert not await alice.federates(staff.space_id)  # created with the internal alias
+    # Public and world-readable, Synapse would describe it to any server that asks (its
+    # room hierarchy API ignores m.federate): it was made invite-only, history for members.
+    assert await _join_rule(alice, staff.space_id) == {"join_rule": "invite"}
+    assert await _history(alice, staff.space_id) == "shared"
 
     room_id = await alice.create(**_in_space(staff.space_id, server, name="Plans"))
     assert not await alice.federates(room_id)
@@ -197,6 +210,14 @@ async def test_the_space_and_rooms_made_in_it_as_element_does_never_federate(
     assert not await alice.federates(deep)
     assert (await _add_child(alice, subspace, deep, server)).status_code == 200
 
+    # A public room made in the space is one for the space's members.
+    open_room = await alice.create(**_in_space(staff.space_id, server, preset="public_chat"))
+    open_room_rule = {
+        "join_rule": "restricted",
+        "allow": [{"type": "m.room_membership", "room_id": staff.space_id}],
+    }
+    assert await _join_rule(alice, open_room) == open_room_rule
+
     # Outside a space, the creator still decides.
     elsewhere = await alice.create(preset="public_chat")
     assert await alice.federates(elsewhere)
@@ -208,8 +229,11 @@ async def test_federated_rooms_and_other_servers_users_are_kept_out(
     alice, server = staff.alice, staff.server
     admin = await _user(single, "main", admin=True)
     bob = await _user(single, "outside")
+    # Erin makes the rooms (the shipped limits allow ten at a time per user); alice, who
+    # made the space, adds them to it.
+    erin = await _user(single, "main")
 
-    federated = await alice.create(preset="public_chat", name="Lobby")
+    federated = await erin.create(preset="public_chat", name="Lobby")
     _refused(
         await _add_child(alice, staff.space_id, federated, server),
         "internal space",
@@ -217,6 +241,7 @@ async def test_federated_rooms_and_other_servers_users_are_kept_out(
         "Create the room in the space instead",
     )
     # A server admin with every right in the space is no exception.
+    await alice.ok("POST", f"/rooms/{quote(staff.space_id)}/invite", {"user_id": admin.user_id})
     await admin.ok("POST", f"/join/{quote(staff.space_id)}", {})
     levels_path = f"/rooms/{quote(staff.space_id)}/state/m.room.power_levels/"
     levels = await alice.ok("GET", levels_path)
@@ -229,21 +254,38 @@ async def test_federated_rooms_and_other_servers_users_are_kept_out(
     _refused(await _add_child(alice, staff.space_id, theirs, server), "cannot see it")
 
     # The internal space in a space that federates; a federated room naming it as parent.
-    public_space = await alice.create(preset="public_chat", creation_content={"type": "m.space"})
+    public_space = await erin.create(preset="public_chat", creation_content={"type": "m.space"})
     _refused(
-        await _add_child(alice, public_space, staff.space_id, server),
+        await _add_child(erin, public_space, staff.space_id, server),
         "Keep internal spaces in internal spaces only",
     )
     _refused(
-        await alice.state(federated, "m.space.parent", staff.space_id, {"via": [server]}),
+        await erin.state(federated, "m.space.parent", staff.space_id, {"via": [server]}),
         "cannot name that space as its parent",
+    )
+
+    # A non-federated room open to anyone: Synapse would describe it once in the space.
+    open_room = await erin.create(preset="public_chat", creation_content={"m.federate": False})
+    _refused(await _add_child(alice, staff.space_id, open_room, server), "open to anyone")
+    # Nor may an internal room be opened up afterwards.
+    members_only = await erin.create(**_in_space(staff.space_id, server, name="Quiet"))
+    assert (await _add_child(alice, staff.space_id, members_only, server)).status_code == 200
+    _refused(
+        await erin.state(members_only, "m.room.join_rules", "", {"join_rule": "public"}),
+        "would describe it",
+    )
+    _refused(
+        await erin.state(
+            members_only, "m.room.history_visibility", "", {"history_visibility": "world_readable"}
+        ),
+        "would describe it",
     )
 
     # Nobody of another server is invited: not into the space, not into its rooms (they
     # are non-federated: the module's words, or Synapse's own where it refuses first).
-    room_id = await alice.create(**_in_space(staff.space_id, server, name="Board"))
-    for target in (staff.space_id, room_id):
-        refused = await alice.call(
+    room_id = await erin.create(**_in_space(staff.space_id, server, name="Board"))
+    for inviter, target in ((alice, staff.space_id), (erin, room_id)):
+        refused = await inviter.call(
             "POST", f"/rooms/{quote(target)}/invite", {"user_id": bob.user_id}
         )
         _refused(refused)
