@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,17 +25,19 @@ from homeport.cli._shared import (
     reports_errors,
 )
 from homeport.config.deployment import Deployment
-from homeport.config.lines import dotted
+from homeport.config.lines import LineMap, dotted
 from homeport.config.loader import load_deployment
 from homeport.errors import HomeportError
 from homeport.layout import DeploymentLayout
-from homeport.policy.lint import lint
+from homeport.policy.lint import Finding, lint
 from homeport.policy.surfaces import SURFACES, ordered_pairs
 from homeport.runtime.applied import unapplied
 from homeport.runtime.control import Control
 from homeport.runtime.status import gather_status
 from homeport.store.database import open_store
+from homeport.synapse.api import SynapseApiError
 from homeport.trust import client_ssl_context
+from homeport.verify.internal_spaces import internal_space_drift
 from homeport.verify.report import Report, save_report
 from homeport.verify.run import verify
 
@@ -46,11 +49,14 @@ from homeport.verify.run import verify
 def lint_command(config_path: Path, as_json: bool) -> None:
     """Check the federation policy for mistakes that Synapse would accept silently.
 
+    With the deployment running, it also reports the rooms of internal spaces
+    that federate, hold other servers' users or are open to them (drift).
     Exit code 1 when there is an error (`homeport up` refuses to start then),
     0 when there are only warnings or nothing to say.
     """
     deployment, lines = load_deployment(config_path)
-    findings = lint(deployment)
+    drift, unchecked = _drift(deployment)
+    findings = lint(deployment) + drift
     errors = sum(f.severity == "error" for f in findings)
     if as_json:
         rows = [
@@ -66,14 +72,37 @@ def lint_command(config_path: Path, as_json: bool) -> None:
             }
             for f in findings
         ]
-        summary = {"findings": rows, "errors": errors, "warnings": len(findings) - errors}
+        summary = {
+            "findings": rows,
+            "errors": errors,
+            "warnings": len(findings) - errors,
+            "internal_spaces_unchecked": unchecked,
+        }
         click.echo(json.dumps(summary, indent=2))
     else:
         print_findings(findings, lines, config_path)
+        if unchecked:
+            err_console.print(f"[yellow]note:[/] {escape(unchecked)}", soft_wrap=True)
         summary_text = f"{errors} error(s), {len(findings) - errors} warning(s)"
         console.print("[green]No findings.[/]" if not findings else summary_text)
     if errors:
         sys.exit(1)
+
+
+def _drift(deployment: Deployment) -> tuple[list[Finding], str | None]:
+    """What the running homeservers' internal spaces hold against the policy (drift); or
+    why it was not looked at. Nothing to do without internal spaces."""
+    if not any(hs.policy.rooms.internal_spaces for hs in deployment.homeservers.values()):
+        return [], None
+    try:
+        found = asyncio.run(internal_space_drift(deployment, client_ssl_context(deployment)))
+    except (HomeportError, SynapseApiError, httpx.HTTPError, OSError) as error:
+        return [], (
+            f"the rooms of the internal spaces were not checked: the homeservers do not "
+            f"answer ({error}); with the deployment running (`homeport up`), lint and "
+            "verify report what in them federates or holds other servers' users"
+        )
+    return [f for findings in found.values() for f in findings], None
 
 
 def _verify_table(report: Report, deployment: Deployment) -> Table:
@@ -144,12 +173,23 @@ def verify_command(config_path: Path, as_json: bool) -> None:
 
     For every ordered pair of homeservers it creates short-lived probe users and
     rooms, looks through the viewer's client API as a user would, compares with
-    what the policy says, and removes the probes. Exit code 1 on any mismatch.
+    what the policy says, and removes the probes. It also reports the rooms of
+    internal spaces that federate, hold other servers' users or are open to
+    them (drift). Exit code 1 on any mismatch or drift error.
     """
-    deployment, _ = load_deployment(config_path)
-    if len(deployment.homeservers) < 2:
-        raise HomeportError("verify needs at least two homeservers in the file")
+    deployment, lines = load_deployment(config_path)
+    internal = any(hs.policy.rooms.internal_spaces for hs in deployment.homeservers.values())
+    if len(deployment.homeservers) < 2 and not internal:
+        raise HomeportError(
+            "verify needs at least two homeservers in the file, or internal spaces to check"
+        )
     _check_ready(deployment, config_path)
+    drift, unchecked = _drift(deployment)
+    if unchecked:
+        raise HomeportError(unchecked)
+    if len(deployment.homeservers) < 2:
+        _verify_alone(deployment, lines, config_path, drift, as_json)
+        return
     started = time.monotonic()
     ssl_context = client_ssl_context(deployment)
     if as_json:
@@ -165,7 +205,7 @@ def verify_command(config_path: Path, as_json: bool) -> None:
     finally:
         store.dispose()
     if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2))
+        click.echo(json.dumps({**report.as_json(), "drift": _drift_json(drift, lines)}, indent=2))
     else:
         console.print(_verify_table(report, deployment))
         for check in report.checks:
@@ -176,6 +216,42 @@ def verify_command(config_path: Path, as_json: bool) -> None:
                     f"{escape(check.detail)}",
                     soft_wrap=True,
                 )
+        if drift:
+            console.print("Internal spaces: what was there before the policy (drift)")
+            print_findings(drift, lines, config_path)
         console.print(f"[dim]{time.monotonic() - started:.1f} s[/]")
-    if report.mismatches:
+    if report.mismatches or any(f.severity == "error" for f in drift):
+        sys.exit(1)
+
+
+def _drift_json(drift: list[Finding], lines: LineMap) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f.id,
+            "severity": f.severity,
+            "homeserver": f.homeserver,
+            "key": dotted(f.path),
+            "line": finding_line(f, lines),
+            "message": f.message,
+            "fix": f.fix,
+        }
+        for f in drift
+    ]
+
+
+def _verify_alone(
+    deployment: Deployment, lines: LineMap, config_path: Path, drift: list[Finding], as_json: bool
+) -> None:
+    """One homeserver: no other server of the file to look from; its internal spaces are
+    still checked for drift."""
+    if as_json:
+        click.echo(json.dumps({"checks": [], "drift": _drift_json(drift, lines)}, indent=2))
+    else:
+        console.print(
+            "One homeserver: visibility between homeservers needs a second one in the file "
+            "(its users look at this one's). Internal spaces checked."
+        )
+        print_findings(drift, lines, config_path)
+        console.print("[green]No drift.[/]" if not drift else f"{len(drift)} finding(s)")
+    if any(f.severity == "error" for f in drift):
         sys.exit(1)

@@ -23,6 +23,7 @@ from homeport.policy.effective import Side, side, sides_federate
 
 Phase = Literal["look", "share", "join"]
 VISIBLE, HIDDEN = "visible", "hidden"
+NO_INTERNAL_SPACES = "none"
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,11 @@ def _join_nonfederated(viewer: Side, target: Side, ids: ProbeIds | None) -> str:
     return "refused"  # Synapse's event auth, whatever the policy
 
 
+def _internal_spaces(viewer: Side, target: Side, ids: ProbeIds | None) -> str:
+    # The Homeport module keeps them non-federated and undescribed, whatever the policy.
+    return HIDDEN if target.policy.rooms.internal_spaces else NO_INTERNAL_SPACES
+
+
 SURFACES: tuple[Surface, ...] = (
     Surface(
         "federation",
@@ -219,6 +225,18 @@ SURFACES: tuple[Surface, ...] = (
             "joined": "Users of {viewer} can join {target}'s non-federated rooms.",
         },
         _join_nonfederated,
+    ),
+    Surface(
+        "internal_spaces",
+        "look",
+        "Can the viewer's users see the target's internal spaces (name, members, rooms) or "
+        "join them?",
+        {
+            HIDDEN: "Users of {viewer} can neither see nor join {target}'s internal spaces.",
+            VISIBLE: "Users of {viewer} can see or join {target}'s internal spaces.",
+            NO_INTERNAL_SPACES: "{target} has no internal spaces.",
+        },
+        _internal_spaces,
     ),
 )
 

@@ -21,6 +21,7 @@ from homeport.synapse.models import (
     Destination,
     DestinationPage,
     DestinationRoomsPage,
+    InternalSpacesReport,
     Room,
     RoomPage,
     Undelivered,
@@ -32,6 +33,7 @@ from homeport.synapse_module.contract import (
     DELIVERY_PATH,
     DESTINATIONS_PATH,
     DIRECTORY_LOGIN_PATH,
+    INTERNAL_SPACES_PATH,
     ROOM_COUNTS_PATH,
 )
 
@@ -290,6 +292,12 @@ class SynapseAdmin:
                 return None
             raise
         return dict(body)
+
+    async def internal_spaces(self) -> InternalSpacesReport:
+        """The internal spaces and their rooms (the Homeport module's report); empty on a
+        homeserver without internal spaces, where the module serves no report."""
+        body = await self._get_or_none(INTERNAL_SPACES_PATH)
+        return InternalSpacesReport.from_api(body or {})
 
     async def pending_background_updates(self) -> list[str]:
         """The background updates Synapse has still to run, next first."""

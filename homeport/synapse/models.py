@@ -200,3 +200,50 @@ class AuditMembership:
             already=bool(body.get("already")),
             inviter=_str_or_none(body.get("inviter")),
         )
+
+
+@dataclass(frozen=True)
+class InternalRoom:
+    """A room of a homeserver's internal spaces, as the Homeport module reports it."""
+
+    room_id: str
+    known: bool  # the homeserver is in it; else nothing more is known of it
+    federates: bool
+    exposed: bool  # Synapse describes it to any server asking (open join rule or history)
+    space: bool
+    name: str | None
+    parents: tuple[str, ...]  # the internal spaces that hold it
+    remote_members: tuple[str, ...]  # other servers' users joined, invited or knocking
+    outside_parents: tuple[str, ...]  # spaces that federate, outside the internal ones
+
+    @classmethod
+    def from_api(cls, row: Mapping[str, Any]) -> InternalRoom:
+        return cls(
+            room_id=str(row["room_id"]),
+            known=bool(row.get("known")),
+            federates=bool(row.get("federates", True)),
+            exposed=bool(row.get("exposed")),
+            space=bool(row.get("space")),
+            name=_str_or_none(row.get("name")),
+            parents=tuple(str(p) for p in row.get("parents") or ()),
+            remote_members=tuple(str(u) for u in row.get("remote_members") or ()),
+            outside_parents=tuple(str(p) for p in row.get("outside_parents") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class InternalSpacesReport:
+    """`GET /_homeport/v1/internal_spaces`: each internal space of homeport.yaml with the
+    room it names (None: none yet), and every room they hold."""
+
+    spaces: dict[str, str | None]
+    rooms: list[InternalRoom]
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> InternalSpacesReport:
+        return cls(
+            spaces={
+                str(s["reference"]): _str_or_none(s.get("room_id")) for s in body.get("spaces", [])
+            },
+            rooms=[InternalRoom.from_api(r) for r in body.get("rooms", [])],
+        )

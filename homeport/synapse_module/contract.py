@@ -20,6 +20,7 @@ BACKGROUND_UPDATES_PATH = "/_homeport/v1/background_updates"
 ROOM_MEMBER_PATH = "/_homeport/v1/room_member"
 DIRECTORY_ACCOUNTS_PATH = "/_homeport/v1/directory_accounts"
 DIRECTORY_LOGIN_PATH = "/_homeport/v1/directory_login"  # served by directory_login.py
+INTERNAL_SPACES_PATH = "/_homeport/v1/internal_spaces"  # with internal spaces only
 MAX_DESTINATIONS = 200  # the longest page DESTINATIONS_PATH serves
 
 # The orders of DESTINATIONS_PATH that Synapse's admin API does not have.

@@ -30,6 +30,7 @@ one transaction (`space_queries`) and kept until an `m.space.child` event arrive
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -57,11 +58,11 @@ class InternalSpaces:
 
     # What is internal.
 
-    async def roots(self) -> frozenset[str]:
-        """The internal spaces' room IDs; an alias that names no room yet is left out."""
+    async def resolve(self) -> dict[str, str | None]:
+        """Each reference of homeport.yaml with the room it names now (None: no room yet)."""
         from synapse.api.errors import SynapseError
 
-        found = set(self._ids)
+        found: dict[str, str | None] = {room_id: room_id for room_id in self._ids}
         for alias in self._aliases:
             try:
                 room_id, _servers = await self._api.lookup_room_alias(alias)
@@ -69,9 +70,27 @@ class InternalSpaces:
                 if alias not in self._unresolved:
                     self._unresolved.add(alias)
                     logger.info("homeport: internal space %s does not exist yet", alias)
+                found[alias] = None
                 continue
-            found.add(room_id)
-        return frozenset(found)
+            found[alias] = room_id
+        return found
+
+    async def roots(self) -> frozenset[str]:
+        """The internal spaces' room IDs; an alias that names no room yet is left out."""
+        return frozenset(r for r in (await self.resolve()).values() if r is not None)
+
+    async def report(self) -> dict[str, Any]:
+        """What `homeport verify` and the website read: each reference and its room, and
+        every room of the internal spaces with what drift needs of it."""
+        resolved = await self.resolve()
+        roots = [r for r in resolved.values() if r is not None]
+        rooms = await self._api.run_db_interaction(
+            "homeport_internal_report", space_queries.describe, roots, self._server
+        )
+        return {
+            "spaces": [{"reference": ref, "room_id": room} for ref, room in resolved.items()],
+            "rooms": [dataclasses.asdict(room) for room in rooms],
+        }
 
     async def internal_rooms(self) -> frozenset[str]:
         roots = await self.roots()

@@ -36,6 +36,11 @@ per request; the module answers
 - `GET /_homeport/v1/directory_accounts`: the accounts bound to the directory
   (created by it, or linked by an administrator), which group sync alone may
   manage (the admin API would take a request per user);
+- `GET /_homeport/v1/internal_spaces`, on a homeserver with internal spaces:
+  each one of homeport.yaml with the room it names, and every room they hold
+  with whether it federates, is open to other servers' eyes, holds other
+  servers' users or sits in a space outside them (what `homeport verify`
+  and the website report as drift);
 - `GET /_homeport/v1/background_updates`: the background updates Synapse has
   still to run. A new homeserver runs about sixty in its first minute, one of
   which rebuilds the user directory from scratch and drops what live updates
@@ -69,6 +74,7 @@ from homeport.synapse_module.contract import (
     DELIVERY_PATH,
     DESTINATIONS_PATH,
     DIRECTORY_ACCOUNTS_PATH,
+    INTERNAL_SPACES_PATH,
     MAX_DESTINATIONS,
     NEXT_ATTEMPT,
     ROOM_COUNTS_PATH,
@@ -160,6 +166,19 @@ def _background_updates_resource(api: Any) -> Any:
             return 200, {"pending": pending}
 
     return BackgroundUpdates()
+
+
+def _internal_spaces_resource(api: Any, internal: InternalSpaces) -> Any:
+    from synapse.module_api import DirectServeJsonResource
+
+    class Report(DirectServeJsonResource):
+        """The internal spaces and their rooms, with what drift needs of each."""
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
+            await _require_admin(api, request)
+            return 200, await internal.report()
+
+    return Report()
 
 
 def _room_counts_resource(api: Any) -> Any:
@@ -280,6 +299,9 @@ class HomeportModule:
             )
             api.register_spam_checker_callbacks(
                 user_may_create_room=self._internal.user_may_create_room
+            )
+            api.register_web_resource(
+                INTERNAL_SPACES_PATH, _internal_spaces_resource(api, self._internal)
             )
         self._audit = AuditRules(config.audit, api) if config.audit is not None else None
         api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)

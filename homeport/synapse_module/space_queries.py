@@ -132,7 +132,7 @@ class SpaceRoom:
     exposed: bool  # Synapse describes it to other servers (join rule, history visibility)
     parents: tuple[str, ...]  # the internal spaces that hold it
     remote_members: tuple[str, ...]  # other servers' users joined, invited or knocking
-    outside_parents: tuple[str, ...]  # spaces outside the internal ones that hold it
+    outside_parents: tuple[str, ...]  # spaces that federate, outside the internal ones, holding it
 
 
 def describe(txn: Any, roots: Iterable[str], server_name: str) -> list[SpaceRoom]:
@@ -156,6 +156,12 @@ def describe(txn: Any, roots: Iterable[str], server_name: str) -> list[SpaceRoom
         for parent, child, raw in txn.fetchall():
             if parent not in rooms and linked(json.loads(raw).get("content")):
                 outside.setdefault(child, []).append(parent)
+    # Only spaces that federate: the module lets a non-federated space hold an internal one.
+    federated_parents = federates(txn, {p for ps in outside.values() for p in ps})
+    outside = {
+        child: [p for p in parents if federated_parents.get(p, True)]
+        for child, parents in outside.items()
+    }
     remote: dict[str, list[str]] = {}
     for chunk in _chunks(sorted(rooms)):
         txn.execute(_MEMBERS_SQL.format(placeholders=", ".join("?" for _ in chunk)), chunk)

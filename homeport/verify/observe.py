@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from homeport.policy.surfaces import HIDDEN, VISIBLE
+from homeport.policy.surfaces import HIDDEN, NO_INTERNAL_SPACES, VISIBLE
 from homeport.synapse.api import SynapseApiError
 from homeport.verify.probes import SETTLE_SECONDS, PairProbe, ProbeUser
 
@@ -152,6 +152,36 @@ async def join_nonfederated(probe: PairProbe) -> Observation:
     return Observation("joined", "a remote user joined a non-federated room")
 
 
+async def internal_spaces(probe: PairProbe) -> Observation:
+    """The viewer's browser asks for a summary of each internal space of the target (what
+    Synapse's room hierarchy would tell another server), then tries to join it."""
+    target = probe.target
+    if not target.has_internal_spaces:
+        return Observation(NO_INTERNAL_SPACES, "none in homeport.yaml")
+    client = probe.viewer.browser.client
+    details = []
+    for room_id in target.internal_roots:
+        try:
+            summary = await client.request(
+                "GET",
+                f"/_matrix/client/v1/room_summary/{quote(room_id)}",
+                params={"via": target.server_name},
+            )
+        except SynapseApiError as error:
+            if error.status not in (403, 404):
+                raise
+            details.append(f"summary {error.status}")
+        else:
+            return Observation(VISIBLE, f"{room_id} is described: {summary.get('name')!r}")
+        try:
+            await probe.join(client, room_id)
+        except SynapseApiError as error:
+            details.append(await _join_refusal(probe, error))
+        else:
+            return Observation(VISIBLE, f"a remote user joined internal space {room_id}")
+    return Observation(HIDDEN, "; ".join(details) or "no internal space exists yet")
+
+
 OBSERVERS: dict[str, Observer] = {
     "federation": federation,
     "public_rooms": public_rooms,
@@ -160,4 +190,5 @@ OBSERVERS: dict[str, Observer] = {
     "device_names": device_names,
     "user_search": user_search,
     "join_nonfederated": join_nonfederated,
+    "internal_spaces": internal_spaces,
 }

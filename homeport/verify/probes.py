@@ -59,6 +59,9 @@ class ServerProbe:
     closed_room: str = ""
     rooms: list[str] = field(default_factory=list)
     joined: set[str] = field(default_factory=set)  # other servers' rooms our users joined
+    # Its internal spaces (homeport.yaml's), as rooms that exist now: looked at, never made.
+    has_internal_spaces: bool = False
+    internal_roots: list[str] = field(default_factory=list)
 
     @property
     def target_displayname(self) -> str:
@@ -319,6 +322,10 @@ async def set_up_server(deployment: Deployment, probe: ServerProbe) -> None:
         if isinstance(failure, BaseException):
             raise failure
     await _upload_device_keys(probe.target)
+    if hs.policy.rooms.internal_spaces:
+        probe.has_internal_spaces = True
+        report = await probe.admin.internal_spaces()
+        probe.internal_roots = [room for room in report.spaces.values() if room is not None]
     never = hs.policy.rooms.federation == "never"
     # On a `never` server the rooms are created as a client that does not care
     # would create them; the Homeport module must make them non-federated.

@@ -4,6 +4,7 @@ against the requests Element makes. On the settings Homeport ships."""
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from tests.harness import (
     RunningDeployment,
     access_token,
     edit_yaml,
+    homeport,
     init_deployment,
     running_deployment,
 )
@@ -315,6 +317,26 @@ async def test_an_upgrade_in_an_internal_space_stays_non_federated(
     assert (await alice.state(staff.space_id, "m.space.child", room_id, {})).status_code == 200
 
 
+async def test_verify_finds_the_internal_spaces_hidden_from_the_outside(
+    single: RunningDeployment, staff: Staff
+) -> None:
+    result = homeport("verify", "-c", str(single.config_path), "--json", check=False, timeout=600)
+    report = json.loads(result.stdout)
+    wrong = [c for c in report["checks"] if not c["ok"]]
+    assert wrong == [], json.dumps(wrong, indent=1)
+    surface = {
+        (c["viewer"], c["target"]): c for c in report["checks"] if c["surface"] == "internal_spaces"
+    }
+    assert surface[("outside", "main")]["observed"] == "hidden"
+    assert "summary 404" in surface[("outside", "main")]["detail"]
+    assert surface[("main", "outside")]["observed"] == "none"
+    # No drift yet; only a warning that #later names no room yet.
+    assert [(d["id"], d["key"]) for d in report["drift"]] == [
+        ("internal-space-missing", "homeservers.main.policy.rooms.internal_spaces[1]")
+    ]
+    assert result.returncode == 0
+
+
 async def test_a_space_that_becomes_internal_keeps_what_federates_out_from_then_on(
     single: RunningDeployment, staff: Staff
 ) -> None:
@@ -339,3 +361,34 @@ async def test_a_space_that_becomes_internal_keeps_what_federates_out_from_then_
     _refused(upgrade, "upgrading it would create another federated room")
     another = await dana.create(preset="public_chat")
     _refused(await _add_child(dana, space, another, server), "federates with other servers")
+
+    # The drift is reported, at the key of the internal space that holds it.
+    linted = homeport("lint", "-c", str(single.config_path), "--json", check=False)
+    assert linted.returncode == 1, linted.stdout + linted.stderr
+    summary = json.loads(linted.stdout)
+    assert summary["internal_spaces_unchecked"] is None
+    key = "homeservers.main.policy.rooms.internal_spaces[1]"
+    found = {(f["id"], f["key"]) for f in summary["findings"] if room in f["message"]}
+    assert found == {
+        ("internal-room-federates", key),
+        ("internal-room-remote-members", key),
+        ("internal-room-exposed", key),
+    }
+    remote = next(f for f in summary["findings"] if f["id"] == "internal-room-remote-members")
+    assert bob.user_id in remote["message"]
+    assert any(
+        f["id"] == "internal-room-federates" and space in f["message"] for f in summary["findings"]
+    )
+
+    # Verify sees it from the outside, and fails on the drift.
+    result = homeport("verify", "-c", str(single.config_path), "--json", check=False, timeout=600)
+    report = json.loads(result.stdout)
+    seen = next(
+        c
+        for c in report["checks"]
+        if (c["viewer"], c["target"], c["surface"]) == ("outside", "main", "internal_spaces")
+    )
+    assert (seen["observed"], seen["ok"]) == ("visible", False)
+    assert space in seen["detail"]
+    assert "internal-room-federates" in {d["id"] for d in report["drift"]}
+    assert result.returncode == 1

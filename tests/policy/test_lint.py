@@ -54,6 +54,34 @@ class Case:
 
 CASES = [
     Case(
+        "internal spaces where nothing federates anyway",
+        deployment_text(
+            "federation_domain_whitelist: [internal, external]\n"
+            "allow_profile_lookup_over_federation: false\n"
+            "rooms: {federation: never, internal_spaces: ['#staff']}"
+        ),
+        {("internal-spaces-without-effect", "internal", "policy.rooms.internal_spaces")},
+    ),
+    Case(
+        "internal spaces on a server whose profiles anyone may look up",
+        deployment_text(external="rooms: {internal_spaces: ['#staff']}"),
+        {
+            (
+                "internal-users-profiles-to-everyone",
+                "external",
+                "policy.allow_profile_lookup_over_federation",
+            )
+        },
+    ),
+    Case(
+        "internal spaces with private profiles: nothing to say",
+        deployment_text(
+            external="allow_profile_lookup_over_federation: false\n"
+            "rooms: {internal_spaces: ['#staff', '!abc:localhost:8449']}"
+        ),
+        set(),
+    ),
+    Case(
         "directory open to other servers, nobody may publish",
         deployment_text(
             external="allow_public_rooms_over_federation: true\n"

@@ -101,6 +101,8 @@ def test_the_drift_report_names_what_is_wrong_with_each_room(state: _State) -> N
     state.child("!staff", "!old")
     state.child("!staff", "!unseen")  # a room this server is not in
     state.child("!public", "!staff")
+    state.room("!local", federate=False, space=True)  # a non-federated space may hold it
+    state.child("!local", "!staff")
     state.member("!old", f"@alice:{SERVER}")
     state.member("!old", "@bob:elsewhere.example")
     state.member("!old", "@carol:elsewhere.example", "invite")
@@ -114,6 +116,6 @@ def test_the_drift_report_names_what_is_wrong_with_each_room(state: _State) -> N
         False,
         ("!public",),
     )
-    assert (old.federates, old.parents) == (True, ("!staff",))
+    assert (old.federates, old.parents, old.exposed) == (True, ("!staff",), False)
     assert old.remote_members == ("@bob:elsewhere.example", "@carol:elsewhere.example")
     assert (unseen.known, unseen.federates) == (False, True)

@@ -23,6 +23,8 @@ from homeport.policy.lint.retries import (
 )
 from homeport.policy.lint.sharing import (
     check_device_names_to_everyone,
+    check_internal_spaces_without_effect,
+    check_internal_users_profiles,
     check_never_federated_with_public_rooms,
     check_profile_limit_needs_auth,
     check_public_rooms_nothing_published,
@@ -65,6 +67,8 @@ CHECKS: tuple[Check, ...] = (
     check_server_name_undelegated,
     check_federation_bypasses_proxy,
     check_whitelist_unreachable,
+    check_internal_spaces_without_effect,
+    check_internal_users_profiles,
 )
 
 

@@ -129,3 +129,49 @@ def check_public_rooms_nothing_published(deployment: Deployment, name: str) -> I
             "add room_list_publication_rules, e.g. [{action: allow}], or set "
             "allow_public_rooms_over_federation: false",
         )
+
+
+def check_internal_spaces_without_effect(deployment: Deployment, name: str) -> Iterator[Finding]:
+    policy = deployment.homeservers[name].policy
+    if not policy.rooms.internal_spaces:
+        return
+    if policy.rooms.federation == "never" or policy.federation_domain_whitelist == []:
+        why = (
+            "rooms.federation: never"
+            if policy.rooms.federation == "never"
+            else "federation_domain_whitelist: []"
+        )
+        yield Finding(
+            "internal-spaces-without-effect",
+            "warning",
+            name,
+            ("policy", "rooms", "internal_spaces"),
+            f"{name}'s internal spaces change nothing: with {why} no room of it federates",
+            "Internal spaces keep chosen rooms non-federated on a homeserver whose other "
+            "rooms federate; here every room is kept to this server already.",
+            "remove internal_spaces, or let the other rooms federate",
+        )
+
+
+def check_internal_users_profiles(deployment: Deployment, name: str) -> Iterator[Finding]:
+    policy = deployment.homeservers[name].policy
+    allowed = effective_whitelist(deployment, name)
+    if (
+        not policy.rooms.internal_spaces
+        or not policy.allow_profile_lookup_over_federation
+        or allowed == []
+    ):
+        return
+    yield Finding(
+        "internal-users-profiles-to-everyone",
+        "warning",
+        name,
+        ("policy", "allow_profile_lookup_over_federation"),
+        f"any server can look up the display name and avatar of every user of {name}, "
+        "those who only use its internal spaces included",
+        "On one homeserver, the people of the internal spaces are users of a server that "
+        "federates: another server that knows or guesses their Matrix IDs can fetch their "
+        "profiles. Names still show in rooms shared with other servers (member events "
+        "carry them).",
+        "set allow_profile_lookup_over_federation: false (the single-homeserver starter does)",
+    )
