@@ -17,6 +17,7 @@ from homeport.groupsync.capability import CAPABILITY as GROUP_SYNC
 from homeport.homeserver.capability import HOMESERVERS, WORKERS
 from homeport.homeserver.render import render_homeserver
 from homeport.layout import DeploymentLayout
+from homeport.spaces.capability import CAPABILITY as INTERNAL_SPACES
 
 CAPABILITIES: tuple[Capability, ...] = (
     HOMESERVERS,
@@ -24,6 +25,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     AUDIT,
     GROUP_SYNC,
     CONFERENCE,
+    INTERNAL_SPACES,
     ADMIN_WEBSITE,
 )
 

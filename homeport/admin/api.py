@@ -15,10 +15,12 @@ from homeport.synapse.models import (
     AuditMembership,
     Destination,
     DestinationRoomsPage,
+    InternalSpacesReport,
     Room,
     RoomPage,
     Undelivered,
 )
+from homeport.synapse.spaces_api import SpacesApi
 
 
 class NotAdminError(Exception):
@@ -54,6 +56,8 @@ class HomeserverAdmin(Protocol):
 
     async def directory_login(self) -> dict[str, Any] | None: ...
 
+    async def internal_spaces(self) -> InternalSpacesReport: ...
+
 
 class Homeservers(Protocol):
     """The deployment's homeservers, as the website's admins reach them."""
@@ -71,6 +75,10 @@ class Homeservers(Protocol):
         ...
 
     def admin(self, name: str, token: str) -> HomeserverAdmin: ...
+
+    def spaces(self, name: str, token: str) -> SpacesApi:
+        """Rooms and their state, as the logged-in admin (the Internal spaces remedy)."""
+        ...
 
     async def undelivered(self, name: str) -> tuple[list[Undelivered], int]:
         """Every destination `name` owes events, as Homeport's service account (metrics)."""

@@ -20,6 +20,7 @@ from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.synapse.models import Undelivered
 from homeport.synapse.service_account import admin_token
+from homeport.synapse.spaces_api import SpacesApi
 
 T = TypeVar("T")
 
@@ -31,6 +32,7 @@ class LiveHomeservers:
             for name, hs in deployment.homeservers.items()
         }
         self._layout = DeploymentLayout(deployment.data_dir)
+        self._server_names = {name: hs.server_name for name, hs in deployment.homeservers.items()}
         # Homeport's service account, for what needs no logged-in admin (metrics).
         self._service = {
             name: SynapseClient(hs.local_url, ssl_context, tls_name=hs.tls_name)
@@ -63,6 +65,9 @@ class LiveHomeservers:
 
     def admin(self, name: str, token: str) -> SynapseAdmin:
         return SynapseAdmin(self._clients[name].as_user(token))
+
+    def spaces(self, name: str, token: str) -> SpacesApi:
+        return SpacesApi(self._clients[name].as_user(token), self._server_names[name])
 
     async def login(self, name: str, user: str, password: str) -> tuple[str, str]:
         login = await self._clients[name].login(user, password, "Homeport admin website")

@@ -15,7 +15,6 @@ import homeport.homeserver.workers as workers
 from homeport.capability import SynapsePieces
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
-from homeport.config.policy import internal_space
 from homeport.config.types import parse_postgres_url
 from homeport.homeserver.listeners import listener_resources
 from homeport.layout import DeploymentLayout, HomeserverLayout
@@ -210,16 +209,10 @@ def render_homeserver(
 
 def homeport_module(hs: Homeserver, extra: Mapping[str, Any]) -> dict[str, Any]:
     """The Homeport module's entry, its config typed by the model the module parses:
-    the homeserver's own settings and what the capabilities add (`audit`)."""
+    the homeserver's own settings and what the capabilities add (`audit`,
+    `internal_spaces`)."""
     config = HomeportModuleConfig.model_validate(
-        {
-            "rooms_federation": hs.policy.rooms.federation,
-            "internal_spaces": [
-                internal_space(reference, hs.server_name)
-                for reference in hs.policy.rooms.internal_spaces
-            ],
-            **extra,
-        }
+        {"rooms_federation": hs.policy.rooms.federation, **extra}
     )
     return {
         "module": HOMEPORT_MODULE,

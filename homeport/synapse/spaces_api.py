@@ -10,6 +10,8 @@ join people who were never invited).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -156,6 +158,35 @@ class SpacesApi:
         body = create_room_body(localpart, name, space)
         answer = await rate_limited(self.client.request, "POST", f"{V3}/createRoom", json=body)
         return str(answer["room_id"])
+
+    async def create_room(self, body: dict[str, Any]) -> str:
+        """A room as `body` asks (a `createRoom` request)."""
+        answer = await rate_limited(self.client.request, "POST", f"{V3}/createRoom", json=body)
+        return str(answer["room_id"])
+
+    @contextlib.asynccontextmanager
+    async def as_user(self, user_id: str) -> AsyncIterator[SpacesApi]:
+        """This API acting as local user `user_id` (a token minted by the admin API), for
+        what only that user may do; the token is logged out on exit."""
+        body = await self.client.request("POST", f"{ADMIN_V1}/users/{_q(user_id)}/login", json={})
+        view = SpacesApi(self.client.as_user(str(body["access_token"])), self.server_name)
+        try:
+            yield view
+        finally:
+            with contextlib.suppress(SynapseApiError):
+                await view.client.logout()
+
+    async def join_self(self, room_id: str) -> None:
+        """Join a room as the client's own user (one it may join, or is invited to)."""
+        await rate_limited(self.client.request, "POST", f"{V3}/join/{_q(room_id)}", json={})
+
+    async def make_room_admin(self, room_id: str, user_id: str) -> None:
+        """Give a local user the highest power in a room, through a local member who has
+        it (Synapse's admin API; it invites a user who is not in the room; refused when no
+        local member can)."""
+        await self.client.request(
+            "POST", f"{ADMIN_V1}/rooms/{_q(room_id)}/make_room_admin", json={"user_id": user_id}
+        )
 
     async def put_state(
         self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]

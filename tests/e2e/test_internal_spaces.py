@@ -14,8 +14,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from homeport.trust import client_ssl_context
+from tests.browser import chromium, log_in
 from tests.harness import (
     RunningDeployment,
     access_token,
@@ -392,3 +394,41 @@ async def test_a_space_that_becomes_internal_keeps_what_federates_out_from_then_
     assert space in seen["detail"]
     assert "internal-room-federates" in {d["id"] for d in report["drift"]}
     assert result.returncode == 1
+
+    # The website shows it, and replaces the room: a non-federated successor in the space,
+    # dana moved, bob (another server's) left in the old room, which says where it went.
+    admin_id, admin_password = await single.new_user("main", admin=True)
+    deployment = single.deployment
+    assert deployment.admin is not None
+    url = f"https://{deployment.admin.host}:{deployment.admin.port}"
+    async with chromium(
+        single.layout.admin_tls_certificate, single.layout.ca_certificate
+    ) as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await log_in(page, url, "main", admin_id[1:].split(":")[0], admin_password)
+        await page.get_by_role("link", name="Internal spaces").click()
+        await expect(page.get_by_role("heading", name="Internal spaces")).to_be_visible()
+        row = page.locator("tr.problem", has_text=room)
+        await expect(row).to_contain_text("federates")
+        await expect(row).to_contain_text(bob.user_id)
+        await row.get_by_label("users of other servers stay behind").check()
+        await row.get_by_role("button", name="Replace with a non-federated room").click()
+        await expect(page.locator("#notice")).to_contain_text(f"{room} is replaced by")
+        await expect(page.locator("#notice")).to_contain_text("1 of other servers stay")
+        assert "not tombstoned" not in await page.locator("#notice").inner_text()
+
+    children = [
+        e
+        for e in await dana.ok("GET", f"/rooms/{quote(space)}/state")
+        if e["type"] == "m.space.child" and e["content"].get("via")
+    ]
+    assert [c["state_key"] for c in children] != [room]
+    (successor,) = [c["state_key"] for c in children]
+    assert not await dana.federates(successor)
+    assert (await dana.ok("GET", f"/rooms/{quote(successor)}/state/m.room.name/"))["name"] == "Old"
+    joined = await dana.ok("GET", "/joined_rooms")
+    assert successor in joined["joined_rooms"]
+    tombstone = await dana.ok("GET", f"/rooms/{quote(room)}/state/m.room.tombstone/")
+    assert tombstone["replacement_room"] == successor
+    members = await bob.ok("GET", f"/rooms/{quote(room)}/joined_members")
+    assert bob.user_id in members["joined"]

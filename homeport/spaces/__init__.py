@@ -1,0 +1,1 @@
+"""Internal spaces: one homeserver's spaces whose rooms never federate (the single model)."""
