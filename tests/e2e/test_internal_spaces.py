@@ -5,7 +5,10 @@ against the requests Element makes. On the settings Homeport ships."""
 from __future__ import annotations
 
 import json
+import re
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,8 @@ pytestmark = pytest.mark.e2e
 
 
 LATER = "#later"
+TEAM = "#team"  # the README's walk-through makes it (as #staff in the README)
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _add_the_outside_world(config: Path) -> None:
@@ -41,7 +46,7 @@ def _add_the_outside_world(config: Path) -> None:
         port = int(main["port"]) + 3
         host = str(main["server_name"]).rsplit(":", 1)[0]
         # A second internal space, whose alias no room has yet: the drift test makes it.
-        main["policy"]["rooms"]["internal_spaces"].append(LATER)
+        main["policy"]["rooms"]["internal_spaces"].extend([LATER, TEAM])
         data["homeservers"]["outside"] = {
             "server_name": f"{host}:{port}",
             "address": "127.0.0.1",
@@ -332,9 +337,10 @@ async def test_verify_finds_the_internal_spaces_hidden_from_the_outside(
     assert surface[("outside", "main")]["observed"] == "hidden"
     assert "summary 404" in surface[("outside", "main")]["detail"]
     assert surface[("main", "outside")]["observed"] == "none"
-    # No drift yet; only a warning that #later names no room yet.
+    # No drift yet; only warnings that #later and #team name no room yet.
     assert [(d["id"], d["key"]) for d in report["drift"]] == [
-        ("internal-space-missing", "homeservers.main.policy.rooms.internal_spaces[1]")
+        ("internal-space-missing", f"homeservers.main.policy.rooms.internal_spaces[{i}]")
+        for i in (1, 2)
     ]
     assert result.returncode == 0
 
@@ -432,3 +438,34 @@ async def test_a_space_that_becomes_internal_keeps_what_federates_out_from_then_
     assert tombstone["replacement_room"] == successor
     members = await bob.ok("GET", f"/rooms/{quote(room)}/joined_members")
     assert bob.user_id in members["joined"]
+
+
+def test_the_readme_walkthrough_of_one_homeserver(
+    single: RunningDeployment, tmp_path: Path
+) -> None:
+    """README's "One homeserver instead", as written (only the port, and the space: #team,
+    since this deployment's #staff is the tests')."""
+    match = re.search(
+        r"<!-- walkthrough-single -->\n```bash\n(.*?)```\n<!-- /walkthrough-single -->",
+        README.read_text(),
+        re.S,
+    )
+    assert match, "README has no one-homeserver walk-through"
+    main = single.deployment.homeservers["main"]
+    script = match.group(1).replace("8448", str(main.port)).replace("staff", "team")
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    (tmp_path / "one").symlink_to(single.config_path.parent)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+    assert result.returncode in (0, 1), result.stdout + result.stderr  # lint: drift elsewhere
+    out = result.stdout
+    assert out.count('"m.federate":false') == 2, out
+    assert '"errcode":"M_FORBIDDEN"' in out
+    assert "Create the room in the space instead" in out
