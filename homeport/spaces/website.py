@@ -26,6 +26,14 @@ from homeport.synapse.models import InternalRoom, InternalSpacesReport
 from homeport.verify.internal_spaces import drift
 
 MAX_FIELD = 255
+# Each drift finding in a word or two, in the row of its room (the details open below).
+PROBLEM_WORDS = {
+    "internal-room-federates": "federates",
+    "internal-room-remote-members": "holds users of other servers",
+    "internal-room-exposed": "open to anyone",
+    "internal-room-unseen": "this server is not in it",
+    "internal-space-in-federated-space": "listed in a space that federates",
+}
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ async def spaces(request: Request) -> Response:
         missing=[f for f in findings if f.id == "internal-space-missing"],
         drift=len([f for f in findings if f.id != "internal-space-missing"]),
         notice=request.query_params.get("done", "")[:600],
+        problem_words=PROBLEM_WORDS,
     )
 
 

@@ -23,6 +23,13 @@ REPLACE = (
 )
 
 
+ROOT_FEDERATES = (
+    "give the address to a new space: remove it from this one (Element: space settings, "
+    "published addresses), create the space anew with it (it is made non-federated), and "
+    "add the rooms there"
+)
+
+
 def _label(room: InternalRoom) -> str:
     return f"{room.name} ({room.room_id})" if room.name else room.room_id
 
@@ -85,16 +92,17 @@ def drift(deployment: Deployment, name: str, report: InternalSpacesReport) -> li
             )
             continue
         if room.federates:
+            root = room.room_id in report.spaces.values()
             findings.append(
                 Finding(
                     "internal-room-federates",
                     "error",
                     name,
                     key,
-                    f"{label}, in internal space {where}, federates",
-                    "It was there before the space was internal (m.federate never changes "
-                    "after creation): other servers' users may join it and read it.",
-                    REPLACE,
+                    f"{label}, {'the' if root else 'in'} internal space {where}, federates",
+                    "It was made before it was internal (m.federate never changes after "
+                    "creation): other servers' users may join it and read it.",
+                    ROOT_FEDERATES if root else REPLACE,
                 )
             )
         if room.remote_members:

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.e2e
 LATER = "#later"
 TEAM = "#team"  # the README's walk-through makes it (as #staff in the README)
 README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 def _add_the_outside_world(config: Path) -> None:
@@ -417,6 +418,7 @@ async def test_a_space_that_becomes_internal_keeps_what_federates_out_from_then_
         row = page.locator("tr.problem", has_text=room)
         await expect(row).to_contain_text("federates")
         await expect(row).to_contain_text(bob.user_id)
+        await page.screenshot(path=DOCS_IMAGES / "internal-spaces.png", full_page=True)
         await row.get_by_label("users of other servers stay behind").check()
         await row.get_by_role("button", name="Replace with a non-federated room").click()
         await expect(page.locator("#notice")).to_contain_text(f"{room} is replaced by")
