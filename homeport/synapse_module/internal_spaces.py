@@ -24,8 +24,8 @@ events hold, recursively. The rules, for every user, server admins included:
   create another federated room. (A non-federated room's upgrade stays non-federated:
   Synapse copies `m.federate`.)
 
-Every refusal is M_FORBIDDEN, in words a user understands. The internal rooms are read in
-one transaction (`space_queries`) and kept until an `m.space.child` event arrives.
+Every refusal is M_FORBIDDEN, in words a user understands. The internal rooms are read
+afresh for each check, in one transaction (`space_queries`).
 """
 
 from __future__ import annotations
@@ -51,68 +51,35 @@ class InternalSpaces:
     def __init__(self, references: list[str], api: Any) -> None:
         self._api = api
         self._server = api.server_name
+        self._references = list(references)
         self._aliases = [r for r in references if r.startswith("#")]
-        self._ids = [r for r in references if r.startswith("!")]
-        self._cached: tuple[frozenset[str], frozenset[str]] | None = None  # roots, rooms
         self._unresolved: set[str] = set()  # aliases already said to be missing
 
-    # What is internal.
+    # What is internal: read afresh for every check, in one transaction. Checks run only
+    # where an internal room may be concerned (a room made in a space, a space's child or
+    # parent, another server's member, a room opened up), so nothing needs keeping, and
+    # no process (a worker) can hold a stale view.
 
-    async def resolve(self) -> dict[str, str | None]:
-        """Each reference of homeport.yaml with the room it names now (None: no room yet)."""
-        from synapse.api.errors import SynapseError
-
-        found: dict[str, str | None] = {room_id: room_id for room_id in self._ids}
-        for alias in self._aliases:
-            try:
-                room_id, _servers = await self._api.lookup_room_alias(alias)
-            except SynapseError:
-                if alias not in self._unresolved:
-                    self._unresolved.add(alias)
-                    logger.info("homeport: internal space %s does not exist yet", alias)
-                found[alias] = None
-                continue
-            found[alias] = room_id
-        return found
-
-    async def roots(self) -> frozenset[str]:
-        """The internal spaces' room IDs; an alias that names no room yet is left out."""
-        return frozenset(r for r in (await self.resolve()).values() if r is not None)
+    async def internal_rooms(self) -> frozenset[str]:
+        rooms = await self._api.run_db_interaction(
+            "homeport_internal_rooms", space_queries.internal_view, self._references
+        )
+        return frozenset(rooms)
 
     async def report(self) -> dict[str, Any]:
         """What `homeport verify` and the website read: each reference and its room, and
         every room of the internal spaces with what drift needs of it."""
-        resolved = await self.resolve()
-        roots = [r for r in resolved.values() if r is not None]
-        rooms = await self._api.run_db_interaction(
-            "homeport_internal_report", space_queries.describe, roots, self._server
+        resolved, rooms = await self._api.run_db_interaction(
+            "homeport_internal_report", space_queries.describe, self._references, self._server
         )
+        for reference, room in resolved.items():
+            if room is None and reference not in self._unresolved:
+                self._unresolved.add(reference)
+                logger.info("homeport: internal space %s does not exist yet", reference)
         return {
             "spaces": [{"reference": ref, "room_id": room} for ref, room in resolved.items()],
             "rooms": [dataclasses.asdict(room) for room in rooms],
         }
-
-    async def internal_rooms(self) -> frozenset[str]:
-        roots = await self.roots()
-        if self._cached is not None and self._cached[0] == roots:
-            return self._cached[1]
-        rooms = await self._api.run_db_interaction(
-            "homeport_internal_rooms", space_queries.internal_rooms, roots
-        )
-        self._cached = (roots, frozenset(rooms))
-        return self._cached[1]
-
-    async def on_new_event(self, event: Any, _state_events: Any) -> None:
-        """A space changed what it holds: read the internal rooms again when next asked."""
-        if event.type == "m.space.child":
-            self._cached = None
-
-    async def _federated(self, room_ids: set[str]) -> list[str]:
-        """Those of `room_ids` that federate, or that this server cannot see."""
-        flags = await self._api.run_db_interaction(
-            "homeport_federates", space_queries.federates, room_ids
-        )
-        return sorted(room for room in room_ids if flags.get(room, True))
 
     def _refuse(self, message: str) -> Exception:
         from synapse.api.errors import Codes, SynapseError
@@ -131,7 +98,8 @@ class InternalSpaces:
             and entry.get("type") == "m.space.parent"
             and space_queries.linked(entry.get("content"))
         }
-        internal_parents = sorted(parents & await self.internal_rooms())
+        # Only a room made in a space, or with an internal address, is asked about.
+        internal_parents = sorted(parents & await self.internal_rooms()) if parents else []
         if alias not in self._aliases and not internal_parents:
             return
         content = request.setdefault("creation_content", {})
@@ -185,20 +153,9 @@ class InternalSpaces:
             )
         return True, None
 
-    async def _check_undescribed(self, child: str, brought: set[str]) -> None:
-        open_rooms = await self._api.run_db_interaction(
-            "homeport_exposed", space_queries.exposed, brought
-        )
-        if open_rooms:
-            raise self._refuse(
-                f"{child} is open to anyone (its join rule or history visibility), so Synapse "
-                "would describe it to any server that asks once it is in this internal space. "
-                'Make it "space members" or invite-only, with history for members only, '
-                "first."
-            )
-
     async def _check_parent(self, event: Any, state_events: dict[tuple[str, str], Any]) -> None:
-        if event.state_key in await self.internal_rooms() and _federates(state_events):
+        # A non-federated room may name any parent (the rooms made in a space among them).
+        if _federates(state_events) and event.state_key in await self.internal_rooms():
             raise self._refuse(
                 f"{event.state_key} is an internal space of {self._server}, and this room "
                 "federates with other servers: it cannot name that space as its parent. "
@@ -218,26 +175,31 @@ class InternalSpaces:
 
     async def _check_child(self, event: Any, state_events: dict[tuple[str, str], Any]) -> None:
         child, space = event.state_key, event.room_id
-        internal = await self.internal_rooms()
-        if space in internal:
-            brought = await self._api.run_db_interaction(
-                "homeport_subtree", space_queries.subtree, child
-            )
-            federated = await self._federated(brought)
-            if not federated:
-                await self._check_undescribed(child, brought)
-                return
-            what = (
-                f"{child} federates with other servers, or this server cannot see it"
-                if federated == [child]
-                else f"{child} holds {len(federated)} rooms that federate with other servers"
-            )
-            raise self._refuse(
-                f"This is an internal space of {self._server}, whose rooms never federate: "
-                f"{what}. Create the room in the space instead (rooms made there are "
-                f"non-federated), or {ADMIN_HINT}."
-            )
-        if child in internal and _federates(state_events):
+        facts = await self._api.run_db_interaction(
+            "homeport_space_child", space_queries.child_facts, self._references, child
+        )
+        if space in facts.internal:
+            if facts.federated:
+                what = (
+                    f"{child} federates with other servers, or this server cannot see it"
+                    if facts.federated == (child,)
+                    else f"{child} holds {len(facts.federated)} rooms that federate with "
+                    "other servers"
+                )
+                raise self._refuse(
+                    f"This is an internal space of {self._server}, whose rooms never "
+                    f"federate: {what}. Create the room in the space instead (rooms made "
+                    f"there are non-federated), or {ADMIN_HINT}."
+                )
+            if facts.exposed:
+                raise self._refuse(
+                    f"{child} is open to anyone (its join rule or history visibility), so "
+                    "Synapse would describe it to any server that asks once it is in this "
+                    'internal space. Make it "space members" or invite-only, with history '
+                    "for members only, first."
+                )
+            return
+        if child in facts.internal and _federates(state_events):
             raise self._refuse(
                 f"{child} is an internal space of {self._server}, and this space federates "
                 "with other servers: their users would see the internal space listed. Keep "

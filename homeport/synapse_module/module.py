@@ -294,8 +294,7 @@ class HomeportModule:
         if config.internal_spaces:
             self._internal = InternalSpaces(config.internal_spaces, api)
             api.register_third_party_rules_callbacks(
-                check_event_allowed=self._internal.check_event_allowed,
-                on_new_event=self._internal.on_new_event,
+                check_event_allowed=self._internal.check_event_allowed
             )
             api.register_spam_checker_callbacks(
                 user_may_create_room=self._internal.user_may_create_room

@@ -120,6 +120,49 @@ def subtree(txn: Any, room_id: str) -> set[str]:
     return internal_rooms(txn, [room_id])
 
 
+def resolve(txn: Any, references: Iterable[str]) -> dict[str, str | None]:
+    """Each reference (an alias of this server, or a room ID) with the room it names now;
+    None for an alias that names no room (yet)."""
+    found: dict[str, str | None] = {}
+    aliases = sorted({r for r in references if r.startswith("#")})
+    for chunk in _chunks(aliases):
+        placeholders = ", ".join("?" for _ in chunk)
+        txn.execute(
+            f"SELECT room_alias, room_id FROM room_aliases WHERE room_alias IN ({placeholders})",  # noqa: S608 - placeholders only
+            chunk,
+        )
+        found.update(dict(txn.fetchall()))
+    return {r: (r if r.startswith("!") else found.get(r)) for r in references}
+
+
+def internal_view(txn: Any, references: Iterable[str]) -> set[str]:
+    """The rooms of the internal spaces, from homeport.yaml's references, in one read."""
+    roots = [room for room in resolve(txn, references).values() if room is not None]
+    return internal_rooms(txn, roots)
+
+
+@dataclass(frozen=True)
+class ChildFacts:
+    """What an `m.space.child` event would link, read in one transaction."""
+
+    internal: frozenset[str]  # the rooms of the internal spaces now
+    brought: frozenset[str]  # the child and everything it holds
+    federated: tuple[str, ...]  # of those, the rooms that federate or are not known here
+    exposed: tuple[str, ...]  # of those, the rooms open to other servers' eyes
+
+
+def child_facts(txn: Any, references: Iterable[str], child: str) -> ChildFacts:
+    internal = internal_view(txn, references)
+    brought = subtree(txn, child)
+    flags = federates(txn, brought)
+    return ChildFacts(
+        internal=frozenset(internal),
+        brought=frozenset(brought),
+        federated=tuple(sorted(r for r in brought if flags.get(r, True))),
+        exposed=tuple(sorted(exposed(txn, brought))),
+    )
+
+
 @dataclass(frozen=True)
 class SpaceRoom:
     """One room of the internal spaces, as the drift report shows it."""
@@ -135,10 +178,14 @@ class SpaceRoom:
     outside_parents: tuple[str, ...]  # spaces that federate, outside the internal ones, holding it
 
 
-def describe(txn: Any, roots: Iterable[str], server_name: str) -> list[SpaceRoom]:
-    """Every room of the internal spaces with what drift needs of it: whether it federates,
-    other servers' users in it, and spaces outside the internal ones that hold it."""
-    rooms = internal_rooms(txn, roots)
+def describe(
+    txn: Any, references: Iterable[str], server_name: str
+) -> tuple[dict[str, str | None], list[SpaceRoom]]:
+    """Each reference with its room, and every room of the internal spaces with what drift
+    needs of it: whether it federates, other servers' users in it, and spaces outside the
+    internal ones that hold it."""
+    resolved = resolve(txn, references)
+    rooms = internal_rooms(txn, [r for r in resolved.values() if r is not None])
     flags = federates(txn, rooms)
     kinds = {
         room: isinstance(c, dict) and c.get("type") == "m.space"
@@ -168,7 +215,7 @@ def describe(txn: Any, roots: Iterable[str], server_name: str) -> list[SpaceRoom
         for room, user, _membership in txn.fetchall():
             if user.partition(":")[2] != server_name:
                 remote.setdefault(room, []).append(user)
-    return [
+    return resolved, [
         SpaceRoom(
             room_id=room,
             known=room in flags,

@@ -60,6 +60,7 @@ def state() -> Iterator[_State]:
         CREATE TABLE current_state_events (event_id TEXT, room_id TEXT, type TEXT,
             state_key TEXT, membership TEXT);
         CREATE TABLE event_json (event_id TEXT, room_id TEXT, json TEXT);
+        CREATE TABLE room_aliases (room_alias TEXT, room_id TEXT, creator TEXT);
         """
     )
     yield _State(db)
@@ -107,7 +108,9 @@ def test_the_drift_report_names_what_is_wrong_with_each_room(state: _State) -> N
     state.member("!old", "@bob:elsewhere.example")
     state.member("!old", "@carol:elsewhere.example", "invite")
     state.member("!old", "@dave:elsewhere.example", "leave")
-    report = {r.room_id: r for r in space_queries.describe(state.db.cursor(), ["!staff"], SERVER)}
+    resolved, rooms = space_queries.describe(state.db.cursor(), ["!staff", "#none:x"], SERVER)
+    assert resolved == {"!staff": "!staff", "#none:x": None}
+    report = {r.room_id: r for r in rooms}
     assert set(report) == {"!staff", "!old", "!unseen"}
     staff, old, unseen = report["!staff"], report["!old"], report["!unseen"]
     assert (staff.name, staff.space, staff.federates, staff.outside_parents) == (
@@ -119,3 +122,20 @@ def test_the_drift_report_names_what_is_wrong_with_each_room(state: _State) -> N
     assert (old.federates, old.parents, old.exposed) == (True, ("!staff",), False)
     assert old.remote_members == ("@bob:elsewhere.example", "@carol:elsewhere.example")
     assert (unseen.known, unseen.federates) == (False, True)
+
+
+def test_references_resolve_through_this_server_s_aliases(state: _State) -> None:
+    state.room("!staff", federate=False, space=True)
+    state.child("!staff", "!a")
+    state.room("!a", federate=True)
+    state.db.execute("INSERT INTO room_aliases VALUES ('#staff:hs.example', '!staff', NULL)")
+    txn = state.db.cursor()
+    references = ["#staff:hs.example", "#later:hs.example", "!id"]
+    assert space_queries.resolve(txn, references) == {
+        "#staff:hs.example": "!staff",
+        "#later:hs.example": None,
+        "!id": "!id",
+    }
+    assert space_queries.internal_view(txn, references) == {"!staff", "!a", "!id"}
+    facts = space_queries.child_facts(txn, references, "!a")
+    assert (facts.brought, facts.federated, facts.exposed) == (frozenset({"!a"}), ("!a",), ())
