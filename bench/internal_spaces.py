@@ -2,7 +2,8 @@
 """Internal spaces: what the Homeport module's checks add to room creation in a space.
 
 On the one-homeserver starter (`homeport init --model single`, Homeport's own settings)
-plus a second homeserver `plain`, the same but without internal spaces. On each, a
+plus a second homeserver `plain`, the same (its own audit bot included) but without
+internal spaces. On each, a
 user makes a space, then, round after round, a room in it the way Element does
 (`createRoom` with an `m.space.parent` in `initial_state`) and adds it as the space's
 child (`PUT .../m.space.child/...`), "visible to space members" (Element's default). On `main` the space is the internal #staff: the
@@ -58,6 +59,8 @@ def _add_plain(config: Path) -> None:
             "port": port,
             "database": "sqlite",
             "policy": {**policy, "rooms": {"federation": "creator_choice"}},
+            # An audit bot as main has: the two differ in their internal spaces only.
+            "audit": {**main["audit"], "port": port + 1},
         }
 
     edit_yaml(config, edit)

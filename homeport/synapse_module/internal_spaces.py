@@ -25,7 +25,8 @@ events hold, recursively. The rules, for every user, server admins included:
   Synapse copies `m.federate`.)
 
 Every refusal is M_FORBIDDEN, in words a user understands. The internal rooms are read
-afresh for each check, in one transaction (`space_queries`).
+afresh for each check from Synapse's own caches of the current state; the drift report
+reads its tables in one transaction (`space_queries`).
 """
 
 from __future__ import annotations
@@ -55,16 +56,65 @@ class InternalSpaces:
         self._aliases = [r for r in references if r.startswith("#")]
         self._unresolved: set[str] = set()  # aliases already said to be missing
 
-    # What is internal: read afresh for every check, in one transaction. Checks run only
-    # where an internal room may be concerned (a room made in a space, a space's child or
-    # parent, another server's member, a room opened up), so nothing needs keeping, and
-    # no process (a worker) can hold a stale view.
+    # What is internal: read afresh for every check, from the current state as Synapse
+    # caches it (`get_partial_current_state_ids`, the event cache): kept right by Synapse
+    # on every process, workers included, and free of database round trips once warm.
+    # Checks run only where an internal room may be concerned (a room made in a space, a
+    # space's child or parent, another server's member, a room opened up).
+
+    async def _roots(self) -> set[str]:
+        from synapse.api.errors import SynapseError
+
+        found: set[str] = set()
+        for reference in self._references:
+            if reference.startswith("!"):
+                found.add(reference)
+                continue
+            try:
+                room_id, _servers = await self._api.lookup_room_alias(reference)
+            except SynapseError:
+                continue  # no room has that address yet
+            found.add(room_id)
+        return found
+
+    async def _state(self, room_id: str, kinds: tuple[str, ...]) -> dict[tuple[str, str], Any]:
+        """The room's current state events of `kinds` (none for a room not known here)."""
+        store = self._api._store
+        ids = await store.get_partial_current_state_ids(room_id)
+        wanted = {key: event_id for key, event_id in ids.items() if key[0] in kinds}
+        if not wanted:
+            return {}
+        events = await store.get_events(list(wanted.values()))
+        return {key: events[e] for key, e in wanted.items() if e in events}
+
+    async def _held(self, roots: set[str]) -> set[str]:
+        """`roots` and every room and subspace they hold, recursively."""
+        seen = set(roots)
+        frontier = list(roots)
+        while frontier and len(seen) < space_queries.MAX_INTERNAL_ROOMS:
+            state = await self._state(frontier.pop(), ("m.space.child",))
+            for (_kind, child), event in state.items():
+                if child not in seen and space_queries.linked(event.content):
+                    seen.add(child)
+                    frontier.append(child)
+        return seen
 
     async def internal_rooms(self) -> frozenset[str]:
-        rooms = await self._api.run_db_interaction(
-            "homeport_internal_rooms", space_queries.internal_view, self._references
-        )
-        return frozenset(rooms)
+        return frozenset(await self._held(await self._roots()))
+
+    async def _undescribable(self, room_ids: set[str]) -> tuple[list[str], list[str]]:
+        """Of `room_ids`: those that federate (or are not known here), those that are open
+        to other servers' eyes."""
+        federated, open_rooms = [], []
+        kinds = ("m.room.create", "m.room.join_rules", "m.room.history_visibility")
+        for room in sorted(room_ids):
+            state = await self._state(room, kinds)
+            create = state.get(("m.room.create", ""))
+            if create is None or create.content.get("m.federate", True) is True:
+                federated.append(room)
+            if any(_opens(event) for event in state.values()):
+                open_rooms.append(room)
+        return federated, open_rooms
 
     async def report(self) -> dict[str, Any]:
         """What `homeport verify` and the website read: each reference and its room, and
@@ -175,23 +225,21 @@ class InternalSpaces:
 
     async def _check_child(self, event: Any, state_events: dict[tuple[str, str], Any]) -> None:
         child, space = event.state_key, event.room_id
-        facts = await self._api.run_db_interaction(
-            "homeport_space_child", space_queries.child_facts, self._references, child
-        )
-        if space in facts.internal:
-            if facts.federated:
+        internal = await self.internal_rooms()
+        if space in internal:
+            federated, open_rooms = await self._undescribable(await self._held({child}))
+            if federated:
                 what = (
                     f"{child} federates with other servers, or this server cannot see it"
-                    if facts.federated == (child,)
-                    else f"{child} holds {len(facts.federated)} rooms that federate with "
-                    "other servers"
+                    if federated == [child]
+                    else f"{child} holds {len(federated)} rooms that federate with other servers"
                 )
                 raise self._refuse(
                     f"This is an internal space of {self._server}, whose rooms never "
                     f"federate: {what}. Create the room in the space instead (rooms made "
                     f"there are non-federated), or {ADMIN_HINT}."
                 )
-            if facts.exposed:
+            if open_rooms:
                 raise self._refuse(
                     f"{child} is open to anyone (its join rule or history visibility), so "
                     "Synapse would describe it to any server that asks once it is in this "
@@ -199,7 +247,7 @@ class InternalSpaces:
                     "for members only, first."
                 )
             return
-        if child in facts.internal and _federates(state_events):
+        if child in internal and _federates(state_events):
             raise self._refuse(
                 f"{child} is an internal space of {self._server}, and this space federates "
                 "with other servers: their users would see the internal space listed. Keep "

@@ -115,11 +115,6 @@ def exposed(txn: Any, room_ids: Iterable[str]) -> set[str]:
     return open_rule | readable
 
 
-def subtree(txn: Any, room_id: str) -> set[str]:
-    """A room and, if it is a space, every room and subspace it holds."""
-    return internal_rooms(txn, [room_id])
-
-
 def resolve(txn: Any, references: Iterable[str]) -> dict[str, str | None]:
     """Each reference (an alias of this server, or a room ID) with the room it names now;
     None for an alias that names no room (yet)."""
@@ -133,34 +128,6 @@ def resolve(txn: Any, references: Iterable[str]) -> dict[str, str | None]:
         )
         found.update(dict(txn.fetchall()))
     return {r: (r if r.startswith("!") else found.get(r)) for r in references}
-
-
-def internal_view(txn: Any, references: Iterable[str]) -> set[str]:
-    """The rooms of the internal spaces, from homeport.yaml's references, in one read."""
-    roots = [room for room in resolve(txn, references).values() if room is not None]
-    return internal_rooms(txn, roots)
-
-
-@dataclass(frozen=True)
-class ChildFacts:
-    """What an `m.space.child` event would link, read in one transaction."""
-
-    internal: frozenset[str]  # the rooms of the internal spaces now
-    brought: frozenset[str]  # the child and everything it holds
-    federated: tuple[str, ...]  # of those, the rooms that federate or are not known here
-    exposed: tuple[str, ...]  # of those, the rooms open to other servers' eyes
-
-
-def child_facts(txn: Any, references: Iterable[str], child: str) -> ChildFacts:
-    internal = internal_view(txn, references)
-    brought = subtree(txn, child)
-    flags = federates(txn, brought)
-    return ChildFacts(
-        internal=frozenset(internal),
-        brought=frozenset(brought),
-        federated=tuple(sorted(r for r in brought if flags.get(r, True))),
-        exposed=tuple(sorted(exposed(txn, brought))),
-    )
 
 
 @dataclass(frozen=True)
