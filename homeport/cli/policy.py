@@ -59,19 +59,7 @@ def lint_command(config_path: Path, as_json: bool) -> None:
     findings = lint(deployment) + drift
     errors = sum(f.severity == "error" for f in findings)
     if as_json:
-        rows = [
-            {
-                "id": f.id,
-                "severity": f.severity,
-                "homeserver": f.homeserver,
-                "key": dotted(f.path),
-                "line": finding_line(f, lines),
-                "message": f.message,
-                "explanation": f.explanation,
-                "fix": f.fix,
-            }
-            for f in findings
-        ]
+        rows = _findings_json(findings, lines)
         summary = {
             "findings": rows,
             "errors": errors,
@@ -205,7 +193,9 @@ def verify_command(config_path: Path, as_json: bool) -> None:
     finally:
         store.dispose()
     if as_json:
-        click.echo(json.dumps({**report.as_json(), "drift": _drift_json(drift, lines)}, indent=2))
+        click.echo(
+            json.dumps({**report.as_json(), "drift": _findings_json(drift, lines)}, indent=2)
+        )
     else:
         console.print(_verify_table(report, deployment))
         for check in report.checks:
@@ -224,7 +214,8 @@ def verify_command(config_path: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _drift_json(drift: list[Finding], lines: LineMap) -> list[dict[str, Any]]:
+def _findings_json(findings: list[Finding], lines: LineMap) -> list[dict[str, Any]]:
+    """Findings as `lint --json` and `verify --json` print them."""
     return [
         {
             "id": f.id,
@@ -233,9 +224,10 @@ def _drift_json(drift: list[Finding], lines: LineMap) -> list[dict[str, Any]]:
             "key": dotted(f.path),
             "line": finding_line(f, lines),
             "message": f.message,
+            "explanation": f.explanation,
             "fix": f.fix,
         }
-        for f in drift
+        for f in findings
     ]
 
 
@@ -245,7 +237,7 @@ def _verify_alone(
     """One homeserver: no other server of the file to look from; its internal spaces are
     still checked for drift."""
     if as_json:
-        click.echo(json.dumps({"checks": [], "drift": _drift_json(drift, lines)}, indent=2))
+        click.echo(json.dumps({"checks": [], "drift": _findings_json(drift, lines)}, indent=2))
     else:
         console.print(
             "One homeserver: visibility between homeservers needs a second one in the file "

@@ -6,17 +6,15 @@ from pathlib import Path
 
 from homeport.errors import HomeportError
 
-STARTER_TEMPLATE = """\
+# What both starters say first (then each its scenario) and next: where data lives,
+# extra CAs, the admin website.
+HEAD = """\
 # homeport.yaml: the one source of truth for this deployment.
 # Everything else (Synapse configs, certificates, keys) is rendered from it
 # into `data_dir` by `homeport render` and `homeport up`; do not edit those.
 #
-# Scenario: an organisation runs two homeservers on this machine:
-#   internal  a highly secure one for internal communication;
-#   external  a relaxed one for talking to the outside.
-# They federate with each other over verified TLS, using a local certificate
-# authority that Homeport creates once in the data folder.
-
+"""
+COMMON = """
 # Where keys, certificates, databases, media and logs live (relative to this file).
 data_dir: data
 
@@ -31,7 +29,20 @@ admin:
   port: {admin_port}
   host: {host}
   session_idle_minutes: 30
+"""
 
+
+STARTER_TEMPLATE = (
+    HEAD
+    + """\
+# Scenario: an organisation runs two homeservers on this machine:
+#   internal  a highly secure one for internal communication;
+#   external  a relaxed one for talking to the outside.
+# They federate with each other over verified TLS, using a local certificate
+# authority that Homeport creates once in the data folder.
+"""
+    + COMMON
+    + """
 # The conference service: Jitsi's Prosody and Element Call ask it whether a
 # user of any homeserver here is who they claim and a member of the room
 # (docs/conference.md). `homeport status --json` shows its URL and the files
@@ -131,13 +142,12 @@ homeservers:
 #   spaces:
 #     - {{name: Staff, alias: staff, ldap_cn: staff, rooms: [general]}}
 """
+)
 
 
-SINGLE_TEMPLATE = """\
-# homeport.yaml: the one source of truth for this deployment.
-# Everything else (Synapse configs, certificates, keys) is rendered from it
-# into `data_dir` by `homeport render` and `homeport up`; do not edit those.
-#
+SINGLE_TEMPLATE = (
+    HEAD
+    + """\
 # Scenario: an organisation runs ONE homeserver, which talks to the outside
 # (it federates), and keeps its internal communication in internal spaces:
 # every room and subspace made in #staff is non-federated, whatever the client
@@ -145,22 +155,9 @@ SINGLE_TEMPLATE = """\
 # module enforces it; docs/visibility.md compares this model with two
 # homeservers). Create the space with the address #staff (Element: "Create a
 # space", address "staff"): it is made non-federated too.
-
-# Where keys, certificates, databases, media and logs live (relative to this file).
-data_dir: data
-
-# Extra CA certificates to trust for federation, besides the local CA.
-trusted_ca_files: []
-
-# The admin website, served by `homeport up` over HTTPS (certificate from the
-# local CA): log in with a server admin's Matrix username and password. Its
-# "Internal spaces" tab shows each internal space, its rooms and any drift.
-admin:
-  address: 127.0.0.1
-  port: {admin_port}
-  host: {host}
-  session_idle_minutes: 30
-
+"""
+    + COMMON
+    + """
 homeservers:
   main:
     # The Matrix server name: user IDs end in it (@alice:{host}:{port}).
@@ -194,6 +191,7 @@ homeservers:
       auto_join: none
     synapse: {{}}
 """
+)
 
 MODELS = ("two", "single")  # `homeport init --model`
 
