@@ -3,13 +3,13 @@
 
 On the one-homeserver starter (`homeport init --model single`, Homeport's own settings)
 plus a second homeserver `plain`, the same (its own audit bot included) but without
-internal spaces. On each, a
-user makes a space, then, round after round, a room in it the way Element does
-(`createRoom` with an `m.space.parent` in `initial_state`) and adds it as the space's
-child (`PUT .../m.space.child/...`), "visible to space members" (Element's default). On `main` the space is the internal #staff: the
-module reads what the internal spaces hold (again after every new child), makes the
-room non-federated and members-only, and checks the child; on `plain` it does nothing.
-Sides take turns (bench/interleaved.py), so both share the machine's moments.
+internal spaces. On each, a user makes a space, then, round after round, a room in it
+the way Element does (`createRoom` with an `m.space.parent` in `initial_state`,
+"visible to space members", Element's default) and adds it as the space's child
+(`PUT .../m.space.child/...`). On `main` the space is the internal #staff: the module
+reads what the internal spaces hold, makes the room non-federated, and checks the
+child; on `plain` it does nothing. Sides take turns (bench/interleaved.py), so both
+share the machine's moments.
 
 Baseline: the same requests on `plain`, in the same run. Target: at most 1.1x, for
 creation and for the child event (medians). Room creation is rate-limited per user by
