@@ -58,8 +58,10 @@ class Executor:
         run_id: int,
         room_ids: dict[str, str],
         on_done: Callable[[Action, bool], None] | None = None,
+        internal: frozenset[str] = frozenset(),
     ) -> None:
         self._api = api
+        self._internal = internal  # aliases of rooms to create non-federated
         self._history = history
         self._run_id = run_id
         self.room_ids = dict(room_ids)  # alias -> room ID, growing as rooms are created
@@ -91,7 +93,10 @@ class Executor:
         assert action.room is not None
         try:
             room_id = await self._api.create(
-                action.room, str(action.value), action.kind == "create_space"
+                action.room,
+                str(action.value),
+                action.kind == "create_space",
+                federate=action.room not in self._internal,
             )
         except SynapseApiError as error:
             if error.errcode != "M_ROOM_IN_USE":

@@ -155,3 +155,20 @@ def changed_users(before: DesiredState | None, after: DesiredState) -> set[str]:
     if before is None:
         return set(after.users)
     return {uid for uid, user in after.users.items() if before.users.get(uid) != user}
+
+
+def internal_aliases(desired: DesiredState, server_name: str, internal: Iterable[str]) -> set[str]:
+    """The managed rooms that belong to an internal space (`policy.rooms.internal_spaces`,
+    made whole): the space itself or one it sits in. Group sync creates them non-federated,
+    since the Homeport module refuses a federated room as an internal space's child."""
+    wanted = set(internal)
+    found: set[str] = set()
+    for alias in desired.rooms:
+        here: str | None = alias
+        while here is not None:
+            if f"#{here}:{server_name}" in wanted:
+                found.add(alias)
+                break
+            parent = desired.rooms.get(here)
+            here = parent.parent if parent is not None else None
+    return found

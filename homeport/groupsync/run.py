@@ -19,12 +19,13 @@ from sqlalchemy import Engine
 
 from homeport.config.deployment import Deployment
 from homeport.config.groupsync import GroupRef, GroupSync
+from homeport.config.policy import internal_space
 from homeport.directory.ldap_connection import DirectoryUnavailable
 from homeport.directory.ldap_reader import read_directory
 from homeport.directory.model import Directory
 from homeport.errors import HomeportError
 from homeport.groupsync.apply import Executor
-from homeport.groupsync.desired import DesiredState, desired_state
+from homeport.groupsync.desired import DesiredState, desired_state, internal_aliases
 from homeport.groupsync.history import GroupSyncHistory
 from homeport.groupsync.matrix_state import read_matrix_state
 from homeport.groupsync.plan import Action, Plan, Rules, plan
@@ -189,7 +190,13 @@ async def _reconcile(
         report.run_id = run_id
         applicable = result.applicable(force)
         held = [a for a in result.actions if a not in applicable]
-        executor = Executor(api, history, run_id, room_ids, on_done)
+        hs = deployment.homeservers[sync.homeserver]
+        internal = internal_aliases(
+            desired,
+            server_name,
+            (internal_space(ref, server_name) for ref in hs.policy.rooms.internal_spaces),
+        )
+        executor = Executor(api, history, run_id, room_ids, on_done, frozenset(internal))
         try:
             outcome = await executor.apply(applicable, held)
         except BaseException as error:

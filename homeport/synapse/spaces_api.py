@@ -31,8 +31,11 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-def create_room_body(localpart: str, name: str, space: bool) -> dict[str, Any]:
-    """The `createRoom` request for a room or space group sync keeps: private, invite-only."""
+def create_room_body(
+    localpart: str, name: str, space: bool, federate: bool = True
+) -> dict[str, Any]:
+    """The `createRoom` request for a room or space group sync keeps: private, invite-only;
+    non-federated (`federate` False) for one that belongs to an internal space."""
     body: dict[str, Any] = {
         "name": name,
         "room_alias_name": localpart,
@@ -46,8 +49,13 @@ def create_room_body(localpart: str, name: str, space: bool) -> dict[str, Any]:
             }
         ],
     }
+    content: dict[str, Any] = {}
     if space:
-        body["creation_content"] = {"type": "m.space"}
+        content["type"] = "m.space"
+    if not federate:
+        content["m.federate"] = False
+    if content:
+        body["creation_content"] = content
     return body
 
 
@@ -153,9 +161,9 @@ class SpacesApi:
             start = None if token is None else str(token)
         return found
 
-    async def create(self, localpart: str, name: str, space: bool) -> str:
+    async def create(self, localpart: str, name: str, space: bool, federate: bool = True) -> str:
         """A private, invite-only room or space owned by the service account."""
-        body = create_room_body(localpart, name, space)
+        body = create_room_body(localpart, name, space, federate)
         answer = await rate_limited(self.client.request, "POST", f"{V3}/createRoom", json=body)
         return str(answer["room_id"])
 
