@@ -77,13 +77,26 @@ def lint_command(config_path: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+DRIFT_TIMEOUT_S = 20.0  # a homeserver that hangs: lint and verify say so, and go on or stop
+
+
 def _drift(deployment: Deployment) -> tuple[list[Finding], str | None]:
     """What the running homeservers' internal spaces hold against the policy (drift); or
     why it was not looked at. Nothing to do without internal spaces."""
     if not any(hs.policy.rooms.internal_spaces for hs in deployment.homeservers.values()):
         return [], None
     try:
-        found = asyncio.run(internal_space_drift(deployment, client_ssl_context(deployment)))
+        found = asyncio.run(
+            asyncio.wait_for(
+                internal_space_drift(deployment, client_ssl_context(deployment)),
+                DRIFT_TIMEOUT_S,
+            )
+        )
+    except TimeoutError:
+        return [], (
+            f"the rooms of the internal spaces were not checked: the homeservers did not "
+            f"answer within {DRIFT_TIMEOUT_S:.0f} s"
+        )
     except (HomeportError, SynapseApiError, httpx.HTTPError, OSError) as error:
         return [], (
             f"the rooms of the internal spaces were not checked: the homeservers do not "

@@ -5,10 +5,7 @@ against the requests Element makes. On the settings Homeport ships."""
 from __future__ import annotations
 
 import json
-import re
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +26,13 @@ from tests.harness import (
     init_deployment,
     running_deployment,
 )
+from tests.walkthrough import run_walkthrough, walkthrough
 
 pytestmark = pytest.mark.e2e
 
 
 LATER = "#later"
 TEAM = "#team"  # the README's walk-through makes it (as #staff in the README)
-README = Path(__file__).resolve().parents[2] / "README.md"
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
@@ -447,25 +444,10 @@ def test_the_readme_walkthrough_of_one_homeserver(
 ) -> None:
     """README's "One homeserver instead", as written (only the port, and the space: #team,
     since this deployment's #staff is the tests')."""
-    match = re.search(
-        r"<!-- walkthrough-single -->\n```bash\n(.*?)```\n<!-- /walkthrough-single -->",
-        README.read_text(),
-        re.S,
-    )
-    assert match, "README has no one-homeserver walk-through"
     main = single.deployment.homeservers["main"]
-    script = match.group(1).replace("8448", str(main.port)).replace("staff", "team")
-    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
-    (tmp_path / "one").symlink_to(single.config_path.parent)
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
-    )
+    script = walkthrough("walkthrough-single")
+    script = script.replace("8448", str(main.port)).replace("staff", "team")
+    result = run_walkthrough(script, tmp_path, single.config_path.parent, "one")
     assert result.returncode in (0, 1), result.stdout + result.stderr  # lint: drift elsewhere
     out = result.stdout
     assert out.count('"m.federate":false') == 2, out

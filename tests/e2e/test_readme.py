@@ -6,44 +6,22 @@ rate limits and retry settings, none of the test suite's relaxed ones.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.harness import RunningDeployment
+from tests.walkthrough import run_walkthrough, walkthrough
 
 pytestmark = pytest.mark.e2e
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def walkthrough() -> str:
-    match = re.search(
-        r"<!-- walkthrough -->\n```bash\n(.*?)```\n<!-- /walkthrough -->", README.read_text(), re.S
-    )
-    assert match, "README has no walk-through block"
-    return match.group(1)
 
 
 def test_readme_walkthrough_exchanges_messages(pair: RunningDeployment, tmp_path: Path) -> None:
     internal = pair.deployment.homeservers["internal"]
     external = pair.deployment.homeservers["external"]
-    script = walkthrough().replace("8448", str(internal.port)).replace("8449", str(external.port))
-    # The walk-through runs from a checkout with .venv/ and deployment/ in it.
-    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
-    (tmp_path / "deployment").symlink_to(pair.config_path.parent)
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
-    )
+    script = walkthrough("walkthrough")
+    script = script.replace("8448", str(internal.port)).replace("8449", str(external.port))
+    result = run_walkthrough(script, tmp_path, pair.config_path.parent, "deployment")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     bob_view = out.split("--- as bob sees it on external:")[1].split("--- as alice")[0]
