@@ -51,11 +51,17 @@ def _like_escaped(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-def local_rooms_txn(txn: Any, server_name: str, bot: str, include_dms: bool) -> list[str]:
-    """Rooms created here that the bot never was in (DMs left out unless asked for)."""
+def local_rooms_txn(
+    txn: Any, server_name: str, bot: str, include_dms: bool, before_ts: int
+) -> list[str]:
+    """Rooms created here before `before_ts` (ms) that the bot never was in (DMs left out
+    unless asked for). Rooms created later are the creation callback's: a room caught in
+    the middle of its creation (before a DM's `is_direct` invite) could not be told apart."""
     txn.execute(
         "SELECT c.room_id, e.sender FROM current_state_events AS c "
-        "JOIN events AS e USING (event_id) WHERE c.type = 'm.room.create' AND c.state_key = ''"
+        "JOIN events AS e USING (event_id) WHERE c.type = 'm.room.create' AND c.state_key = '' "
+        "AND e.origin_server_ts < ?",
+        (before_ts,),
     )
     local = [room for room, sender in txn.fetchall() if domain_of(sender) == server_name]
     txn.execute("SELECT room_id FROM local_current_membership WHERE user_id = ?", (bot,))

@@ -38,6 +38,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from homeport.synapse_module.audit_marks import (
@@ -81,6 +82,8 @@ class AuditRules:
         self._auto_join = config.auto_join == "local_rooms"
         self._include_dms = config.include_direct_messages
         self._adding: set[str] = set()  # rooms whose invite this module is sending
+        # Rooms created from now on pass `on_create_room`; the backfill takes the older ones.
+        self._started_ms = int(time.time() * 1000)
         api.register_third_party_rules_callbacks(
             check_event_allowed=self.check_event_allowed,
             on_profile_update=self.on_profile_update,
@@ -322,13 +325,15 @@ class AuditRules:
             logger.warning("homeport: the audit bot could not follow into %s: %s", room_id, error)
 
     async def backfill(self) -> None:
-        """With `auto_join: local_rooms`: every local room the bot was never in."""
+        """With `auto_join: local_rooms`: every local room created before the module started
+        that the bot was never in (later ones it is invited to as they are created)."""
         rooms = await self._api.run_db_interaction(
             "homeport_audit_local_rooms",
             local_rooms_txn,
             self._api.server_name,
             self.bot,
             self._include_dms,
+            self._started_ms,
         )
         logger.info("homeport: the audit bot joins %d local rooms (auto_join)", len(rooms))
         for room_id in rooms:
