@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from homeport import pki
 
 FLOOD_BYTES = 10 * 1024 * 1024
 _CHUNK = b" " * 65536
+_TCP_ESTABLISHED = 1  # tcpi_state, Linux's include/net/tcp_states.h
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,10 @@ class _Hanging(asyncio.Protocol):
             server.others += 1
             return
         server.accepted += 1
+        # A peer that hung up before this one connected may not have been seen
+        # by this loop yet (its EOF waits behind this accept): the kernel knows.
+        for gone in [t for t in server.connections if _peer_hung_up(t)]:
+            server.connections.discard(gone)
         server.connections.add(transport)
         server.most_open = max(server.most_open, server.open)
 
@@ -222,6 +228,18 @@ class _Hanging(asyncio.Protocol):
         if self._transport is not None:
             self._server.held.discard(self._transport)
             self._server.connections.discard(self._transport)
+
+
+def _peer_hung_up(transport: asyncio.BaseTransport) -> bool:
+    """Whether the peer has closed its side (FIN or RST arrived), read or not."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return True
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+    except OSError:
+        return True
+    return info[0] != _TCP_ESTABLISHED
 
 
 def _from(pid: int, transport: asyncio.BaseTransport) -> bool:
