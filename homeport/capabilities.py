@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeport.admin.capability import CAPABILITY as ADMIN_WEBSITE
+from homeport.alerts.capability import CAPABILITY as ALERTS
 from homeport.audit.capability import CAPABILITY as AUDIT
 from homeport.capability import Capability, SynapsePieces, WebsitePages, merge_pieces
 from homeport.conference.capability import CAPABILITY as CONFERENCE
@@ -26,6 +27,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     GROUP_SYNC,
     CONFERENCE,
     INTERNAL_SPACES,
+    ALERTS,
     ADMIN_WEBSITE,
 )
 

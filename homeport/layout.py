@@ -231,6 +231,11 @@ class DeploymentLayout:
         return self.conference_dir / "tls" / "server.key"
 
     @property
+    def alerts_log(self) -> Path:
+        """The alerts service's structured log (JSON lines)."""
+        return self.data_dir / "logs" / "alerts.log"
+
+    @property
     def conference_log(self) -> Path:
         """The conference service's structured log."""
         return self.data_dir / "logs" / "conference.log"

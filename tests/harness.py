@@ -231,7 +231,7 @@ def running_deployment(config: Path) -> Iterator[RunningDeployment]:
 # What `up`'s preflight says when a port it is to bind is taken.
 PORT_TAKEN = "is already in use by another program"
 PORT_ATTEMPTS = 3
-INIT_PORTS = 6  # two homeservers, the website, two audit bots, conference
+INIT_PORTS = 7  # two homeservers, the website, two audit bots, conference, alerts
 
 
 def move_ports(config: Path) -> None:

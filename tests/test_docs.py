@@ -13,6 +13,7 @@ from homeport.capabilities import CAPABILITIES
 from homeport.cli import main
 from homeport.conference.capability import ConferenceStatus
 from homeport.config.admin import AdminWebsite
+from homeport.config.alerts import Alerts, Webhook
 from homeport.config.audit import AuditBot, AuditExport
 from homeport.config.backup import BackupSettings
 from homeport.config.conference import Conference, Jitsi, LiveKit
@@ -70,6 +71,8 @@ def _commands(group: click.Group, prefix: str = "homeport") -> list[str]:
         BackupSettings,
         Workers,
         Redis,
+        Alerts,
+        Webhook,
     ],
 )
 def test_every_setting_is_documented(model: type) -> None:

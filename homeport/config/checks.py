@@ -225,8 +225,40 @@ def _found(model: Deployment) -> Iterator[Found]:
                     f"{server!r} is a homeserver of this file, and those are always allowed",
                     "list only other servers here",
                 )
+    yield from _alerts_problems(model, listeners)
     yield from _proxy_problems(model, listeners)
     yield from _group_sync_problems(model)
+
+
+def _alerts_problems(model: Deployment, listeners: _Listeners) -> Iterator[Found]:
+    """The alerts service's port is its own; `important` names homeservers of the file and
+    servers outside it."""
+    alerts = model.alerts
+    if alerts is None:
+        return
+    clash = listeners.claim("127.0.0.1", alerts.port, "the alerts service")
+    if clash is not None:
+        yield (
+            ("alerts", "port"),
+            f"port {alerts.port} is already used by {_who(clash)}",
+            "give the alerts service a port of its own",
+        )
+    own = {hs.server_name for hs in model.homeservers.values()}
+    for name, servers in alerts.important.items():
+        if name not in model.homeservers:
+            yield (
+                ("alerts", "important", name),
+                f"{name!r} is not a homeserver of this file",
+                f"use one of: {', '.join(model.homeservers)}",
+            )
+            continue
+        for index, server in enumerate(servers):
+            if server in own:
+                yield (
+                    ("alerts", "important", name, index),
+                    f"{server!r} is a homeserver of this file, and those are always watched",
+                    "list only servers outside this file here",
+                )
 
 
 def _proxy_problems(model: Deployment, listeners: _Listeners) -> Iterator[Found]:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from homeport.config.admin import AdminWebsite
+from homeport.config.alerts import Alerts
 from homeport.config.backup import BackupSettings
 from homeport.config.base import StrictModel
 from homeport.config.conference import Conference
@@ -70,6 +71,11 @@ class Deployment(StrictModel):
     backup: BackupSettings = Field(
         default_factory=BackupSettings,
         description="Where `homeport backup` writes its archives and how many it keeps.",
+    )
+    alerts: Alerts | None = Field(
+        default=None,
+        description="Federation incidents said in an administrators' room and to a webhook, "
+        "and kept for the website's history; left out: none of that.",
     )
     proxy: Proxy | None = Field(
         default=None,

@@ -29,6 +29,17 @@ admin:
   port: {admin_port}
   host: {host}
   session_idle_minutes: 30
+
+# Federation alerts: when a homeserver of this file (or a server listed under
+# `important`) has waited for its events, or not answered, for longer than
+# `grace`, the server admins of the homeserver concerned are told in its room
+# #homeport-alerts (and on a webhook, if you add one); again when it recovers
+# (docs/alerts.md). Incidents are kept for the website's history.
+alerts:
+  port: {alerts_port}                 # loopback: /health and /metrics
+  grace: 2m
+  # webhook: {{url: "https://hooks.example.org/matrix", format: slack}}
+  # important: {{external: [partner.example.org]}}
 """
 
 
@@ -197,11 +208,15 @@ MODELS = ("two", "single")  # `homeport init --model`
 
 
 def single_starter_text(
-    host: str = "localhost", port: int = 8448, admin_port: int = 8449, audit_port: int = 8450
+    host: str = "localhost",
+    port: int = 8448,
+    admin_port: int = 8449,
+    audit_port: int = 8450,
+    alerts_port: int = 8451,
 ) -> str:
     """The one-homeserver starter: a federating homeserver with one internal space."""
     return SINGLE_TEMPLATE.format(
-        host=host, port=port, admin_port=admin_port, audit_port=audit_port
+        host=host, port=port, admin_port=admin_port, audit_port=audit_port, alerts_port=alerts_port
     )
 
 
@@ -213,6 +228,7 @@ def starter_text(
     internal_audit_port: int | None = None,
     external_audit_port: int | None = None,
     conference_port: int | None = None,
+    alerts_port: int | None = None,
 ) -> str:
     return STARTER_TEMPLATE.format(
         host=host,
@@ -222,6 +238,7 @@ def starter_text(
         internal_audit_port=internal_audit_port or external_port + 2,
         external_audit_port=external_audit_port or external_port + 3,
         conference_port=conference_port or external_port + 4,
+        alerts_port=alerts_port or external_port + 5,
     )
 
 
@@ -230,7 +247,7 @@ def write_starter(target: Path, host: str, base_port: int, model: str = "two") -
     if target.exists():
         return False
     if model == "single":
-        text = single_starter_text(host, base_port, base_port + 1, base_port + 2)
+        text = single_starter_text(host, base_port, base_port + 1, base_port + 2, base_port + 3)
     else:
         text = starter_text(host, base_port, base_port + 1, base_port + 2)
     try:

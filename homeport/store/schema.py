@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 # The newest migration: the schema these tables describe (a test holds them equal).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 metadata = MetaData()
 
@@ -209,4 +209,57 @@ leases = Table(
     _ident("holder"),
     _ms("acquired_ts"),
     _ms("expires_ts"),
+)
+
+# Federation incidents (the alerts service): one row per incident of a
+# destination on a homeserver, open while `ended_ts` is null.
+federation_incidents = Table(
+    "federation_incidents",
+    metadata,
+    _serial(),
+    _homeserver(),
+    _ident("destination"),
+    Column("kind", String(32), nullable=False),  # "not_delivering", "not_answering", ...
+    _ms("started_ts"),
+    _ms("last_bad_ts"),
+    _ms("good_since_ts", nullable=True),  # fine again since (settling)
+    _ms("ended_ts", nullable=True),
+    Column("rooms", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("alerted", Boolean, nullable=False),
+    _text("detail"),
+    Index("federation_incidents_by_destination", "homeserver", "destination", "started_ts"),
+    Index("federation_incidents_open", "homeserver", "ended_ts"),
+)
+
+# The destinations each homeserver's events wait for, as of the last check: the
+# Federation tab's "undelivered since" order read from an index.
+federation_waiting = Table(
+    "federation_waiting",
+    metadata,
+    _homeserver(key=True),
+    _ident("destination", key=True),
+    _ms("since_ts"),
+    Column("rooms", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Index("federation_waiting_by_since", "homeserver", "since_ts", "destination"),
+)
+
+# The alerts' outbox: each notice is written with the incidents that made it, in
+# one transaction, then sent to the room and the webhook ("pending", "sent",
+# "off": not wanted, "expired": given up on).
+alert_notices = Table(
+    "alert_notices",
+    metadata,
+    _serial(),
+    _homeserver(),
+    Column("status", String(16), nullable=False),  # "firing", "resolved"
+    _ms("created_ts"),
+    _text("incidents"),  # JSON: the incidents as they were when told
+    Column("room", String(16), nullable=False),
+    Column("webhook", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    _ms("next_try_ts"),
+    _text("last_error", nullable=True),
+    Index("alert_notices_pending", "next_try_ts"),
 )

@@ -276,9 +276,10 @@ class SynapseAdmin:
         counts, undelivered = await self.facts(list(dict.fromkeys(names)))
         return DestinationListing(page, counts, undelivered)
 
-    async def undelivered(self) -> tuple[list[Undelivered], int]:
-        """Every destination that lacks events, the longest waiting first (the first 1000)."""
-        body = await self.client.request("GET", DELIVERY_PATH)
+    async def undelivered(self, limit: int = 1000) -> tuple[list[Undelivered], int]:
+        """Every destination that lacks events, the longest waiting first (the first
+        `limit`, at most 100,000), and how many lack events in all."""
+        body = await self.client.request("GET", DELIVERY_PATH, params={"limit": limit})
         rows = [Undelivered.from_api(str(r["destination"]), r) for r in body["undelivered"]]
         return rows, int(body.get("total", len(rows)))
 

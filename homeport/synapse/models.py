@@ -73,10 +73,16 @@ class Undelivered:
     destination: str
     rooms: int  # rooms holding events it has not received
     since_ms: int  # when the oldest of those events was sent
+    events: int = 0  # events it has not received
 
     @classmethod
     def from_api(cls, destination: str, facts: Mapping[str, Any]) -> Undelivered:
-        return cls(destination, int(facts.get("rooms", 0)), int(facts.get("since") or 0))
+        return cls(
+            destination,
+            int(facts.get("rooms", 0)),
+            int(facts.get("since") or 0),
+            int(facts.get("events") or 0),
+        )
 
     def age_s(self, now_ms: int) -> float:
         return max(0.0, (now_ms - self.since_ms) / 1000)

@@ -267,6 +267,37 @@ class SpacesApi:
             json={"user_id": user_id},
         )
 
+    async def server_admins(self) -> list[str]:
+        """This homeserver's active server admins (the admin API's `admins` filter)."""
+        found: list[str] = []
+        start: str | None = "0"
+        while start is not None:
+            body = await self.client.request(
+                "GET",
+                f"{ADMIN_V2}/users",
+                params={
+                    "from": start,
+                    "limit": USERS_PAGE,
+                    "admins": "true",
+                    "deactivated": "false",
+                    "guests": "false",
+                },
+            )
+            found += [str(user["name"]) for user in body.get("users", [])]
+            token = body.get("next_token")
+            start = None if token is None else str(token)
+        return found
+
+    async def send_message(self, room_id: str, txn_id: str, content: dict[str, Any]) -> str:
+        """An `m.room.message` as the client's own user; the same `txn_id` sends it once."""
+        body = await rate_limited(
+            self.client.request,
+            "PUT",
+            f"{V3}/rooms/{_q(room_id)}/send/m.room.message/{_q(txn_id)}",
+            json=content,
+        )
+        return str(body["event_id"])
+
     async def kick(self, room_id: str, user_id: str, reason: str) -> None:
         await rate_limited(
             self.client.request,

@@ -22,6 +22,7 @@ DIRECTORY_ACCOUNTS_PATH = "/_homeport/v1/directory_accounts"
 DIRECTORY_LOGIN_PATH = "/_homeport/v1/directory_login"  # served by directory_login.py
 INTERNAL_SPACES_PATH = "/_homeport/v1/internal_spaces"  # with internal spaces only
 MAX_DESTINATIONS = 200  # the longest page DESTINATIONS_PATH serves
+MOST_UNDELIVERED = 100_000  # the most destinations DELIVERY_PATH lists at once
 
 # The orders of DESTINATIONS_PATH that Synapse's admin API does not have.
 NEXT_ATTEMPT = "next_attempt"

@@ -76,6 +76,7 @@ from homeport.synapse_module.contract import (
     DIRECTORY_ACCOUNTS_PATH,
     INTERNAL_SPACES_PATH,
     MAX_DESTINATIONS,
+    MOST_UNDELIVERED,
     NEXT_ATTEMPT,
     ROOM_COUNTS_PATH,
     ROOM_MEMBER_PATH,
@@ -100,11 +101,16 @@ def _delivery_resource(api: Any) -> Any:
         """Every destination that lacks events, the longest waiting first."""
 
         async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
+            from synapse.http.servlet import parse_integer
+
             await _require_admin(api, request)
+            limit = parse_integer(request, "limit", default=queries.MAX_UNDELIVERED)
+            limit = max(0, min(limit, MOST_UNDELIVERED))
             waiting = await api.run_db_interaction(
                 "homeport_undelivered", queries.undelivered, api.server_name, None
             )
-            return 200, {"undelivered": queries.oldest_first(waiting), "total": len(waiting)}
+            rows = queries.oldest_first(waiting, limit)
+            return 200, {"undelivered": rows, "total": len(waiting)}
 
     return Delivery()
 

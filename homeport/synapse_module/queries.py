@@ -13,13 +13,14 @@ from typing import Any
 
 from homeport.synapse_module.contract import NEXT_ATTEMPT
 
-MAX_UNDELIVERED = 1000
+MAX_UNDELIVERED = 1000  # what the delivery endpoint answers unless asked for more
 
 # Delivery state, per destination: how many rooms hold events it lacks, and
 # when the oldest of those was sent. A room's waiting events begin after the
 # last event the destination received (with none ever, the room's latest
 # stands for the outage); the oldest is the first event after that point
-# sent by a local user (Synapse sends only those). Destinations in one outage
+# sent by a local user (Synapse sends only those); the events waiting are
+# those sent by local users after that point. Destinations in one outage
 # share (room, point) gaps, so each gap is looked up once.
 UNDELIVERED_SQL = """
     WITH waiting AS (
@@ -36,16 +37,20 @@ UNDELIVERED_SQL = """
             (SELECT e1.stream_ordering FROM events AS e1
                 WHERE e1.room_id = g.room_id AND e1.stream_ordering > g.after
                 AND e1.sender LIKE ? ESCAPE '!'
-                ORDER BY e1.stream_ordering LIMIT 1) AS first_waiting
+                ORDER BY e1.stream_ordering LIMIT 1) AS first_waiting,
+            (SELECT COUNT(*) FROM events AS e2
+                WHERE e2.room_id = g.room_id AND e2.stream_ordering > g.after
+                AND e2.sender LIKE ? ESCAPE '!') AS events
         FROM gaps AS g
     ), per_destination AS (
         SELECT w.destination AS destination, COUNT(*) AS rooms,
-            MIN(COALESCE(f.first_waiting, w.latest)) AS first_waiting
+            MIN(COALESCE(f.first_waiting, w.latest)) AS first_waiting,
+            SUM(f.events) AS events
         FROM waiting AS w
         JOIN firsts AS f ON f.room_id = w.room_id AND f.after = w.after
         GROUP BY w.destination
     )
-    SELECT p.destination, p.rooms, COALESCE(e.received_ts, e.origin_server_ts)
+    SELECT p.destination, p.rooms, COALESCE(e.received_ts, e.origin_server_ts), p.events
     FROM per_destination AS p
     LEFT JOIN events AS e ON e.stream_ordering = p.first_waiting
 """
@@ -72,13 +77,15 @@ def page_facts(
     return count_rooms(txn, destinations), undelivered(txn, server_name, destinations)
 
 
-def oldest_first(waiting: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
-    """Destinations that lack events, the longest waiting first, at most MAX_UNDELIVERED."""
+def oldest_first(
+    waiting: dict[str, dict[str, int]], limit: int = MAX_UNDELIVERED
+) -> list[dict[str, Any]]:
+    """Destinations that lack events, the longest waiting first, at most `limit`."""
     rows = sorted(
         ({"destination": name, **facts} for name, facts in waiting.items()),
         key=lambda row: (row["since"], row["destination"]),
     )
-    return rows[:MAX_UNDELIVERED]
+    return rows[:limit]
 
 
 def local_senders(server_name: str) -> str:
@@ -90,7 +97,8 @@ def local_senders(server_name: str) -> str:
 def undelivered(
     txn: Any, server_name: str, destinations: list[str] | None
 ) -> dict[str, dict[str, int]]:
-    """Destination -> {rooms, since}, for the named destinations or all that lack events."""
+    """Destination -> {rooms, since, events}, for the named destinations or all that lack
+    events."""
     args: list[Any] = []
     only = ""
     if destinations is not None:
@@ -98,10 +106,11 @@ def undelivered(
             return {}
         only = f"AND dr.destination IN ({', '.join('?' for _ in destinations)})"
         args.extend(destinations)
-    args.append(local_senders(server_name))
+    args += [local_senders(server_name)] * 2
     txn.execute(UNDELIVERED_SQL.format(only=only), args)
     return {
-        str(row[0]): {"rooms": int(row[1]), "since": int(row[2] or 0)} for row in txn.fetchall()
+        str(row[0]): {"rooms": int(row[1]), "since": int(row[2] or 0), "events": int(row[3] or 0)}
+        for row in txn.fetchall()
     }
 
 

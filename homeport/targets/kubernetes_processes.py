@@ -15,7 +15,7 @@ from typing import Any
 from homeport.capability import ClusterProcess
 from homeport.targets.cluster import CONFIG, DATA, Role
 from homeport.targets.kubernetes_namespace import HomeserverNamespace
-from homeport.targets.kubernetes_pods import local_probe
+from homeport.targets.kubernetes_pods import HomeportPods, local_probe
 
 
 def _process(role: Role) -> ClusterProcess:
@@ -24,9 +24,14 @@ def _process(role: Role) -> ClusterProcess:
 
 
 def _container(ns: HomeserverNamespace, role: Role) -> dict[str, Any]:
+    return process_container(ns.pods, role)
+
+
+def process_container(pods: HomeportPods, role: Role) -> dict[str, Any]:
+    """The container of a role's process, with its liveness probe and resources."""
     process = _process(role)
     command = [str(CONFIG) if arg == "{config}" else arg for arg in process.command]
-    return ns.pods.container(
+    return pods.container(
         process.container,
         command,
         [role],

@@ -24,6 +24,7 @@ from homeport.targets.kubernetes_pods import (
     kustomization,
     tls_secret,
 )
+from homeport.targets.kubernetes_processes import process_container
 
 
 class Services:
@@ -118,6 +119,16 @@ class Services:
             files["upstream-ca-secret.yaml"] = k8s.dump(upstream)
         policies = []
         for role in self.roles:
+            if role.web is None:  # a process with no website (the alerts service)
+                deployment = self.pods.deployment_object(
+                    role.name, self.INSTANCE, [process_container(self.pods, role)], [role]
+                )
+                files[f"{role.name}.yaml"] = k8s.dump(deployment)
+                # Nothing comes in: it only reaches out (each homeserver, a webhook).
+                policies.append(
+                    k8s.network_policy(role.name, self.ns, k8s.labels(self.INSTANCE, role.name), [])
+                )
+                continue
             name, web = role.name, self._web(role)
             port, cert, key = web.port, web.certificate, web.key
             service = k8s.service(name, self.ns, k8s.labels(self.INSTANCE, name), {"https": port})

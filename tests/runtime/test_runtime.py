@@ -29,10 +29,13 @@ def test_the_starter_runs_two_homeservers_their_audit_bots_conference_and_websit
         ("audit-internal", "audit bot", "http://127.0.0.1:8451"),
         ("audit-external", "audit bot", "http://127.0.0.1:8452"),
         ("conference", "conference service", "https://localhost:8453"),
+        ("alerts", "federation alerts", "http://127.0.0.1:8454"),
         ("admin", "admin website", "https://localhost:8450"),
     ]
     assert [s.after for s in found[2:4]] == [("internal",), ("external",)]
-    without_website = deployment.model_copy(update={"admin": None, "conference": None})
+    without_website = deployment.model_copy(
+        update={"admin": None, "conference": None, "alerts": None}
+    )
     assert [s.name for s in services(without_website, context)] == [
         "internal",
         "external",

@@ -320,8 +320,13 @@ def test_homeport_s_services_run_where_their_work_is(rendered: tuple[Path, Path]
         ("hp-external", "StatefulSet", "postgres"),
         ("hp-services", "Deployment", "admin"),
         ("hp-services", "Deployment", "conference"),
+        ("hp-services", "Deployment", "alerts"),  # checks every homeserver, so beside none
         ("hp-services", "StatefulSet", "postgres"),  # Homeport's store (sqlite in the file)
     }
+    alerts = workloads[("hp-services", "Deployment", "alerts")]["spec"]["template"]["spec"]
+    (checker,) = alerts["containers"]
+    watch = ["alerts", "watch", "-c", "/config/homeport.yaml", "--prepared"]
+    assert checker["command"][3:] == watch
     for name in ("internal", "external"):
         pod = workloads[(f"hp-{name}", "StatefulSet", "synapse")]["spec"]["template"]["spec"]
         bot = next(c for c in pod["containers"] if c["name"] == "audit-bot")

@@ -1,0 +1,1 @@
+"""Federation alerts: incidents found, kept, and told to administrators."""
