@@ -47,3 +47,18 @@ def last_action(engine: Engine, homeserver: str, target: str) -> Action | None:
     if row is None:
         return None
     return Action(row.ts, row.homeserver, row.user_id, row.action, row.target, row.outcome)
+
+
+def actions_since(engine: Engine, homeserver: str, target: str, since_ms: int) -> list[Action]:
+    """What administrators did to `target` on `homeserver` since `since_ms`, oldest first."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(admin_actions)
+            .where(
+                admin_actions.c.homeserver == homeserver,
+                admin_actions.c.target == target,
+                admin_actions.c.ts >= since_ms,
+            )
+            .order_by(admin_actions.c.ts, admin_actions.c.id)
+        ).all()
+    return [Action(r.ts, r.homeserver, r.user_id, r.action, r.target, r.outcome) for r in rows]

@@ -34,6 +34,14 @@ class HomeserverAdmin(Protocol):
         self, query: DestinationQuery, also: tuple[str, ...] = ()
     ) -> DestinationListing: ...
 
+    async def destinations_given(
+        self,
+        query: DestinationQuery,
+        names: list[str],
+        rest_from: int,
+        also: tuple[str, ...] = (),
+    ) -> DestinationListing: ...
+
     async def facts(
         self, destinations: list[str]
     ) -> tuple[dict[str, int], dict[str, Undelivered]]: ...

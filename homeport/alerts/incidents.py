@@ -27,6 +27,11 @@ from typing import Literal
 
 Kind = Literal["not_delivering", "not_answering", "never_worked"]
 KINDS: tuple[Kind, ...] = ("not_delivering", "not_answering", "never_worked")
+KIND_WORDS: dict[str, str] = {
+    "not_delivering": "not delivering",
+    "not_answering": "not answering",
+    "never_worked": "never worked",
+}
 Status = Literal["firing", "resolved"]
 
 

@@ -21,7 +21,12 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
 from homeport.alerts.incidents import Incident, Kind, Notice, Status, Step, Waiting
-from homeport.store.schema import alert_notices, federation_incidents, federation_waiting
+from homeport.store.schema import (
+    alert_checks,
+    alert_notices,
+    federation_incidents,
+    federation_waiting,
+)
 
 MAX_INCIDENTS = 100_000  # per homeserver, whatever the outage
 NOTICES_KEPT_MS = 7 * 86_400_000
@@ -31,6 +36,7 @@ Delivery = Literal["pending", "sent", "off", "expired"]
 _I = federation_incidents.c
 _W = federation_waiting.c
 _N = alert_notices.c
+_C = alert_checks.c
 
 
 def _incident(row: Any) -> Incident:
@@ -91,6 +97,13 @@ def record_step(
             for notice in step.notices
         ]
         _write_waiting(connection, homeserver, waiting)
+        checked = connection.execute(
+            update(alert_checks).where(_C.homeserver == homeserver).values(checked_ts=now_ms)
+        )
+        if checked.rowcount == 0:
+            connection.execute(
+                insert(alert_checks).values(homeserver=homeserver, checked_ts=now_ms)
+            )
     return ids
 
 
@@ -344,6 +357,15 @@ def incidents_since(
     )
     with engine.connect() as connection:
         return [_incident(row) for row in connection.execute(query)]
+
+
+def checked_at(engine: Engine, homeserver: str) -> int | None:
+    """When the alerts service last wrote homeserver `homeserver`'s check; None: never."""
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(_C.checked_ts).where(_C.homeserver == homeserver)
+        ).scalar_one_or_none()
+        return None if found is None else int(found)
 
 
 def waiting_order(

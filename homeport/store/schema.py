@@ -245,6 +245,15 @@ federation_waiting = Table(
     Index("federation_waiting_by_since", "homeserver", "since_ts", "destination"),
 )
 
+# When the alerts service last checked each homeserver: whether the waiting
+# destinations above are fresh enough for the Federation tab to order by.
+alert_checks = Table(
+    "alert_checks",
+    metadata,
+    _homeserver(key=True),
+    _ms("checked_ts"),
+)
+
 # The alerts' outbox: each notice is written with the incidents that made it, in
 # one transaction, then sent to the room and the webhook ("pending", "sent",
 # "off": not wanted, "expired": given up on).

@@ -33,6 +33,7 @@ from homeport.synapse_module.contract import (
     DELIVERY_PATH,
     DESTINATIONS_PATH,
     DIRECTORY_LOGIN_PATH,
+    GIVEN_ORDER,
     INTERNAL_SPACES_PATH,
     ROOM_COUNTS_PATH,
 )
@@ -275,6 +276,31 @@ class SynapseAdmin:
         names = [d.destination for d in page.destinations] + list(also)
         counts, undelivered = await self.facts(list(dict.fromkeys(names)))
         return DestinationListing(page, counts, undelivered)
+
+    async def destinations_given(
+        self,
+        query: DestinationQuery,
+        names: list[str],
+        rest_from: int,
+        also: tuple[str, ...] = (),
+    ) -> DestinationListing:
+        """A page the caller orders (the Homeport module's `given` order): the destinations
+        in `names` first, in that order, then those with nothing waiting, by name, from
+        `rest_from`, to fill `query.limit`; with the facts of each and of `also`."""
+        params: list[tuple[str, str | int]] = [
+            ("order_by", GIVEN_ORDER),
+            ("from", query.start),
+            ("limit", query.limit),
+            ("rest_from", rest_from),
+            ("rest_limit", max(0, query.limit - len(names))),
+            *(("name", name) for name in names),
+            *(("also", server) for server in also),
+        ]
+        if query.search:
+            params.append(("destination", query.search))
+        body = await self.client.request("GET", DESTINATIONS_PATH, params=params)
+        counts = {d: int(n) for d, n in body.get("room_counts", {}).items()}
+        return DestinationListing(DestinationPage.from_api(body), counts, _undelivered(body))
 
     async def undelivered(self, limit: int = 1000) -> tuple[list[Undelivered], int]:
         """Every destination that lacks events, the longest waiting first (the first

@@ -27,6 +27,10 @@ MOST_UNDELIVERED = 100_000  # the most destinations DELIVERY_PATH lists at once
 # The orders of DESTINATIONS_PATH that Synapse's admin API does not have.
 NEXT_ATTEMPT = "next_attempt"
 UNDELIVERED_SINCE = "undelivered_since"
+# A page the caller orders: the destinations named (`name`), in that order, then
+# those with nothing waiting, by name (`rest_from`, `rest_limit`). The website
+# names the destinations that wait, in the order Homeport's store keeps them.
+GIVEN_ORDER = "given"
 
 # The audit bot's rules (audit_rules.py).
 AUDIT_ADD_PATH = "/_homeport/v1/audit/add"

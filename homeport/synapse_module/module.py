@@ -74,6 +74,7 @@ from homeport.synapse_module.contract import (
     DELIVERY_PATH,
     DESTINATIONS_PATH,
     DIRECTORY_ACCOUNTS_PATH,
+    GIVEN_ORDER,
     INTERNAL_SPACES_PATH,
     MAX_DESTINATIONS,
     MOST_UNDELIVERED,
@@ -248,11 +249,28 @@ def _destinations_resource(api: Any, paginate: Any) -> Any:
                     *(order.value for order in DestinationSortOrder),
                     NEXT_ATTEMPT,
                     UNDELIVERED_SINCE,
+                    GIVEN_ORDER,
                 ],
             )
             direction = parse_enum(request, "dir", Direction, default=Direction.FORWARDS)
             search = parse_string(request, "destination")
-            if order_by in (NEXT_ATTEMPT, UNDELIVERED_SINCE):
+            names = parse_strings_from_args(request.args, "name") or []
+            if order_by == GIVEN_ORDER:
+                rest_from = parse_integer(request, "rest_from", default=0)
+                rest_limit = parse_integer(request, "rest_limit", default=0)
+                if len(names) + rest_limit > MAX_DESTINATIONS or rest_from < 0:
+                    raise SynapseError(
+                        400, f"at most {MAX_DESTINATIONS} destinations", "M_INVALID_PARAM"
+                    )
+                rows, total = await api.run_db_interaction(
+                    "homeport_destinations_given",
+                    queries.given_order,
+                    names,
+                    rest_from,
+                    rest_limit,
+                    search,
+                )
+            elif order_by in (NEXT_ATTEMPT, UNDELIVERED_SINCE):
                 rows, total = await api.run_db_interaction(
                     "homeport_destinations_paginate",
                     queries.paginate_own_order,

@@ -131,10 +131,7 @@ def paginate_own_order(
     where, args = "", []
     if search:
         where, args = "WHERE LOWER(d.destination) LIKE ?", ["%" + search.lower() + "%"]
-    columns = (
-        "d.destination, d.retry_last_ts, d.retry_interval, d.failure_ts,"
-        " d.last_successful_stream_ordering"
-    )
+    columns = _COLUMNS
     txn.execute(f"SELECT COUNT(*) FROM destinations AS d {where}", args)  # noqa: S608
     total = int(txn.fetchone()[0])
     order = "DESC" if descending else "ASC"
@@ -167,6 +164,54 @@ def paginate_own_order(
     )
     rows = {str(row[0]): tuple(row) for row in txn.fetchall()}
     return [rows[name] for name in names if name in rows], total
+
+
+_COLUMNS = (
+    "d.destination, d.retry_last_ts, d.retry_interval, d.failure_ts,"
+    " d.last_successful_stream_ordering"
+)
+# Nothing waits for it: no room holds an event after the last it received.
+_NOTHING_WAITING = """NOT EXISTS (SELECT 1 FROM destination_rooms AS dr
+    WHERE dr.destination = d.destination
+    AND dr.stream_ordering > COALESCE(d.last_successful_stream_ordering, 0))"""
+
+
+def given_order(
+    txn: Any,
+    names: list[str],
+    rest_from: int,
+    rest_limit: int,
+    search: str | None,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The named destinations' rows in the order given, then `rest_limit` of those with
+    nothing waiting, by name, from `rest_from`; and how many destinations match `search`.
+
+    Each part is an indexed read: the named rows by Synapse's primary key, the rest
+    walking its index on `destination`, each row's rooms looked up by theirs.
+    """
+    where, args = "", []
+    if search:
+        where, args = "WHERE LOWER(d.destination) LIKE ?", ["%" + search.lower() + "%"]
+    txn.execute(f"SELECT COUNT(*) FROM destinations AS d {where}", args)  # noqa: S608
+    total = int(txn.fetchone()[0])
+    rows: list[tuple[Any, ...]] = []
+    if names:
+        txn.execute(
+            f"SELECT {_COLUMNS} FROM destinations AS d"  # noqa: S608
+            f" WHERE d.destination IN ({', '.join('?' for _ in names)})",
+            names,
+        )
+        found = {str(row[0]): tuple(row) for row in txn.fetchall()}
+        rows = [found[name] for name in names if name in found]
+    if rest_limit > 0:
+        condition = f"{where} AND {_NOTHING_WAITING}" if where else f"WHERE {_NOTHING_WAITING}"
+        txn.execute(
+            f"SELECT {_COLUMNS} FROM destinations AS d {condition}"  # noqa: S608
+            " ORDER BY d.destination LIMIT ? OFFSET ?",
+            [*args, rest_limit, rest_from],
+        )
+        rows += [tuple(row) for row in txn.fetchall()]
+    return rows, total
 
 
 def pending_background_updates(txn: Any) -> list[str]:

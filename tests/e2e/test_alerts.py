@@ -21,10 +21,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from playwright.async_api import expect
 
 from homeport.alerts.room import ALIAS_LOCALPART, NAME
 from homeport.synapse.api import SynapseClient
 from homeport.trust import client_ssl_context
+from tests.browser import chromium, log_in
 from tests.harness import (
     RunningDeployment,
     access_token,
@@ -38,6 +40,7 @@ from tests.webhook import Call, Receiver
 
 pytestmark = pytest.mark.e2e
 
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 GRACE_S = 30
 SETTLE_S = 15
 GUARD_S = 240  # against a hang: far beyond grace, a round (15 s) and a restart
@@ -49,6 +52,7 @@ class Alerting:
     receiver: Receiver
     token: str
     admin: str  # a server admin of internal
+    password: str
     admin_token: str
 
     @property
@@ -75,7 +79,38 @@ def alerting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alerting]:
         with running_deployment(config) as running:
             admin, password = run_sync(running.new_user("internal", admin=True))
             admin_token, _ = run_sync(access_token(running.deployment, "internal", admin, password))
-            yield Alerting(running, receiver, token, admin, admin_token)
+            run_sync(_share_a_room(running, admin_token))
+            yield Alerting(running, receiver, token, admin, password, admin_token)
+
+
+async def _share_a_room(running: RunningDeployment, admin_token: str) -> None:
+    """A room of external's that internal's admin joins (internal's own rooms never
+    federate): each homeserver now has the other as a federation destination, a row
+    of the Federation tab."""
+    deployment = running.deployment
+    context = client_ssl_context(deployment)
+    bob, password = await running.new_user("external")
+    bob_token, _ = await access_token(deployment, "external", bob, password)
+    external = deployment.homeservers["external"]
+    async with SynapseClient(external.base_url, context, bob_token) as bob_client:
+        created = await bob_client.request(
+            "POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}
+        )
+    room = created["room_id"]
+    internal = deployment.homeservers["internal"]
+    async with SynapseClient(internal.base_url, context, admin_token) as admin:
+        await admin.request(
+            "POST",
+            f"/_matrix/client/v3/join/{quote(room)}",
+            params={"server_name": external.server_name},
+            json={},
+        )
+        # Synapse keeps a destination once it sent it an event (a join goes another way).
+        await admin.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/{secrets.token_hex(4)}",
+            json={"msgtype": "m.text", "body": "hello"},
+        )
 
 
 def _notices(call: Call, status: str) -> list[tuple[str, str]]:
@@ -169,6 +204,32 @@ def test_a_stopped_sibling_is_told_once_and_its_recovery_once(alerting: Alerting
     (kept,) = [i for i in listed["incidents"] if i["id"] == incident["id"]]
     assert (kept["destination"], kept["kind"], kept["told"]) == (external, "not_answering", True)
     assert kept["ended_at"] is not None
+
+    run_sync(_website_shows_the_incident(alerting, external))
+
+
+async def _website_shows_the_incident(alerting: Alerting, external: str) -> None:
+    """The Federation tab's "Last incident" column; the destination page's 30 days."""
+    running = alerting.running
+    assert running.deployment.admin is not None
+    url = running.deployment.admin.url
+    localpart = alerting.admin.split(":")[0][1:]
+    async with chromium(running.layout.admin_tls_certificate, running.layout.ca_certificate) as b:
+        page = await b.new_page(viewport={"width": 1280, "height": 900})
+        await log_in(page, url, "internal", localpart, alerting.password)
+        await page.goto(f"{url}/federation")
+        await expect(page.get_by_role("columnheader", name="Last incident")).to_be_visible()
+        row = page.get_by_role("row").filter(has_text=external)
+        await expect(row.locator("td.incident")).to_contain_text("not answering, ended")
+        await page.goto(f"{url}/federation/{quote(external, safe='')}")
+        figure = page.locator("figure.timeline")
+        await expect(figure).to_contain_text("1 incident in the last 30 days.")
+        assert await figure.locator("rect.timeline-not-answering").count() == 1
+        table = page.locator("section").filter(has_text="Incidents, last 30 days").locator("tbody")
+        await expect(table.locator("tr")).to_have_count(1)
+        await expect(table).to_contain_text("not answering")
+        await expect(table.locator("td").nth(5)).to_have_text("yes")  # told
+        await page.screenshot(path=DOCS_IMAGES / "destination-incidents.png", full_page=True)
 
 
 def _ms(value: str) -> int:

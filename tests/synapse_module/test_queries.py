@@ -153,3 +153,31 @@ def test_the_longest_waiting_first_and_bounded() -> None:
     rows = queries.oldest_first(waiting)
     assert len(rows) == queries.MAX_UNDELIVERED
     assert rows[0] == {"destination": "s1499.org", "rooms": 1, "since": 8_501}
+
+
+@pytest.mark.parametrize(
+    ("names", "rest_from", "rest_limit", "search", "expected", "total"),
+    [
+        # The caller's order first (the store's), then those with nothing waiting by name.
+        (["never.org", "down-since-2.org"], 0, 3, None, ["never.org", "down-since-2.org",
+         "quiet.org", "up.org"], 5),
+        # A later page: the waiting ones are behind, the rest goes on from its offset.
+        ([], 1, 5, None, ["up.org"], 5),
+        # A name Synapse does not know is left out, never invented.
+        (["gone.org", "down-since-5.org"], 0, 0, None, ["down-since-5.org"], 5),
+        # The search narrows the rest and the count as Synapse's own list does.
+        ([], 0, 5, "UP", ["up.org"], 1),
+    ],
+)  # fmt: skip
+def test_a_page_in_the_callers_order(
+    txn: sqlite3.Cursor,
+    names: list[str],
+    rest_from: int,
+    rest_limit: int,
+    search: str | None,
+    expected: list[str],
+    total: int,
+) -> None:
+    rows, counted = queries.given_order(txn, names, rest_from, rest_limit, search)
+    assert [row[0] for row in rows] == expected
+    assert counted == total

@@ -10,13 +10,21 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homeport.admin.actions import Action, last_action, record_action
+from homeport.admin.actions import Action, actions_since, last_action, record_action
+from homeport.admin.api import HomeserverAdmin
 from homeport.admin.present import not_delivering, when
 from homeport.admin.rows import destination_row
-from homeport.admin.site import current_login, site_of
+from homeport.admin.site import Site, current_login, site_of
+from homeport.admin.timeline import WINDOW_MS, Timeline, timeline
+from homeport.alerts import store as incidents
 from homeport.policy.backoff import NOT_DELIVERING_AFTER_S, spoken
 from homeport.policy.effective import effective_whitelist
-from homeport.synapse.admin_api import DestinationOrder, DestinationQuery, Direction
+from homeport.synapse.admin_api import (
+    DestinationListing,
+    DestinationOrder,
+    DestinationQuery,
+    Direction,
+)
 from homeport.synapse.models import Room
 from homeport.verify.report import latest_report
 
@@ -45,6 +53,10 @@ COLUMNS = (
     Column("Federated rooms"),
     Column("Last successful stream ordering", "last_successful_stream_ordering"),
 )
+# Shown where the alerts service keeps incidents (`alerts:`).
+LAST_INCIDENT = Column("Last incident")
+# The alerts service's waiting destinations order the tab while they are this fresh.
+WAITING_FRESH_MS = 60_000
 # What `order_by` may ask for: every order, shown as a column or not (`retry_interval`).
 ORDERS: tuple[DestinationOrder, ...] = get_args(DestinationOrder)
 
@@ -62,6 +74,38 @@ def _order(value: str | None) -> DestinationOrder:
         if key == value:
             return key
     return "destination"
+
+
+def _incidents_kept(site: Site) -> bool:
+    return site.store is not None and site.deployment.alerts is not None
+
+
+async def _listing(
+    site: Site,
+    name: str,
+    admin: HomeserverAdmin,
+    query: DestinationQuery,
+    also: tuple[str, ...],
+) -> DestinationListing:
+    """The page: "undelivered since" read from the alerts service's index of the
+    destinations that wait (as of its last check, at most a minute old), then those with
+    nothing waiting by name; every other order, and a stale index, as the module pages."""
+    engine = site.store
+    if query.order_by == "undelivered_since" and engine is not None and _incidents_kept(site):
+        checked = await asyncio.to_thread(incidents.checked_at, engine, name)
+        if checked is not None and site.now_ms() - checked < WAITING_FRESH_MS:
+            names, waiting = await asyncio.to_thread(
+                incidents.waiting_order,
+                engine,
+                name,
+                query.start,
+                query.limit,
+                query.search,
+                query.direction == "b",
+            )
+            rest_from = max(0, query.start - waiting)
+            return await admin.destinations_given(query, names, rest_from, also)
+    return await admin.destinations_with_counts(query, also=also)
 
 
 def _is_partial(request: Request) -> bool:
@@ -87,16 +131,25 @@ async def federation(request: Request) -> Response:
     own = site.deployment.homeservers[name].server_name
     candidates = tuple(server for server in allowed or [] if server != own)
     query = DestinationQuery(start, PAGE_SIZE, order_by, direction, search)
-    listing = await admin.destinations_with_counts(query, also=candidates)
+    listing = await _listing(site, name, admin, query, candidates)
     page, counts = listing.page, listing.room_counts
     now = site.now_ms()
+    kept = _incidents_kept(site)
+    last: dict[str, Any] = {}
+    if kept and site.store is not None:
+        shown = [d.destination for d in page.destinations]
+        last = await asyncio.to_thread(incidents.last_incidents, site.store, name, shown)
     delivery = site.metrics.delivery
     await delivery.refresh(site.api, list(site.deployment.homeservers), site.clock)
     late = not_delivering((delivery.latest.get(name) or ([], 0))[0], now)
     context: dict[str, Any] = {
         "destinations": [
             destination_row(
-                d, counts.get(d.destination, 0), listing.undelivered.get(d.destination), now
+                d,
+                counts.get(d.destination, 0),
+                listing.undelivered.get(d.destination),
+                now,
+                last.get(d.destination),
             )
             for d in page.destinations
         ],
@@ -111,7 +164,8 @@ async def federation(request: Request) -> Response:
         "order_by": order_by,
         "direction": direction,
         "search": search,
-        "columns": COLUMNS,
+        "columns": (*COLUMNS, LAST_INCIDENT) if kept else COLUMNS,
+        "incidents_kept": kept,
     }
     if partial:
         response = site.templates.render(request, "_destinations.html", **context)
@@ -130,22 +184,31 @@ async def destination(request: Request) -> Response:
     admin = site.api.admin(name, login.access_token)
     server = request.path_params["destination"]
     row = None if server in (".", "..") else await admin.destination(server)
-    if row is None:
-        return site.templates.error(request, 404, f"{name} has no destination {server!r}.")
-    start = offset(request)
-    listing, (_, undelivered) = await asyncio.gather(
-        admin.destination_rooms(server, start, PAGE_SIZE), admin.facts([server])
-    )
-    details = await asyncio.gather(*(admin.room(entry.room_id) for entry in listing.rooms))
-    rooms = [
-        room if room is not None else Room.unknown(entry.room_id)
-        for entry, room in zip(listing.rooms, details, strict=True)
-    ]
     now = site.now_ms()
-    allowed = effective_whitelist(site.deployment, name)
+    history = None
+    if site.store is not None and _incidents_kept(site) and server not in (".", ".."):
+        history = await asyncio.to_thread(_history, site, name, server, now)
     peer = next(
         (n for n, hs in site.deployment.homeservers.items() if hs.server_name == server), None
     )
+    # Synapse keeps a row only once it sent something (or failed to): a sibling that
+    # shares no room yet, or one only Homeport's own checks found silent, has none.
+    if row is None and peer is None and not (history and history.lines):
+        return site.templates.error(request, 404, f"{name} has no destination {server!r}.")
+    start = offset(request)
+    facts, rooms, next_start = None, [], None
+    if row is not None:
+        listing, (_, undelivered) = await asyncio.gather(
+            admin.destination_rooms(server, start, PAGE_SIZE), admin.facts([server])
+        )
+        details = await asyncio.gather(*(admin.room(entry.room_id) for entry in listing.rooms))
+        rooms = [
+            room if room is not None else Room.unknown(entry.room_id)
+            for entry, room in zip(listing.rooms, details, strict=True)
+        ]
+        facts = destination_row(row, listing.total, undelivered.get(server), now)
+        next_start = listing.next_token
+    allowed = effective_whitelist(site.deployment, name)
     report, action = None, None
     if site.store is not None:
         report = await asyncio.to_thread(latest_report, site.store)
@@ -154,12 +217,12 @@ async def destination(request: Request) -> Response:
         request,
         "destination.html",
         destination=server,
-        facts=destination_row(row, listing.total, undelivered.get(server), now),
+        facts=facts,
         threshold=spoken(NOT_DELIVERING_AFTER_S),
         rooms=rooms,
         start=start,
         page_size=PAGE_SIZE,
-        next_start=listing.next_token,
+        next_start=next_start,
         whitelisted=allowed is None or server in allowed,
         whitelist_open=allowed is None,
         peer=peer,
@@ -168,7 +231,16 @@ async def destination(request: Request) -> Response:
         last_action=action,
         last_action_when=when(action.ts, now) if action else None,
         reset_done=request.query_params.get("reset") == "1",
+        history=history,
     )
+
+
+def _history(site: Site, name: str, server: str, now: int) -> Timeline:
+    """The destination's incidents of the last 30 days, and who reset it meanwhile."""
+    assert site.store is not None
+    since = now - WINDOW_MS
+    found = incidents.incidents_since(site.store, name, server, since)
+    return timeline(found, actions_since(site.store, name, server, since), now)
 
 
 async def reset(request: Request) -> Response:

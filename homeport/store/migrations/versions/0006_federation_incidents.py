@@ -1,4 +1,4 @@
-"""Federation incidents, the destinations waiting now, and the alerts' outbox."""
+"""Federation incidents, the destinations waiting now, the last checks, the alerts' outbox."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ def upgrade() -> None:
         ["homeserver", "since_ts", "destination"],
     )
     op.create_table(
+        "alert_checks",
+        sa.Column("homeserver", sa.String(64), primary_key=True),
+        sa.Column("checked_ts", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "alert_notices",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("homeserver", sa.String(64), nullable=False),
@@ -64,5 +69,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("alert_notices")
+    op.drop_table("alert_checks")
     op.drop_table("federation_waiting")
     op.drop_table("federation_incidents")
