@@ -5,33 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeport.admin.present import DestinationStatus, When, destination_status, when
-from homeport.alerts.incidents import KIND_WORDS, Incident
-from homeport.policy.backoff import spoken
+from homeport.admin.timeline import IncidentLine, incident_line
+from homeport.alerts.incidents import Incident
 from homeport.synapse.models import Destination, Undelivered
-
-
-@dataclass(frozen=True)
-class IncidentCell:
-    """A destination's latest incident, as the Federation tab shows it."""
-
-    what: str
-    started: When | None
-    ended: When | None  # None while it lasts
-    lasted: str
-
-    @property
-    def open(self) -> bool:
-        return self.ended is None
-
-
-def incident_cell(incident: Incident, now_ms: int) -> IncidentCell:
-    until = incident.ended_ms if incident.ended_ms is not None else now_ms
-    return IncidentCell(
-        what=KIND_WORDS.get(incident.kind, incident.kind),
-        started=when(incident.started_ms, now_ms),
-        ended=when(incident.ended_ms, now_ms) if incident.ended_ms is not None else None,
-        lasted=spoken(max(0, until - incident.started_ms) / 1000),
-    )
 
 
 @dataclass(frozen=True)
@@ -49,7 +25,7 @@ class DestinationRow:
     rooms: int
     stream_ordering: int | None
     can_reset: bool
-    last_incident: IncidentCell | None = None
+    last_incident: IncidentLine | None = None
 
 
 def destination_row(
@@ -72,5 +48,5 @@ def destination_row(
         rooms=rooms,
         stream_ordering=destination.last_successful_stream_ordering,
         can_reset=destination.can_reset,
-        last_incident=incident_cell(incident, now_ms) if incident is not None else None,
+        last_incident=incident_line(incident, now_ms) if incident is not None else None,
     )

@@ -48,6 +48,10 @@ class IncidentLine:
     told: bool
     reset_by: str | None  # who reset the connection during it, if anyone did
 
+    @property
+    def open(self) -> bool:
+        return self.ended is None
+
 
 @dataclass(frozen=True)
 class Timeline:
@@ -65,6 +69,23 @@ class Timeline:
         ongoing = sum(1 for line in self.lines if line.ended is None)
         total = "1 incident" if count == 1 else f"{count} incidents"
         return f"{total} in the last 30 days" + (f", {ongoing} ongoing." if ongoing else ".")
+
+
+def incident_line(incident: Incident, now_ms: int, reset_by: str | None = None) -> IncidentLine:
+    """One incident in words: the table's line, the Federation tab's last-incident cell."""
+    end = incident.ended_ms if incident.ended_ms is not None else now_ms
+    waited = ""
+    if incident.kind == "not_delivering":
+        waited = f"{incident.events} events in {incident.rooms} rooms"
+    return IncidentLine(
+        what=KIND_WORDS.get(incident.kind, incident.kind),
+        started=when(incident.started_ms, now_ms),
+        ended=when(incident.ended_ms, now_ms) if incident.ended_ms is not None else None,
+        lasted=spoken(max(0, end - incident.started_ms) / 1000),
+        waited=waited,
+        told=incident.alerted,
+        reset_by=reset_by,
+    )
 
 
 def _x(ms: int, start: int, now: int) -> float:
@@ -101,20 +122,7 @@ def timeline(incidents: Sequence[Incident], actions: Sequence[Action], now_ms: i
         ongoing = " (ongoing)" if incident.ended_ms is None else ""
         label = f"{what} from {_day(incident.started_ms)}, {lasted}{ongoing}"
         bars.append(Bar(round(x, 1), round(width, 1), incident.kind, label))
-        waited = ""
-        if incident.kind == "not_delivering":
-            waited = f"{incident.events} events in {incident.rooms} rooms"
-        lines.append(
-            IncidentLine(
-                what=what,
-                started=when(incident.started_ms, now_ms),
-                ended=when(incident.ended_ms, now_ms) if incident.ended_ms is not None else None,
-                lasted=lasted,
-                waited=waited,
-                told=incident.alerted,
-                reset_by=_reset_during(incident, actions, now_ms),
-            )
-        )
+        lines.append(incident_line(incident, now_ms, _reset_during(incident, actions, now_ms)))
     ticks = [
         Tick(round(_x(now_ms - days * DAY_MS, start, now_ms), 1), _day(now_ms - days * DAY_MS))
         for days in (28, 21, 14, 7, 0)
