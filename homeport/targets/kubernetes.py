@@ -45,6 +45,7 @@ Pure: the model, versions and the secrets' values in; file names and texts out.
 
 from __future__ import annotations
 
+from homeport.alerts.rules import prometheus_rule
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.types import parse_postgres_url
@@ -81,6 +82,19 @@ def render_kubernetes(deployment: Deployment, inputs: ClusterInputs) -> dict[str
         "resources": resources,
     }
     files["kustomization.yaml"] = k8s.dump(top)
+    if deployment.alerts is not None:
+        # For the Prometheus Operator, apart: `kubectl apply -k monitoring/` where its
+        # PrometheusRule kind exists (the top kustomization would fail without it).
+        namespace = services_namespace(deployment.kubernetes)
+        rule = prometheus_rule(deployment.alerts, namespace, k8s.labels("services", "alerts"))
+        files["monitoring/prometheus-rule.yaml"] = k8s.dump(rule)
+        files["monitoring/kustomization.yaml"] = k8s.dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["prometheus-rule.yaml"],
+            }
+        )
     return files
 
 

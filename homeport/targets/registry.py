@@ -22,6 +22,7 @@ from homeport.targets.interface import (
 from homeport.targets.kubernetes import render_kubernetes
 from homeport.targets.kubernetes_inputs import cluster_inputs
 from homeport.targets.nginx import render_nginx
+from homeport.targets.prometheus import render_prometheus
 from homeport.targets.systemd import render_systemd
 from homeport.trust import upstream_trust
 
@@ -57,6 +58,18 @@ def nginx(deployment: Deployment, context: RenderContext) -> Rendered:
     return files_into("nginx", out_dir, render_nginx(deployment, layout, out_dir.resolve(), trust))
 
 
+def prometheus(deployment: Deployment, context: RenderContext) -> Rendered:
+    """Alerting rules that match the alerts service's own, and a scrape job for it."""
+    out_dir = context.out("prometheus")
+    if deployment.alerts is None:
+        raise HomeportError(
+            f"{context.config_path} has no `alerts:` section: add one (`alerts: {{port: 8455}}`) "
+            "so that Homeport checks federation and exposes what the rules read, see "
+            "docs/alerts.md"
+        )
+    return files_into("prometheus", out_dir, render_prometheus(deployment.alerts))
+
+
 def kubernetes(deployment: Deployment, context: RenderContext) -> Rendered:
     """The manifests, with the keys and secrets of the data folder (made once, as by `up`)."""
     out_dir = context.out("kubernetes")
@@ -82,6 +95,11 @@ TARGETS: dict[str, Target] = {
         ),
         Target(
             "kubernetes", "kustomize bases, one namespace per homeserver, into --out", kubernetes
+        ),
+        Target(
+            "prometheus",
+            "alerting rules for federation incidents and a scrape job, into --out",
+            prometheus,
         ),
     )
 }
