@@ -98,7 +98,7 @@ def create_app(
             clock.monotonic,
         ),
         templates=Templates(deployment, pages),
-        metrics=Metrics(),
+        metrics=Metrics(store if deployment.alerts is not None else None),
         prelogin=PreLoginTokens(),
         logins_by_address=Throttle(LOGINS_PER_ADDRESS, ADDRESS_REFILL_SECONDS, clock.monotonic),
         failures_by_user=Throttle(FAILURES_PER_USER, USER_REFILL_SECONDS, clock.monotonic),

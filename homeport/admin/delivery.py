@@ -1,10 +1,13 @@
 """Every homeserver's undelivered destinations: the Federation tab's alert and `/metrics`.
 
-A snapshot read from the homeservers (as Homeport's service account) at
-most every REFRESH_S seconds, whoever asks and however often: `/metrics`
-needs no login, and a flood of scrapes or page loads never reaches Synapse.
-Each page of the tab reads its own rows fresh; the snapshot only says which
-servers beyond the page lack events.
+A snapshot read at most every REFRESH_S seconds, whoever asks and however
+often: `/metrics` needs no login, and a flood of scrapes or page loads never
+reaches Synapse. Where the alerts service keeps the waiting destinations in
+Homeport's store (checked within the last minute), the snapshot reads them
+there, from an index; otherwise it asks each homeserver (as Homeport's
+service account), which looks at every waiting destination. Each page of the
+tab reads its own rows fresh; the snapshot only says which servers beyond
+the page lack events.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import asyncio
 
 import httpx
 from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from homeport.admin.api import Homeservers
+from homeport.alerts.store import checked_at, oldest_waiting
 from homeport.clock import Clock
 from homeport.policy.backoff import NOT_DELIVERING_AFTER_S
 from homeport.synapse.api import SynapseApiError
@@ -23,10 +29,13 @@ from homeport.synapse.models import Undelivered
 REFRESH_S = 10.0
 READ_TIMEOUT_S = 5.0  # a homeserver that hangs must not hold every page that waits on this
 AGES_PER_HOMESERVER = 100  # bounded label cardinality, whatever the outage
+LISTED = 1000  # the longest waiting, per homeserver (the alert names the first five)
+FRESH_MS = 60_000  # the alerts service's check is recent enough to read from the store
 
 
 class DeliverySnapshot:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, store: Engine | None = None) -> None:
+        self.store = store  # where the alerts service keeps the waiting destinations
         self.not_delivering = Gauge(
             "homeport_federation_not_delivering_destinations",
             f"Servers whose oldest undelivered event is {NOT_DELIVERING_AFTER_S:.0f} s old or more",
@@ -63,8 +72,10 @@ class DeliverySnapshot:
             if self._read_at is not None and clock.monotonic() - self._read_at < REFRESH_S:
                 return
             self._read_at = clock.monotonic()
-            answers = await asyncio.gather(*(_read(api, name) for name in names))
             now_ms = int(clock.time() * 1000)
+            answers = await asyncio.gather(
+                *(_read(api, name, self.store, now_ms) for name in names)
+            )
             self.age.clear()
             for name, answer in zip(names, answers, strict=True):
                 self.latest[name] = answer
@@ -88,8 +99,26 @@ class DeliverySnapshot:
             self.age.labels(name, row.destination).set(row.age_s(now_ms))
 
 
-async def _read(api: Homeservers, name: str) -> tuple[list[Undelivered], int] | None:
+async def _read(
+    api: Homeservers, name: str, store: Engine | None, now_ms: int
+) -> tuple[list[Undelivered], int] | None:
+    if store is not None:
+        try:
+            stored = await asyncio.to_thread(_stored, store, name, now_ms)
+        except SQLAlchemyError:
+            stored = None
+        if stored is not None:
+            return stored
     try:
         return await asyncio.wait_for(api.undelivered(name), READ_TIMEOUT_S)
     except (SynapseApiError, httpx.HTTPError, OSError, TimeoutError):
         return None
+
+
+def _stored(store: Engine, name: str, now_ms: int) -> tuple[list[Undelivered], int] | None:
+    """The alerts service's last check of `name`, if it is fresh."""
+    checked = checked_at(store, name)
+    if checked is None or now_ms - checked >= FRESH_MS:
+        return None
+    rows, total = oldest_waiting(store, name, LISTED)
+    return [Undelivered(d, w.rooms, w.since_ms, w.events) for d, w in rows], total

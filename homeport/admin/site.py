@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from homeport.admin.api import Homeservers
+from homeport.admin.cells import CELLS
 from homeport.admin.delivery import DeliverySnapshot
 from homeport.admin.directory import DirectoryLoginSnapshot
 from homeport.admin.sessions import Login, PreLoginTokens, Session, SessionStore
@@ -31,7 +33,8 @@ PRELOGIN_SCOPE_KEY = "homeport_prelogin"  # the login form's CSRF token, before 
 class Metrics:
     """Prometheus counters of the website's requests, in a registry of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, waiting: Engine | None = None) -> None:
+        """`waiting`: the store where the alerts service keeps the waiting destinations."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "homeport_admin_requests",
@@ -45,7 +48,7 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
-        self.delivery = DeliverySnapshot(self.registry)
+        self.delivery = DeliverySnapshot(self.registry, waiting)
         self.directory_login = DirectoryLoginSnapshot(self.registry)
 
 
@@ -61,6 +64,7 @@ class Templates:
             autoescape=select_autoescape(default=True),
             auto_reload=False,  # package files: no need to look at them on every page
         )
+        self._env.globals["cells"] = SimpleNamespace(**CELLS)
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any

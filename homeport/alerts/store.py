@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from homeport.alerts.incidents import Incident, Kind, Notice, Status, Step, Waiting
 from homeport.store.schema import (
@@ -27,6 +27,7 @@ from homeport.store.schema import (
     federation_incidents,
     federation_waiting,
 )
+from homeport.synapse.admin_api import DestinationQuery
 
 MAX_INCIDENTS = 100_000  # per homeserver, whatever the outage
 NOTICES_KEPT_MS = 7 * 86_400_000
@@ -306,22 +307,14 @@ def prune(engine: Engine, now_ms: int, retention_ms: int) -> int:
 def last_incidents(
     engine: Engine, homeserver: str, destinations: Sequence[str]
 ) -> dict[str, Incident]:
-    """The latest incident of each named destination that had one."""
+    """The latest incident of each named destination that had one (its index holds each
+    destination's incidents in the order they started)."""
     if not destinations:
         return {}
-    latest = (
-        select(_I.destination, func.max(_I.started_ts).label("started"))
+    query = (
+        select(federation_incidents)
         .where(_I.homeserver == homeserver, _I.destination.in_(list(destinations)))
-        .group_by(_I.destination)
-        .subquery()
-    )
-    query = select(federation_incidents).join(
-        latest,
-        and_(
-            _I.homeserver == homeserver,
-            _I.destination == latest.c.destination,
-            _I.started_ts == latest.c.started,
-        ),
+        .order_by(_I.destination, _I.started_ts, _I.id)
     )
     with engine.connect() as connection:
         return {row.destination: _incident(row) for row in connection.execute(query)}
@@ -366,6 +359,37 @@ def checked_at(engine: Engine, homeserver: str) -> int | None:
             select(_C.checked_ts).where(_C.homeserver == homeserver)
         ).scalar_one_or_none()
         return None if found is None else int(found)
+
+
+def oldest_waiting(
+    engine: Engine, homeserver: str, limit: int
+) -> tuple[list[tuple[str, Waiting]], int]:
+    """The `limit` destinations that have waited longest (as of the last check), and how
+    many wait in all."""
+    with engine.connect() as connection:
+        total = connection.execute(
+            select(func.count()).where(_W.homeserver == homeserver)
+        ).scalar_one()
+        rows = connection.execute(
+            select(_W.destination, _W.since_ts, _W.rooms, _W.events)
+            .where(_W.homeserver == homeserver)
+            .order_by(_W.since_ts, _W.destination)
+            .limit(limit)
+        )
+        found = [(str(r.destination), Waiting(r.since_ts, r.rooms, r.events)) for r in rows]
+        return found, int(total)
+
+
+def waiting_page(
+    engine: Engine, homeserver: str, query: DestinationQuery, fresh_since_ms: int
+) -> tuple[list[str], int] | None:
+    """`waiting_order` for the Federation tab's page, if the last check of `homeserver`
+    was written since `fresh_since_ms`; None otherwise (one connection, one thread hop)."""
+    checked = checked_at(engine, homeserver)
+    if checked is None or checked < fresh_since_ms:
+        return None
+    descending = query.direction == "b"
+    return waiting_order(engine, homeserver, query.start, query.limit, query.search, descending)
 
 
 def waiting_order(

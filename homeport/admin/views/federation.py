@@ -92,17 +92,10 @@ async def _listing(
     nothing waiting by name; every other order, and a stale index, as the module pages."""
     engine = site.store
     if query.order_by == "undelivered_since" and engine is not None and _incidents_kept(site):
-        checked = await asyncio.to_thread(incidents.checked_at, engine, name)
-        if checked is not None and site.now_ms() - checked < WAITING_FRESH_MS:
-            names, waiting = await asyncio.to_thread(
-                incidents.waiting_order,
-                engine,
-                name,
-                query.start,
-                query.limit,
-                query.search,
-                query.direction == "b",
-            )
+        fresh_since = site.now_ms() - WAITING_FRESH_MS
+        indexed = await asyncio.to_thread(incidents.waiting_page, engine, name, query, fresh_since)
+        if indexed is not None:
+            names, waiting = indexed
             rest_from = max(0, query.start - waiting)
             return await admin.destinations_given(query, names, rest_from, also)
     return await admin.destinations_with_counts(query, also=also)
@@ -131,7 +124,11 @@ async def federation(request: Request) -> Response:
     own = site.deployment.homeservers[name].server_name
     candidates = tuple(server for server in allowed or [] if server != own)
     query = DestinationQuery(start, PAGE_SIZE, order_by, direction, search)
-    listing = await _listing(site, name, admin, query, candidates)
+    delivery = site.metrics.delivery
+    listing, _ = await asyncio.gather(
+        _listing(site, name, admin, query, candidates),
+        delivery.refresh(site.api, list(site.deployment.homeservers), site.clock),
+    )
     page, counts = listing.page, listing.room_counts
     now = site.now_ms()
     kept = _incidents_kept(site)
@@ -139,8 +136,6 @@ async def federation(request: Request) -> Response:
     if kept and site.store is not None:
         shown = [d.destination for d in page.destinations]
         last = await asyncio.to_thread(incidents.last_incidents, site.store, name, shown)
-    delivery = site.metrics.delivery
-    await delivery.refresh(site.api, list(site.deployment.homeservers), site.clock)
     late = not_delivering((delivery.latest.get(name) or ([], 0))[0], now)
     context: dict[str, Any] = {
         "destinations": [
