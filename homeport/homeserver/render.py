@@ -18,7 +18,7 @@ from homeport.config.homeserver import Homeserver
 from homeport.config.types import parse_postgres_url
 from homeport.homeserver.listeners import listener_resources
 from homeport.layout import DeploymentLayout, HomeserverLayout
-from homeport.policy.effective import effective_whitelist
+from homeport.policy.effective import effective_whitelist, key_servers
 from homeport.policy.siblings import sibling_ip_allowlist
 from homeport.synapse_module.config import HomeportModuleConfig
 from homeport.synapse_module.contract import HOMEPORT_MODULE
@@ -164,9 +164,12 @@ def render_homeserver(
             str(layout.ca_certificate),
             *(str(p) for p in deployment.trusted_ca_files),
         ],
-        # Keys are fetched from each server itself: the default asks
-        # matrix.org, unreachable from a closed deployment and outside it.
-        "trusted_key_servers": [],
+        # Never matrix.org (unreachable from a closed deployment, and outside it):
+        # each server itself, or for a closed homeserver the siblings that federate
+        # beyond it, whose rooms may hold servers it cannot ask (policy.effective).
+        "trusted_key_servers": [
+            {"server_name": server} for server in key_servers(deployment, name)
+        ],
         "suppress_key_server_warning": True,
         "database": _database(hs, files),
         "media_store_path": str(files.media_store),

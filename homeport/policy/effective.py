@@ -34,6 +34,40 @@ def effective_whitelist(deployment: Deployment, name: str) -> list[str] | None:
     return resolved
 
 
+def _reaches_beyond(deployment: Deployment, other: str, allowed: list[str]) -> bool:
+    """Whether homeserver `other` federates with a server outside `allowed`."""
+    theirs = effective_whitelist(deployment, other)
+    return theirs is None or any(server not in allowed for server in theirs)
+
+
+def key_servers(deployment: Deployment, name: str) -> list[str]:
+    """The homeservers of the file that homeserver `name` asks for other servers' keys
+    (Synapse's `trusted_key_servers`): none for a homeserver open to all (it asks each
+    server itself); for one with a whitelist, its siblings that federate beyond it.
+
+    Its users may join a sibling's room that holds users of servers it does not
+    federate with; it cannot fetch those servers' keys itself, so without a key
+    server that can, Synapse's partial join never completes and the room hangs
+    (docs/visibility.md, "Rooms that mix servers"). The sibling answers for their keys.
+    """
+    allowed = effective_whitelist(deployment, name)
+    if allowed is None:
+        return []
+    return [
+        hs.server_name
+        for other, hs in deployment.homeservers.items()
+        if other != name
+        and hs.server_name in allowed
+        and _allows(deployment, other, deployment.homeservers[name].server_name)
+        and _reaches_beyond(deployment, other, allowed)
+    ]
+
+
+def _allows(deployment: Deployment, other: str, server: str) -> bool:
+    theirs = effective_whitelist(deployment, other)
+    return theirs is None or server in theirs
+
+
 @dataclass(frozen=True)
 class Side:
     """One server of a pair: what it is called, its policy, whom it federates with."""

@@ -134,3 +134,74 @@ async def test_the_federation_tab_of_external_lists_both_others(three: RunningDe
     # Each of the two others shares the one room with external.
     for row in found.values():
         assert re.search(r'<td class="num">1</td>', row), row
+
+
+async def test_a_room_mixed_with_a_server_internal_shuts_out_answers_at_once(
+    three: RunningDeployment,
+) -> None:
+    """Internal (whitelist: itself and external) joins external's room after partner's
+    user spoke in it. Internal cannot ask partner for its key; it asks external
+    (`trusted_key_servers`, rendered by Homeport), so the partial join completes and the
+    room answers, instead of a join that "succeeds" and a room that never loads
+    (docs/visibility.md, "Rooms that mix servers")."""
+    deployment = three.deployment
+    context = client_ssl_context(deployment)
+    servers = {name: hs.server_name for name, hs in deployment.homeservers.items()}
+    rendered = three.layout.homeserver("internal").config_file.read_text()
+    assert f"- server_name: {servers['external']}" in rendered
+    tokens, users = {}, {}
+    for name in servers:
+        user_id, password = await three.new_user(name)
+        users[name] = user_id
+        tokens[name] = (await access_token(deployment, name, user_id, password))[0]
+    # A room that hangs makes these reads wait: a guard well past any healthy answer.
+    async with httpx.AsyncClient(verify=context, timeout=30) as http:
+
+        async def call(name: str, method: str, path: str, **kwargs: Any) -> Any:
+            url = f"{deployment.homeservers[name].base_url}{path}"
+            try:
+                answer = await http.request(
+                    method, url, headers={"Authorization": f"Bearer {tokens[name]}"}, **kwargs
+                )
+            except httpx.TimeoutException:
+                raise AssertionError(f"{name}: {method} {path} had no answer in 30 s") from None
+            assert answer.status_code == 200, (name, path, answer.status_code, answer.text)
+            return answer.json()
+
+        created = await call(
+            "external", "POST", "/_matrix/client/v3/createRoom", json={"preset": "public_chat"}
+        )
+        room = quote(created["room_id"])
+        join = f"/_matrix/client/v3/join/{room}"
+        via = {"server_name": servers["external"]}
+        await call("partner", "POST", join, params=via, json={})
+        said = f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{secrets.token_hex(4)}"
+        await call("partner", "PUT", said, json={"msgtype": "m.text", "body": "from partner"})
+
+        await call("internal", "POST", join, params=via, json={})
+        members = await call("internal", "GET", f"/_matrix/client/v3/rooms/{room}/joined_members")
+        assert set(members["joined"]) == set(users.values())  # the whole room, partner's too
+        await call(
+            "internal",
+            "GET",
+            f"/_matrix/client/v3/rooms/{room}/messages",
+            params={"dir": "b", "limit": 20},
+        )
+        hello = f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{secrets.token_hex(4)}"
+        await call("internal", "PUT", hello, json={"msgtype": "m.text", "body": "from internal"})
+
+        async def external_heard() -> bool:
+            chunk = (
+                await call(
+                    "external",
+                    "GET",
+                    f"/_matrix/client/v3/rooms/{room}/messages",
+                    params={"dir": "b", "limit": 20},
+                )
+            )["chunk"]
+            return any(e.get("content", {}).get("body") == "from internal" for e in chunk)
+
+        deadline = time.monotonic() + 60
+        while not await external_heard():
+            assert time.monotonic() < deadline, "external never got internal's message"
+            await asyncio.sleep(0.5)

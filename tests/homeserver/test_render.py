@@ -177,7 +177,10 @@ CASES = [
                 "localhost:8448",
                 "localhost:8449",
                 "other.example.org",
-            ]
+            ],
+            # External federates with anyone: internal asks it for the keys of servers in
+            # its rooms that internal may not ask itself.
+            "trusted_key_servers": [{"server_name": "localhost:8449"}],
         },
     ),
     Case(
@@ -237,7 +240,9 @@ def test_render(case: Case) -> None:
 
     # Invariants every rendering keeps, whatever the model says.
     assert config["federation_verify_certificates"] is True
-    assert config["trusted_key_servers"] == []
+    # Keys are never asked of a server outside the file (matrix.org by default).
+    own = {hs.server_name for hs in case.model.homeservers.values()}
+    assert {entry["server_name"] for entry in config["trusted_key_servers"]} <= own
     (listener,) = config["listeners"]
     assert listener["tls"] is True
     assert {"client", "federation"} <= set(listener["resources"][0]["names"])

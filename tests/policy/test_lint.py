@@ -421,6 +421,25 @@ CASES = [
         {("federation-bypasses-proxy", "solo", "server_name")},
     ),
     Case(
+        "a closed homeserver beside one open to all: its users can join mixed rooms",
+        deployment_text(internal="federation_domain_whitelist: [external]"),
+        {
+            ("whitelist-mixed-rooms", "internal", "policy.federation_domain_whitelist"),
+            ("loopback-siblings", "internal", "address"),
+            ("loopback-siblings", "external", "address"),
+        },
+    ),
+    Case(
+        "a closed homeserver whose key servers an administrator set himself",
+        deployment_text(internal="federation_domain_whitelist: [external]").replace(
+            "  external:\n", "    synapse: {trusted_key_servers: []}\n  external:\n"
+        ),
+        {
+            ("loopback-siblings", "internal", "address"),
+            ("loopback-siblings", "external", "address"),
+        },
+    ),
+    Case(
         "a whitelisted server on loopback that this file does not run",
         deployment_text(internal="federation_domain_whitelist: [external, '127.0.0.5:8448']"),
         {("whitelist-unreachable", "internal", "policy.federation_domain_whitelist[1]")},
@@ -433,10 +452,11 @@ CASES = [
 ]
 
 
-# Findings about where the homeservers listen, which every one-machine layout has
-# (loopback) or the production layout answers (a public address): shown only in
-# the cases about them.
-LAYOUT = {"loopback-siblings", "admin-api-exposed"}
+# Findings every layout of its kind has, shown only in the cases about them: where the
+# homeservers listen, which every one-machine layout has (loopback) or the production
+# layout answers (a public address); rooms that can mix servers, which every closed
+# homeserver beside an open one has (the starter's internal and external).
+LAYOUT = {"loopback-siblings", "admin-api-exposed", "whitelist-mixed-rooms"}
 
 
 def found(text: str, layout: bool = False) -> set[tuple[str, str, str]]:
@@ -485,6 +505,7 @@ def test_the_starter_has_only_its_one_machine_warnings() -> None:
     assert found(starter_text(), layout=True) == {
         ("loopback-siblings", "internal", "address"),
         ("loopback-siblings", "external", "address"),
+        ("whitelist-mixed-rooms", "internal", "policy.federation_domain_whitelist"),
     }
 
 

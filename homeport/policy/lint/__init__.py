@@ -34,6 +34,7 @@ from homeport.policy.lint.sharing import (
 from homeport.policy.lint.whitelist import (
     check_empty_whitelist,
     check_entries_without_port,
+    check_mixed_rooms,
     check_own_name,
     check_patterns_in_whitelist,
     check_symmetry,
@@ -67,6 +68,7 @@ CHECKS: tuple[Check, ...] = (
     check_server_name_undelegated,
     check_federation_bypasses_proxy,
     check_whitelist_unreachable,
+    check_mixed_rooms,
     check_internal_spaces_without_effect,
     check_internal_users_profiles,
 )

@@ -15,7 +15,7 @@ from ipaddress import ip_address
 from homeport.config.deployment import Deployment
 from homeport.config.homeserver import Homeserver
 from homeport.config.types import split_server_name
-from homeport.policy.effective import effective_whitelist
+from homeport.policy.effective import effective_whitelist, key_servers
 from homeport.policy.lint.findings import Finding, KeyPath
 
 WHITELIST: KeyPath = ("policy", "federation_domain_whitelist")
@@ -283,3 +283,28 @@ def check_whitelist_unreachable(deployment: Deployment, name: str) -> Iterator[F
             "name the server by a public name that resolves to it, or add it to this file "
             "as a homeserver",
         )
+
+
+def check_mixed_rooms(deployment: Deployment, name: str) -> Iterator[Finding]:
+    """A closed homeserver whose sibling federates more widely: its users can be in rooms
+    with servers it does not federate with (the whitelist is no room membership)."""
+    wider = key_servers(deployment, name)
+    if not wider or "trusted_key_servers" in deployment.homeservers[name].synapse:
+        return  # an administrator's own key servers are checked by check_trusted_key_servers
+    names = {hs.server_name: other for other, hs in deployment.homeservers.items()}
+    siblings = ", ".join(names[server] for server in wider)
+    yield Finding(
+        "whitelist-mixed-rooms",
+        "warning",
+        name,
+        WHITELIST,
+        f"{name}'s users can join rooms of {siblings} that hold users of servers {name} "
+        "does not federate with",
+        "federation_domain_whitelist stops requests between servers, not room membership. "
+        f"{name} asks {siblings} for those servers' keys (trusted_key_servers, rendered by "
+        "Homeport) so that such a join completes instead of hanging; its users then read "
+        f"those rooms, and their messages reach those servers through {siblings}. "
+        "`homeport verify` lists the rooms that mix servers (docs/visibility.md).",
+        f"accept it, or close {siblings}'s whitelist to the servers {name} may talk to, or "
+        f"keep {name}'s users out of {siblings}'s rooms",
+    )
