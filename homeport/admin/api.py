@@ -16,6 +16,7 @@ from homeport.synapse.models import (
     Destination,
     DestinationRoomsPage,
     InternalSpacesReport,
+    MixedRoomsReport,
     Room,
     RoomPage,
     Undelivered,
@@ -65,6 +66,8 @@ class HomeserverAdmin(Protocol):
     async def directory_login(self) -> dict[str, Any] | None: ...
 
     async def internal_spaces(self) -> InternalSpacesReport: ...
+
+    async def mixed_rooms(self, allowed: list[str]) -> MixedRoomsReport: ...
 
 
 class Homeservers(Protocol):

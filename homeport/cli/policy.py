@@ -35,9 +35,11 @@ from homeport.runtime.applied import unapplied
 from homeport.runtime.control import Control
 from homeport.runtime.status import gather_status
 from homeport.store.database import open_store
+from homeport.supervision.state import RunLock
 from homeport.synapse.api import SynapseApiError
 from homeport.trust import client_ssl_context
 from homeport.verify.internal_spaces import internal_space_drift
+from homeport.verify.mixed_rooms import mixed_room_drift
 from homeport.verify.report import Report, save_report
 from homeport.verify.run import verify
 
@@ -80,22 +82,37 @@ def lint_command(config_path: Path, as_json: bool) -> None:
 DRIFT_TIMEOUT_S = 20.0  # a homeserver that hangs: lint and verify say so, and go on or stop
 
 
+def _running(deployment: Deployment) -> bool:
+    """Whether `homeport up` runs this deployment (its lock is held)."""
+    layout = DeploymentLayout(deployment.data_dir)
+    return layout.data_dir.exists() and (RunLock(layout).holder() or 0) > 0
+
+
 def _drift(deployment: Deployment) -> tuple[list[Finding], str | None]:
-    """What the running homeservers' internal spaces hold against the policy (drift); or
-    why it was not looked at. Nothing to do without internal spaces."""
-    if not any(hs.policy.rooms.internal_spaces for hs in deployment.homeservers.values()):
+    """What the running homeservers hold against the policy: the internal spaces' rooms
+    that federate or hold others (drift), and the rooms that mix servers a closed homeserver
+    shuts out; or why it was not looked at. Rooms that mix servers are looked at only
+    while the deployment runs (lint before `up` has nothing to say of them)."""
+    internal = any(hs.policy.rooms.internal_spaces for hs in deployment.homeservers.values())
+    closed = _running(deployment) and any(
+        hs.policy.federation_domain_whitelist is not None for hs in deployment.homeservers.values()
+    )
+    if not internal and not closed:
         return [], None
+    context = client_ssl_context(deployment)
+
+    async def both() -> list[Finding]:
+        spaces = internal_space_drift(deployment, context) if internal else _nothing()
+        mixed = mixed_room_drift(deployment, context) if closed else _empty()
+        found, mixing = await asyncio.gather(spaces, mixed)
+        return [f for findings in found.values() for f in findings] + mixing
+
     try:
-        found = asyncio.run(
-            asyncio.wait_for(
-                internal_space_drift(deployment, client_ssl_context(deployment)),
-                DRIFT_TIMEOUT_S,
-            )
-        )
+        return asyncio.run(asyncio.wait_for(both(), DRIFT_TIMEOUT_S)), None
     except TimeoutError:
         return [], (
-            f"the rooms of the internal spaces were not checked: the homeservers did not "
-            f"answer within {DRIFT_TIMEOUT_S:.0f} s"
+            f"the rooms of the internal spaces and those that mix servers were not checked: "
+            f"the homeservers did not answer within {DRIFT_TIMEOUT_S:.0f} s"
         )
     except (HomeportError, SynapseApiError, httpx.HTTPError, OSError) as error:
         return [], (
@@ -103,7 +120,14 @@ def _drift(deployment: Deployment) -> tuple[list[Finding], str | None]:
             f"answer ({error}); with the deployment running (`homeport up`), lint and "
             "verify report what in them federates or holds other servers' users"
         )
-    return [f for findings in found.values() for f in findings], None
+
+
+async def _nothing() -> dict[str, list[Finding]]:
+    return {}
+
+
+async def _empty() -> list[Finding]:
+    return []
 
 
 def _verify_table(report: Report, deployment: Deployment) -> Table:
@@ -220,7 +244,7 @@ def verify_command(config_path: Path, as_json: bool) -> None:
                     soft_wrap=True,
                 )
         if drift:
-            console.print("Internal spaces: what was there before the policy (drift)")
+            console.print("What the running homeservers hold against the policy (drift)")
             print_findings(drift, lines, config_path)
         console.print(f"[dim]{time.monotonic() - started:.1f} s[/]")
     if report.mismatches or any(f.severity == "error" for f in drift):

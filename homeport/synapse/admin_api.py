@@ -22,6 +22,7 @@ from homeport.synapse.models import (
     DestinationPage,
     DestinationRoomsPage,
     InternalSpacesReport,
+    MixedRoomsReport,
     Room,
     RoomPage,
     Undelivered,
@@ -35,6 +36,7 @@ from homeport.synapse_module.contract import (
     DIRECTORY_LOGIN_PATH,
     GIVEN_ORDER,
     INTERNAL_SPACES_PATH,
+    MIXED_ROOMS_PATH,
     ROOM_COUNTS_PATH,
 )
 
@@ -325,6 +327,13 @@ class SynapseAdmin:
         homeserver without internal spaces, where the module serves no report."""
         body = await self._get_or_none(INTERNAL_SPACES_PATH)
         return InternalSpacesReport.from_api(body or {})
+
+    async def mixed_rooms(self, allowed: list[str]) -> MixedRoomsReport:
+        """The rooms of this server's users that hold servers outside `allowed` (the
+        Homeport module's report), and those whose join Synapse has not completed."""
+        params = [("allowed", server) for server in allowed]
+        body = await self.client.request("GET", MIXED_ROOMS_PATH, params=params)
+        return MixedRoomsReport.from_api(body)
 
     async def pending_background_updates(self) -> list[str]:
         """The background updates Synapse has still to run, next first."""

@@ -253,3 +253,40 @@ class InternalSpacesReport:
             },
             rooms=[InternalRoom.from_api(r) for r in body.get("rooms", [])],
         )
+
+
+@dataclass(frozen=True)
+class MixedRoom:
+    """A room of this server's users that holds users of servers it does not federate with."""
+
+    room_id: str
+    name: str | None
+    servers: list[str]  # the servers outside the whitelist, with joined members
+    members: int  # how many of their users are joined
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> MixedRoom:
+        return cls(
+            str(body["room_id"]),
+            _str_or_none(body.get("name")),
+            [str(s) for s in body.get("servers", [])],
+            int(body.get("members", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class MixedRoomsReport:
+    """`GET /_homeport/v1/mixed_rooms`: rooms mixed with servers outside the whitelist (the
+    first 500, `total` in all), and rooms whose join Synapse has not completed."""
+
+    rooms: list[MixedRoom]
+    total: int
+    unfinished: list[tuple[str, str | None]]  # (room ID, name)
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> MixedRoomsReport:
+        return cls(
+            [MixedRoom.from_api(r) for r in body.get("rooms", [])],
+            int(body.get("total", 0)),
+            [(str(p["room_id"]), _str_or_none(p.get("name"))) for p in body.get("partial", [])],
+        )

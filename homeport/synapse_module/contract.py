@@ -21,6 +21,7 @@ ROOM_MEMBER_PATH = "/_homeport/v1/room_member"
 DIRECTORY_ACCOUNTS_PATH = "/_homeport/v1/directory_accounts"
 DIRECTORY_LOGIN_PATH = "/_homeport/v1/directory_login"  # served by directory_login.py
 INTERNAL_SPACES_PATH = "/_homeport/v1/internal_spaces"  # with internal spaces only
+MIXED_ROOMS_PATH = "/_homeport/v1/mixed_rooms"  # ?allowed=SERVER...: rooms with others
 MAX_DESTINATIONS = 200  # the longest page DESTINATIONS_PATH serves
 MOST_UNDELIVERED = 100_000  # the most destinations DELIVERY_PATH lists at once
 

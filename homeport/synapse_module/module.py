@@ -66,7 +66,7 @@ import logging
 from typing import Any
 
 from homeport.identities import DIRECTORY_AUTH_PROVIDER
-from homeport.synapse_module import queries
+from homeport.synapse_module import mixed_queries, queries
 from homeport.synapse_module.audit_rules import AuditRules
 from homeport.synapse_module.config import HomeportModuleConfig
 from homeport.synapse_module.contract import (
@@ -77,6 +77,7 @@ from homeport.synapse_module.contract import (
     GIVEN_ORDER,
     INTERNAL_SPACES_PATH,
     MAX_DESTINATIONS,
+    MIXED_ROOMS_PATH,
     MOST_UNDELIVERED,
     NEXT_ATTEMPT,
     ROOM_COUNTS_PATH,
@@ -186,6 +187,27 @@ def _internal_spaces_resource(api: Any, internal: InternalSpaces) -> Any:
             return 200, await internal.report()
 
     return Report()
+
+
+def _mixed_rooms_resource(api: Any) -> Any:
+    from synapse.api.errors import SynapseError
+    from synapse.http.servlet import parse_strings_from_args
+    from synapse.module_api import DirectServeJsonResource
+
+    class MixedRooms(DirectServeJsonResource):
+        """Rooms this server's users are in with servers outside `allowed`; unfinished joins."""
+
+        async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
+            await _require_admin(api, request)
+            allowed = parse_strings_from_args(request.args, "allowed") or []
+            if len(allowed) > MAX_DESTINATIONS:
+                raise SynapseError(400, f"at most {MAX_DESTINATIONS} servers", "M_INVALID_PARAM")
+            allowed = list(dict.fromkeys([api.server_name, *allowed]))
+            return 200, await api.run_db_interaction(
+                "homeport_mixed_rooms", mixed_queries.mixed_rooms, allowed
+            )
+
+    return MixedRooms()
 
 
 def _room_counts_resource(api: Any) -> Any:
@@ -333,6 +355,7 @@ class HomeportModule:
         api.register_web_resource(ROOM_COUNTS_PATH, _room_counts_resource(api))
         paginate = getattr(getattr(api, "_store", None), "get_destinations_paginate", None)
         api.register_web_resource(DELIVERY_PATH, _delivery_resource(api))
+        api.register_web_resource(MIXED_ROOMS_PATH, _mixed_rooms_resource(api))
         api.register_web_resource(BACKGROUND_UPDATES_PATH, _background_updates_resource(api))
         api.register_web_resource(ROOM_MEMBER_PATH, _room_member_resource(api))
         api.register_web_resource(DIRECTORY_ACCOUNTS_PATH, _directory_accounts_resource(api))

@@ -37,6 +37,7 @@ from homeport.synapse.models import (
     Destination,
     DestinationPage,
     DestinationRoomsPage,
+    MixedRoomsReport,
     Room,
     RoomPage,
     Undelivered,
@@ -124,6 +125,10 @@ class RecordedAdmin:
     async def reset_connection(self, destination: str) -> bool:
         self._call("reset_connection")
         return True
+
+    async def mixed_rooms(self, allowed: list[str]) -> MixedRoomsReport:
+        self._call("mixed_rooms")
+        return MixedRoomsReport([], 0, [])
 
 
 @dataclass

@@ -205,3 +205,25 @@ async def test_a_room_mixed_with_a_server_internal_shuts_out_answers_at_once(
         while not await external_heard():
             assert time.monotonic() < deadline, "external never got internal's message"
             await asyncio.sleep(0.5)
+
+    # Lint (with the deployment running) and verify name the room that mixes servers.
+    linted = json.loads(homeport("lint", "-c", str(three.config_path), "--json").stdout)
+    (mixed,) = [f for f in linted["findings"] if f["id"] == "mixed-rooms"]
+    assert mixed["homeserver"] == "internal"
+    assert servers["partner"] in mixed["message"]
+    assert created["room_id"] in mixed["message"]
+
+    # The Rooms page of internal marks it, naming the server internal shuts out.
+    admin, password = await three.new_user("internal", admin=True)
+    assert deployment.admin is not None
+    async with httpx.AsyncClient(base_url=deployment.admin.url, verify=context) as website:
+        assert (await log_in(website, "internal", admin, password)).status_code == 303
+        page = await website.get("/rooms", params={"q": created["room_id"]})
+        assert page.status_code == 200
+        row = re.search(
+            rf"<tr>(?:(?!</tr>).)*{re.escape(created['room_id'])}.*?</tr>", page.text, re.S
+        )
+        assert row, page.text
+        assert re.search(
+            r'<td class="mixed">.*mixed.*' + re.escape(servers["partner"]), row.group(0), re.S
+        )

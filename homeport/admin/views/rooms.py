@@ -13,6 +13,7 @@ from starlette.responses import Response
 from homeport.admin.site import Site, current_login, site_of
 from homeport.admin.views.federation import offset
 from homeport.capability import imported
+from homeport.policy.effective import effective_whitelist
 
 PAGE_SIZE = 50
 
@@ -45,7 +46,15 @@ async def rooms(request: Request) -> Response:
     federated_only = params.get("federated") == "1"
     elsewhere_only = params.get("elsewhere") == "1"
     start = offset(request)
-    page = await site.api.admin(name, login.access_token).rooms(start, PAGE_SIZE, search)
+    admin = site.api.admin(name, login.access_token)
+    allowed = effective_whitelist(site.deployment, name)
+    if allowed is None:
+        page, mixed = await admin.rooms(start, PAGE_SIZE, search), None
+    else:
+        page, report = await asyncio.gather(
+            admin.rooms(start, PAGE_SIZE, search), admin.mixed_rooms(allowed)
+        )
+        mixed = {room.room_id: room.servers for room in report.rooms}
     own = site.deployment.homeservers[name].server_name
     # Synapse's rooms admin API has no such filters: they apply to this page.
     rows = [
@@ -67,4 +76,5 @@ async def rooms(request: Request) -> Response:
         federated_only=federated_only,
         elsewhere_only=elsewhere_only,
         own=own,
+        mixed=mixed,  # room -> servers its whitelist shuts out; None: it has no whitelist
     )
