@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
 
 from homeport.capability import (
     Capability,
@@ -37,9 +40,42 @@ def metrics_domains(deployment: Deployment, name: str) -> list[str]:
     return list(dict.fromkeys([*siblings, *important]))
 
 
+def _open_incidents(deployment: Deployment) -> list[dict[str, Any]] | None:
+    """Every open federation incident, from the store; None when it cannot be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from homeport.alerts.store import recent_incidents
+    from homeport.clock import iso
+    from homeport.errors import HomeportError
+    from homeport.store.database import open_store
+
+    try:
+        engine = open_store(deployment)
+    except HomeportError:
+        return None
+    try:
+        # Ended since the end of time: none; open ones: all.
+        found = recent_incidents(engine, list(deployment.homeservers), since_ms=2**62)
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    return [
+        {
+            "homeserver": i.homeserver,
+            "destination": i.destination,
+            "kind": i.kind,
+            "since": iso(i.started_ms),
+            "told": i.alerted,
+        }
+        for i in found
+    ]
+
+
 class AlertsCapability(Capability):
     name = "alerts"
     commands = (("alerts", "homeport.cli.alerts:alerts"),)
+    status_keys = ("alerts",)
 
     def services(self, deployment: Deployment, context: ServiceContext) -> list[Service]:
         alerts = deployment.alerts
@@ -91,6 +127,25 @@ class AlertsCapability(Capability):
         if token.stat().st_mode & 0o077:
             return [FileProblem(key, f"{token} can be read by other users", f"chmod 600 {token}")]
         return []
+
+    def status(self, deployment: Deployment, layout: DeploymentLayout) -> dict[str, Any]:
+        alerts = deployment.alerts
+        if alerts is None:
+            return {"alerts": None}
+        return {
+            "alerts": {
+                "health_url": f"http://{ADDRESS}:{alerts.port}/health",
+                "open_incidents": _open_incidents(deployment),
+            }
+        }
+
+    def status_lines(self, status: Mapping[str, Any]) -> list[str]:
+        incidents = (status.get("alerts") or {}).get("open_incidents") or []
+        return [
+            f"[red]Federation incident on {i['homeserver']}: {escape(i['destination'])} "
+            f"{i['kind'].replace('_', ' ')} since {i['since'][:19].replace('T', ' ')} UTC[/]"
+            for i in incidents
+        ]
 
     def synapse(self, deployment: Deployment, name: str, layout: DeploymentLayout) -> SynapsePieces:
         """`federation_metrics_domains`: Synapse's per-destination metrics for the servers
