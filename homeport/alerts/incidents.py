@@ -12,6 +12,8 @@ due. The rules, in one place:
   check that found it so; *never worked* at Synapse's first failure.
 - An incident ends once its destination has been fine for `settle_ms`; bad
   again before that, it goes on: a flapping destination is one incident.
+- An incident that goes on unchanged is not changed: in an outage of thousands
+  of destinations a check writes nothing but what moved.
 - Only incidents of watched destinations (the file's homeservers and the
   `important` servers) are told, once each lasts `grace_ms`: one notice per
   homeserver and check lists every new one; one more lists the ended ones
@@ -61,7 +63,7 @@ class Incident:
     destination: str
     kind: Kind
     started_ms: int
-    last_bad_ms: int
+    last_bad_ms: int  # the last check that found it bad and changed what is known of it
     good_since_ms: int | None = None  # fine again since (not yet for `settle`)
     ended_ms: int | None = None
     rooms: int = 0  # the most rooms that waited at once
@@ -143,12 +145,13 @@ def advance(
         if found is not None:
             after = dataclasses.replace(
                 incident,
-                last_bad_ms=now,
                 good_since_ms=None,
                 rooms=max(incident.rooms, found.rooms),
                 events=max(incident.events, found.events),
                 detail=found.detail or incident.detail,
             )
+            if after != incident:  # a steady outage is not written again every check
+                after = dataclasses.replace(after, last_bad_ms=now)
         else:
             good_since = incident.good_since_ms if incident.good_since_ms is not None else now
             ended = good_since if now - good_since >= settings.settle_ms else None

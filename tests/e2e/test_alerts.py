@@ -41,7 +41,7 @@ from tests.webhook import Call, Receiver
 pytestmark = pytest.mark.e2e
 
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-GRACE_S = 30
+GRACE_S = 15  # the shortest an administrator may choose: one check
 SETTLE_S = 15
 GUARD_S = 240  # against a hang: far beyond grace, a round (15 s) and a restart
 
