@@ -106,10 +106,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hung]:
         bob, password = run_sync(running.new_user("external"))
         bob_token = run_sync(access_token(dep, "external", bob, password))[0]
         homeport("stop", "-c", str(config), "internal")
-        # Internal's audit bot runs in the same process as the conference service
-        # (Homeport's services share one host) and would knock on the silent port
-        # too: the connections counted must be the conference service's alone.
+        # Internal's audit bot and the alerts service (which checks every homeserver
+        # every 15 s) run in the same process as the conference service (Homeport's
+        # services share one host) and would knock on the silent port too: the
+        # connections counted must be the conference service's alone.
         homeport("stop", "-c", str(config), "audit-internal")
+        homeport("stop", "-c", str(config), "alerts")
         internal, external = dep.homeservers["internal"], dep.homeservers["external"]
         yield Hung(
             running,
