@@ -20,7 +20,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from homeport.admin.api import Homeservers
-from homeport.alerts.store import checked_at, oldest_waiting
+from homeport.admin.present import not_delivering
+from homeport.alerts.incidents import Incident
+from homeport.alerts.store import checked_at, last_incidents, oldest_waiting
 from homeport.clock import Clock
 from homeport.policy.backoff import NOT_DELIVERING_AFTER_S
 from homeport.synapse.api import SynapseApiError
@@ -29,6 +31,7 @@ from homeport.synapse.models import Undelivered
 REFRESH_S = 10.0
 READ_TIMEOUT_S = 5.0  # a homeserver that hangs must not hold every page that waits on this
 AGES_PER_HOMESERVER = 100  # bounded label cardinality, whatever the outage
+INCIDENTS_KEPT = 10_000  # destinations whose latest incident is remembered at once
 LISTED = 1000  # the longest waiting, per homeserver (the alert names the first five)
 FRESH_MS = 60_000  # the alerts service's check is recent enough to read from the store
 
@@ -64,6 +67,11 @@ class DeliverySnapshot:
         self._counted: set[str] = set()  # homeservers whose counts are shown
         # Homeserver -> (the longest waiting first, how many), None when it did not answer.
         self.latest: dict[str, tuple[list[Undelivered], int] | None] = {}
+        # Homeserver -> its servers not delivering, longest first, as of the last read:
+        # worked out once per read, not on every page.
+        self.late: dict[str, list[Undelivered]] = {}
+        # (homeserver, destination) -> (read at, its latest incident or None).
+        self._incidents: dict[tuple[str, str], tuple[float, Incident | None]] = {}
         self._lock = asyncio.Lock()
 
     async def refresh(self, api: Homeservers, names: list[str], clock: Clock) -> None:
@@ -79,7 +87,31 @@ class DeliverySnapshot:
             self.age.clear()
             for name, answer in zip(names, answers, strict=True):
                 self.latest[name] = answer
+                self.late[name] = not_delivering(answer[0], now_ms) if answer else []
                 self._show(name, answer, now_ms)
+
+    async def last_incidents(
+        self, name: str, destinations: list[str], clock: Clock
+    ) -> dict[str, Incident]:
+        """The latest incident of each destination, read at most every REFRESH_S (the alerts
+        service changes them once a check, every 15 s)."""
+        if self.store is None:
+            return {}
+        now = clock.monotonic()
+        missing = [
+            d for d in destinations if now - self._incidents.get((name, d), (-REFRESH_S, None))[0]
+            >= REFRESH_S
+        ]  # fmt: skip
+        if missing:
+            found = await asyncio.to_thread(last_incidents, self.store, name, missing)
+            for destination in missing:
+                self._incidents[(name, destination)] = (now, found.get(destination))
+            if len(self._incidents) > INCIDENTS_KEPT:
+                stale = [k for k, (at, _) in self._incidents.items() if now - at >= REFRESH_S]
+                for key in stale:
+                    del self._incidents[key]
+        known = {d: self._incidents[(name, d)][1] for d in destinations}
+        return {d: incident for d, incident in known.items() if incident is not None}
 
     def _show(self, name: str, answer: tuple[list[Undelivered], int] | None, now_ms: int) -> None:
         if answer is None:
@@ -93,8 +125,7 @@ class DeliverySnapshot:
         self.known.labels(name).set(1)
         self._counted.add(name)
         self.undelivered.labels(name).set(total)
-        late = sum(1 for row in rows if row.age_s(now_ms) >= NOT_DELIVERING_AFTER_S)
-        self.not_delivering.labels(name).set(late)
+        self.not_delivering.labels(name).set(len(self.late.get(name, [])))
         for row in rows[:AGES_PER_HOMESERVER]:
             self.age.labels(name, row.destination).set(row.age_s(now_ms))
 

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from homeport.admin.actions import Action, actions_since, last_action, record_action
 from homeport.admin.api import HomeserverAdmin
-from homeport.admin.present import not_delivering, when
+from homeport.admin.present import when
 from homeport.admin.rows import destination_row
 from homeport.admin.site import Site, current_login, site_of
 from homeport.admin.timeline import WINDOW_MS, Timeline, timeline
@@ -133,10 +133,10 @@ async def federation(request: Request) -> Response:
     now = site.now_ms()
     kept = _incidents_kept(site)
     last: dict[str, Any] = {}
-    if kept and site.store is not None:
+    if kept:
         shown = [d.destination for d in page.destinations]
-        last = await asyncio.to_thread(incidents.last_incidents, site.store, name, shown)
-    late = not_delivering((delivery.latest.get(name) or ([], 0))[0], now)
+        last = await delivery.last_incidents(name, shown, site.clock)
+    late = delivery.late.get(name, [])
     context: dict[str, Any] = {
         "destinations": [
             destination_row(
