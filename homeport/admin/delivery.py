@@ -70,6 +70,7 @@ class DeliverySnapshot:
         # Homeserver -> its servers not delivering, longest first, as of the last read:
         # worked out once per read, not on every page.
         self.late: dict[str, list[Undelivered]] = {}
+        self._stored: set[str] = set()  # homeservers whose `latest` came from the store
         # (homeserver, destination) -> (read at, its latest incident or None).
         self._incidents: dict[tuple[str, str], tuple[float, Incident | None]] = {}
         self._lock = asyncio.Lock()
@@ -85,10 +86,30 @@ class DeliverySnapshot:
                 *(_read(api, name, self.store, now_ms) for name in names)
             )
             self.age.clear()
-            for name, answer in zip(names, answers, strict=True):
+            for name, (answer, stored) in zip(names, answers, strict=True):
                 self.latest[name] = answer
+                if stored:
+                    self._stored.add(name)
+                else:
+                    self._stored.discard(name)
                 self.late[name] = not_delivering(answer[0], now_ms) if answer else []
                 self._show(name, answer, now_ms)
+
+    def waiting_page(
+        self, name: str, start: int, limit: int, search: str, descending: bool
+    ) -> tuple[list[str], int] | None:
+        """A page of "undelivered since" from this snapshot, when it holds every waiting
+        destination of the alerts service's index (at most LISTED); None otherwise."""
+        answer = self.latest.get(name)
+        if name not in self._stored or answer is None:
+            return None
+        rows, total = answer
+        if total > len(rows):
+            return None
+        needle = search.lower()
+        found = [u for u in rows if needle in u.destination.lower()] if needle else rows
+        ordered = sorted(found, key=lambda u: (u.since_ms, u.destination), reverse=descending)
+        return [u.destination for u in ordered[start : start + limit]], len(found)
 
     async def last_incidents(
         self, name: str, destinations: list[str], clock: Clock
@@ -130,20 +151,25 @@ class DeliverySnapshot:
             self.age.labels(name, row.destination).set(row.age_s(now_ms))
 
 
+Read = tuple[list[Undelivered], int] | None
+
+
 async def _read(
     api: Homeservers, name: str, store: Engine | None, now_ms: int
-) -> tuple[list[Undelivered], int] | None:
+) -> tuple[Read, bool]:
+    """What waits on homeserver `name`, and whether it came from the alerts service's
+    index (the store) rather than from Synapse."""
     if store is not None:
         try:
             stored = await asyncio.to_thread(_stored, store, name, now_ms)
         except SQLAlchemyError:
             stored = None
         if stored is not None:
-            return stored
+            return stored, True
     try:
-        return await asyncio.wait_for(api.undelivered(name), READ_TIMEOUT_S)
+        return await asyncio.wait_for(api.undelivered(name), READ_TIMEOUT_S), False
     except (SynapseApiError, httpx.HTTPError, OSError, TimeoutError):
-        return None
+        return None, False
 
 
 def _stored(store: Engine, name: str, now_ms: int) -> tuple[list[Undelivered], int] | None:

@@ -92,8 +92,15 @@ async def _listing(
     nothing waiting by name; every other order, and a stale index, as the module pages."""
     engine = site.store
     if query.order_by == "undelivered_since" and engine is not None and _incidents_kept(site):
-        fresh_since = site.now_ms() - WAITING_FRESH_MS
-        indexed = await asyncio.to_thread(incidents.waiting_page, engine, name, query, fresh_since)
+        descending = query.direction == "b"
+        indexed = site.metrics.delivery.waiting_page(
+            name, query.start, query.limit, query.search, descending
+        )
+        if indexed is None:  # more than the snapshot holds: the store's index
+            fresh_since = site.now_ms() - WAITING_FRESH_MS
+            indexed = await asyncio.to_thread(
+                incidents.waiting_page, engine, name, query, fresh_since
+            )
         if indexed is not None:
             names, waiting = indexed
             rest_from = max(0, query.start - waiting)
@@ -125,10 +132,8 @@ async def federation(request: Request) -> Response:
     candidates = tuple(server for server in allowed or [] if server != own)
     query = DestinationQuery(start, PAGE_SIZE, order_by, direction, search)
     delivery = site.metrics.delivery
-    listing, _ = await asyncio.gather(
-        _listing(site, name, admin, query, candidates),
-        delivery.refresh(site.api, list(site.deployment.homeservers), site.clock),
-    )
+    await delivery.refresh(site.api, list(site.deployment.homeservers), site.clock)
+    listing = await _listing(site, name, admin, query, candidates)
     page, counts = listing.page, listing.room_counts
     now = site.now_ms()
     kept = _incidents_kept(site)
