@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from homeport.alerts.room import ALIAS_LOCALPART  # noqa: E402
 from homeport.alerts.service import CHECK_S  # noqa: E402
 from homeport.config.types import duration_ms  # noqa: E402
-from homeport.synapse.api import SynapseClient  # noqa: E402
+from homeport.synapse.api import SynapseApiError, SynapseClient  # noqa: E402
 from homeport.trust import client_ssl_context  # noqa: E402
 from tests.harness import (  # noqa: E402
     RunningDeployment,
@@ -62,11 +62,16 @@ async def room_notices(running: RunningDeployment, token: str) -> list[tuple[flo
             ]
         except Exception:
             return []
-        body = await client.request(
-            "GET",
-            f"/_matrix/client/v3/rooms/{quote(room)}/messages",
-            params={"dir": "b", "limit": 200},
-        )
+        try:
+            body = await client.request(
+                "GET",
+                f"/_matrix/client/v3/rooms/{quote(room)}/messages",
+                params={"dir": "b", "limit": 200},
+            )
+        except SynapseApiError as error:
+            if error.status == 403:  # made a moment ago: its admins are being joined
+                return []
+            raise
     return [
         (e["origin_server_ts"] / 1000, e["content"]["body"])
         for e in body["chunk"]
