@@ -40,6 +40,16 @@ group_sync:
 )
 
 
+ALERTS = (
+    GOOD
+    + """\
+alerts:
+  port: {p2}
+  grace: 2m
+"""
+)
+
+
 CONFERENCE = (
     GOOD
     + """\
@@ -364,6 +374,41 @@ CASES = [
         7,
         "homeservers.external.server_name",
         "the proxy serves localhost for homeserver 'internal' already",
+    ),
+    Case(
+        "alerts-grace-below-a-check",
+        ALERTS.replace("grace: 2m", "grace: 5s"),
+        11,
+        "alerts.grace",
+        "shorter than one check (15s)",
+    ),
+    Case(
+        "alerts-webhook-plain-http-elsewhere",
+        ALERTS + "  webhook: {{url: 'http://hooks.example.org/x'}}\n",
+        12,
+        "alerts.webhook.url",
+        "is not a webhook address",
+    ),
+    Case(
+        "alerts-important-of-no-homeserver",
+        ALERTS + "  important: {{exterior: [partner.example.org]}}\n",
+        12,
+        "alerts.important.exterior",
+        "'exterior' is not a homeserver of this file",
+    ),
+    Case(
+        "alerts-important-names-a-sibling",
+        ALERTS + "  important: {{internal: ['localhost:{p1}']}}\n",
+        12,
+        "alerts.important.internal[0]",
+        "is a homeserver of this file",
+    ),
+    Case(
+        "alerts-port-clash",
+        ALERTS.replace("  port: {p2}", "  port: {p0}"),
+        10,
+        "alerts.port",
+        "is already used by homeserver 'internal'",
     ),
     Case(
         "conference-port-clash",
