@@ -7,9 +7,10 @@ with a webhook receiver this script runs, then for each round: stops external
 (`homeport stop external`), times until internal's administrators' room gets
 the alert (read as a server admin, the room's own timestamps) and the webhook
 its call; starts external again and times the recovery's message the same
-way. Baseline, the same run: the promise the settings make, `grace` plus one
-check (15 s) for an alert, `settle` plus one check for a recovery, and the
-ratio of each measurement to it (at most 1.0 is on time). The `not answering`
+way. Baseline, the same run: the promise, `grace` plus one minute for an
+alert and `settle` plus one minute for a recovery (the design's worst case is
+two checks, 30 s, past each: one to notice, one to find the time is up), and
+the ratio of each measurement to it (at most 1.0 is on time). The `not answering`
 check needs nothing to be sent, so this is the worst case for Synapse's own
 bookkeeping, which would never notice an idle sibling at all.
 
@@ -161,10 +162,14 @@ def main() -> None:
                     "the start",
                     flush=True,
                 )
-            promise = grace + CHECK_S
-            recovery_promise = settle + CHECK_S
-            print(f"\nalerts (grace {grace:.0f} s, settle {settle:.0f} s, a check every "
-                  f"{CHECK_S:.0f} s), {args.rounds} outages:")  # fmt: skip
+            promise = grace + 60
+            recovery_promise = settle + 60
+            design = (grace + 2 * CHECK_S, settle + 2 * CHECK_S)
+            print(
+                f"\nalerts (grace {grace:.0f} s, settle {settle:.0f} s, a check every "
+                f"{CHECK_S:.0f} s; worst by design {design[0]:.0f} s and {design[1]:.0f} s "
+                f"after the change), {args.rounds} outages:"
+            )
             for label, values, bound in (
                 ("alert in the room", figures["room"], promise),
                 ("alert on the webhook", figures["webhook"], promise),
