@@ -70,6 +70,12 @@ def map_named_files(model: Deployment, move: Move) -> Deployment:
                 ),
             }
         )
+    alerts = model.alerts
+    if alerts is not None and alerts.webhook is not None:
+        token = _optional(alerts.webhook.token_file, "alerts-webhook-token", move)
+        alerts = alerts.model_copy(
+            update={"webhook": alerts.webhook.model_copy(update={"token_file": token})}
+        )
     return model.model_copy(
         update={
             "trusted_ca_files": [
@@ -78,6 +84,7 @@ def map_named_files(model: Deployment, move: Move) -> Deployment:
             "homeservers": homeservers,
             "group_sync": sync,
             "conference": conference,
+            "alerts": alerts,
         }
     )
 
