@@ -70,7 +70,7 @@ async def observe(
 ) -> Observation:
     """Homeserver `name`'s check; `not_answering`: the homeservers (by name) whose probe
     failed in this round. Raises what its Synapse raised when it did not answer."""
-    rows, _total = await admin.undelivered(limit=MOST_UNDELIVERED)
+    rows, _total = await admin.undelivered(limit=MOST_UNDELIVERED, events=True)
     waiting = {row.destination: Waiting(row.since_ms, row.rooms, row.events) for row in rows}
     sibling_servers = siblings(deployment, name)
     never: dict[str, int] = {}

@@ -304,10 +304,14 @@ class SynapseAdmin:
         counts = {d: int(n) for d, n in body.get("room_counts", {}).items()}
         return DestinationListing(DestinationPage.from_api(body), counts, _undelivered(body))
 
-    async def undelivered(self, limit: int = 1000) -> tuple[list[Undelivered], int]:
+    async def undelivered(
+        self, limit: int = 1000, events: bool = False
+    ) -> tuple[list[Undelivered], int]:
         """Every destination that lacks events, the longest waiting first (the first
-        `limit`, at most 100,000), and how many lack events in all."""
-        body = await self.client.request("GET", DELIVERY_PATH, params={"limit": limit})
+        `limit`, at most 100,000), and how many lack events in all; with `events`, how
+        many events wait for each (a count the module makes only when asked)."""
+        params = {"limit": limit, "events": "true" if events else "false"}
+        body = await self.client.request("GET", DELIVERY_PATH, params=params)
         rows = [Undelivered.from_api(str(r["destination"]), r) for r in body["undelivered"]]
         return rows, int(body.get("total", len(rows)))
 

@@ -103,13 +103,14 @@ def _delivery_resource(api: Any) -> Any:
         """Every destination that lacks events, the longest waiting first."""
 
         async def _async_render_GET(self, request: Any) -> tuple[int, dict[str, Any]]:
-            from synapse.http.servlet import parse_integer
+            from synapse.http.servlet import parse_boolean, parse_integer
 
             await _require_admin(api, request)
             limit = parse_integer(request, "limit", default=queries.MAX_UNDELIVERED)
             limit = max(0, min(limit, MOST_UNDELIVERED))
+            events = parse_boolean(request, "events", default=False)  # how many wait
             waiting = await api.run_db_interaction(
-                "homeport_undelivered", queries.undelivered, api.server_name, None
+                "homeport_undelivered", queries.undelivered, api.server_name, None, events
             )
             rows = queries.oldest_first(waiting, limit)
             return 200, {"undelivered": rows, "total": len(waiting)}

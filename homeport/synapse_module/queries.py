@@ -38,9 +38,7 @@ UNDELIVERED_SQL = """
                 WHERE e1.room_id = g.room_id AND e1.stream_ordering > g.after
                 AND e1.sender LIKE ? ESCAPE '!'
                 ORDER BY e1.stream_ordering LIMIT 1) AS first_waiting,
-            (SELECT COUNT(*) FROM events AS e2
-                WHERE e2.room_id = g.room_id AND e2.stream_ordering > g.after
-                AND e2.sender LIKE ? ESCAPE '!') AS events
+            {events} AS events
         FROM gaps AS g
     ), per_destination AS (
         SELECT w.destination AS destination, COUNT(*) AS rooms,
@@ -54,6 +52,13 @@ UNDELIVERED_SQL = """
     FROM per_destination AS p
     LEFT JOIN events AS e ON e.stream_ordering = p.first_waiting
 """
+
+
+# How many events wait in a gap: read for the alerts service's incidents (how much
+# waited), not for a page of the Federation tab, which does not show it.
+_EVENTS_WAITING = """(SELECT COUNT(*) FROM events AS e2
+                WHERE e2.room_id = g.room_id AND e2.stream_ordering > g.after
+                AND e2.sender LIKE ? ESCAPE '!')"""
 
 
 def count_rooms(txn: Any, destinations: list[str]) -> dict[str, int]:
@@ -95,10 +100,10 @@ def local_senders(server_name: str) -> str:
 
 
 def undelivered(
-    txn: Any, server_name: str, destinations: list[str] | None
+    txn: Any, server_name: str, destinations: list[str] | None, events: bool = False
 ) -> dict[str, dict[str, int]]:
     """Destination -> {rooms, since, events}, for the named destinations or all that lack
-    events."""
+    events; `events` (how many wait) counted only when asked (0 otherwise)."""
     args: list[Any] = []
     only = ""
     if destinations is not None:
@@ -106,8 +111,10 @@ def undelivered(
             return {}
         only = f"AND dr.destination IN ({', '.join('?' for _ in destinations)})"
         args.extend(destinations)
-    args += [local_senders(server_name)] * 2
-    txn.execute(UNDELIVERED_SQL.format(only=only), args)
+    senders = local_senders(server_name)
+    sql = UNDELIVERED_SQL.format(only=only, events=_EVENTS_WAITING if events else "0")
+    args += [senders, senders] if events else [senders]
+    txn.execute(sql, args)
     return {
         str(row[0]): {"rooms": int(row[1]), "since": int(row[2] or 0), "events": int(row[3] or 0)}
         for row in txn.fetchall()
