@@ -13,6 +13,7 @@ the page lack events.
 from __future__ import annotations
 
 import asyncio
+import bisect
 
 import httpx
 from prometheus_client import CollectorRegistry, Gauge
@@ -20,7 +21,6 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from homeport.admin.api import Homeservers
-from homeport.admin.present import not_delivering
 from homeport.alerts.incidents import Incident
 from homeport.alerts.store import checked_at, last_incidents, oldest_waiting
 from homeport.clock import Clock
@@ -70,9 +70,9 @@ class DeliverySnapshot:
         self._counted: set[str] = set()  # homeservers whose counts are shown
         # Homeserver -> (the longest waiting first, how many), None when it did not answer.
         self.latest: dict[str, tuple[list[Undelivered], int] | None] = {}
-        # Homeserver -> its servers not delivering, longest first, as of the last read:
-        # worked out once per read, not on every page.
-        self.late: dict[str, list[Undelivered]] = {}
+        # Homeserver -> when each of its waiting servers' oldest event was sent, in the
+        # order of `latest` (the longest waiting first): who is late now is a bisection.
+        self._since: dict[str, list[int]] = {}
         self._stored: set[str] = set()  # homeservers whose `latest` came from the store
         # (homeserver, destination) -> (read at, its latest incident or None).
         self._incidents: dict[tuple[str, str], tuple[float, Incident | None]] = {}
@@ -95,8 +95,18 @@ class DeliverySnapshot:
                     self._stored.add(name)
                 else:
                     self._stored.discard(name)
-                self.late[name] = not_delivering(answer[0], now_ms) if answer else []
+                self._since[name] = [u.since_ms for u in answer[0]] if answer else []
                 self._show(name, answer, now_ms)
+
+    def late(self, name: str, now_ms: int, shown: int) -> tuple[list[Undelivered], int]:
+        """The first `shown` servers of homeserver `name` not delivering at `now_ms` (their
+        oldest event is NOT_DELIVERING_AFTER_S old), the longest first, and how many are."""
+        answer = self.latest.get(name)
+        if not answer:
+            return [], 0
+        cutoff = now_ms - int(NOT_DELIVERING_AFTER_S * 1000)
+        count = bisect.bisect_right(self._since.get(name, []), cutoff)
+        return answer[0][: min(count, shown)], count
 
     def waiting_page(
         self, name: str, start: int, limit: int, search: str, descending: bool
@@ -153,7 +163,7 @@ class DeliverySnapshot:
         self.known.labels(name).set(1)
         self._counted.add(name)
         self.undelivered.labels(name).set(total)
-        self.not_delivering.labels(name).set(len(self.late.get(name, [])))
+        self.not_delivering.labels(name).set(self.late(name, now_ms, 0)[1])
         for row in rows[:AGES_PER_HOMESERVER]:
             self.age.labels(name, row.destination).set(row.age_s(now_ms))
 

@@ -32,3 +32,13 @@ def test_none_when_the_snapshot_does_not_hold_them_all_or_came_from_synapse() ->
     assert snapshot(total=20).waiting_page("internal", 0, 3, "", False) is None
     assert snapshot(stored=False).waiting_page("internal", 0, 3, "", False) is None
     assert snapshot().waiting_page("external", 0, 3, "", False) is None
+
+
+def test_who_is_late_is_judged_at_the_pages_moment_not_the_snapshots() -> None:
+    s = snapshot()
+    s._since["internal"] = [u.since_ms for u in ROWS]
+    # At 31 s, the events of s0 (0 s) and s1 (1 s) have waited 30 s or more.
+    assert s.late("internal", 31_000, 5) == (ROWS[:2], 2)
+    # Ten seconds on, with the same snapshot: every one of them.
+    assert s.late("internal", 41_000, 5) == (ROWS[:5], 7)
+    assert s.late("external", 41_000, 5) == ([], 0)

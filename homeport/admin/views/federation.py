@@ -141,7 +141,7 @@ async def federation(request: Request) -> Response:
     if kept:
         shown = [d.destination for d in page.destinations]
         last = await delivery.last_incidents(name, shown, site.clock)
-    late = delivery.late.get(name, [])
+    late, late_total = delivery.late(name, now, 5)
     context: dict[str, Any] = {
         "destinations": [
             destination_row(
@@ -153,8 +153,8 @@ async def federation(request: Request) -> Response:
             )
             for d in page.destinations
         ],
-        "not_delivering": [(u.destination, when(u.since_ms, now)) for u in late[:5]],
-        "not_delivering_total": len(late),
+        "not_delivering": [(u.destination, when(u.since_ms, now)) for u in late],
+        "not_delivering_total": late_total,
         "threshold": spoken(NOT_DELIVERING_AFTER_S),
         "total": page.total,
         "start": start,
