@@ -44,7 +44,7 @@ def _open_incidents(deployment: Deployment) -> list[dict[str, Any]] | None:
     """Every open federation incident, from the store; None when it cannot be read."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from homeport.alerts.store import recent_incidents
+    from homeport.alerts.store import open_in
     from homeport.clock import iso
     from homeport.errors import HomeportError
     from homeport.store.database import open_store
@@ -54,8 +54,7 @@ def _open_incidents(deployment: Deployment) -> list[dict[str, Any]] | None:
     except HomeportError:
         return None
     try:
-        # Ended since the end of time: none; open ones: all.
-        found = recent_incidents(engine, list(deployment.homeservers), since_ms=2**62)
+        found = open_in(engine, list(deployment.homeservers))
     except SQLAlchemyError:
         return None
     finally:

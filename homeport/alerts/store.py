@@ -237,6 +237,17 @@ def undelivered_notices(engine: Engine) -> int:
         return int(connection.execute(select(func.count()).where(pending)).scalar_one())
 
 
+def open_in(engine: Engine, homeservers: Sequence[str]) -> list[Incident]:
+    """Every open incident of these homeservers, the newest first."""
+    query = (
+        select(federation_incidents)
+        .where(_I.homeserver.in_(list(homeservers)), _I.ended_ts.is_(None))
+        .order_by(_I.started_ts.desc(), _I.id.desc())
+    )
+    with engine.connect() as connection:
+        return [_incident(row) for row in connection.execute(query)]
+
+
 def told_open(engine: Engine) -> list[Incident]:
     """Every open incident that was told, of every homeserver."""
     with engine.connect() as connection:

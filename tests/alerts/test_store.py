@@ -30,6 +30,8 @@ def test_an_incident_lives_in_the_store_and_its_notices_in_the_outbox(engine: En
     for minute in (1, 2):
         one_check(engine, minute * MIN, down)
     (opened,) = [i for i in store.open_incidents(engine, "internal") if i.destination == SIBLING]
+    assert {i.destination for i in store.open_in(engine, ["internal"])} == {SIBLING, "other.org"}
+    assert store.open_in(engine, ["external"]) == []
     assert opened.alerted
     assert opened.id is not None
     (firing,) = store.due_notices(engine, 2 * MIN)
@@ -54,6 +56,7 @@ def test_an_incident_lives_in_the_store_and_its_notices_in_the_outbox(engine: En
     assert sorted(last) == [SIBLING, "other.org"]
     assert last[SIBLING].ended_ms == 3 * MIN
     assert [i.id for i in store.told_open(engine)] == []
+    assert store.open_in(engine, ["internal"]) == []  # both ended
     assert len(store.recent_incidents(engine, ["internal"], 0)) == 2
 
 
