@@ -102,10 +102,15 @@ def _drift(deployment: Deployment) -> tuple[list[Finding], str | None]:
     context = client_ssl_context(deployment)
 
     async def both() -> list[Finding]:
-        spaces = internal_space_drift(deployment, context) if internal else _nothing()
-        mixed = mixed_room_drift(deployment, context) if closed else _empty()
-        found, mixing = await asyncio.gather(spaces, mixed)
-        return [f for findings in found.values() for f in findings] + mixing
+        async def spaces() -> list[Finding]:
+            found = await internal_space_drift(deployment, context) if internal else {}
+            return [f for findings in found.values() for f in findings]
+
+        async def mixed() -> list[Finding]:
+            return await mixed_room_drift(deployment, context) if closed else []
+
+        drifted, mixing = await asyncio.gather(spaces(), mixed())
+        return drifted + mixing
 
     try:
         return asyncio.run(asyncio.wait_for(both(), DRIFT_TIMEOUT_S)), None
@@ -120,14 +125,6 @@ def _drift(deployment: Deployment) -> tuple[list[Finding], str | None]:
             f"answer ({error}); with the deployment running (`homeport up`), lint and "
             "verify report what in them federates or holds other servers' users"
         )
-
-
-async def _nothing() -> dict[str, list[Finding]]:
-    return {}
-
-
-async def _empty() -> list[Finding]:
-    return []
 
 
 def _verify_table(report: Report, deployment: Deployment) -> Table:
