@@ -57,7 +57,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     whole = config.args == [str(p) for p in config.getini("testpaths")] or not config.args
     option = config.option
     selected = option.keyword or option.markexpr or getattr(option, "lf", False)
-    if hasattr(config, "workerinput") or exitstatus != 0 or not whole or selected:
+    ran = not option.collectonly  # `--co` runs nothing: it knows no module's time
+    if hasattr(config, "workerinput") or exitstatus != 0 or not whole or selected or not ran:
         return
     ordered = dict(sorted(((m, round(t, 1)) for m, t in _spent.items()), key=lambda i: -i[1]))
     DURATIONS.write_text(json.dumps(ordered, indent=1) + "\n")

@@ -151,8 +151,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         running.kill_leftovers()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def browser(site: Site) -> AsyncIterator[Browser]:
+    """One Chromium for the module (a launch costs seconds of CPU); each test has a
+    context of its own: no cookie or storage crosses from one test to the next."""
     async with chromium(site.certificate, site.running.layout.ca_certificate) as launched:
         yield launched
 
