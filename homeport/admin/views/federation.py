@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from homeport.admin.actions import Action, actions_since, last_action, record_action
 from homeport.admin.api import HomeserverAdmin
+from homeport.admin.cells import destination_rows
 from homeport.admin.present import when
 from homeport.admin.rows import destination_row
 from homeport.admin.site import Site, current_login, site_of
@@ -142,17 +143,19 @@ async def federation(request: Request) -> Response:
         shown = [d.destination for d in page.destinations]
         last = await delivery.last_incidents(name, shown, site.clock)
     late, late_total = delivery.late(name, now, 5)
+    rows = [
+        destination_row(
+            d,
+            counts.get(d.destination, 0),
+            listing.undelivered.get(d.destination),
+            now,
+            last.get(d.destination),
+        )
+        for d in page.destinations
+    ]
     context: dict[str, Any] = {
-        "destinations": [
-            destination_row(
-                d,
-                counts.get(d.destination, 0),
-                listing.undelivered.get(d.destination),
-                now,
-                last.get(d.destination),
-            )
-            for d in page.destinations
-        ],
+        "destinations": rows,
+        "rows": destination_rows(rows, kept),
         "not_delivering": [(u.destination, when(u.since_ms, now)) for u in late],
         "not_delivering_total": late_total,
         "threshold": spoken(NOT_DELIVERING_AFTER_S),
