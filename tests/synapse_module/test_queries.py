@@ -129,6 +129,12 @@ def test_local_senders_escape_like_wildcards() -> None:
             ["down-since-5.org", "down-since-2.org", "never.org", "quiet.org", "up.org"],
         ),
         ("next_attempt", False, 1, 1, "org", ["down-since-5.org"]),
+        # Pages across the boundary between those backing off and the rest, and past it.
+        ("next_attempt", False, 1, 2, None, ["down-since-5.org", "never.org"]),
+        ("next_attempt", True, 1, 3, None, ["down-since-2.org", "never.org", "quiet.org"]),
+        ("next_attempt", False, 3, 5, None, ["quiet.org", "up.org"]),
+        ("next_attempt", False, 5, 5, None, []),
+        ("next_attempt", False, 0, 10, "DOWN", ["down-since-2.org", "down-since-5.org"]),
     ],
 )
 def test_the_module_s_own_orders(
@@ -182,3 +188,21 @@ def test_a_page_in_the_callers_order(
     rows, counted = queries.given_order(txn, names, rest_from, rest_limit, search)
     assert [row[0] for row in rows] == expected
     assert counted == total
+
+
+def test_a_destination_with_no_retry_columns_comes_with_the_rest(txn: sqlite3.Cursor) -> None:
+    """Synapse may leave retry_last_ts and retry_interval NULL (a destination first
+    known from a room): no next attempt, so among the rest by name, never lost."""
+    txn.execute("INSERT INTO destinations VALUES ('nulls.org', NULL, NULL, NULL, NULL)")
+    txn.execute("INSERT INTO destinations VALUES ('half.org', NULL, 5000, NULL, NULL)")
+    rows, total = queries.paginate_own_order(txn, ME, 0, 10, None, "next_attempt", False)
+    assert [row[0] for row in rows] == [
+        "down-since-2.org",
+        "down-since-5.org",
+        "half.org",
+        "never.org",
+        "nulls.org",
+        "quiet.org",
+        "up.org",
+    ]
+    assert total == len(DESTINATIONS) + 2
