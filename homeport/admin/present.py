@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Literal
+from functools import lru_cache
+from typing import Literal, NamedTuple
 
 from homeport.policy.backoff import NOT_DELIVERING_AFTER_S
 from homeport.synapse.models import Destination, Undelivered
@@ -41,9 +41,9 @@ def not_delivering(undelivered: list[Undelivered], now_ms: int) -> list[Undelive
     return sorted(late, key=lambda u: (u.since_ms, u.destination))
 
 
-@dataclass(frozen=True)
-class When:
-    """A moment shown as absolute time with zone and as relative words."""
+class When(NamedTuple):
+    """A moment shown as absolute time with zone and as relative words (a tuple: a
+    Federation tab page makes a hundred of them)."""
 
     iso: str
     absolute: str
@@ -72,12 +72,14 @@ def relative(delta_seconds: float) -> str:
 def when(ms: int | None, now_ms: int, zone: tzinfo = UTC) -> When | None:
     if not ms:
         return None
+    iso, absolute = _stamp(ms, zone)
+    return When(iso, absolute, relative((ms - now_ms) / 1000))
+
+
+@lru_cache(maxsize=4096)
+def _stamp(ms: int, zone: tzinfo) -> tuple[str, str]:
+    """The moment's ISO form and its words: the same for every page that shows it."""
     moment = datetime.fromtimestamp(ms / 1000, tz=zone)
     iso = moment.isoformat(timespec="seconds")  # YYYY-MM-DDTHH:MM:SS+HH:MM
-    return When(
-        iso=iso,
-        # strftime("%Y-%m-%d %H:%M:%S %Z") says the same at several times the cost: a
-        # Federation tab page shows a hundred moments.
-        absolute=f"{iso[:10]} {iso[11:19]} {moment.tzname() or ''}".rstrip(),
-        relative=relative((ms - now_ms) / 1000),
-    )
+    # strftime("%Y-%m-%d %H:%M:%S %Z") says the same at several times the cost.
+    return iso, f"{iso[:10]} {iso[11:19]} {moment.tzname() or ''}".rstrip()
