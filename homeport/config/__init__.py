@@ -1,7 +1,7 @@
-"""The deployment model: what `homeport.yaml` may say, and loading it with precise errors."""
+"""The deployment model: what `homeport.yaml` may say, and loading it with precise errors.
 
-from homeport.config.deployment import Deployment
-from homeport.config.homeserver import Homeserver
-from homeport.config.loader import load_deployment
-
-__all__ = ["Deployment", "Homeserver", "load_deployment"]
+Import what you need from its modules (`homeport.config.deployment`,
+`homeport.config.loader`, ...): nothing is imported here, so that code which
+needs one section's model (the Homeport module inside Synapse reads the
+directory's settings) does not load the whole file's model and YAML parser.
+"""
