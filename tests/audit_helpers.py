@@ -19,7 +19,6 @@ from homeport.store.database import open_store
 from homeport.synapse.api import SynapseApiError, SynapseClient
 from tests.harness import (
     RunningDeployment,
-    access_token,
     edit_yaml,
     init_deployment,
     running_deployment,
@@ -30,8 +29,7 @@ async def client_for(
     running: RunningDeployment, name: str, context: ssl.SSLContext, admin: bool = False
 ) -> tuple[str, SynapseClient]:
     """A fresh user of homeserver `name` and a client API session as them."""
-    user_id, password = await running.new_user(name, admin=admin)
-    token = (await access_token(running.deployment, name, user_id, password))[0]
+    user_id, token, _ = await running.new_session(name, admin=admin)
     return user_id, SynapseClient(running.deployment.homeservers[name].base_url, context, token)
 
 

@@ -22,7 +22,7 @@ from nio import (
 )
 
 from homeport.synapse.api import SynapseClient
-from tests.harness import RunningDeployment, access_token
+from tests.harness import RunningDeployment
 
 
 @asynccontextmanager
@@ -119,8 +119,7 @@ async def share_a_room(pair: RunningDeployment, context: ssl.SSLContext) -> None
     internal, external = deployment.homeservers["internal"], deployment.homeservers["external"]
     tokens = {}
     for name in ("internal", "external"):
-        user_id, password = await pair.new_user(name)
-        tokens[name] = (await access_token(deployment, name, user_id, password))[0]
+        _, tokens[name], _ = await pair.new_session(name)
     async with (
         SynapseClient(external.base_url, context, tokens["external"]) as bob,
         SynapseClient(internal.base_url, context, tokens["internal"]) as alice,

@@ -130,25 +130,30 @@ class SynapseAdmin:
     # Users ---------------------------------------------------------------------
 
     async def register(
-        self, shared_secret: str, localpart: str, password: str, admin: bool
+        self,
+        shared_secret: str,
+        localpart: str,
+        password: str,
+        admin: bool,
+        device_name: str | None = None,
     ) -> RegisteredUser:
-        """Shared-secret registration, as Synapse's `register_new_matrix_user` does it."""
+        """Shared-secret registration, as Synapse's `register_new_matrix_user` does it;
+        the session it comes with gets `device_name` (as a login's device would)."""
         nonce = (await self.client.request("GET", f"{V1}/register"))["nonce"]
         mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
         for part in (nonce, localpart, password):
             mac.update(part.encode() + b"\x00")
         mac.update(b"admin" if admin else b"notadmin")
-        body = await self.client.request(
-            "POST",
-            f"{V1}/register",
-            json={
-                "nonce": nonce,
-                "username": localpart,
-                "password": password,
-                "admin": admin,
-                "mac": mac.hexdigest(),
-            },
-        )
+        request: dict[str, object] = {
+            "nonce": nonce,
+            "username": localpart,
+            "password": password,
+            "admin": admin,
+            "mac": mac.hexdigest(),
+        }
+        if device_name is not None:
+            request["initial_device_display_name"] = device_name
+        body = await self.client.request("POST", f"{V1}/register", json=request)
         return RegisteredUser(body["user_id"], body["access_token"], body["device_id"])
 
     async def is_admin(self, user_id: str) -> bool:

@@ -28,7 +28,6 @@ from homeport.trust import client_ssl_context
 from tests.conference.prosody import room_id_of
 from tests.harness import (
     RunningDeployment,
-    access_token,
     edit_yaml,
     homeport,
     init_deployment,
@@ -116,8 +115,7 @@ class World:
 
 
 def _person(running: RunningDeployment, name: str) -> Person:
-    user_id, password = run_sync(running.new_user(name))
-    token = run_sync(access_token(running.deployment, name, user_id, password))[0]
+    user_id, token, _ = run_sync(running.new_session(name))
     return Person(user_id, running.deployment.homeservers[name].server_name, token)
 
 

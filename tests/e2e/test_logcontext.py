@@ -34,7 +34,7 @@ import pytest
 
 from homeport.synapse.api import SynapseApiError, SynapseClient
 from homeport.synapse_module.contract import NOT_LOCAL
-from tests.harness import RunningDeployment, access_token
+from tests.harness import RunningDeployment
 
 pytestmark = pytest.mark.e2e
 
@@ -110,8 +110,7 @@ async def _settled() -> None:
 async def _session(
     running: RunningDeployment, name: str, admin: bool, context: ssl.SSLContext
 ) -> tuple[str, SynapseClient]:
-    user_id, password = await running.new_user(name, admin=admin)
-    token = (await access_token(running.deployment, name, user_id, password))[0]
+    user_id, token, _ = await running.new_session(name, admin=admin)
     return user_id, SynapseClient(running.deployment.homeservers[name].base_url, context, token)
 
 

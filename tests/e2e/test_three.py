@@ -151,9 +151,7 @@ async def test_a_room_mixed_with_a_server_internal_shuts_out_answers_at_once(
     assert f"- server_name: {servers['external']}" in rendered
     tokens, users = {}, {}
     for name in servers:
-        user_id, password = await three.new_user(name)
-        users[name] = user_id
-        tokens[name] = (await access_token(deployment, name, user_id, password))[0]
+        users[name], tokens[name], _ = await three.new_session(name)
     # A room that hangs makes these reads wait: a guard well past any healthy answer.
     async with httpx.AsyncClient(verify=context, timeout=30) as http:
 

@@ -201,10 +201,9 @@ class Raw:
             )
 
     async def user(self, name: str, displayname: str | None = None) -> tuple[str, str, str]:
-        """A fresh user logged in with a named device: (user_id, token, device_id)."""
-        user_id, password = await self.pair.running.new_user(name)
-        token, device_id = await access_token(
-            self.deployment, name, user_id, password, "Raw test laptop"
+        """A fresh user with a named device: (user_id, token, device_id)."""
+        user_id, token, device_id = await self.pair.running.new_session(
+            name, device_name="Raw test laptop"
         )
         if displayname:
             put = await self.call(
