@@ -24,12 +24,10 @@ from ruamel.yaml import YAML
 
 from homeport.config.deployment import Deployment
 from homeport.config.loader import load_deployment
-from homeport.credentials import registration_shared_secret
 from homeport.layout import DeploymentLayout
 from homeport.runtime.status import gather_status
-from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseClient
-from homeport.synapse.users import create_user
+from homeport.synapse.users import create_user, register_user
 from homeport.trust import client_ssl_context
 from tests.ports import free_port_run
 
@@ -209,15 +207,8 @@ class RunningDeployment:
         """A fresh user and the session its registration comes with: (user_id, access
         token, device ID). Synapse hashes the password once (a third of a second of CPU
         here), not again for a login: for tests that need a user, not a password login."""
-        deployment = self.deployment
-        hs = deployment.homeservers[name]
-        secret = registration_shared_secret(self.layout.homeserver(name))
-        async with SynapseClient(
-            hs.local_url, client_ssl_context(deployment), tls_name=hs.tls_name
-        ) as client:
-            user = await SynapseAdmin(client).register(
-                secret, f"u{secrets.token_hex(5)}", secrets.token_urlsafe(12), admin, device_name
-            )
+        localpart, password = f"u{secrets.token_hex(5)}", secrets.token_urlsafe(12)
+        user = await register_user(self.deployment, name, localpart, password, admin, device_name)
         return user.user_id, user.access_token, user.device_id
 
 

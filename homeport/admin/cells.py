@@ -99,5 +99,4 @@ CELLS = {
     "status_badge": status_badge,
     "undelivered": undelivered,
     "next_attempt": next_attempt,
-    "last_incident": last_incident,
 }

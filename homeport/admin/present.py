@@ -35,12 +35,6 @@ def destination_status(
     return "Inactive"
 
 
-def not_delivering(undelivered: list[Undelivered], now_ms: int) -> list[Undelivered]:
-    """The servers whose oldest waiting event is past the threshold, longest first."""
-    late = [u for u in undelivered if u.age_s(now_ms) >= NOT_DELIVERING_AFTER_S]
-    return sorted(late, key=lambda u: (u.since_ms, u.destination))
-
-
 class When(NamedTuple):
     """A moment shown as absolute time with zone and as relative words (a tuple: a
     Federation tab page makes a hundred of them)."""

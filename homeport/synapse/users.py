@@ -14,7 +14,7 @@ from homeport.errors import HomeportError, NotRunningError
 from homeport.identities import is_owned, owned_reason
 from homeport.layout import DeploymentLayout
 from homeport.synapse.admin_api import SynapseAdmin
-from homeport.synapse.api import SynapseApiError, SynapseClient
+from homeport.synapse.api import RegisteredUser, SynapseApiError, SynapseClient
 from homeport.trust import client_ssl_context
 
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
@@ -39,6 +39,19 @@ async def create_user(
     deployment: Deployment, name: str, localpart: str, password: str, admin: bool
 ) -> str:
     """Register `localpart` on homeserver `name`; returns the Matrix ID."""
+    return (await register_user(deployment, name, localpart, password, admin)).user_id
+
+
+async def register_user(
+    deployment: Deployment,
+    name: str,
+    localpart: str,
+    password: str,
+    admin: bool,
+    device_name: str | None = None,
+) -> RegisteredUser:
+    """Register `localpart` on homeserver `name`, with the session Synapse opens with it
+    (its device named `device_name`)."""
     hs = deployment.homeservers[name]
     files = DeploymentLayout(deployment.data_dir).homeserver(name)
     try:
@@ -46,7 +59,7 @@ async def create_user(
             hs.local_url, client_ssl_context(deployment), tls_name=hs.tls_name
         ) as client:
             user = await SynapseAdmin(client).register(
-                registration_shared_secret(files), localpart, password, admin
+                registration_shared_secret(files), localpart, password, admin, device_name
             )
     except (httpx.ConnectError, FileNotFoundError) as error:
         raise NotRunningError(
@@ -56,4 +69,4 @@ async def create_user(
         if error.errcode == "M_USER_IN_USE":
             raise HomeportError(f"@{localpart}:{hs.server_name} already exists") from error
         raise
-    return user.user_id
+    return user

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from homeport.admin.present import destination_status, not_delivering, relative, when
+from homeport.admin.present import destination_status, relative, when
 from homeport.admin.sessions import Login, PreLoginTokens, SessionStore
 from homeport.admin.throttle import Throttle
 from homeport.admin.views.auth import safe_next
@@ -69,15 +69,6 @@ def test_not_delivering_is_about_waiting_events(
 ) -> None:
     waiting = Undelivered(str(row["destination"]), 2, waiting_since)
     assert destination_status(Destination.from_api(row), waiting, NOW) == status
-
-
-def test_not_delivering_lists_the_longest_outage_first() -> None:
-    rows = [
-        Undelivered("b.example", 1, NOW - 40_000),
-        Undelivered("fresh.example", 1, NOW - 1_000),
-        Undelivered("a.example", 3, NOW - 90_000),
-    ]
-    assert [u.destination for u in not_delivering(rows, NOW)] == ["a.example", "b.example"]
 
 
 def test_backing_off_next_attempt_and_reset() -> None:
