@@ -8,6 +8,10 @@ from typing import Any
 
 from homeport.synapse_module.audit_marks import domain_of
 
+# A parameter, never a literal in the SQL: psycopg2 reads a `%` in the query text as the
+# start of a placeholder (PostgreSQL failed every room creation with a literal here).
+IS_DIRECT_PATTERN = "%is_direct%"
+
 
 def is_direct_txn(txn: Any, room_id: str) -> bool:
     """Whether a room is a direct chat: two members at most, and created or listed as one."""
@@ -21,8 +25,8 @@ def is_direct_txn(txn: Any, room_id: str) -> bool:
         return False
     txn.execute(
         "SELECT j.json FROM events AS e JOIN event_json AS j USING (event_id) "
-        "WHERE e.room_id = ? AND e.type = 'm.room.member' AND j.json LIKE '%is_direct%'",
-        (room_id,),
+        "WHERE e.room_id = ? AND e.type = 'm.room.member' AND j.json LIKE ?",
+        (room_id, IS_DIRECT_PATTERN),
     )
     for (raw,) in txn.fetchall():
         try:
@@ -86,7 +90,8 @@ def direct_rooms_txn(txn: Any) -> set[str]:
     direct: set[str] = set()
     txn.execute(
         "SELECT e.room_id, j.json FROM events AS e JOIN event_json AS j USING (event_id) "
-        "WHERE e.type = 'm.room.member' AND j.json LIKE '%is_direct%'"
+        "WHERE e.type = 'm.room.member' AND j.json LIKE ?",
+        (IS_DIRECT_PATTERN,),
     )
     for room_id, raw in txn.fetchall():
         try:

@@ -43,6 +43,9 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
 
     def use_postgres(data: Any) -> None:
         data["homeservers"]["external"]["database"] = postgres_database
+        # Its bot joins every room made there: the module's direct-chat queries run on
+        # PostgreSQL at each creation (a literal `%` in them once failed every one).
+        data["homeservers"]["external"]["audit"]["auto_join"] = "local_rooms"
         data["store"] = {"database": store_database}
 
     edit_yaml(config, use_postgres)
@@ -100,12 +103,12 @@ async def test_federated_exchange_with_one_homeserver_on_postgresql(
 async def _audit_on_postgresql(
     running: RunningDeployment, config: Path, store_database: str
 ) -> None:
-    """External's audit bot (its Synapse and Homeport's store both on PostgreSQL)."""
+    """External's audit bot (its Synapse and Homeport's store both on PostgreSQL), which
+    joins the rooms made there (`auto_join: local_rooms`)."""
     context = client_ssl_context(running.deployment)
     _, bob = await client_for(running, "external", context)
     async with bob:
         room = await create_room(bob, preset="private_chat")
-        homeport("audit", "add", "-c", str(config), "external", room)
         said = await text(bob, room, "recorded in PostgreSQL")
     await wait_recorded_async(running, "external", room, lambda e: said in {x.event_id for x in e})
     exported = homeport("audit", "export", "-c", str(config), "external", "--room", room).stdout
