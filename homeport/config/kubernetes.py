@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field
 
 from homeport.config.base import StrictModel
 from homeport.config.proxy import Network
+from homeport.config.types import IpAddress
 from homeport.config.workers import RedisUrl
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -76,6 +77,14 @@ class Kubernetes(StrictModel):
     )
     ingress_class: str = Field(
         default="nginx", description="The IngressClass that serves the hosts on 443."
+    )
+    ingress_address: IpAddress | None = Field(
+        default=None,
+        description="The address the pods reach the ingress controller at through the "
+        "public hosts, when it is private, loopback or link-local (an on-premises load "
+        "balancer's 10.x, say): Synapse connects to no such address unless allowed, so "
+        "sibling homeservers could not federate through it. Homeport allows exactly this "
+        "one address (`ip_range_whitelist`); left out: a public address, nothing allowed.",
     )
     ingress_namespace: Label = Field(
         default="ingress-nginx",

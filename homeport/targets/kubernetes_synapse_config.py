@@ -8,6 +8,7 @@ console, the keys and the parts that hold passwords read from the Secret.
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -74,7 +75,13 @@ def synapse_settings(
         secret["redis.yaml"] = {"redis": redis_settings(kube, ns, redis_password)}
     config["tls_certificate_path"] = str(SECRETS / "listener.crt")
     config["tls_private_key_path"] = str(SECRETS / "listener.key")
-    config.pop("ip_range_whitelist", None)
+    # Siblings federate through the ingress controller: Synapse connects to a private
+    # address only where allowed (one machine allows each sibling's own address).
+    ingress = kube.ingress_address
+    if ingress is not None and not ip_address(ingress).is_global:
+        config["ip_range_whitelist"] = [str(ingress)]
+    else:
+        config.pop("ip_range_whitelist", None)
     config["log_config"] = str(CONFIG_DIR / "log.yaml")
     for key, file in (
         ("signing_key_path", "signing.key"),

@@ -290,6 +290,34 @@ def test_with_cert_manager_no_certificate_leaves_this_machine() -> None:
     assert "federation_custom_ca_list" not in config  # public certificates: the system's CAs
 
 
+@pytest.mark.parametrize(
+    ("ingress_address", "allowed"),
+    [
+        (None, None),  # a public ingress controller: nothing to allow
+        ("93.184.215.14", None),  # public: Synapse connects to it anyway
+        ("10.20.0.5", ["10.20.0.5"]),  # an on-premises load balancer: exactly it
+    ],
+    ids=["left-out", "public", "private"],
+)
+def test_siblings_federate_through_an_ingress_on_a_private_address(
+    ingress_address: str | None, allowed: list[str] | None
+) -> None:
+    address = f", ingress_address: {ingress_address}" if ingress_address else ""
+    model = load_deployment_text(
+        f"kubernetes: {{cert_manager_issuer: letsencrypt{address}}}\n"
+        "homeservers:\n"
+        "  internal: {server_name: i.example.org, address: 10.0.0.1, port: 8448}\n"
+        "  external: {server_name: e.example.org, address: 10.0.0.2, port: 8448}\n",
+        Path("/srv/homeport/homeport.yaml"),
+    )[0]
+    files = render_kubernetes(model, _inputs(model))
+    for name in model.homeservers:
+        config_map = yaml.safe_load(files[f"{name}/synapse-config.yaml"])
+        config = yaml.safe_load(config_map["data"]["homeserver.yaml"])
+        # One machine's sibling addresses (10.0.0.x here) are never the cluster's.
+        assert config.get("ip_range_whitelist") == allowed
+
+
 def _decoded(document: dict[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in document.get("data", {}).items()}
 
