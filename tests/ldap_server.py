@@ -140,10 +140,13 @@ class Slapd:
         tls: bool = False,
         paged_total: int | None = None,
         syncprov: bool = True,
+        address: str = "127.0.0.1",
     ) -> None:
         """`paged_total`: a cap even on paged searches (partial results), else none;
-        `syncprov=False`: a directory that does not offer syncrepl."""
+        `syncprov=False`: a directory that does not offer syncrepl; `address`: where
+        it listens (containers reach the host on their network's gateway)."""
         self.root = root
+        self.address = address
         self.size_limit = size_limit
         self.paged_total = "unlimited" if paged_total is None else str(paged_total)
         self.syncprov = syncprov
@@ -157,11 +160,11 @@ class Slapd:
 
     @property
     def uri(self) -> str:
-        return f"ldap://127.0.0.1:{self.port}"
+        return f"ldap://{self.address}:{self.port}"
 
     @property
     def ldaps_uri(self) -> str:
-        return f"ldaps://127.0.0.1:{self.tls_port}"
+        return f"ldaps://{self.address}:{self.tls_port}"
 
     def _configure(self) -> None:
         shutil.rmtree(self.root / "config", ignore_errors=True)
@@ -384,7 +387,7 @@ class SilentServer:
 
     @property
     def uri(self) -> str:
-        return f"ldap://127.0.0.1:{self.port}"
+        return f"ldap://{self.address}:{self.port}"
 
     def _accept(self) -> None:
         while True:
