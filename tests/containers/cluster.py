@@ -17,6 +17,7 @@ import os
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -60,6 +61,13 @@ class Cluster:
         hosts_iter = list(self.subnet.hosts())[9:]
         for workload, ip in zip(manifests.workloads(), hosts_iter, strict=False):
             self.addresses[pod_name(workload)] = str(ip)
+
+    def add(self, workload: dict[str, Any]) -> None:
+        """One more Deployment or StatefulSet (a test's own), with an address of its own."""
+        self.manifests = Manifests((*self.manifests.documents, workload))
+        taken = set(self.addresses.values())
+        free = next(str(ip) for ip in list(self.subnet.hosts())[9:] if str(ip) not in taken)
+        self.addresses[pod_name(workload)] = free
 
     def __enter__(self) -> Cluster:
         self.close()  # what a run killed before its end left

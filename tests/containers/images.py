@@ -61,11 +61,17 @@ def synapse_version() -> str:
 def standins() -> list[Standin]:
     version = synapse_version()
     return [
-        Standin("docker.io/library/python:3.11-slim-bookworm", "bookworm", "python.Containerfile"),
+        Standin(
+            "docker.io/library/python:3.11-slim-bookworm",
+            "bookworm",
+            "python.Containerfile",
+            files=("docker-clean",),
+        ),
         Standin(
             f"ghcr.io/element-hq/synapse:v{version}",
             "trixie",
             "synapse.Containerfile",
+            files=("docker-clean",),
             from_root=("constraints.txt",),
             build_args={"SYNAPSE_VERSION": version},
         ),
@@ -73,7 +79,7 @@ def standins() -> list[Standin]:
             "docker.io/library/postgres:16",
             "bookworm",
             "postgres.Containerfile",
-            files=("postgres-entrypoint.sh",),
+            files=("postgres-entrypoint.sh", "docker-clean"),
         ),
     ]
 
@@ -211,6 +217,27 @@ def ensure_images(tags: list[str]) -> list[Built]:
             if seconds is not None:
                 _say(f"made the stand-in {standin.tag} in {seconds:.0f} s")
         return [build(tag) for tag in tags]
+
+
+# Every native module of the image's Python packages, with each library it links that
+# the image lacks ("…/_ldap.cpython-311-x86_64-linux-gnu.so: libldap-2.5.so.0 => not found").
+_LDD_EVERY_MODULE = (
+    "find / -xdev -name '*.so*' -path '*-packages/*' -type f 2>/dev/null | while read -r so;"
+    ' do ldd "$so" 2>/dev/null | grep \'not found\' | sed "s|^[[:space:]]*|$so: |"; done'
+)
+
+
+def missing_libraries(tag: str) -> list[str]:
+    """The system libraries a native module of image `tag` needs and the image lacks."""
+    done = podman("run", "--rm", "--entrypoint", "sh", tag, "-c", _LDD_EVERY_MODULE, timeout=300)
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+def build_variant(base: str, tag: str, steps: str) -> None:
+    """An image made from `base` with Containerfile `steps` (a test's broken image)."""
+    with tempfile.TemporaryDirectory(prefix="homeport-variant-") as folder:
+        (Path(folder) / "Containerfile").write_text(f"FROM {base}\n{steps}\n")
+        podman("build", "--pull=never", "-t", tag, folder, timeout=300)
 
 
 def default_tags() -> list[str]:

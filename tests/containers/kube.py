@@ -14,6 +14,7 @@ cannot pass. The cluster's DNS is one /etc/hosts per pod (`hosts`).
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -247,8 +248,6 @@ def _container(
 
 
 def _json_list(words: list[str]) -> str:
-    import json
-
     return json.dumps([str(w) for w in words])
 
 

@@ -17,6 +17,7 @@ space, and the conference service vouches for a user of either homeserver.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 import ssl
@@ -37,8 +38,8 @@ from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseClient
 from tests.admin.website import log_in
 from tests.containers import ingress
-from tests.containers.cluster import Cluster, wait_for
-from tests.containers.images import Built, ensure_images
+from tests.containers.cluster import Cluster, PodFailed, wait_for
+from tests.containers.images import Built, build_variant, ensure_images, missing_libraries
 from tests.containers.kube import Manifests, container_name, service_ips
 from tests.containers.podman import inspect_image, podman
 from tests.harness import edit_yaml, homeport, init_deployment
@@ -332,6 +333,14 @@ async def test_the_admin_website_logs_an_administrator_in_through_its_ingress(po
         page = await http.get("/federation")
         assert page.status_code == 200, page.text
         assert HOSTS["external"] in page.text
+    # Its pod's data folder: the seed's copies kept to their owner, and nothing the pod
+    # made of its own (no CA key, no homeserver's key: those stay where `render` ran).
+    data = pods.cluster.folder / "homeport-services-admin" / "homeport-data"
+    key = data / "admin" / "tls" / "server.key"
+    assert key.stat().st_mode & 0o077 == 0
+    assert key.stat().st_uid == 10001
+    assert not (data / "ca" / "ca.key").exists()
+    assert not list(data.glob("homeservers/*/keys/signing.key"))
 
 
 def test_group_sync_makes_the_directory_group_a_space_and_carol_logs_in(pods: Pods) -> None:
@@ -441,19 +450,64 @@ def test_the_images_run_as_non_root_and_hold_no_secret(pods: Pods) -> None:
 def test_every_native_module_of_the_images_finds_its_system_libraries(pods: Pods) -> None:
     """A system library missing from an image (libldap, libpq...) is said with the module
     that needs it, before any pod would fail to import it."""
-    script = (
-        "find / -xdev -name '*.so*' -path '*-packages/*' -type f 2>/dev/null | while read -r so;"
-        ' do ldd "$so" 2>/dev/null | grep \'not found\' | sed "s|^|$so: |"; done'
-    )
     for built in pods.built:
-        done = podman("run", "--rm", "--entrypoint", "sh", built.tag, "-c", script, timeout=300)
-        assert done.stdout.strip() == "", f"{built.tag}: libraries missing:\n{done.stdout}"
-        imports = (
-            "import ldap, psycopg2, homeport.synapse_module.module"
-            if "synapse" in built.tag
-            else "import ldap, psycopg2, homeport.cli"
+        missing = missing_libraries(built.tag)
+        assert missing == [], f"{built.tag}: libraries missing:\n" + "\n".join(missing)
+        imports = "import ldap, psycopg2, homeport." + (
+            "synapse_module.module" if "synapse" in built.tag else "cli"
         )
         loaded = podman(
             "run", "--rm", "--entrypoint", "python", built.tag, "-c", imports, check=False
         )
         assert loaded.returncode == 0, f"{built.tag}: {imports} fails:\n{loaded.stderr}"
+
+
+def _admin_variant(pods: Pods, name: str, change: Any) -> dict[str, Any]:
+    admin = copy.deepcopy(pods.manifests.find("Deployment", "homeport-services", "admin"))
+    admin["metadata"]["name"] = name
+    admin["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] = name  # no Service
+    change(admin["spec"]["template"]["spec"])
+    return admin
+
+
+def test_packaging_mistakes_are_said_by_name(pods: Pods) -> None:
+    """What would break a pod in a cluster breaks here, and the failure says what."""
+    homeport_image = next(b.tag for b in pods.built if "synapse" not in b.tag)
+    # An image without a library python-ldap links.
+    broken = "localhost/homeport-test-broken:no-libldap"
+    build_variant(
+        homeport_image,
+        broken,
+        "USER root\nRUN rm -f /usr/lib/x86_64-linux-gnu/libldap-2.5.so.0*\nUSER 10001:10001",
+    )
+    try:
+        missing = missing_libraries(broken)
+        assert any("/ldap/" in m or "_ldap" in m for m in missing), missing
+        assert any("libldap-2.5.so.0 => not found" in m for m in missing), missing
+    finally:
+        podman("rmi", "--force", broken, check=False)
+
+    # A Secret its container's user cannot read (no fsGroup: root's alone, mode 0400).
+    def unreadable(spec: dict[str, Any]) -> None:
+        spec["securityContext"].pop("fsGroup")
+        for volume in spec["volumes"]:
+            if volume["name"] == "homeport-config":
+                volume["secret"]["defaultMode"] = 0o400
+
+    pods.cluster.add(_admin_variant(pods, "admin-unreadable", unreadable))
+    with pytest.raises(PodFailed) as failed:
+        pods.cluster.start("homeport-services", "admin-unreadable", timeout=60)
+    said = str(failed.value)
+    assert "init container store-migrate exited with" in said, said
+    assert "/config/homeport.yaml" in said, said
+
+    # A command the image does not have.
+    def misnamed(spec: dict[str, Any]) -> None:
+        spec["containers"][0]["command"][0] = "pyhton"
+
+    pods.cluster.add(_admin_variant(pods, "admin-misnamed", misnamed))
+    with pytest.raises(PodFailed) as failed:
+        pods.cluster.start("homeport-services", "admin-misnamed", timeout=60)
+    said = str(failed.value)
+    assert "container admin" in said, said
+    assert "pyhton" in said, said
