@@ -387,7 +387,7 @@ class SilentServer:
 
     @property
     def uri(self) -> str:
-        return f"ldap://{self.address}:{self.port}"
+        return f"ldap://127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
         while True:

@@ -129,18 +129,19 @@ class Pods:
         return path
 
 
-def _start_order(manifests: Manifests) -> list[tuple[str, str]]:
-    """Databases first, then Synapse, then what talks to Synapse (kubelet would restart
-    a pod that started too early; these tests start each once)."""
+def _start_order(manifests: Manifests) -> list[list[tuple[str, str]]]:
+    """The databases, then the Synapses, then what talks to Synapse, each group at once
+    (kubelet would restart a pod that started too early; these tests start each once)."""
 
     def rank(workload: dict[str, Any]) -> int:
         image = workload["spec"]["template"]["spec"]["containers"][0]["image"]
         return 0 if image.startswith("postgres") else 1 if "synapse" in image else 2
 
-    return [
-        (w["metadata"]["namespace"], w["metadata"]["name"])
-        for w in sorted(manifests.workloads(), key=rank)
-    ]
+    groups: list[list[tuple[str, str]]] = [[], [], []]
+    for workload in manifests.workloads():
+        meta = workload["metadata"]
+        groups[rank(workload)].append((meta["namespace"], meta["name"]))
+    return groups
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +160,9 @@ def pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pods]:
     with ExitStack() as stack:
         cluster = stack.enter_context(Cluster(manifests, folder / "pods", NETWORK, SUBNET))
         cluster.extra_hosts = dict.fromkeys(HOSTS.values(), GATEWAY)
-        order = _start_order(manifests)
-        cluster.start(*order[0])  # the network's bridge, and its gateway address, exist now
+        databases, synapses, services = _start_order(manifests)
+        # The network's bridge, and its gateway's address, exist once a pod runs.
+        cluster.start_together(databases)
         stack.enter_context(slapd)
         carol = slapd.add_person("carol", "Carol Directory", password=CAROL_PASSWORD)
         slapd.add_group("staff", [carol])
@@ -169,8 +171,8 @@ def pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pods]:
         include = ingress.write(folder / "ingress", blocks, files)
         nginx_config = main_config(folder / "ingress", include)
         stack.enter_context(running_nginx(nginx_config, GATEWAY, 443))
-        for namespace, name in order[1:]:
-            cluster.start(namespace, name)
+        cluster.start_together(synapses)
+        cluster.start_together(services)
         yield Pods(cluster, manifests, built, folder / "ingress" / "access.log", folder)
 
 
@@ -430,7 +432,7 @@ def test_the_images_run_as_non_root_and_hold_no_secret(pods: Pods) -> None:
             patterns = pods.folder / "secret-values"
             patterns.write_text("\n".join(sorted(secrets)) + "\n")
             found = subprocess.run(
-                ["grep", "-r", "-l", "-F", "-f", str(patterns), mounted],
+                ["grep", "-r", "-l", "-I", "-F", "-f", str(patterns), mounted],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             assert found.stdout == "", (
