@@ -108,6 +108,14 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Mount:
+    volume: str
+    sub_path: str | None
+    destination: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str
@@ -115,6 +123,7 @@ class Container:
     run: tuple[str, ...]  # `podman run` arguments after the pod's, ending with the image's
     probes: tuple[Probe, ...]
     user: int | None
+    mounts: tuple[Mount, ...]
 
 
 @dataclass(frozen=True)
@@ -192,16 +201,21 @@ def _env(manifests: Manifests, namespace: str, container: Document) -> list[str]
     return out
 
 
-def _mount(mount: Document, volumes: Mapping[str, str], root: str) -> str:
+def _mount(mount: Document, volumes: Mapping[str, str]) -> Mount:
+    if mount["name"] not in volumes:
+        raise Unsupported(f"a mount of volume {mount['name']}, which the pod does not define")
+    return Mount(
+        mount["name"], mount.get("subPath"), mount["mountPath"], bool(mount.get("readOnly"))
+    )
+
+
+def _bind(mount: Mount, volumes: Mapping[str, str], root: str) -> str:
     """A `--mount` of the volume's host folder (or a file or folder of it, for subPath)."""
-    name = mount["name"]
-    if name not in volumes:
-        raise Unsupported(f"a mount of volume {name}, which the pod does not define")
-    source = PurePosixPath(root) / volumes[name]
-    if "subPath" in mount:
-        source = source / mount["subPath"]
-    spec = f"type=bind,source={source},destination={mount['mountPath']}"
-    return spec + (",ro=true" if mount.get("readOnly") else "")
+    source = PurePosixPath(root) / volumes[mount.volume]
+    if mount.sub_path is not None:
+        source = source / mount.sub_path
+    spec = f"type=bind,source={source},destination={mount.destination}"
+    return spec + (",ro=true" if mount.read_only else "")
 
 
 def _container(
@@ -231,7 +245,8 @@ def _container(
     if security.get("allowPrivilegeEscalation") is False:
         args.append("--security-opt=no-new-privileges")
     args += _env(manifests, namespace, container)
-    args += [f"--mount={_mount(m, volumes, root)}" for m in container.get("volumeMounts", [])]
+    mounts = tuple(_mount(m, volumes) for m in container.get("volumeMounts", []))
+    args += [f"--mount={_bind(m, volumes, root)}" for m in mounts]
     command = container.get("command")
     if command:
         # Kubernetes: `command` replaces the image's ENTRYPOINT and drops its CMD.
@@ -244,7 +259,9 @@ def _container(
         if f"{kind}Probe" in container
     )
     runs_as = int(user) if user is not None else None
-    return Container(container["name"], container["image"], init, tuple(args), probes, runs_as)
+    return Container(
+        container["name"], container["image"], init, tuple(args), probes, runs_as, mounts
+    )
 
 
 def _json_list(words: list[str]) -> str:

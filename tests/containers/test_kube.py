@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.containers.ingress import server_blocks
-from tests.containers.kube import File, Manifests, Unsupported, hosts, pod_plan, service_ips
+from tests.containers.kube import File, Manifests, Mount, Unsupported, hosts, pod_plan, service_ips
 
 NS = "homeport-internal"
 
@@ -112,6 +112,7 @@ def test_a_container_runs_with_everything_its_manifest_says_and_nothing_else() -
         "/config/a.yaml",
     )
     assert container.user == 991
+    assert container.mounts[1] == Mount("secrets", "key", "/secrets/key", read_only=True)
     readiness, liveness = container.probes
     assert (readiness.kind, readiness.http, readiness.period) == (
         "readiness",

@@ -234,23 +234,18 @@ def test_each_container_reads_every_file_mounted_for_it(pods: Pods) -> None:
             if container.init:
                 continue
             name = container_name(plan.name, container.name)
-            for mount in re.findall(
-                r"--mount=type=bind,source=([^,]+),destination=([^,]+)", " ".join(container.run)
-            ):
-                source, destination = mount
-                volume = volumes[Path(source).relative_to(pods.cluster.folder / plan.name).parts[0]]
-                if volume.files is None:
-                    continue
-                sub = Path(source).relative_to(pods.cluster.folder / plan.name / volume.name)
-                for file in volume.files:
-                    inside = Path(file.path)
-                    if str(sub) != "." and inside != sub:
+            for mount in container.mounts:
+                files = volumes[mount.volume].files
+                for file in files or ():  # Secrets and ConfigMaps
+                    if mount.sub_path is None:
+                        path = f"{mount.destination}/{file.path}"
+                    elif file.path == mount.sub_path:
+                        path = mount.destination
+                    else:
                         continue
-                    path = destination if str(sub) != "." else f"{destination}/{file.path}"
                     if podman("exec", name, "test", "-r", path, check=False).returncode != 0:
-                        unreadable.append(
-                            f"{name}: {path} (mode {file.mode:o}, group {volume.group})"
-                        )
+                        group = volumes[mount.volume].group
+                        unreadable.append(f"{name}: {path} (mode {file.mode:o}, group {group})")
     assert not unreadable, "files a container's user cannot read:\n" + "\n".join(unreadable)
 
 
