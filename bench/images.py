@@ -47,7 +47,7 @@ def _size(tag: str) -> float:
 
 def main() -> None:
     ensure_images(default_tags())  # the stand-ins, made once
-    synapse_base = standins()[1].tag
+    synapse_base = next(s.tag for s in standins() if "synapse" in s.tag)
     with tempfile.TemporaryDirectory() as folder:
         context = Path(folder)
         (context / "constraints.txt").write_bytes((ROOT / "constraints.txt").read_bytes())

@@ -55,20 +55,23 @@ class Cluster:
         self.folder = folder
         self.network = network
         self.subnet = ipaddress.ip_network(subnet)
-        self.gateway = str(next(self.subnet.hosts()))
         self.addresses: dict[str, str] = {}
         self.plans: dict[str, PodPlan] = {}
         self.extra_hosts: dict[str, str] = {}
-        hosts_iter = list(self.subnet.hosts())[9:]
-        for workload, ip in zip(manifests.workloads(), hosts_iter, strict=False):
-            self.addresses[pod_name(workload)] = str(ip)
+        for workload in manifests.workloads():
+            self._assign(workload)
+
+    def _assign(self, workload: dict[str, Any]) -> None:
+        """The pod's address: the next free one past the first ten (the gateway's and
+        podman's own)."""
+        taken = set(self.addresses.values())
+        free = next(str(ip) for ip in list(self.subnet.hosts())[9:] if str(ip) not in taken)
+        self.addresses[pod_name(workload)] = free
 
     def add(self, workload: dict[str, Any]) -> None:
         """One more Deployment or StatefulSet (a test's own), with an address of its own."""
         self.manifests = Manifests((*self.manifests.documents, workload))
-        taken = set(self.addresses.values())
-        free = next(str(ip) for ip in list(self.subnet.hosts())[9:] if str(ip) not in taken)
-        self.addresses[pod_name(workload)] = free
+        self._assign(workload)
 
     def __enter__(self) -> Cluster:
         self.close()  # what a run killed before its end left
@@ -202,6 +205,14 @@ class Cluster:
         if done.returncode == 0:
             return None
         return f"{' '.join(probe.command)} exited with {done.returncode}: {done.stderr[-500:]}"
+
+    def unreadable(self, pod: str, container: str, paths: list[str]) -> list[str]:
+        """Those of `paths` the container's user cannot read (one `exec` for them all)."""
+        if not paths:
+            return []
+        script = 'for p; do [ -r "$p" ] || echo "$p"; done'
+        out = self.exec(pod, container, "sh", "-c", script, "sh", *paths)
+        return out.splitlines()
 
     def exec(self, pod: str, container: str, *command: str, timeout: float = 120) -> str:
         """A command in a running container of `pod` ("namespace-workload"), as `kubectl

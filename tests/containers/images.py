@@ -168,7 +168,6 @@ def ensure_standin(standin: Standin) -> float | None:
 @dataclass(frozen=True)
 class Built:
     tag: str
-    dockerfile: str
     seconds: float
     size: int  # bytes, as podman reports it
 
@@ -195,7 +194,7 @@ def build(tag: str) -> Built:
         "build", "--pull=never", "-f", dockerfile, "-t", tag, ".", timeout=1800, cwd=ROOT
     )  # fmt: skip
     seconds = time.monotonic() - started
-    return Built(tag, dockerfile, seconds, int(inspect_image(tag)["Size"]))
+    return Built(tag, seconds, int(inspect_image(tag)["Size"]))
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -118,7 +118,6 @@ class Mount:
 @dataclass(frozen=True)
 class Container:
     name: str
-    image: str
     init: bool
     run: tuple[str, ...]  # `podman run` arguments after the pod's, ending with the image's
     probes: tuple[Probe, ...]
@@ -129,9 +128,8 @@ class Container:
 @dataclass(frozen=True)
 class PodPlan:
     name: str
-    namespace: str
     volumes: tuple[Volume, ...]
-    containers: tuple[Container, ...] = field(default=())
+    containers: tuple[Container, ...]
     # (volume, subPath) of a folder volume that a mount names: kubelet makes the
     # folder when it is missing, with the volume's owner and mode.
     sub_folders: tuple[tuple[str, str], ...] = ()
@@ -250,7 +248,7 @@ def _container(
     command = container.get("command")
     if command:
         # Kubernetes: `command` replaces the image's ENTRYPOINT and drops its CMD.
-        args.append(f"--entrypoint={_json_list(command)}")
+        args.append(f"--entrypoint={json.dumps([str(word) for word in command])}")
     args.append(container["image"])
     args += [str(a) for a in container.get("args", [])]
     probes = tuple(
@@ -259,13 +257,7 @@ def _container(
         if f"{kind}Probe" in container
     )
     runs_as = int(user) if user is not None else None
-    return Container(
-        container["name"], container["image"], init, tuple(args), probes, runs_as, mounts
-    )
-
-
-def _json_list(words: list[str]) -> str:
-    return json.dumps([str(w) for w in words])
+    return Container(container["name"], init, tuple(args), probes, runs_as, mounts)
 
 
 def pod_plan(manifests: Manifests, workload: Document, root: str) -> PodPlan:
@@ -293,7 +285,7 @@ def pod_plan(manifests: Manifests, workload: Document, root: str) -> PodPlan:
         for m in c.get("volumeMounts", [])
         if "subPath" in m and m["name"] in folder_volumes
     }
-    return PodPlan(pod, namespace, tuple(volumes), tuple(containers), tuple(sorted(sub_folders)))
+    return PodPlan(pod, tuple(volumes), tuple(containers), tuple(sorted(sub_folders)))
 
 
 def _selects(service: Document, workload: Document) -> bool:

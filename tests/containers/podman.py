@@ -19,10 +19,6 @@ class PodmanError(RuntimeError):
     """A podman command that failed, with what it printed."""
 
 
-def environment() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(CONF)}
-
-
 def podman(
     *args: str, timeout: float = 120, check: bool = True, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -31,7 +27,7 @@ def podman(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=environment(),
+        env={**os.environ, "CONTAINERS_CONF": str(CONF)},
         cwd=cwd,
         check=False,
     )

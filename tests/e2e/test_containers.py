@@ -31,9 +31,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import jwt
 import pytest
 import yaml
 
+from homeport.conference import tokens
 from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import SynapseClient
 from tests.admin.website import log_in
@@ -233,19 +235,18 @@ def test_each_container_reads_every_file_mounted_for_it(pods: Pods) -> None:
         for container in plan.containers:
             if container.init:
                 continue
-            name = container_name(plan.name, container.name)
+            modes = {}
             for mount in container.mounts:
-                files = volumes[mount.volume].files
-                for file in files or ():  # Secrets and ConfigMaps
+                volume = volumes[mount.volume]
+                for file in volume.files or ():  # Secrets and ConfigMaps
                     if mount.sub_path is None:
-                        path = f"{mount.destination}/{file.path}"
+                        modes[f"{mount.destination}/{file.path}"] = (file.mode, volume.group)
                     elif file.path == mount.sub_path:
-                        path = mount.destination
-                    else:
-                        continue
-                    if podman("exec", name, "test", "-r", path, check=False).returncode != 0:
-                        group = volumes[mount.volume].group
-                        unreadable.append(f"{name}: {path} (mode {file.mode:o}, group {group})")
+                        modes[mount.destination] = (file.mode, volume.group)
+            name = container_name(plan.name, container.name)
+            for path in pods.cluster.unreadable(plan.name, container.name, list(modes)):
+                mode, group = modes[path]
+                unreadable.append(f"{name}: {path} (mode {mode:o}, group {group})")
     assert not unreadable, "files a container's user cannot read:\n" + "\n".join(unreadable)
 
 
@@ -340,7 +341,9 @@ async def test_the_admin_website_logs_an_administrator_in_through_its_ingress(po
     assert not list(data.glob("homeservers/*/keys/signing.key"))
 
 
-def test_group_sync_makes_the_directory_group_a_space_and_carol_logs_in(pods: Pods) -> None:
+def test_group_sync_makes_the_directory_group_a_space_carol_logs_in_and_is_in_it(
+    pods: Pods,
+) -> None:
     login = httpx.post(
         f"{pods.synapse('internal')}/_matrix/client/v3/login",
         json={
@@ -351,22 +354,28 @@ def test_group_sync_makes_the_directory_group_a_space_and_carol_logs_in(pods: Po
         timeout=60,
     )
     assert login.status_code == 200, login.text  # python-ldap and libldap in Synapse's image
-    token = login.json()["access_token"]
+    base, auth = (
+        pods.synapse("internal"),
+        {"Authorization": f"Bearer {login.json()['access_token']}"},
+    )
     alias = quote("#staff:internal.pods.test")
 
-    def space() -> bool:
-        found = httpx.get(
-            f"{pods.synapse('internal')}/_matrix/client/v3/directory/room/{alias}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-        return found.status_code == 200
+    def member_of_the_space() -> bool:
+        found = httpx.get(f"{base}/_matrix/client/v3/directory/room/{alias}", headers=auth)
+        if found.status_code != 200:
+            return False
+        rooms = httpx.get(f"{base}/_matrix/client/v3/sync?timeout=0", headers=auth, timeout=60)
+        mine = rooms.json().get("rooms", {})
+        space = found.json()["room_id"]
+        return space in mine.get("join", {}) or space in mine.get("invite", {})
 
-    wait_for(space, 120, "group sync's space #staff")
+    wait_for(member_of_the_space, 120, "group sync's space #staff, with carol in it")
 
 
 async def test_the_conference_service_vouches_for_a_user_of_either_homeserver(pods: Pods) -> None:
     context = ssl.create_default_context(cafile=pods.ca())
+    files = pods.manifests.secret("homeport-services", "homeport-files")
+    secret = files["data--conference--jitsi_app_secret"].strip()
     for name in ("external", "internal"):
         user, token = await _register(pods, name, f"caller-{name}")
         async with _client(pods, name, token) as c:
@@ -385,7 +394,11 @@ async def test_the_conference_service_vouches_for_a_user_of_either_homeserver(po
                 },
             )
         assert answer.status_code == 200, (name, answer.text)
-        assert answer.json()["token"].count(".") == 2
+        claims = jwt.decode(
+            answer.json()["token"], secret, algorithms=["HS256"], audience="homeport"
+        )
+        assert claims["context"]["user"]["id"] == user
+        assert claims["room"] == tokens.jitsi_room_name(room)
 
 
 def _secret_values(manifests: Manifests) -> set[str]:
@@ -459,12 +472,16 @@ def test_every_native_module_of_the_images_finds_its_system_libraries(pods: Pods
         assert loaded.returncode == 0, f"{built.tag}: {imports} fails:\n{loaded.stderr}"
 
 
-def _admin_variant(pods: Pods, name: str, change: Any) -> dict[str, Any]:
+def _failure(pods: Pods, name: str, change: Any) -> str:
+    """What starting the admin pod, changed by `change` and named `name`, fails with."""
     admin = copy.deepcopy(pods.manifests.find("Deployment", "homeport-services", "admin"))
     admin["metadata"]["name"] = name
     admin["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] = name  # no Service
     change(admin["spec"]["template"]["spec"])
-    return admin
+    pods.cluster.add(admin)
+    with pytest.raises(PodFailed) as failed:
+        pods.cluster.start("homeport-services", name, timeout=60)
+    return str(failed.value)
 
 
 def test_packaging_mistakes_are_said_by_name(pods: Pods) -> None:
@@ -491,10 +508,7 @@ def test_packaging_mistakes_are_said_by_name(pods: Pods) -> None:
             if volume["name"] == "homeport-config":
                 volume["secret"]["defaultMode"] = 0o400
 
-    pods.cluster.add(_admin_variant(pods, "admin-unreadable", unreadable))
-    with pytest.raises(PodFailed) as failed:
-        pods.cluster.start("homeport-services", "admin-unreadable", timeout=60)
-    said = str(failed.value)
+    said = _failure(pods, "admin-unreadable", unreadable)
     assert "init container store-migrate exited with" in said, said
     assert "/config/homeport.yaml" in said, said
 
@@ -502,9 +516,6 @@ def test_packaging_mistakes_are_said_by_name(pods: Pods) -> None:
     def misnamed(spec: dict[str, Any]) -> None:
         spec["containers"][0]["command"][0] = "pyhton"
 
-    pods.cluster.add(_admin_variant(pods, "admin-misnamed", misnamed))
-    with pytest.raises(PodFailed) as failed:
-        pods.cluster.start("homeport-services", "admin-misnamed", timeout=60)
-    said = str(failed.value)
+    said = _failure(pods, "admin-misnamed", misnamed)
     assert "container admin" in said, said
     assert "pyhton" in said, said
