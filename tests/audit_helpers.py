@@ -98,6 +98,15 @@ async def wait_recorded_async(*args: Any, **kwargs: Any) -> list[Recorded]:
     return await asyncio.to_thread(wait_recorded, *args, **kwargs)
 
 
+def bot_joined(bot: str) -> Callable[[list[Recorded]], bool]:
+    """For `wait_recorded`: the bot's own join is in the record (it records from there)."""
+
+    def done(events: list[Recorded]) -> bool:
+        return any(e.state_key == bot and e.content.get("membership") == "join" for e in events)
+
+    return done
+
+
 def bodies(events: list[Recorded]) -> list[str]:
     return [e.body for e in events if e.type == "m.room.message" and e.body is not None]
 

@@ -24,6 +24,7 @@ import pytest
 from homeport.audit.store import Recorded
 from homeport.trust import client_ssl_context
 from tests.audit_helpers import (
+    bot_joined,
     client_for,
     create_room,
     export_lines,
@@ -178,13 +179,6 @@ async def test_the_continuous_export_writes_every_event_once_into_files_of_the_d
     again = await asyncio.to_thread(wait_export_matches, running, folder)
     assert again[: len(written)] == written  # what was written stays as it was
     assert set(while_down) <= {line["event_id"] for line in again[len(written) :]}
-
-
-def bot_joined(bot: str) -> Any:
-    def done(events: list[Recorded]) -> bool:
-        return any(e.state_key == bot and e.content.get("membership") == "join" for e in events)
-
-    return done
 
 
 async def test_with_include_direct_messages_direct_chats_are_recorded_too(

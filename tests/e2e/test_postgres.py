@@ -20,7 +20,13 @@ import pytest
 from homeport.store.migrate import head_revision
 from homeport.trust import client_ssl_context
 from tests.admin.website import log_in
-from tests.audit_helpers import client_for, create_room, text, wait_recorded_async
+from tests.audit_helpers import (
+    bot_joined,
+    client_for,
+    create_room,
+    text,
+    wait_recorded_async,
+)
 from tests.harness import (
     RunningDeployment,
     access_token,
@@ -109,6 +115,10 @@ async def _audit_on_postgresql(
     _, bob = await client_for(running, "external", context)
     async with bob:
         room = await create_room(bob, preset="private_chat")
+        # The bot joins just after the creation; it records from its join on.
+        bot = running.deployment.homeservers["external"].audit_user_id
+        assert bot is not None
+        await wait_recorded_async(running, "external", room, bot_joined(bot))
         said = await text(bob, room, "recorded in PostgreSQL")
     await wait_recorded_async(running, "external", room, lambda e: said in {x.event_id for x in e})
     exported = homeport("audit", "export", "-c", str(config), "external", "--room", room).stdout
