@@ -8,37 +8,96 @@ services get an admin API client for a homeserver.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
+import os
 import secrets
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from homeport.config.deployment import Deployment
-from homeport.files import write_private
+from homeport.errors import HomeportError
+from homeport.files import ensure_dir, write_private
 from homeport.identities import SERVICE_LOCALPART
 from homeport.layout import DeploymentLayout, HomeserverLayout
 from homeport.synapse.admin_api import SynapseAdmin
 from homeport.synapse.api import RegisteredUser, SynapseApiError, SynapseClient
 from homeport.trust import client_ssl_context
 
+# How long a process waits for another that is making or mending the account (a few
+# admin API calls, each with the client's 30 s timeout).
+CREATION_WAIT_S = 120.0
+
 
 async def admin_token(client: SynapseClient, layout: HomeserverLayout) -> str:
     """A working admin access token, now also the client's: the stored one, a fresh
     login, or a new account."""
-    stored: dict[str, str] = {}
-    if layout.service_account.exists():
-        stored = json.loads(layout.service_account.read_text())
-    token = stored.get("access_token")
-    if token:
-        client.with_token(token)
-        try:
-            await client.whoami()
-        except SynapseApiError as error:
-            if error.status != 401:
-                raise
-        else:
+    token = await _stored_token(client, layout)
+    if token is not None:
+        return token
+    # Services that `up` starts together each find no working token at first: one at a
+    # time makes or mends the account, and the others take what it stored. (Each making
+    # its own would retire the account another had just made, in the middle of its work.)
+    async with _one_at_a_time(layout):
+        token = await _stored_token(client, layout)
+        if token is not None:
             return token
+        return await _make_or_mend(client, layout)
+
+
+async def _stored_token(client: SynapseClient, layout: HomeserverLayout) -> str | None:
+    stored = _stored(layout)
+    token = stored.get("access_token")
+    if not token:
+        return None
+    client.with_token(token)
+    try:
+        await client.whoami()
+    except SynapseApiError as error:
+        if error.status != 401:
+            raise
+        return None
+    return token
+
+
+def _stored(layout: HomeserverLayout) -> dict[str, str]:
+    if not layout.service_account.exists():
+        return {}
+    stored: dict[str, str] = json.loads(layout.service_account.read_text())
+    return stored
+
+
+@asynccontextmanager
+async def _one_at_a_time(layout: HomeserverLayout) -> AsyncIterator[None]:
+    """An exclusive lock beside the credentials file, between processes (flock: a holder
+    that dies lets go), waited for `CREATION_WAIT_S` at most."""
+    path = layout.service_account.with_name(layout.service_account.name + ".lock")
+    fd = os.open(ensure_dir(path.parent) / path.name, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + CREATION_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise HomeportError(
+                        f"another Homeport process has held {path} for "
+                        f"{CREATION_WAIT_S:.0f} s while making the service account; "
+                        "stop it (see `homeport status`) and try again"
+                    ) from None
+                await asyncio.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
+
+
+async def _make_or_mend(client: SynapseClient, layout: HomeserverLayout) -> str:
+    """Log in with the stored password, or register the account (or a replacement)."""
+    stored = _stored(layout)
     password = stored.get("password") or secrets.token_urlsafe(32)
     admin = SynapseAdmin(client)
     try:

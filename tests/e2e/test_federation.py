@@ -75,6 +75,30 @@ async def test_a_lost_service_account_file_retires_the_old_account(
     assert stat.S_IMODE(files.service_account.stat().st_mode) == 0o600
 
 
+async def test_services_that_lose_the_file_together_replace_the_account_once(
+    pair: RunningDeployment, pair_ssl: ssl.SSLContext
+) -> None:
+    """As services that `up` starts together find no credentials: one makes the account
+    (here, a replacement of the lost one), and the others take what it stored, never
+    retiring the account it has just made for one of their own."""
+    deployment = pair.deployment
+    files = pair.layout.homeserver("external")
+    files.service_account.unlink()
+
+    async def whoami() -> str:
+        async with service_client(deployment, "external", pair_ssl) as admin:
+            return await admin.client.whoami()
+
+    users = await asyncio.gather(*(whoami() for _ in range(3)))
+    new = json.loads(files.service_account.read_text())
+    assert users == [new["user_id"]] * 3
+    async with service_client(deployment, "external", pair_ssl) as admin:
+        answer = await admin.client.request(
+            "GET", f"/_synapse/admin/v2/users/{quote(new['user_id'])}"
+        )
+    assert answer["deactivated"] is False
+
+
 async def test_two_services_with_rendered_credentials_share_one_account(
     pair: RunningDeployment, pair_ssl: ssl.SSLContext, tmp_path: Path
 ) -> None:
